@@ -1,0 +1,153 @@
+// Package registry tracks the replication and verification state of every blob
+// in PostgreSQL: one row per (data type, object key), one schema for all types.
+package registry
+
+import (
+	"errors"
+	"time"
+)
+
+// ReplicationState is the sync state of a row. Values are stored as smallint
+// and mirrored by a CHECK constraint.
+type ReplicationState int16
+
+// Replication states (Geo's numbering).
+const (
+	StatePending ReplicationState = 0
+	StateStarted ReplicationState = 1
+	StateSynced  ReplicationState = 2
+	StateFailed  ReplicationState = 3
+)
+
+// String returns the state's lower-case name.
+func (s ReplicationState) String() string {
+	switch s {
+	case StatePending:
+		return "pending"
+	case StateStarted:
+		return "started"
+	case StateSynced:
+		return "synced"
+	case StateFailed:
+		return "failed"
+	}
+	return "unknown"
+}
+
+// VerificationState is the verification state of a row.
+type VerificationState int16
+
+// Verification states (Geo's numbering).
+const (
+	VerificationPending   VerificationState = 0
+	VerificationStarted   VerificationState = 1
+	VerificationSucceeded VerificationState = 2
+	VerificationFailed    VerificationState = 3
+	VerificationDisabled  VerificationState = 4
+)
+
+// String returns the state's lower-case name.
+func (s VerificationState) String() string {
+	switch s {
+	case VerificationPending:
+		return "pending"
+	case VerificationStarted:
+		return "started"
+	case VerificationSucceeded:
+		return "succeeded"
+	case VerificationFailed:
+		return "failed"
+	case VerificationDisabled:
+		return "disabled"
+	}
+	return "unknown"
+}
+
+// Sentinel errors; callers test with errors.Is.
+var (
+	// ErrNotFound: no row for that (data type, key) or id.
+	ErrNotFound = errors.New("registry: not found")
+)
+
+// MaxFailureLen is the longest failure message stored; longer ones are cut
+// (never rejected) so a long error can not block a state transition.
+const MaxFailureLen = 255
+
+// Row is one registry row.
+type Row struct {
+	ID        int64
+	DataType  string
+	ObjectKey string
+
+	State            ReplicationState
+	Generation       int64 // bumped by every event and every claim; the compare-and-set token
+	RetryCount       int
+	RetryAt          *time.Time
+	LastSyncFailure  string
+	LastSyncedAt     *time.Time
+	StartedAt        *time.Time // when the current/last claim started
+	Size             int64
+	ETag             string
+	VersionID        string
+	PrimarySHA256    string // lower-case hex, empty when unknown
+	LastSequencer    string // normalized (see NormalizeSequencer) sequencer of the newest applied event
+	MissingOnPrimary bool
+	DeletedAt        *time.Time // tombstone: the primary object was deleted
+
+	VerificationState      VerificationState
+	VerificationStartedAt  *time.Time
+	VerifiedAt             *time.Time
+	VerificationRetryCount int
+	VerificationRetryAt    *time.Time
+	VerificationFailure    string
+	SecondarySHA256        string
+	ChecksumMismatch       bool
+
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Tombstoned reports whether the row records a deletion.
+func (r Row) Tombstoned() bool { return r.DeletedAt != nil }
+
+// ObjectEvent is what the registry needs to know about one S3 event.
+type ObjectEvent struct {
+	DataType  string
+	Key       string // URL-decoded object key
+	Size      int64
+	ETag      string
+	VersionID string
+	Sequencer string // as delivered by S3; normalized by the registry
+	EventTime time.Time
+}
+
+// Applied says whether an event changed the registry.
+type Applied bool
+
+// Claim is a row this worker owns in state started; only the holder of the
+// claim's generation may finish it.
+type Claim struct {
+	Row
+}
+
+// SyncResult is what a finished copy reports.
+type SyncResult struct {
+	Size      int64
+	SHA256    string // hex
+	ETag      string
+	VersionID string
+}
+
+// TypeStats counts rows of one data type.
+type TypeStats struct {
+	DataType    string
+	Files       int64 // live (not tombstoned) rows
+	Pending     int64
+	Started     int64
+	Synced      int64
+	Failed      int64
+	Tombstones  int64
+	Bytes       int64 // sum of sizes of live synced rows
+	Verified    int64 // live rows with verification succeeded
+	Missing     int64 // live rows missing on primary
+}
