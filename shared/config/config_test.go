@@ -1,0 +1,97 @@
+package config_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/shared/config"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func valid() map[string]string {
+	return map[string]string{
+		"GEOBLOB_DATABASE_URL":     "postgres://u@127.0.0.1:5432/geoblob",
+		"GEOBLOB_PRIMARY_BUCKET":   "registry-primary",
+		"GEOBLOB_SECONDARY_BUCKET": "registry-secondary",
+		"AWS_REGION":               "eu-west-1",
+		"GEOBLOB_SECONDARY_REGION": "eu-central-1",
+	}
+}
+
+func TestFromEnvDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := config.FromEnv(env(valid()))
+	require.NoError(t, err)
+	assert.Equal(t, "eu-west-1", c.Primary.Region)
+	assert.Equal(t, "eu-central-1", c.Secondary.Region)
+	assert.Equal(t, 10, c.CopyConcurrency)
+	assert.Equal(t, int64(16<<20), c.MultipartThreshold)
+	assert.Equal(t, 90*24*time.Hour, c.ReverifyInterval)
+	assert.Len(t, c.Types, 7)
+	_, err = c.Catalog()
+	require.NoError(t, err)
+}
+
+func TestFromEnvNamesTheBadVariable(t *testing.T) {
+	t.Parallel()
+	cases := map[string]map[string]string{
+		"GEOBLOB_DATABASE_URL":        {"GEOBLOB_DATABASE_URL": ""},
+		"GEOBLOB_PRIMARY_BUCKET":      {"GEOBLOB_PRIMARY_BUCKET": "Bad_Bucket"},
+		"GEOBLOB_SECONDARY_ENDPOINT":  {"GEOBLOB_SECONDARY_ENDPOINT": "localhost:9000"},
+		"GEOBLOB_COPY_CONCURRENCY":    {"GEOBLOB_COPY_CONCURRENCY": "zero"},
+		"GEOBLOB_MULTIPART_THRESHOLD": {"GEOBLOB_MULTIPART_THRESHOLD": "1024"},
+		"GEOBLOB_SYNC_TIMEOUT":        {"GEOBLOB_SYNC_TIMEOUT": "-5m"},
+		"GEOBLOB_S3_PATH_STYLE":       {"GEOBLOB_S3_PATH_STYLE": "yes please"},
+		"GEOBLOB_LOG_LEVEL":           {"GEOBLOB_LOG_LEVEL": "loud"},
+		"GEOBLOB_DATA_TYPES":          {"GEOBLOB_DATA_TYPES": "npm_package_file,rpm_package_file"},
+		"GEOBLOB_EXTRA_TYPES":         {"GEOBLOB_EXTRA_TYPES": "[{"},
+		"GEOBLOB_TYPE_PATTERNS":       {"GEOBLOB_TYPE_PATTERNS": `{"npm_package_file":["^npm/("]}`},
+	}
+	for name, override := range cases {
+		e := valid()
+		for k, v := range override {
+			e[k] = v
+		}
+		_, err := config.FromEnv(env(e))
+		require.ErrorIs(t, err, config.ErrInvalid, name)
+		assert.Contains(t, err.Error(), name)
+	}
+}
+
+func TestFromEnvTypesSelectionOverrideAndExtra(t *testing.T) {
+	t.Parallel()
+	e := valid()
+	e["GEOBLOB_EXTRA_TYPES"] = `[{"name":"helm_chart_file","patterns":["^helm/.+\\.tgz$"],"examples":["helm/c/c-1.0.0.tgz"]}]`
+	e["GEOBLOB_TYPE_PATTERNS"] = `{"npm_package_file":["^packages/npm/.+\\.tgz$"]}`
+	e["GEOBLOB_DATA_TYPES"] = "npm_package_file,helm_chart_file"
+	c, err := config.FromEnv(env(e))
+	require.NoError(t, err)
+	cat, err := c.Catalog()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"npm_package_file", "helm_chart_file"}, cat.Names())
+	got, ok := cat.Match("packages/npm/a/-/a-1.0.0.tgz")
+	require.True(t, ok)
+	assert.Equal(t, "npm_package_file", got.Name)
+	_, ok = cat.Match("npm/a/-/a-1.0.0.tgz")
+	assert.False(t, ok, "the override replaces the default pattern")
+	_, ok = cat.Match("maven/a/1/a-1.jar")
+	assert.False(t, ok, "maven is not selected")
+}
+
+// TestReadmeDocumentsEveryVariable keeps the README's reference table in step with Reference.
+func TestReadmeDocumentsEveryVariable(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	for _, v := range config.Reference {
+		assert.True(t, strings.Contains(string(readme), "`"+v.Name+"`"), "README.md must document %s", v.Name)
+	}
+}
