@@ -1,6 +1,7 @@
 // Package events turns the payloads that invoke geoblob's functions into
-// object events: S3 notifications delivered directly, wrapped in SQS messages,
-// delivered by EventBridge (directly or through SQS), and MinIO's webhook format.
+// object events: S3 notifications delivered directly, wrapped in SQS messages
+// (raw or inside an SNS envelope), delivered by EventBridge (directly or
+// through SQS), and MinIO's webhook format.
 package events
 
 import (
@@ -15,7 +16,7 @@ type Kind int
 const (
 	KindUnknown Kind = iota
 	KindCreated      // ObjectCreated:* (Put, Post, Copy, CompleteMultipartUpload)
-	KindRemoved      // ObjectRemoved:* and LifecycleExpiration:* (delete, delete marker)
+	KindRemoved      // ObjectRemoved:* and LifecycleExpiration:* (delete, delete marker, MinIO NoOP)
 )
 
 // String returns "created", "removed" or "unknown".
@@ -37,13 +38,24 @@ var (
 	ErrUnsupported = errors.New("events: unsupported event")
 )
 
+// Source values of ObjectEvent.Source.
+const (
+	SourceS3          = "aws:s3"
+	SourceMinIO       = "minio:s3"
+	SourceEventBridge = "aws.s3"
+)
+
 // ObjectEvent is one object notification, normalized across delivery formats.
 type ObjectEvent struct {
-	Kind      Kind
-	EventName string // as delivered, without MinIO's "s3:" prefix, e.g. "ObjectCreated:Put"
-	Source    string // "aws:s3", "minio:s3", "aws.s3" (EventBridge)
+	Kind Kind
+	// EventName is the S3 notification event name without MinIO's or the
+	// lifecycle examples' "s3:" prefix, e.g. "ObjectCreated:Put". EventBridge
+	// events are given the equivalent notification name (detail-type and
+	// reason mapped: "Object Created"+"PutObject" -> "ObjectCreated:Put").
+	EventName string
+	Source    string // SourceS3, SourceMinIO or SourceEventBridge
 	Bucket    string
-	Key       string // URL-decoded exactly once
+	Key       string // URL-decoded exactly once (EventBridge keys arrive unencoded)
 	Size      int64
 	ETag      string
 	VersionID string
@@ -54,12 +66,19 @@ type ObjectEvent struct {
 // Message is one unit of delivery that succeeds or fails as a whole: an SQS
 // message (ID is its messageId) or a direct invocation (ID empty).
 type Message struct {
-	ID     string
+	ID string
+	// Events are the records geoblob acts on, in delivery order.
 	Events []ObjectEvent
 	// Skipped counts records that are deliberately not acted on (s3:TestEvent).
 	Skipped int
-	// Err is set when the message could not be decoded; it must be reported
-	// as a failure (SQS batch item failure), never dropped.
+	// Unsupported are well-formed records with an event name geoblob does not
+	// act on (Kind == KindUnknown, e.g. ObjectRestore:Completed). They are
+	// counted and logged, never retried.
+	Unsupported []ObjectEvent
+	// Err is set when the message, or one of its records, could not be
+	// decoded (it wraps ErrMalformed; record errors are joined). Events still
+	// holds every record that did decode. It must be reported as a failure
+	// (SQS batch item failure, or an error for a direct invocation), never dropped.
 	Err error
 }
 
