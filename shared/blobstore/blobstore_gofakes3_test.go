@@ -1,0 +1,31 @@
+package blobstore_test
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/geoblob/geoblob/shared/blobstore"
+	"github.com/geoblob/geoblob/shared/blobstore/blobstoretest"
+	"github.com/geoblob/geoblob/shared/testutil/s3test"
+)
+
+// TestGofakes3 runs the conformance suite against in-process gofakes3
+// servers: one for Run, a second one as the other region for RunCopy.
+func TestGofakes3(t *testing.T) {
+	t.Parallel()
+	primary := s3test.Client(t.Context(), s3test.NewGofakes3(t))
+	secondary := s3test.Client(t.Context(), s3test.NewGofakes3(t))
+	var n atomic.Int64
+	storeOn := func(t *testing.T, client *s3.Client) *blobstore.Store {
+		bucket := fmt.Sprintf("conf-%d", n.Add(1))
+		s3test.CreateBucket(t, client, bucket)
+		return blobstore.New(client, bucket, blobstore.Options{})
+	}
+	blobstoretest.Run(t, func(t *testing.T) *blobstore.Store { return storeOn(t, primary) })
+	blobstoretest.RunCopy(t, func(t *testing.T) (*blobstore.Store, *blobstore.Store) {
+		return storeOn(t, primary), storeOn(t, secondary)
+	})
+}
