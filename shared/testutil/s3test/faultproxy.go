@@ -3,6 +3,7 @@ package s3test
 import (
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -26,6 +27,10 @@ type Fault struct {
 	// middle of an upload. Nothing is forwarded.
 	Cut      bool
 	CutAfter int64
+	// CutResponse forwards the request but closes the connection after
+	// CutAfter bytes of the response body (headers, with the full
+	// Content-Length, already sent): a download that breaks half way.
+	CutResponse bool
 }
 
 // FaultProxy is a reverse proxy in front of an S3 endpoint that injects
@@ -77,6 +82,9 @@ func NewFaultProxy(t testing.TB, target string, rule func(*http.Request) Fault) 
 			if err == nil {
 				_ = conn.Close()
 			}
+		case f.CutResponse:
+			p.injected.Add(1)
+			rp.ServeHTTP(&cutWriter{ResponseWriter: w, left: f.CutAfter}, r)
 		case f.Status != 0:
 			p.injected.Add(1)
 			_, _ = io.Copy(io.Discard, r.Body)
@@ -102,6 +110,40 @@ func NewFaultProxy(t testing.TB, target string, rule func(*http.Request) Fault) 
 // cut degrades to an error response instead of a crash.
 func cannotCut(w http.ResponseWriter) {
 	writeS3Error(w, http.StatusInternalServerError, "InternalError", "s3test: cannot cut an HTTP/2 connection")
+}
+
+// cutWriter passes left bytes of the response body, then closes the
+// connection under the client.
+type cutWriter struct {
+	http.ResponseWriter
+	left int64
+	cut  bool
+}
+
+func (w *cutWriter) Write(b []byte) (int, error) {
+	if w.cut {
+		return 0, net.ErrClosed
+	}
+	if int64(len(b)) <= w.left {
+		w.left -= int64(len(b))
+		return w.ResponseWriter.Write(b)
+	}
+	n, _ := w.ResponseWriter.Write(b[:w.left])
+	w.left = 0
+	w.cut = true
+	rc := http.NewResponseController(w.ResponseWriter)
+	_ = rc.Flush()
+	if conn, _, err := rc.Hijack(); err == nil {
+		_ = conn.Close()
+	}
+	return n, net.ErrClosed
+}
+
+// Flush forwards to the underlying writer.
+func (w *cutWriter) Flush() {
+	if !w.cut {
+		_ = http.NewResponseController(w.ResponseWriter).Flush()
+	}
 }
 
 // Endpoint is the proxy's URL, to use as the client's endpoint.

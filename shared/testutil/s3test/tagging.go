@@ -154,11 +154,23 @@ func xmlEscape(s string) string {
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	wrote  bool
 }
 
+// WriteHeader records the first status and drops later calls (gofakes3
+// writes some error statuses twice).
 func (w *statusWriter) WriteHeader(code int) {
+	if w.wrote {
+		return
+	}
+	w.wrote = true
 	w.status = code
 	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
 }
 
 // Flush forwards to the underlying writer when it can flush.
