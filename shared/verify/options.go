@@ -1,0 +1,231 @@
+package verify
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/geoblob/geoblob/shared/registry"
+)
+
+// Defaults of Options.
+const (
+	DefaultConcurrency      = 10 // Geo's verification concurrency
+	DefaultBatchSize        = 20
+	DefaultBudget           = 10 * time.Minute // leaves 5 of Lambda's 15 minutes for in-flight checks
+	DefaultTimeout          = time.Hour
+	DefaultReverifyInterval = 90 * 24 * time.Hour
+	DefaultSpreadFraction   = 0.10
+	DefaultBackoffCap       = 24 * time.Hour
+)
+
+// Var documents one environment variable read by OptionsFromEnv.
+type Var struct {
+	Name        string
+	Default     string
+	Description string
+}
+
+// Reference lists the GEOBLOB_VERIFY_* variables (for config.Reference and
+// the README).
+var Reference = []Var{
+	{"GEOBLOB_VERIFY_MODE", "deep", "Verification mode of every data type: deep (re-read and SHA-256 every byte) or fast (compare the full-object SHA-256 S3 stores; deep when there is none)."},
+	{"GEOBLOB_VERIFY_TYPE_MODES", "", `JSON object of per-type modes overriding GEOBLOB_VERIFY_MODE, e.g. {"maven_package_file":"fast"}.`},
+	{"GEOBLOB_VERIFY_CONCURRENCY", "10", "Objects verified at once per function instance."},
+	{"GEOBLOB_VERIFY_BATCH_SIZE", "20", "Rows claimed per registry round trip."},
+	{"GEOBLOB_VERIFY_BUDGET", "10m", "A pass stops claiming work after this long and the next pass resumes."},
+	{"GEOBLOB_VERIFY_TIMEOUT", "1h", "A verification claim older than this is considered stuck and recovered."},
+	{"GEOBLOB_VERIFY_REVERIFY_SPREAD", "10%", "Rows come due for reverification up to this much before GEOBLOB_REVERIFY_INTERVAL (a duration or a percentage of it), spread evenly by row."},
+	{"GEOBLOB_VERIFY_BACKOFF_CAP", "24h", "Longest wait before a secondary that keeps failing verification is resynced again."},
+	{"GEOBLOB_VERIFY_PRIMARY", "true", "Also checksum primaries that have no checksum and re-verify primaries after the interval."},
+}
+
+// Options tune a Verifier. Zero fields take the defaults.
+type Options struct {
+	// Mode is the default mode; TypeModes override it per data type.
+	Mode      Mode
+	TypeModes map[string]Mode
+	// Concurrency caps the objects checked at once; BatchSize is the number
+	// of rows claimed per query.
+	Concurrency int
+	BatchSize   int
+	// Budget bounds a pass: no claim is made after it is spent.
+	Budget time.Duration
+	// Timeout: claims started longer ago are recovered.
+	Timeout time.Duration
+	// ReverifyInterval is the maximum age of a verification; ReverifySpread
+	// how much earlier (stable per row, in [0, spread)) rows may come due.
+	ReverifyInterval time.Duration
+	ReverifySpread   time.Duration
+	// Primary turns primary checksumming and reverification on (NoPrimary
+	// off): the zero value verifies primaries.
+	NoPrimary bool
+	// Backoff schedules retries of failed verifications by their count of
+	// consecutive failures. Default registry.GeoBackoff capped at
+	// DefaultBackoffCap.
+	Backoff registry.RetryPolicy
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Mode == "" {
+		o.Mode = ModeDeep
+	}
+	if _, err := ParseMode(string(o.Mode)); err != nil {
+		return o, err
+	}
+	for t, m := range o.TypeModes {
+		if _, err := ParseMode(string(m)); err != nil {
+			return o, fmt.Errorf("%w (type %s)", err, t)
+		}
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.Budget <= 0 {
+		o.Budget = DefaultBudget
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.ReverifyInterval <= 0 {
+		o.ReverifyInterval = DefaultReverifyInterval
+	}
+	if o.ReverifySpread < 0 || o.ReverifySpread >= o.ReverifyInterval {
+		return o, fmt.Errorf("%w: reverify spread %s must be at least 0 and below the interval %s", ErrInvalid, o.ReverifySpread, o.ReverifyInterval)
+	}
+	if o.Backoff == nil {
+		o.Backoff = registry.GeoBackoff{Cap: DefaultBackoffCap, MissingCap: DefaultBackoffCap}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o, nil
+}
+
+// modeFor returns the mode of a data type.
+func (o Options) modeFor(dataType string) Mode {
+	if m, ok := o.TypeModes[dataType]; ok {
+		return m
+	}
+	return o.Mode
+}
+
+// OptionsFromEnv reads the GEOBLOB_VERIFY_* variables (see Reference)
+// through getenv. reverifyInterval is GEOBLOB_REVERIFY_INTERVAL as read by
+// shared/config. Every problem is reported, each naming its variable.
+func OptionsFromEnv(getenv func(string) string, reverifyInterval time.Duration) (Options, error) {
+	if reverifyInterval <= 0 {
+		reverifyInterval = DefaultReverifyInterval
+	}
+	var errs []error
+	fail := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s %s", ErrInvalid, name, fmt.Sprintf(format, args...)))
+	}
+	str := func(name string) string { return strings.TrimSpace(getenv(name)) }
+	integer := func(name string, def, lo, hi int) int {
+		v := str(name)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			fail(name, "must be an integer from %d to %d, got %q", lo, hi, v)
+			return def
+		}
+		return n
+	}
+	duration := func(name string, def time.Duration) time.Duration {
+		v := str(name)
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			fail(name, "must be a positive Go duration such as 90s, 10m or 24h, got %q", v)
+			return def
+		}
+		return d
+	}
+	o := Options{
+		Mode:             ModeDeep,
+		Concurrency:      integer("GEOBLOB_VERIFY_CONCURRENCY", DefaultConcurrency, 1, 1000),
+		BatchSize:        integer("GEOBLOB_VERIFY_BATCH_SIZE", DefaultBatchSize, 1, 10_000),
+		Budget:           duration("GEOBLOB_VERIFY_BUDGET", DefaultBudget),
+		Timeout:          duration("GEOBLOB_VERIFY_TIMEOUT", DefaultTimeout),
+		ReverifyInterval: reverifyInterval,
+	}
+	if v := str("GEOBLOB_VERIFY_MODE"); v != "" {
+		m, err := ParseMode(v)
+		if err != nil {
+			fail("GEOBLOB_VERIFY_MODE", "must be deep or fast, got %q", v)
+		}
+		o.Mode = m
+	}
+	if v := str("GEOBLOB_VERIFY_TYPE_MODES"); v != "" {
+		var raw map[string]string
+		if err := json.Unmarshal([]byte(v), &raw); err != nil {
+			fail("GEOBLOB_VERIFY_TYPE_MODES", "must be a JSON object of data type to deep or fast: %v", err)
+		}
+		o.TypeModes = map[string]Mode{}
+		for t, s := range raw {
+			m, err := ParseMode(s)
+			if err != nil {
+				fail("GEOBLOB_VERIFY_TYPE_MODES", "type %s: must be deep or fast, got %q", t, s)
+				continue
+			}
+			o.TypeModes[t] = m
+		}
+	}
+	spread, err := parseSpread(str("GEOBLOB_VERIFY_REVERIFY_SPREAD"), reverifyInterval)
+	if err != nil {
+		fail("GEOBLOB_VERIFY_REVERIFY_SPREAD", "%v", err)
+	}
+	o.ReverifySpread = spread
+	capD := duration("GEOBLOB_VERIFY_BACKOFF_CAP", DefaultBackoffCap)
+	o.Backoff = registry.GeoBackoff{Cap: capD, MissingCap: capD}
+	if v := str("GEOBLOB_VERIFY_PRIMARY"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			fail("GEOBLOB_VERIFY_PRIMARY", "must be true or false, got %q", v)
+		}
+		o.NoPrimary = !b
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Options{}, err
+	}
+	return o, nil
+}
+
+// parseSpread reads "10%" (of interval) or a duration below interval; ""
+// gives DefaultSpreadFraction of interval.
+func parseSpread(v string, interval time.Duration) (time.Duration, error) {
+	if v == "" {
+		return time.Duration(float64(interval) * DefaultSpreadFraction), nil
+	}
+	if p, ok := strings.CutSuffix(v, "%"); ok {
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil || f < 0 || f >= 100 {
+			return 0, fmt.Errorf("must be a percentage from 0%% to below 100%% or a duration, got %q", v)
+		}
+		return time.Duration(float64(interval) * f / 100), nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d >= interval {
+		return 0, fmt.Errorf("must be a duration from 0 to below GEOBLOB_REVERIFY_INTERVAL (%s) or a percentage, got %q", interval, v)
+	}
+	return d, nil
+}

@@ -1,0 +1,361 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Store is the registry access a Verifier needs; *PGStore satisfies it.
+type Store interface {
+	// RecoverStuck gives back claims started before d.StuckBefore.
+	RecoverStuck(ctx context.Context, d Due) (int64, error)
+	// ClaimSecondary and ClaimPrimary claim up to limit due rows (SKIP LOCKED).
+	ClaimSecondary(ctx context.Context, limit int, d Due) ([]Claim, error)
+	ClaimPrimary(ctx context.Context, limit int, d Due) ([]Claim, error)
+	// FinishSecondary and FinishPrimary write a result (compare-and-set on
+	// the claim; won is false when the row changed and the claim was released).
+	FinishSecondary(ctx context.Context, c Claim, f Finish) (won, resync bool, err error)
+	FinishPrimary(ctx context.Context, c Claim, f Finish) (won bool, err error)
+	// ReleaseSecondary and ReleasePrimary give a claim back without a result.
+	ReleaseSecondary(ctx context.Context, c Claim, now time.Time) error
+	ReleasePrimary(ctx context.Context, c Claim, now time.Time) error
+}
+
+var _ Store = (*PGStore)(nil)
+
+// Verifier runs verification passes. It is safe for concurrent use; passes
+// in several processes share the work through the registry's row locks.
+type Verifier struct {
+	store     Store
+	primary   Side
+	secondary Side
+	opts      Options
+}
+
+// New returns a Verifier over the registry store and the two buckets.
+func New(store Store, primary, secondary Side, opts Options) (*Verifier, error) {
+	if store == nil || primary == nil || secondary == nil {
+		return nil, fmt.Errorf("%w: store, primary and secondary are required", ErrInvalid)
+	}
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Verifier{store: store, primary: primary, secondary: secondary, opts: o}, nil
+}
+
+// RunOptions adjust one pass (on-demand invocations).
+type RunOptions struct {
+	// Mode, when set, overrides the configured mode of every data type.
+	Mode Mode `json:"mode,omitempty"`
+	// Budget, when > 0, replaces the configured time budget.
+	Budget time.Duration `json:"budget,omitempty"`
+}
+
+// Counts are the results of one side in a pass.
+type Counts struct {
+	Checked    int64 `json:"checked"`    // checks finished (any outcome)
+	Matched    int64 `json:"matched"`    // content equals the registry's checksum (or was recorded)
+	Mismatched int64 `json:"mismatched"` // content differs
+	Missing    int64 `json:"missing"`    // object does not exist
+	Errors     int64 `json:"errors"`     // could not check; retried with backoff
+	Resynced   int64 `json:"resynced"`   // rows sent back to sync (secondary only)
+	Stale      int64 `json:"stale"`      // row changed during the check; claim released
+	Fast       int64 `json:"fast"`       // decided by the stored checksum, no bytes read
+	BytesRead  int64 `json:"bytesRead"`  // bytes hashed
+}
+
+// Report summarises a pass.
+type Report struct {
+	Started         time.Time     `json:"started"`
+	Elapsed         time.Duration `json:"elapsedNs"`
+	Recovered       int64         `json:"recovered"` // stuck claims given back
+	Secondary       Counts        `json:"secondary"`
+	Primary         Counts        `json:"primary"`
+	BudgetExhausted bool          `json:"budgetExhausted"` // stopped with work possibly left
+}
+
+// counters are updated by workers.
+type counters struct {
+	checked, matched, mismatched, missing, errors, resynced, stale, fast, bytes atomic.Int64
+}
+
+func (c *counters) snapshot() Counts {
+	return Counts{
+		Checked: c.checked.Load(), Matched: c.matched.Load(), Mismatched: c.mismatched.Load(),
+		Missing: c.missing.Load(), Errors: c.errors.Load(), Resynced: c.resynced.Load(),
+		Stale: c.stale.Load(), Fast: c.fast.Load(), BytesRead: c.bytes.Load(),
+	}
+}
+
+func (c *counters) add(chk Check) {
+	c.checked.Add(1)
+	c.bytes.Add(chk.BytesRead)
+	if chk.Fast {
+		c.fast.Add(1)
+	}
+	switch chk.Outcome {
+	case OutcomeMatch:
+		c.matched.Add(1)
+	case OutcomeMismatch:
+		c.mismatched.Add(1)
+	case OutcomeMissing:
+		c.missing.Add(1)
+	default:
+		c.errors.Add(1)
+	}
+}
+
+// cleanupTimeout bounds registry writes made after ctx may be cancelled.
+const cleanupTimeout = 10 * time.Second
+
+func (v *Verifier) now() time.Time { return v.opts.Now().Truncate(time.Microsecond) }
+
+func (v *Verifier) due() Due {
+	now := v.now()
+	return Due{
+		Now:              now,
+		StuckBefore:      now.Add(-v.opts.Timeout),
+		ReverifyInterval: v.opts.ReverifyInterval,
+		ReverifySpread:   v.opts.ReverifySpread,
+	}
+}
+
+// Run does one pass: recover stuck claims, then claim and check due rows
+// (secondaries and primaries alternately, at most Concurrency at once) until
+// none is due or the budget is spent. Errors checking one object are
+// recorded on its row; Run returns an error only when the registry fails.
+func (v *Verifier) Run(ctx context.Context, ro RunOptions) (Report, error) {
+	if ro.Mode != "" {
+		if _, err := ParseMode(string(ro.Mode)); err != nil {
+			return Report{}, err
+		}
+	}
+	budget := v.opts.Budget
+	if ro.Budget > 0 {
+		budget = ro.Budget
+	}
+	start := v.opts.Now()
+	deadline := start.Add(budget)
+	rep := Report{Started: start}
+	log := v.opts.Logger.With("component", "verify")
+
+	n, err := v.store.RecoverStuck(ctx, v.due())
+	if err != nil {
+		return rep, err
+	}
+	rep.Recovered = n
+
+	var sec, pri counters
+	sem := make(chan struct{}, v.opts.Concurrency)
+	var wg sync.WaitGroup
+	var (
+		errMu    sync.Mutex
+		firstErr error
+	)
+	fail := func(err error) {
+		errMu.Lock()
+		defer errMu.Unlock()
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	failed := func() bool {
+		errMu.Lock()
+		defer errMu.Unlock()
+		return firstErr != nil
+	}
+
+	// Claim until neither side has due rows. Checks can make new rows due
+	// (a computed primary checksum enables its secondary's verification), so
+	// once both sides run dry the pass waits for the checks in flight and
+	// looks again if anything was claimed since it last looked.
+	secondaryDone, primaryDone := false, v.opts.NoPrimary
+	claimed := 0
+	for {
+		if secondaryDone && primaryDone {
+			wg.Wait()
+			if claimed == 0 || failed() {
+				break
+			}
+			claimed = 0
+			secondaryDone, primaryDone = false, v.opts.NoPrimary
+		}
+		if ctx.Err() != nil || !v.opts.Now().Before(deadline) {
+			rep.BudgetExhausted = true
+			break
+		}
+		if !secondaryDone {
+			claims, err := v.store.ClaimSecondary(ctx, v.opts.BatchSize, v.due())
+			if err != nil {
+				fail(err)
+				break
+			}
+			secondaryDone = len(claims) == 0
+			claimed += len(claims)
+			v.dispatch(ctx, &wg, sem, claims, func(ctx context.Context, c Claim) {
+				if err := v.verifySecondary(ctx, c, ro.Mode, &sec, log); err != nil {
+					fail(err)
+				}
+			})
+		}
+		if !primaryDone {
+			claims, err := v.store.ClaimPrimary(ctx, v.opts.BatchSize, v.due())
+			if err != nil {
+				fail(err)
+				break
+			}
+			primaryDone = len(claims) == 0
+			claimed += len(claims)
+			v.dispatch(ctx, &wg, sem, claims, func(ctx context.Context, c Claim) {
+				if err := v.verifyPrimary(ctx, c, ro.Mode, &pri, log); err != nil {
+					fail(err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	errMu.Lock()
+	defer errMu.Unlock()
+	rep.Secondary = sec.snapshot()
+	rep.Primary = pri.snapshot()
+	rep.Elapsed = v.opts.Now().Sub(start)
+	log.Info("verify pass done", "secondary", rep.Secondary, "primary", rep.Primary,
+		"recovered", rep.Recovered, "budget_exhausted", rep.BudgetExhausted, "elapsed", rep.Elapsed)
+	return rep, firstErr
+}
+
+// dispatch runs fn for every claim with at most cap(sem) running at once;
+// it blocks while all slots are busy, so claims are made only as fast as
+// they are worked off.
+func (v *Verifier) dispatch(ctx context.Context, wg *sync.WaitGroup, sem chan struct{}, claims []Claim, fn func(context.Context, Claim)) {
+	for _, c := range claims {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(ctx, c)
+		}()
+	}
+}
+
+func (v *Verifier) mode(override Mode, dataType string) Mode {
+	if override != "" {
+		return override
+	}
+	return v.opts.modeFor(dataType)
+}
+
+func (v *Verifier) retryAt(now time.Time, failures int) time.Time {
+	return now.Add(v.opts.Backoff.Backoff(failures, false))
+}
+
+func (v *Verifier) verifySecondary(ctx context.Context, c Claim, override Mode, cnt *counters, log *slog.Logger) error {
+	log = log.With("side", "secondary", "data_type", c.DataType, "key", c.ObjectKey, "id", c.ID)
+	chk := CheckObject(ctx, v.secondary, c.ObjectKey, c.PrimarySHA256, c.Size, v.mode(override, c.DataType))
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	now := v.now()
+	if chk.Outcome == OutcomeError && ctx.Err() != nil {
+		return v.store.ReleaseSecondary(wctx, c, now)
+	}
+	cnt.add(chk)
+	f := Finish{Now: now, Check: chk, Expected: c.PrimarySHA256}
+	switch chk.Outcome {
+	case OutcomeMismatch:
+		f.Failure = fmt.Sprintf("verification: checksum mismatch: secondary sha256 %s (%d bytes), primary %s (%d bytes)",
+			chk.SHA256, chk.Size, c.PrimarySHA256, c.Size)
+	case OutcomeMissing:
+		f.Failure = "verification: secondary object missing"
+	case OutcomeError:
+		f.Failure = "verification: " + chk.Err.Error()
+	}
+	if chk.Outcome != OutcomeMatch {
+		f.RetryAt = v.retryAt(now, c.VerificationRetryCount+1)
+	}
+	won, resync, err := v.store.FinishSecondary(wctx, c, f)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !won:
+		cnt.stale.Add(1)
+		log.Info("row changed during verification; released")
+	case resync:
+		cnt.resynced.Add(1)
+		log.Warn("secondary bad; sent back to sync", "outcome", chk.Outcome.String(), "failure", f.Failure,
+			"consecutive_failures", c.VerificationRetryCount+1, "retry_at", f.RetryAt)
+	case chk.Outcome == OutcomeMatch:
+		log.Debug("secondary verified", "fast", chk.Fast, "bytes_read", chk.BytesRead)
+	default:
+		log.Warn("secondary verification failed", "outcome", chk.Outcome.String(), "failure", f.Failure, "retry_at", f.RetryAt)
+	}
+	return nil
+}
+
+func (v *Verifier) verifyPrimary(ctx context.Context, c Claim, override Mode, cnt *counters, log *slog.Logger) error {
+	log = log.With("side", "primary", "data_type", c.DataType, "key", c.ObjectKey, "id", c.ID)
+	want := c.PrimarySHA256
+	chk := CheckObject(ctx, v.primary, c.ObjectKey, want, c.Size, v.mode(override, c.DataType))
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	now := v.now()
+	if chk.Outcome == OutcomeError && ctx.Err() != nil {
+		return v.store.ReleasePrimary(wctx, c, now)
+	}
+	sameObject := sameETag(c.ETag, chk.ETag)
+	if want == "" && chk.Outcome == OutcomeMatch && (!sameObject || chk.Size != c.Size) {
+		// The object is not the one the row describes: its event (or the
+		// next backfill) will register it. Nothing to record yet.
+		chk = Check{Outcome: OutcomeError, Err: fmt.Errorf("%w: primary changed since registration (etag %s, size %d; now etag %s, size %d)",
+			errChanged, c.ETag, c.Size, chk.ETag, chk.Size)}
+	}
+	cnt.add(chk)
+	f := Finish{Now: now, Check: chk, Expected: want}
+	switch chk.Outcome {
+	case OutcomeMismatch:
+		if sameObject {
+			f.Failure = fmt.Sprintf("primary bytes changed in place (bit rot or tampering): registry sha256 %s, primary now %s; secondary kept", want, chk.SHA256)
+		} else {
+			f.Failure = fmt.Sprintf("primary overwritten without an event (etag %s -> %s): registry sha256 %s, primary now %s; secondary kept", c.ETag, chk.ETag, want, chk.SHA256)
+		}
+	case OutcomeMissing:
+		f.Failure = "primary verification: primary object missing"
+	case OutcomeError:
+		f.Failure = "primary verification: " + chk.Err.Error()
+	}
+	if chk.Outcome != OutcomeMatch {
+		f.RetryAt = v.retryAt(now, c.Primary.RetryCount+1)
+	}
+	won, err := v.store.FinishPrimary(wctx, c, f)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !won:
+		cnt.stale.Add(1)
+		log.Info("row changed during primary verification; released")
+	case chk.Outcome == OutcomeMismatch:
+		log.Error("primary content changed without an event; flagged for an operator", "failure", f.Failure)
+	case chk.Outcome == OutcomeMatch:
+		log.Debug("primary verified", "computed", want == "", "bytes_read", chk.BytesRead)
+	default:
+		log.Warn("primary verification failed", "outcome", chk.Outcome.String(), "failure", f.Failure, "retry_at", f.RetryAt)
+	}
+	return nil
+}
+
+var errChanged = errors.New("verify: primary changed")
+
+// sameETag compares ETags as S3 (quoted) and events (unquoted) spell them;
+// an unknown ETag on either side is not a difference.
+func sameETag(a, b string) bool {
+	a, b = strings.Trim(a, `"`), strings.Trim(b, `"`)
+	return a == "" || b == "" || a == b
+}
