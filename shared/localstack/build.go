@@ -2,14 +2,39 @@ package localstack
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/registry"
 )
 
-// buildInvoker builds the functions' handler from cfg and wraps it with
-// lambda.NewHandler. The returned func releases its resources.
+// buildInvoker builds the functions' handler from cfg with app.Build, as the
+// Lambda entry points do, and wraps it with lambda.NewHandler so every body
+// goes through the runtime's JSON decoding and encoding. The returned func
+// releases the handler's resources.
 func buildInvoker(ctx context.Context, cfg config.Config, logger *slog.Logger) (Invoker, func(), error) {
-	return nil, nil, errors.New("localstack: app.Build not available yet")
+	a, err := app.Build(ctx, cfg, logger)
+	if err != nil {
+		return nil, nil, fmt.Errorf("localstack: %w", err)
+	}
+	return lambda.NewHandler(a.Handler.Handle), a.Close, nil
+}
+
+// OpenRegistry connects to the stack's registry. The returned func closes
+// the connection pool.
+func (s Settings) OpenRegistry(ctx context.Context) (*registry.Store, func(), error) {
+	pool, err := pgxpool.New(ctx, s.DatabaseURL())
+	if err != nil {
+		return nil, nil, fmt.Errorf("localstack: connect to registry: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, nil, fmt.Errorf("%w: registry at %s: %v", ErrNotUp, s.DatabaseURL(), err)
+	}
+	return registry.New(pool, registry.Options{}), pool.Close, nil
 }

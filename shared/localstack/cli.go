@@ -45,10 +45,10 @@ Upload or delete by hand; the secondary follows with no further command:
 or with the aws CLI:
   source %s
   aws s3 cp ./some.tgz s3://%s/npm/some/-/some-1.0.0.tgz --endpoint-url %s
-  aws s3 ls --recursive s3://%s/ --endpoint-url %s
+  aws s3 ls --recursive s3://%s/ --endpoint-url %s --region %s
   (credentials: AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_REGION=%s)
 Stop the stack with: make down   (state stays in %s; make clean removes it)
-`, s.EnvFile(), s.PrimaryBucket, s.PrimaryEndpoint(), s.SecondaryBucket, s.SecondaryEndpoint(),
+`, s.EnvFile(), s.PrimaryBucket, s.PrimaryEndpoint(), s.SecondaryBucket, s.SecondaryEndpoint(), s.SecondaryRegion,
 		s.AccessKey, s.SecretKey, s.PrimaryRegion, s.Dir)
 }
 

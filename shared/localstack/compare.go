@@ -169,10 +169,14 @@ func WriteStatus(w io.Writer, names []string, stats []registry.TypeStats) error 
 	}
 	var total registry.TypeStats
 	total.DataType = "TOTAL"
+	width := len("DATA TYPE")
+	for _, s := range rows {
+		width = max(width, len(s.DataType))
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "DATA TYPE\tFILES\tSYNCED\tFAILED\tPENDING\tVERIFIED\tDELETED\tBYTES\t")
+	fmt.Fprintf(tw, "%-*s\tFILES\tSYNCED\tFAILED\tPENDING\tVERIFIED\tDELETED\tBYTES\t\n", width, "DATA TYPE")
 	line := func(s registry.TypeStats) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.DataType, s.Files, s.Synced, s.Failed, s.Pending+s.Started, s.Verified, s.Tombstones, HumanBytes(s.Bytes))
+		fmt.Fprintf(tw, "%-*s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", width, s.DataType, s.Files, s.Synced, s.Failed, s.Pending+s.Started, s.Verified, s.Tombstones, HumanBytes(s.Bytes))
 	}
 	for _, s := range rows {
 		line(s)
@@ -184,7 +188,7 @@ func WriteStatus(w io.Writer, names []string, stats []registry.TypeStats) error 
 		total.Tombstones += s.Tombstones
 		total.Bytes += s.Bytes
 	}
-	fmt.Fprintln(tw, strings.Repeat("-", 9)+"\t\t\t\t\t\t\t\t")
+	fmt.Fprintln(tw, strings.Repeat("-", width)+"\t\t\t\t\t\t\t\t")
 	line(total)
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("localstack: write status: %w", err)

@@ -1,0 +1,217 @@
+// Command geoblob runs geoblob's local stack: `up`, `down`, `status`, `demo`,
+// `cp` and `rm` against the primary region, and `serve-events` (the event
+// daemon `up` starts in the background). All the work is in
+// shared/localstack; this file only parses flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/localstack"
+)
+
+const usage = `usage: geoblob <command> [flags]
+
+commands:
+  up            start the local stack (PostgreSQL, two MinIO regions, event delivery)
+  down          stop the local stack (state is kept)
+  status        per-type replication table from the registry
+  demo          start the stack, upload sample packages of every type, show them replicated
+  cp FILE KEY   upload FILE to the primary bucket under KEY
+  rm KEY        delete KEY from the primary bucket
+  env           print the shell exports of the running stack
+  serve-events  run the event receiver in the foreground (started by up)
+
+Every command takes -dir (default $GEOBLOB_STACK_DIR or <repo>/.local/stack).
+Run 'geoblob <command> -h' for its flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "geoblob:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return flag.ErrHelp
+		}
+		return nil
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("geoblob "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", defaultDir(), "state directory of the stack")
+	verbose := fs.Bool("v", false, "log library progress to stderr")
+	logger := func() *slog.Logger {
+		if *verbose {
+			return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+		return slog.New(slog.DiscardHandler)
+	}
+	switch cmd {
+	case "up":
+		ports := portFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		s, err := settings(*dir, ports, fs)
+		if err != nil {
+			return err
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("locate own binary: %w", err)
+		}
+		_, err = localstack.UpAndPrint(ctx, s, localstack.Daemon{Executable: exe}, stdout, logger())
+		return err
+	case "down":
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return localstack.Down(ctx, *dir, stdout)
+	case "status":
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return localstack.Status(ctx, *dir, stdout)
+	case "env":
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		s, err := localstack.LoadSettings(*dir)
+		if err != nil {
+			return err
+		}
+		_, err = io.WriteString(stdout, s.EnvFileContent())
+		return err
+	case "demo":
+		ports := portFlags(fs)
+		timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for replication")
+		extra := fs.Int("extra", 3, "files per data type beyond its example keys")
+		bigMiB := fs.Int("big-mib", 40, "size of the one large (multipart) file in MiB; 0 leaves it out")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		s, err := settings(*dir, ports, fs)
+		if err != nil {
+			return err
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("locate own binary: %w", err)
+		}
+		return localstack.Demo(ctx, localstack.DemoOptions{
+			Settings: s, Events: localstack.Daemon{Executable: exe},
+			Timeout: *timeout, ExtraPerType: *extra, BigSize: *bigMiB << 20,
+			Out: stdout, Logger: logger(),
+		})
+	case "cp":
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() != 2 {
+			return fmt.Errorf("cp needs FILE and KEY, e.g. geoblob cp ./app.jar maven/com/example/app/2.0.0/app-2.0.0.jar")
+		}
+		return localstack.Copy(ctx, *dir, fs.Arg(0), fs.Arg(1), stdout)
+	case "rm":
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return fmt.Errorf("rm needs KEY, e.g. geoblob rm maven/com/example/app/2.0.0/app-2.0.0.jar")
+		}
+		return localstack.Remove(ctx, *dir, fs.Arg(0), stdout)
+	case "serve-events":
+		listen := fs.String("listen", "127.0.0.1:9300", "address to receive MinIO webhook notifications on")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		cfg, err := config.FromEnv(os.Getenv)
+		if err != nil {
+			return err
+		}
+		log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+		return localstack.ServeEvents(ctx, *listen, cfg, log)
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+type ports struct{ pg, primary, secondary, events *int }
+
+func portFlags(fs *flag.FlagSet) ports {
+	return ports{
+		pg:        fs.Int("pg-port", localstack.DefaultPostgresPort, "PostgreSQL port"),
+		primary:   fs.Int("primary-port", localstack.DefaultPrimaryPort, "primary region MinIO port"),
+		secondary: fs.Int("secondary-port", localstack.DefaultSecondaryPort, "secondary region MinIO port"),
+		events:    fs.Int("events-port", localstack.DefaultEventsPort, "event receiver port"),
+	}
+}
+
+// settings returns the recorded settings of the stack in dir (or defaults
+// when there are none) with the port flags given on the command line applied.
+func settings(dir string, p ports, fs *flag.FlagSet) (localstack.Settings, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return localstack.Settings{}, fmt.Errorf("state dir: %w", err)
+	}
+	s, err := localstack.LoadSettings(abs)
+	if err != nil {
+		s = localstack.DefaultSettings(abs)
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "pg-port":
+			s.Ports.Postgres = *p.pg
+		case "primary-port":
+			s.Ports.Primary = *p.primary
+		case "secondary-port":
+			s.Ports.Secondary = *p.secondary
+		case "events-port":
+			s.Ports.Events = *p.events
+		}
+	})
+	return s, nil
+}
+
+// defaultDir is $GEOBLOB_STACK_DIR, else .local/stack under the module root
+// (the nearest directory with a go.mod), else under the working directory.
+func defaultDir() string {
+	if d := os.Getenv("GEOBLOB_STACK_DIR"); d != "" {
+		return d
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return filepath.Join(".local", "stack")
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return filepath.Join(d, ".local", "stack")
+		}
+		if filepath.Dir(d) == d {
+			return filepath.Join(wd, ".local", "stack")
+		}
+	}
+}

@@ -1,0 +1,304 @@
+package localstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/datatype"
+	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/samples"
+)
+
+// ErrMismatch is returned when the secondary differs from the primary.
+var ErrMismatch = errors.New("localstack: secondary differs from primary")
+
+// ErrTimeout is returned (wrapped) when replication did not finish in time.
+var ErrTimeout = errors.New("localstack: replication did not finish in time")
+
+// Catalog returns the data-type catalog the stack's functions use (the
+// stack's configuration plus any GEOBLOB_* tuning in the environment).
+func (s Settings) Catalog() (*datatype.Catalog, error) {
+	cfg, err := config.FromEnv(s.Getenv(os.Getenv))
+	if err != nil {
+		return nil, fmt.Errorf("localstack: configuration: %w", err)
+	}
+	cat, err := cfg.Catalog()
+	if err != nil {
+		return nil, fmt.Errorf("localstack: catalog: %w", err)
+	}
+	return cat, nil
+}
+
+// Status prints the per-type table of the stack in dir.
+func Status(ctx context.Context, dir string, out io.Writer) error {
+	s, err := LoadSettings(dir)
+	if err != nil {
+		return err
+	}
+	return s.PrintStatus(ctx, out)
+}
+
+// PrintStatus prints the per-type table from the registry's statistics.
+func (s Settings) PrintStatus(ctx context.Context, out io.Writer) error {
+	cat, err := s.Catalog()
+	if err != nil {
+		return err
+	}
+	reg, closeReg, err := s.OpenRegistry(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeReg()
+	stats, err := reg.Stats(ctx)
+	if err != nil {
+		return fmt.Errorf("localstack: %w", err)
+	}
+	return WriteStatus(out, cat.Names(), stats)
+}
+
+// DemoOptions configure Demo.
+type DemoOptions struct {
+	Settings Settings
+	Events   EventsRunner
+	// Timeout bounds the wait for replication (default 3 minutes).
+	Timeout time.Duration
+	// ExtraPerType is how many files per type to add beyond its examples.
+	ExtraPerType int
+	// BigSize is the size of the one large file (0: none).
+	BigSize int
+	Out    io.Writer
+	Logger *slog.Logger
+}
+
+// demoDeleteKey is uploaded and deleted again to show deletes replicating.
+const demoDeleteKey = "generic/demo/1.0.0/deleted-again.bin"
+
+// Demo brings the stack up, uploads sample files of every data type to the
+// primary, deletes one again, waits until the registry shows them all
+// replicated, prints the per-type table and a byte-for-byte comparison of
+// both buckets, and says how to continue by hand. It returns an error
+// wrapping ErrMismatch when the buckets differ and ErrTimeout when
+// replication does not finish within the timeout. The stack stays up.
+func Demo(ctx context.Context, opts DemoOptions) error {
+	out := opts.Out
+	if out == nil {
+		out = io.Discard
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 3 * time.Minute
+	}
+	fmt.Fprintf(out, "== 1. local stack (%s)\n", opts.Settings.Dir)
+	st, err := Up(ctx, UpOptions{Settings: opts.Settings, Events: opts.Events, Detach: true, Out: out, Logger: opts.Logger})
+	if err != nil {
+		return err
+	}
+	s := st.Settings
+	PrintAccess(out, s)
+
+	cat, err := s.Catalog()
+	if err != nil {
+		return err
+	}
+	files, err := samples.ForCatalog(cat, samples.Set{ExtraPerType: opts.ExtraPerType, BigSize: opts.BigSize, Odd: true})
+	if err != nil {
+		return fmt.Errorf("localstack: %w", err)
+	}
+	for i := range files {
+		if files[i].Size == 0 {
+			files[i].Size = demoSize(i)
+		}
+	}
+	fmt.Fprintf(out, "\n== 2. upload %d package files of %d data types to s3://%s (%s)\n", len(files), len(cat.Names()), s.PrimaryBucket, s.PrimaryEndpoint())
+	started, total, err := upload(ctx, s.Bucket(Primary), files, out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "uploaded %d files, %s\n", len(files), HumanBytes(total))
+	del := samples.File{Key: demoDeleteKey, Size: 1024}
+	var delStart time.Time
+	if t, ok := cat.Match(demoDeleteKey); ok {
+		del.DataType = t.Name
+		delStart = time.Now()
+		body, err := del.Body()
+		if err != nil {
+			return fmt.Errorf("localstack: %w", err)
+		}
+		if err := s.Bucket(Primary).Put(ctx, del.Key, body, ""); err != nil {
+			return err
+		}
+		if err := s.Bucket(Primary).Delete(ctx, del.Key); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "uploaded and deleted %s again (the delete must reach the secondary too)\n", del.Key)
+	}
+
+	fmt.Fprintf(out, "\n== 3. wait for replication (events: MinIO webhook -> %s -> lambda JSON path -> handler)\n", s.EventsURL())
+	reg, closeReg, err := s.OpenRegistry(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeReg()
+	if err := waitSynced(ctx, reg, s.Bucket(Secondary), files, started, del, delStart, opts.Timeout, out); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(out, "\n== 4. registry (per data type)\n")
+	if err := s.PrintStatus(ctx, out); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(out, "\n== 5. byte-for-byte comparison of s3://%s and s3://%s (size and SHA-256 of every object)\n", s.PrimaryBucket, s.SecondaryBucket)
+	cmp, err := Compare(ctx, s.Bucket(Primary), s.Bucket(Secondary))
+	if err != nil {
+		return err
+	}
+	if err := cmp.Write(out, true); err != nil {
+		return err
+	}
+	PrintHowTo(out, s)
+	if n := len(cmp.Mismatches()); n > 0 {
+		return fmt.Errorf("%w: %d object(s)", ErrMismatch, n)
+	}
+	return nil
+}
+
+// demoSize gives the demo's files varied, realistic sizes (1 KiB .. 1 MiB).
+func demoSize(i int) int {
+	sizes := []int{1 << 10, 7 << 10, 24 << 10, 96 << 10, 300 << 10, 1 << 20, 3 << 10}
+	return sizes[i%len(sizes)]
+}
+
+// upload puts the files with a few workers and a progress line; it returns
+// when each upload started (the sync must be newer) and the bytes uploaded.
+func upload(ctx context.Context, b Bucket, files []samples.File, out io.Writer) (map[string]time.Time, int64, error) {
+	var (
+		mu      sync.Mutex
+		started = make(map[string]time.Time, len(files))
+		total   int64
+		done    int
+		errs    []error
+		wg      sync.WaitGroup
+		work    = make(chan samples.File)
+	)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				body, err := f.Body()
+				if err == nil {
+					t := time.Now()
+					err = b.Put(ctx, f.Key, body, f.ContentType)
+					mu.Lock()
+					started[f.Key] = t
+					mu.Unlock()
+				}
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					done++
+					total += int64(len(body))
+					fmt.Fprintf(out, "\ruploading %d/%d", done, len(files))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, f := range files {
+		select {
+		case work <- f:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+	fmt.Fprintln(out)
+	if err := errors.Join(errs...); err != nil {
+		return nil, 0, err
+	}
+	return started, total, ctx.Err()
+}
+
+// waitSynced polls the registry until every file's row is synced by a copy
+// that started after its upload, and the deleted key is tombstoned and gone
+// from the secondary.
+func waitSynced(ctx context.Context, reg *registry.Store, secondary Bucket, files []samples.File, started map[string]time.Time,
+	del samples.File, delStart time.Time, timeout time.Duration, out io.Writer) error {
+	deadline := time.Now().Add(timeout)
+	begin := time.Now()
+	pending := map[string]samples.File{}
+	for _, f := range files {
+		pending[f.Key] = f
+	}
+	delDone := del.DataType == ""
+	var last map[string]registry.Row
+	for {
+		last = map[string]registry.Row{}
+		failed := 0
+		for key, f := range pending {
+			row, err := reg.Get(ctx, f.DataType, key)
+			if errors.Is(err, registry.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("localstack: %w", err)
+			}
+			last[key] = row
+			if row.State == registry.StateSynced && !row.Tombstoned() && row.LastSyncedAt != nil && !row.LastSyncedAt.Before(started[key]) {
+				delete(pending, key)
+			} else if row.State == registry.StateFailed {
+				failed++
+			}
+		}
+		if !delDone {
+			row, err := reg.Get(ctx, del.DataType, del.Key)
+			if err == nil && row.Tombstoned() && row.State == registry.StateSynced && !row.UpdatedAt.Before(delStart) {
+				exists, err := secondary.Exists(ctx, del.Key)
+				if err != nil {
+					return err
+				}
+				delDone = !exists
+			}
+		}
+		synced := len(files) - len(pending)
+		fmt.Fprintf(out, "\rreplicated %d/%d files, %d failed (retrying), delete propagated: %v  [%.1fs]   ", synced, len(files), failed, delDone, time.Since(begin).Seconds())
+		if len(pending) == 0 && delDone {
+			fmt.Fprintln(out)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintln(out)
+			var lines []string
+			for key := range pending {
+				row, ok := last[key]
+				switch {
+				case !ok:
+					lines = append(lines, fmt.Sprintf("  %q: no registry row (no event arrived; is the event daemon up? see its log)", key))
+				default:
+					lines = append(lines, fmt.Sprintf("  %q: %s, retries %d, last failure %q", key, row.State, row.RetryCount, row.LastSyncFailure))
+				}
+			}
+			if !delDone {
+				lines = append(lines, fmt.Sprintf("  %q: delete not propagated", del.Key))
+			}
+			sort.Strings(lines)
+			return fmt.Errorf("%w (%s): %d not replicated:\n%s", ErrTimeout, timeout, len(lines), strings.Join(lines, "\n"))
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(out)
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
