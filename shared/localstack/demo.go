@@ -75,8 +75,8 @@ type DemoOptions struct {
 	ExtraPerType int
 	// BigSize is the size of the one large file (0: none).
 	BigSize int
-	Out    io.Writer
-	Logger *slog.Logger
+	Out     io.Writer
+	Logger  *slog.Logger
 }
 
 // demoDeleteKey is uploaded and deleted again to show deletes replicating.
