@@ -55,12 +55,16 @@ type Options struct {
 	AccessKey, SecretKey string
 	// Region is the server's region name. Default "us-east-1".
 	Region string
-	// Webhooks maps a notification target id to its endpoint URL. Each
-	// becomes MINIO_NOTIFY_WEBHOOK_ENABLE_<ID>=on and
+	// Webhooks maps a notification target id (letters, digits, '_'; upper
+	// cased) to its endpoint URL. Each becomes
+	// MINIO_NOTIFY_WEBHOOK_ENABLE_<ID>=on and
 	// MINIO_NOTIFY_WEBHOOK_ENDPOINT_<ID>=<url>, with an on-disk queue in
 	// Dir/queue-<id> so that events survive the endpoint being down; the
 	// target's ARN is WebhookARN(id).
 	Webhooks map[string]string
+	// NoWebhookQueue turns the on-disk webhook queue off: events that
+	// cannot be delivered are then dropped instead of retried.
+	NoWebhookQueue bool
 	// Binary overrides the binary lookup (see FindBinary).
 	Binary string
 	// Detach keeps the server running after this process exits (for the
@@ -102,8 +106,10 @@ func (s *Server) State() State { return s.state }
 func (s *Server) Dir() string { return s.dir }
 
 // WebhookARN is the queue ARN to use in a bucket notification
-// configuration for the webhook target id.
-func WebhookARN(id string) string { return "arn:minio:sqs::" + id + ":webhook" }
+// configuration for the webhook target id. MinIO names targets after the
+// environment variable suffix, which is upper case: "geoblob" gives
+// arn:minio:sqs::GEOBLOB:webhook.
+func WebhookARN(id string) string { return "arn:minio:sqs::" + strings.ToUpper(id) + ":webhook" }
 
 // FindBinary locates the MinIO binary: $GEOBLOB_MINIO_BIN, then
 // .local/bin/minio under the module root (the nearest directory above the
@@ -254,9 +260,13 @@ func env(opts Options) []string {
 		e = append(e,
 			"MINIO_NOTIFY_WEBHOOK_ENABLE_"+up+"=on",
 			"MINIO_NOTIFY_WEBHOOK_ENDPOINT_"+up+"="+opts.Webhooks[id],
-			"MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_"+up+"="+filepath.Join(opts.Dir, "queue-"+id),
-			"MINIO_NOTIFY_WEBHOOK_QUEUE_LIMIT_"+up+"=10000",
 		)
+		if !opts.NoWebhookQueue {
+			e = append(e,
+				"MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_"+up+"="+filepath.Join(opts.Dir, "queue-"+id),
+				"MINIO_NOTIFY_WEBHOOK_QUEUE_LIMIT_"+up+"=10000",
+			)
+		}
 	}
 	return e
 }
