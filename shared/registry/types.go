@@ -138,16 +138,20 @@ type SyncResult struct {
 	VersionID string
 }
 
-// TypeStats counts rows of one data type.
+// TypeStats counts rows of one data type. The state counters count live
+// rows only; tombstones are counted apart.
 type TypeStats struct {
-	DataType    string
-	Files       int64 // live (not tombstoned) rows
-	Pending     int64
-	Started     int64
-	Synced      int64
-	Failed      int64
-	Tombstones  int64
-	Bytes       int64 // sum of sizes of live synced rows
-	Verified    int64 // live rows with verification succeeded
-	Missing     int64 // live rows missing on primary
+	DataType           string
+	Files              int64 // live (not tombstoned) rows
+	Pending            int64 // live rows pending sync
+	Started            int64 // live rows being synced
+	Synced             int64 // live rows synced
+	Failed             int64 // live rows failed (waiting for retry_at)
+	Tombstones         int64 // rows recording a deletion
+	TombstonesPending  int64 // tombstones whose delete is not yet propagated (state != synced)
+	Bytes              int64 // sum of sizes of live synced rows
+	Verified           int64 // live rows with verification succeeded
+	VerificationFailed int64 // live rows with verification failed
+	ChecksumMismatch   int64 // live rows whose last verification found a mismatch
+	Missing            int64 // live rows missing on primary
 }

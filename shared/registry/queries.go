@@ -1,0 +1,243 @@
+package registry
+
+// All SQL of the registry. Every timestamp is a parameter taken from the
+// Store's clock, never now(), so tests control time. The table alias is
+// always r so rowColumns can be used in RETURNING of joins.
+
+// rowColumns lists the columns scanRow reads, in order.
+const rowColumns = `r.id, r.data_type, r.object_key,
+	r.state, r.generation, r.retry_count, r.retry_at, coalesce(r.last_sync_failure, ''),
+	r.last_synced_at, r.started_at, r.size, r.etag, r.version_id, r.primary_sha256,
+	r.last_sequencer, r.missing_on_primary, r.deleted_at,
+	r.verification_state, r.verification_started_at, r.verified_at, r.verification_retry_count,
+	r.verification_retry_at, coalesce(r.verification_failure, ''), r.secondary_sha256,
+	r.checksum_mismatch, r.created_at, r.updated_at`
+
+// staleCondition is true when the incoming event (EXCLUDED) is not newer than
+// the stored one: both sequencers known and incoming <= stored.
+const staleCondition = `(r.last_sequencer <> '' AND EXCLUDED.last_sequencer <> ''
+	AND EXCLUDED.last_sequencer <= r.last_sequencer)`
+
+// sameContent is true when the event describes the object the row already
+// describes (same ETag and version, row not a tombstone).
+const sameContent = `(r.deleted_at IS NULL AND EXCLUDED.etag <> ''
+	AND r.etag = EXCLUDED.etag AND r.version_id = EXCLUDED.version_id)`
+
+// $1 data_type, $2 object_key, $3 size, $4 etag, $5 version_id,
+// $6 normalized sequencer, $7 now.
+const qRecordCreated = `
+INSERT INTO blob_registry AS r (data_type, object_key, state, generation, size, etag, version_id,
+	last_sequencer, verification_state, created_at, updated_at)
+VALUES ($1, $2, 0, 1, $3, $4, $5, $6, 4, $7, $7)
+ON CONFLICT (data_type, object_key) DO UPDATE SET
+	state = 0,
+	generation = r.generation + 1,
+	retry_count = 0,
+	retry_at = NULL,
+	size = EXCLUDED.size,
+	etag = EXCLUDED.etag,
+	version_id = EXCLUDED.version_id,
+	primary_sha256 = CASE WHEN ` + sameContent + ` THEN r.primary_sha256 ELSE '' END,
+	last_sequencer = CASE WHEN EXCLUDED.last_sequencer = '' THEN r.last_sequencer ELSE EXCLUDED.last_sequencer END,
+	missing_on_primary = false,
+	deleted_at = NULL,
+	verification_state = 4,
+	verification_started_at = NULL,
+	verification_retry_at = NULL,
+	verified_at = CASE WHEN ` + sameContent + ` THEN r.verified_at ELSE NULL END,
+	verification_retry_count = CASE WHEN ` + sameContent + ` THEN r.verification_retry_count ELSE 0 END,
+	verification_failure = CASE WHEN ` + sameContent + ` THEN r.verification_failure ELSE NULL END,
+	secondary_sha256 = CASE WHEN ` + sameContent + ` THEN r.secondary_sha256 ELSE '' END,
+	checksum_mismatch = CASE WHEN ` + sameContent + ` THEN r.checksum_mismatch ELSE false END,
+	updated_at = EXCLUDED.updated_at
+WHERE NOT ` + staleCondition + `
+RETURNING r.id`
+
+// $1 data_type, $2 object_key, $3 normalized sequencer, $4 now.
+const qRecordRemoved = `
+INSERT INTO blob_registry AS r (data_type, object_key, state, generation, last_sequencer,
+	deleted_at, verification_state, created_at, updated_at)
+VALUES ($1, $2, 0, 1, $3, $4, 4, $4, $4)
+ON CONFLICT (data_type, object_key) DO UPDATE SET
+	state = 0,
+	generation = r.generation + 1,
+	retry_count = 0,
+	retry_at = NULL,
+	last_sequencer = CASE WHEN EXCLUDED.last_sequencer = '' THEN r.last_sequencer ELSE EXCLUDED.last_sequencer END,
+	missing_on_primary = false,
+	deleted_at = coalesce(r.deleted_at, EXCLUDED.deleted_at),
+	verification_state = 4,
+	verification_started_at = NULL,
+	verification_retry_at = NULL,
+	updated_at = EXCLUDED.updated_at
+WHERE NOT ` + staleCondition + `
+RETURNING r.id`
+
+// $1 data_type, $2 object_key, $3 size, $4 etag, $5 version_id, $6 now.
+const qRegister = `
+INSERT INTO blob_registry AS r (data_type, object_key, state, generation, size, etag, version_id,
+	verification_state, created_at, updated_at)
+VALUES ($1, $2, 0, 1, $3, $4, $5, 4, $6, $6)
+ON CONFLICT (data_type, object_key) DO NOTHING
+RETURNING r.id`
+
+// $1 data_type, $2 object_key, $3 now.
+const qClaimKey = `
+UPDATE blob_registry AS r SET
+	state = 1,
+	started_at = $3,
+	generation = r.generation + 1,
+	updated_at = $3
+WHERE r.id = (
+	SELECT b.id FROM blob_registry b
+	WHERE b.data_type = $1 AND b.object_key = $2 AND b.state IN (0, 3)
+	FOR UPDATE SKIP LOCKED)
+RETURNING ` + rowColumns
+
+// $1 limit, $2 data types (NULL = all), $3 now.
+//
+// Per data type it locks (SKIP LOCKED) up to $1 pending rows in id order and,
+// only as far as pending rows do not fill $1, due failed rows in retry_at
+// order; then it ranks rows within their type and takes the first $1 by
+// (pending before failed, rank, type): round-robin across types. The types
+// of the whole table are found with a loose index scan.
+const qClaimDue = `
+WITH RECURSIVE all_types(data_type) AS (
+	(SELECT data_type FROM blob_registry ORDER BY data_type LIMIT 1)
+	UNION ALL
+	SELECT (SELECT b.data_type FROM blob_registry b WHERE b.data_type > t.data_type
+		ORDER BY b.data_type LIMIT 1)
+	FROM all_types t WHERE t.data_type IS NOT NULL
+),
+types AS (
+	SELECT data_type FROM all_types WHERE data_type IS NOT NULL AND $2::text[] IS NULL
+	UNION
+	SELECT unnest($2::text[])
+),
+pending AS (
+	SELECT p.id, p.data_type, 0 AS prio,
+		row_number() OVER (PARTITION BY p.data_type ORDER BY p.id) AS rn
+	FROM types t CROSS JOIN LATERAL (
+		SELECT b.id, b.data_type FROM blob_registry b
+		WHERE b.data_type = t.data_type AND b.state = 0
+		ORDER BY b.id
+		LIMIT $1
+		FOR UPDATE SKIP LOCKED) p
+),
+failed AS (
+	SELECT f.id, f.data_type, 1 AS prio,
+		row_number() OVER (PARTITION BY f.data_type ORDER BY f.retry_at, f.id) AS rn
+	FROM types t CROSS JOIN LATERAL (
+		SELECT b.id, b.data_type, b.retry_at FROM blob_registry b
+		WHERE b.data_type = t.data_type AND b.state = 3 AND b.retry_at <= $3
+		ORDER BY b.retry_at
+		LIMIT greatest($1 - (SELECT count(*) FROM pending), 0)
+		FOR UPDATE SKIP LOCKED) f
+),
+chosen AS (
+	SELECT id FROM (SELECT * FROM pending UNION ALL SELECT * FROM failed) c
+	ORDER BY prio, rn, data_type LIMIT $1
+)
+UPDATE blob_registry AS r SET
+	state = 1,
+	started_at = $3,
+	generation = r.generation + 1,
+	updated_at = $3
+FROM chosen
+WHERE r.id = chosen.id
+RETURNING ` + rowColumns
+
+// $1 id, $2 generation, $3 size, $4 sha256, $5 etag, $6 version_id, $7 now.
+// Tombstones keep their metadata: syncing them means the delete was
+// propagated.
+const qMarkSynced = `
+UPDATE blob_registry AS r SET
+	state = 2,
+	last_synced_at = $7,
+	retry_count = 0,
+	retry_at = NULL,
+	last_sync_failure = NULL,
+	missing_on_primary = false,
+	size = CASE WHEN r.deleted_at IS NULL THEN $3 ELSE r.size END,
+	primary_sha256 = CASE WHEN r.deleted_at IS NULL AND $4 <> '' THEN $4 ELSE r.primary_sha256 END,
+	etag = CASE WHEN r.deleted_at IS NULL AND $5 <> '' THEN $5 ELSE r.etag END,
+	version_id = CASE WHEN r.deleted_at IS NULL AND $6 <> '' THEN $6 ELSE r.version_id END,
+	verification_state = CASE WHEN r.deleted_at IS NULL AND ($4 <> '' OR r.primary_sha256 <> '')
+		THEN 0 ELSE 4 END,
+	verification_started_at = NULL,
+	updated_at = $7
+WHERE r.id = $1 AND r.state = 1 AND r.generation = $2`
+
+// $1 id, $2 generation, $3 new retry_count, $4 retry_at, $5 failure,
+// $6 missing_on_primary, $7 now.
+const qMarkFailed = `
+UPDATE blob_registry AS r SET
+	state = 3,
+	retry_count = $3,
+	retry_at = $4,
+	last_sync_failure = $5,
+	missing_on_primary = $6,
+	updated_at = $7
+WHERE r.id = $1 AND r.state = 1 AND r.generation = $2`
+
+// $1 started before, $2 now, $3 failure.
+const qRecoverStuck = `
+UPDATE blob_registry AS r SET
+	state = 3,
+	retry_at = $2,
+	retry_count = r.retry_count + 1,
+	last_sync_failure = $3,
+	generation = r.generation + 1,
+	updated_at = $2
+WHERE r.state = 1 AND r.started_at < $1`
+
+// $1 data_type, $2 object_key, $3 now. Returns one row when the key exists
+// (changed or already pending).
+const qResync = `
+WITH target AS (
+	SELECT id, state FROM blob_registry WHERE data_type = $1 AND object_key = $2
+), upd AS (
+	UPDATE blob_registry AS r SET
+		state = 0,
+		generation = r.generation + 1,
+		retry_count = 0,
+		retry_at = NULL,
+		verification_state = 4,
+		verification_started_at = NULL,
+		updated_at = $3
+	FROM target
+	WHERE r.id = target.id AND target.state <> 0
+	RETURNING r.id
+)
+SELECT id FROM target`
+
+// $1 data_type, $2 object_key.
+const qGet = `SELECT ` + rowColumns + ` FROM blob_registry r WHERE r.data_type = $1 AND r.object_key = $2`
+
+// $1 id.
+const qGetByID = `SELECT ` + rowColumns + ` FROM blob_registry r WHERE r.id = $1`
+
+// $1 data_type (empty = all), $2 after id, $3 limit, $4 include tombstones.
+const qList = `
+SELECT ` + rowColumns + ` FROM blob_registry r
+WHERE ($1 = '' OR r.data_type = $1) AND r.id > $2 AND ($4 OR r.deleted_at IS NULL)
+ORDER BY r.id
+LIMIT $3`
+
+const qStats = `
+SELECT data_type,
+	count(*) FILTER (WHERE deleted_at IS NULL),
+	count(*) FILTER (WHERE deleted_at IS NULL AND state = 0),
+	count(*) FILTER (WHERE deleted_at IS NULL AND state = 1),
+	count(*) FILTER (WHERE deleted_at IS NULL AND state = 2),
+	count(*) FILTER (WHERE deleted_at IS NULL AND state = 3),
+	count(*) FILTER (WHERE deleted_at IS NOT NULL),
+	count(*) FILTER (WHERE deleted_at IS NOT NULL AND state <> 2),
+	coalesce(sum(size) FILTER (WHERE deleted_at IS NULL AND state = 2), 0)::bigint,
+	count(*) FILTER (WHERE deleted_at IS NULL AND verification_state = 2),
+	count(*) FILTER (WHERE deleted_at IS NULL AND verification_state = 3),
+	count(*) FILTER (WHERE deleted_at IS NULL AND checksum_mismatch),
+	count(*) FILTER (WHERE deleted_at IS NULL AND missing_on_primary)
+FROM blob_registry
+GROUP BY data_type
+ORDER BY data_type`

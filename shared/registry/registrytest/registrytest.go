@@ -1,0 +1,78 @@
+// Package registrytest holds the registry conformance suite and helpers
+// for tests that need a migrated registry database.
+//
+// Tests using NewPool or NewStore must call pgtest.Main from TestMain:
+//
+//	func TestMain(m *testing.M) { pgtest.Main(m) }
+//
+//	func TestX(t *testing.T) {
+//		clock := registrytest.NewClock(time.Time{})
+//		store := registrytest.NewStore(t, registry.Options{Clock: clock.Now})
+//		...
+//	}
+package registrytest
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/testutil/pgtest"
+)
+
+// NewPool returns a pool on a fresh database with the registry schema
+// migrated (cloned from a template migrated once per test binary). It is
+// closed when the test ends.
+func NewPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	dsn := pgtest.NewDBFrom(t, "registry", func(ctx context.Context, dsn string) error {
+		pool, err := pgxpool.New(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		return registry.Migrate(ctx, pool)
+	})
+	return pgtest.Connect(t, dsn)
+}
+
+// NewStore returns a Store on NewPool(t).
+func NewStore(t testing.TB, opts registry.Options) *registry.Store {
+	t.Helper()
+	return registry.New(NewPool(t), opts)
+}
+
+// Clock is a manual clock for Options.Clock: time moves only when told.
+// It is safe for concurrent use.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a clock showing start, or 2026-03-01 12:00 UTC if start
+// is zero.
+func NewClock(start time.Time) *Clock {
+	if start.IsZero() {
+		start = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	}
+	return &Clock{now: start}
+}
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d and returns the new time.
+func (c *Clock) Advance(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	return c.now
+}

@@ -1,0 +1,402 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Options configure a Store. Zero values pick the defaults.
+type Options struct {
+	// Clock supplies every timestamp the store writes; nil = time.Now.
+	Clock func() time.Time
+	// Retry computes retry_at after a failure; nil = GeoBackoff{}.
+	Retry RetryPolicy
+	// Logger receives debug messages about lost compare-and-sets and
+	// recoveries; nil discards them.
+	Logger *slog.Logger
+}
+
+// Store is the PostgreSQL registry. It is safe for concurrent use; the
+// schema must have been created with Migrate.
+type Store struct {
+	pool   *pgxpool.Pool
+	clock  func() time.Time
+	retry  RetryPolicy
+	logger *slog.Logger
+}
+
+// New returns a Store on pool.
+func New(pool *pgxpool.Pool, opts Options) *Store {
+	s := &Store{pool: pool, clock: opts.Clock, retry: opts.Retry, logger: opts.Logger}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	if s.retry == nil {
+		s.retry = GeoBackoff{}
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	return s
+}
+
+// now is the clock's time at PostgreSQL's precision, so values written
+// and read back compare equal.
+func (s *Store) now() time.Time { return s.clock().Truncate(time.Microsecond) }
+
+// RecordCreated registers an ObjectCreated event: the row (inserted if
+// absent) describes the event's object, is pending sync, and its generation
+// is bumped so a copy in flight can not mark it synced. A stale event (its
+// normalized sequencer is not newer than the stored one) changes nothing and
+// returns false. A late create never resurrects a row tombstoned by a newer
+// delete.
+func (s *Store) RecordCreated(ctx context.Context, ev ObjectEvent) (Applied, error) {
+	if err := checkEvent(ev); err != nil {
+		return false, err
+	}
+	return s.applied(s.pool.QueryRow(ctx, qRecordCreated, createdArgs(ev, s.now())...), "record created", ev)
+}
+
+// RecordRemoved registers an ObjectRemoved event: the row becomes a
+// tombstone pending sync (the delete must reach the secondary). Without a
+// row, a tombstone row is inserted so that a late create with an older
+// sequencer is recognised as stale. Stale events change nothing and return
+// false.
+func (s *Store) RecordRemoved(ctx context.Context, ev ObjectEvent) (Applied, error) {
+	if err := checkEvent(ev); err != nil {
+		return false, err
+	}
+	return s.applied(s.pool.QueryRow(ctx, qRecordRemoved, removedArgs(ev, s.now())...), "record removed", ev)
+}
+
+// Register inserts a pending row for an object found on the primary (e.g.
+// by backfill) unless a row for the key already exists, in which case it
+// changes nothing and returns false.
+func (s *Store) Register(ctx context.Context, ev ObjectEvent) (Applied, error) {
+	if err := checkEvent(ev); err != nil {
+		return false, err
+	}
+	now := s.now()
+	return s.applied(s.pool.QueryRow(ctx, qRegister, ev.DataType, ev.Key, ev.Size, ev.ETag, ev.VersionID, now), "register", ev)
+}
+
+// EventKind says which Record method a batched event goes through.
+type EventKind int
+
+// Event kinds for RecordBatch.
+const (
+	EventCreated EventKind = iota
+	EventRemoved
+)
+
+// BatchEvent is one event of a RecordBatch.
+type BatchEvent struct {
+	Kind EventKind
+	ObjectEvent
+}
+
+// RecordBatch applies events like RecordCreated/RecordRemoved, in order, in
+// one round trip and one transaction; result i says whether event i was
+// applied. On error nothing is applied.
+func (s *Store) RecordBatch(ctx context.Context, events []BatchEvent) ([]Applied, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	now := s.now()
+	b := &pgx.Batch{}
+	for _, ev := range events {
+		if err := checkEvent(ev.ObjectEvent); err != nil {
+			return nil, err
+		}
+		switch ev.Kind {
+		case EventCreated:
+			b.Queue(qRecordCreated, createdArgs(ev.ObjectEvent, now)...)
+		case EventRemoved:
+			b.Queue(qRecordRemoved, removedArgs(ev.ObjectEvent, now)...)
+		default:
+			return nil, fmt.Errorf("registry: record batch: unknown event kind %d", ev.Kind)
+		}
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("registry: record batch: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	br := tx.SendBatch(ctx, b)
+	out := make([]Applied, len(events))
+	for i, ev := range events {
+		if out[i], err = s.applied(br.QueryRow(), "record batch", ev.ObjectEvent); err != nil {
+			_ = br.Close()
+			return nil, err
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("registry: record batch: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("registry: record batch: commit: %w", err)
+	}
+	return out, nil
+}
+
+// RecordCreatedBatch is RecordBatch for ObjectCreated events only.
+func (s *Store) RecordCreatedBatch(ctx context.Context, events []ObjectEvent) ([]Applied, error) {
+	batch := make([]BatchEvent, len(events))
+	for i, ev := range events {
+		batch[i] = BatchEvent{Kind: EventCreated, ObjectEvent: ev}
+	}
+	return s.RecordBatch(ctx, batch)
+}
+
+func createdArgs(ev ObjectEvent, now time.Time) []any {
+	return []any{ev.DataType, ev.Key, ev.Size, ev.ETag, ev.VersionID, NormalizeSequencer(ev.Sequencer), now}
+}
+
+func removedArgs(ev ObjectEvent, now time.Time) []any {
+	return []any{ev.DataType, ev.Key, NormalizeSequencer(ev.Sequencer), now}
+}
+
+func checkEvent(ev ObjectEvent) error {
+	if ev.DataType == "" || ev.Key == "" {
+		return fmt.Errorf("registry: event needs a data type and a key (got %q, %q)", ev.DataType, ev.Key)
+	}
+	if ev.Size < 0 {
+		return fmt.Errorf("registry: event for %s/%s: negative size %d", ev.DataType, ev.Key, ev.Size)
+	}
+	return nil
+}
+
+// applied turns an "INSERT ... RETURNING id" result into Applied: no row
+// means the statement's WHERE (stale event, existing row) rejected it.
+func (s *Store) applied(row pgx.Row, op string, ev ObjectEvent) (Applied, error) {
+	var id int64
+	switch err := row.Scan(&id); {
+	case errors.Is(err, pgx.ErrNoRows):
+		s.logger.Debug("registry: event not applied", "op", op, "data_type", ev.DataType, "key", ev.Key, "sequencer", ev.Sequencer)
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("registry: %s %s/%s: %w", op, ev.DataType, ev.Key, err)
+	}
+	return true, nil
+}
+
+// ClaimKey claims the row of one key for syncing if it is pending or failed
+// (retry_at is ignored: an event is a fresh reason to try). It returns false
+// when the row is absent, locked by another claimer, started or synced.
+func (s *Store) ClaimKey(ctx context.Context, dataType, key string) (Claim, bool, error) {
+	rows, err := s.pool.Query(ctx, qClaimKey, dataType, key, s.now())
+	if err != nil {
+		return Claim{}, false, fmt.Errorf("registry: claim %s/%s: %w", dataType, key, err)
+	}
+	claims, err := collectClaims(rows)
+	if err != nil {
+		return Claim{}, false, fmt.Errorf("registry: claim %s/%s: %w", dataType, key, err)
+	}
+	if len(claims) == 0 {
+		return Claim{}, false, nil
+	}
+	return claims[0], true, nil
+}
+
+// ClaimOptions select rows for ClaimDue.
+type ClaimOptions struct {
+	// Limit is the most rows claimed; <= 0 means 100.
+	Limit int
+	// DataTypes restricts the claim to these types; empty means all.
+	DataTypes []string
+}
+
+// DefaultClaimLimit is the ClaimDue limit when none is given.
+const DefaultClaimLimit = 100
+
+// ClaimDue claims up to Limit rows in one statement: pending rows first,
+// then failed rows whose retry_at has passed, round-robin across data types
+// so no type starves another. Rows locked by concurrent claimers are
+// skipped, so concurrent callers never get the same row. The order of the
+// result is unspecified.
+func (s *Store) ClaimDue(ctx context.Context, opts ClaimOptions) ([]Claim, error) {
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = DefaultClaimLimit
+	}
+	var types []string // nil = all types
+	if len(opts.DataTypes) > 0 {
+		types = opts.DataTypes
+	}
+	rows, err := s.pool.Query(ctx, qClaimDue, limit, types, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("registry: claim due: %w", err)
+	}
+	claims, err := collectClaims(rows)
+	if err != nil {
+		return nil, fmt.Errorf("registry: claim due: %w", err)
+	}
+	return claims, nil
+}
+
+// MarkSynced finishes a claim successfully: the row becomes synced with the
+// copy's metadata, and verification pending when a SHA-256 is known (else
+// disabled). For a tombstone it records that the delete was propagated. It
+// returns false, and changes nothing, when the row is no longer in the
+// claimed state and generation (an event or another claim came in): the row
+// must then be synced again.
+func (s *Store) MarkSynced(ctx context.Context, c Claim, res SyncResult) (bool, error) {
+	sha := strings.ToLower(res.SHA256)
+	tag, err := s.pool.Exec(ctx, qMarkSynced, c.ID, c.Generation, res.Size, sha, res.ETag, res.VersionID, s.now())
+	if err != nil {
+		return false, fmt.Errorf("registry: mark synced %s/%s: %w", c.DataType, c.ObjectKey, err)
+	}
+	return s.casResult(tag.RowsAffected(), "mark synced", c), nil
+}
+
+// MarkFailed finishes a claim unsuccessfully: retry_count+1, retry_at after
+// the RetryPolicy's backoff, the failure cut to MaxFailureLen characters
+// (never rejected for length). Same compare-and-set as MarkSynced.
+func (s *Store) MarkFailed(ctx context.Context, c Claim, failure string, missingOnPrimary bool) (bool, error) {
+	now := s.now()
+	attempt := c.RetryCount + 1
+	retryAt := now.Add(s.retry.Backoff(attempt, missingOnPrimary)).Truncate(time.Microsecond)
+	tag, err := s.pool.Exec(ctx, qMarkFailed, c.ID, c.Generation, attempt, retryAt,
+		TruncateFailure(failure), missingOnPrimary, now)
+	if err != nil {
+		return false, fmt.Errorf("registry: mark failed %s/%s: %w", c.DataType, c.ObjectKey, err)
+	}
+	return s.casResult(tag.RowsAffected(), "mark failed", c), nil
+}
+
+func (s *Store) casResult(n int64, op string, c Claim) bool {
+	if n == 0 {
+		s.logger.Debug("registry: claim lost", "op", op, "data_type", c.DataType, "key", c.ObjectKey,
+			"id", c.ID, "generation", c.Generation)
+		return false
+	}
+	return true
+}
+
+// RecoverStuck moves rows that have been started for longer than olderThan
+// to failed (due now, retry_count+1, generation bumped so the stuck worker
+// can not finish them) and returns how many it moved.
+func (s *Store) RecoverStuck(ctx context.Context, olderThan time.Duration) (int64, error) {
+	now := s.now()
+	msg := TruncateFailure(fmt.Sprintf("sync timed out after %s", olderThan))
+	tag, err := s.pool.Exec(ctx, qRecoverStuck, now.Add(-olderThan), now, msg)
+	if err != nil {
+		return 0, fmt.Errorf("registry: recover stuck: %w", err)
+	}
+	if n := tag.RowsAffected(); n > 0 {
+		s.logger.Info("registry: recovered stuck rows", "rows", n, "older_than", olderThan)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Resync puts a row back to pending (retries reset, generation bumped, so
+// a copy in flight can not mark it synced). A pending row is left as it is.
+// It returns ErrNotFound when there is no row for the key.
+func (s *Store) Resync(ctx context.Context, dataType, key string) error {
+	var id int64
+	err := s.pool.QueryRow(ctx, qResync, dataType, key, s.now()).Scan(&id)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("registry: resync %s/%s: %w", dataType, key, ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("registry: resync %s/%s: %w", dataType, key, err)
+	}
+	return nil
+}
+
+// Get returns the row of a key, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, dataType, key string) (Row, error) {
+	return s.getOne(ctx, qGet, fmt.Sprintf("%s/%s", dataType, key), dataType, key)
+}
+
+// GetByID returns the row with id, or ErrNotFound.
+func (s *Store) GetByID(ctx context.Context, id int64) (Row, error) {
+	return s.getOne(ctx, qGetByID, fmt.Sprintf("id %d", id), id)
+}
+
+func (s *Store) getOne(ctx context.Context, sql, what string, args ...any) (Row, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return Row{}, fmt.Errorf("registry: get %s: %w", what, err)
+	}
+	row, err := pgx.CollectExactlyOneRow(rows, scanRow)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Row{}, fmt.Errorf("registry: get %s: %w", what, ErrNotFound)
+	case err != nil:
+		return Row{}, fmt.Errorf("registry: get %s: %w", what, err)
+	}
+	return row, nil
+}
+
+// ListOptions page through the registry in id order.
+type ListOptions struct {
+	DataType          string // "" = all types
+	AfterID           int64  // return rows with id > AfterID
+	Limit             int    // <= 0 means 1000
+	IncludeTombstones bool
+}
+
+// List returns up to Limit rows with id > AfterID in id order; pass the last
+// id as the next AfterID to page.
+func (s *Store) List(ctx context.Context, opts ListOptions) ([]Row, error) {
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := s.pool.Query(ctx, qList, opts.DataType, opts.AfterID, limit, opts.IncludeTombstones)
+	if err != nil {
+		return nil, fmt.Errorf("registry: list: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, scanRow)
+	if err != nil {
+		return nil, fmt.Errorf("registry: list: %w", err)
+	}
+	return out, nil
+}
+
+// Stats returns one entry per data type present, ordered by type.
+func (s *Store) Stats(ctx context.Context) ([]TypeStats, error) {
+	rows, err := s.pool.Query(ctx, qStats)
+	if err != nil {
+		return nil, fmt.Errorf("registry: stats: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (TypeStats, error) {
+		var t TypeStats
+		err := r.Scan(&t.DataType, &t.Files, &t.Pending, &t.Started, &t.Synced, &t.Failed,
+			&t.Tombstones, &t.TombstonesPending, &t.Bytes, &t.Verified, &t.VerificationFailed,
+			&t.ChecksumMismatch, &t.Missing)
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registry: stats: %w", err)
+	}
+	return out, nil
+}
+
+func collectClaims(rows pgx.Rows) ([]Claim, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claim, error) {
+		row, err := scanRow(r)
+		return Claim{Row: row}, err
+	})
+}
+
+// scanRow reads the columns of rowColumns.
+func scanRow(r pgx.CollectableRow) (Row, error) {
+	var x Row
+	err := r.Scan(&x.ID, &x.DataType, &x.ObjectKey,
+		&x.State, &x.Generation, &x.RetryCount, &x.RetryAt, &x.LastSyncFailure,
+		&x.LastSyncedAt, &x.StartedAt, &x.Size, &x.ETag, &x.VersionID, &x.PrimarySHA256,
+		&x.LastSequencer, &x.MissingOnPrimary, &x.DeletedAt,
+		&x.VerificationState, &x.VerificationStartedAt, &x.VerifiedAt, &x.VerificationRetryCount,
+		&x.VerificationRetryAt, &x.VerificationFailure, &x.SecondarySHA256,
+		&x.ChecksumMismatch, &x.CreatedAt, &x.UpdatedAt)
+	return x, err
+}
