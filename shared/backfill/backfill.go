@@ -1,0 +1,383 @@
+// Package backfill is geoblob's safety net: it makes lost, duplicated or
+// reordered events harmless by driving the registry and the secondary bucket
+// to the state of the primary bucket.
+//
+// One pass (Runner.Run) runs up to four phases within a time budget:
+//
+//   - recover: rows stuck in started longer than the sync timeout become
+//     failed with a due retry;
+//   - reconcile: every primary object of an enabled data type (and selected
+//     prefix) without a row is registered as pending, in bulk (COPY into a
+//     staging table + INSERT ... ON CONFLICT DO NOTHING); every live row
+//     whose primary object is gone gets the delete propagated through the
+//     engine, exactly like onDelete. The primary is read by a paginated
+//     listing, or from an S3 Inventory manifest when one is configured.
+//     Progress is saved in backfill_cursor after every batch, so the next
+//     invocation continues where the budget stopped this one;
+//   - sync: due rows (pending first, then failed rows whose retry_at has
+//     passed, fair across data types, FOR UPDATE SKIP LOCKED) are copied with
+//     the engine's SyncClaim, the same code path as onCreate, under the
+//     engine's one concurrency cap. Rows that used up their attempts are
+//     quarantined: counted and kept, resynced only on request;
+//   - orphans (off by default): secondary objects with no primary
+//     counterpart are reported, or deleted.
+package backfill
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/geoblob/geoblob/shared/blobstore"
+	"github.com/geoblob/geoblob/shared/datatype"
+	"github.com/geoblob/geoblob/shared/events"
+	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/replication"
+)
+
+// Registry is the part of the registry backfill uses; *registry.Store
+// satisfies it.
+type Registry interface {
+	// ClaimDue claims due rows, pending first, fair across types, SKIP LOCKED.
+	ClaimDue(ctx context.Context, opts registry.ClaimOptions) ([]registry.Claim, error)
+	// RecoverStuck fails rows started longer ago than olderThan.
+	RecoverStuck(ctx context.Context, olderThan time.Duration) (int64, error)
+}
+
+// Engine syncs claims and applies events; *replication.Engine satisfies it.
+type Engine interface {
+	// SyncClaim copies (or, for a tombstone, deletes) a claimed row.
+	SyncClaim(ctx context.Context, claim registry.Claim) (replication.Outcome, error)
+	// Apply records an event and syncs its row (used to propagate deletes).
+	Apply(ctx context.Context, ev events.ObjectEvent) (replication.Outcome, error)
+	// Concurrency is the cap on copies in flight shared by all callers.
+	Concurrency() int
+}
+
+// Primary is the primary bucket as backfill reads it; *blobstore.Store
+// satisfies it.
+type Primary interface {
+	ObjectLister
+	// Head returns the object's attributes or an error wrapping
+	// blobstore.ErrNotFound.
+	Head(ctx context.Context, key string) (blobstore.Object, error)
+}
+
+// Secondary is the secondary bucket as the orphans phase reads and prunes
+// it; *blobstore.Store satisfies it.
+type Secondary interface {
+	ObjectLister
+	// Delete removes the object; deleting a missing object succeeds.
+	Delete(ctx context.Context, key string) error
+}
+
+// InventoryStore is the bucket holding S3 Inventory reports; *blobstore.Store
+// satisfies it.
+type InventoryStore interface {
+	ObjectReader
+	ObjectLister
+}
+
+var (
+	_ Registry       = (*registry.Store)(nil)
+	_ Engine         = (*replication.Engine)(nil)
+	_ Primary        = (*blobstore.Store)(nil)
+	_ Secondary      = (*blobstore.Store)(nil)
+	_ InventoryStore = (*blobstore.Store)(nil)
+)
+
+// Options are a Runner's dependencies.
+type Options struct {
+	Config   Config
+	Pool     *pgxpool.Pool // the registry's database (cursor, staging, quarantine SQL)
+	Registry Registry
+	Engine   Engine
+	Catalog  *datatype.Catalog // enabled data types (selective sync)
+	Primary  Primary
+	// PrimaryBucket names the primary in cursor names; default "primary".
+	PrimaryBucket string
+	// Secondary is required only for the orphans phase.
+	Secondary Secondary
+	// Inventory is required when Config.Inventory is set: the store of
+	// Config.Inventory.Bucket.
+	Inventory InventoryStore
+	// SyncTimeout: rows started longer ago are recovered. Default 8h.
+	SyncTimeout time.Duration
+	// Clock drives budgets and written timestamps; default time.Now.
+	Clock func() time.Time
+	// Logger receives the per-phase summaries; default slog.Default().
+	Logger *slog.Logger
+	// Progress, when set, is called (from the goroutine running the pass
+	// or from sync workers, never concurrently) after each unit of work.
+	Progress func(Progress)
+}
+
+// Progress reports the running totals of a phase.
+type Progress struct {
+	Phase Phase
+	Done  int64 // objects listed (reconcile, orphans) or claims finished (sync)
+	Total int64 // expected total when known (sync), else -1
+}
+
+// Runner runs backfill passes. It is safe for concurrent use, and several
+// Runners (Lambda instances) may run against one registry at once.
+type Runner struct {
+	o   Options
+	log *slog.Logger
+}
+
+// New checks the options and returns a Runner.
+func New(o Options) (*Runner, error) {
+	var missing []string
+	if o.Pool == nil {
+		missing = append(missing, "Pool")
+	}
+	if o.Registry == nil {
+		missing = append(missing, "Registry")
+	}
+	if o.Engine == nil {
+		missing = append(missing, "Engine")
+	}
+	if o.Catalog == nil {
+		missing = append(missing, "Catalog")
+	}
+	if o.Primary == nil {
+		missing = append(missing, "Primary")
+	}
+	if o.Config.Inventory != nil && o.Inventory == nil {
+		missing = append(missing, "Inventory (Config.Inventory is set)")
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: options missing %v", ErrInvalidConfig, missing)
+	}
+	def := DefaultConfig()
+	if o.Config.Budget <= 0 {
+		o.Config.Budget = def.Budget
+	}
+	if len(o.Config.Phases) == 0 {
+		o.Config.Phases = def.Phases
+	}
+	if o.Config.BatchSize <= 0 {
+		o.Config.BatchSize = def.BatchSize
+	}
+	if o.Config.ClaimSize <= 0 {
+		o.Config.ClaimSize = def.ClaimSize
+	}
+	if o.Config.MaxAttempts <= 0 {
+		o.Config.MaxAttempts = def.MaxAttempts
+	}
+	if o.Config.Orphans == "" {
+		o.Config.Orphans = OrphansOff
+	}
+	if o.PrimaryBucket == "" {
+		o.PrimaryBucket = "primary"
+	}
+	if o.SyncTimeout <= 0 {
+		o.SyncTimeout = 8 * time.Hour
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Runner{o: o, log: o.Logger.With("function", "backfill")}, nil
+}
+
+// Request selects what one Run does; zero fields take the configuration.
+type Request struct {
+	// Phases to run, in canonical order; empty = Config.Phases.
+	Phases []Phase `json:"phases,omitempty"`
+	// Budget is a Go duration ("10m"); empty = Config.Budget.
+	Budget string `json:"budget,omitempty"`
+	// Orphans overrides Config.Orphans for this run (off, report, delete).
+	Orphans OrphanMode `json:"orphans,omitempty"`
+	// ResyncQuarantined ends the quarantine of every quarantined row of
+	// the enabled types before the phases run.
+	ResyncQuarantined bool `json:"resync_quarantined,omitempty"`
+}
+
+// Report counts what one Run did.
+type Report struct {
+	Recovered int64 `json:"recovered"`
+
+	Reconcile ReconcileReport `json:"reconcile"`
+	Sync      SyncReport      `json:"sync"`
+	Orphans   OrphanReport    `json:"orphans"`
+
+	Resynced        int64         `json:"resynced"`         // quarantined rows sent back to pending on request
+	BudgetExhausted bool          `json:"budget_exhausted"` // some phase stopped early; the next run resumes
+	Elapsed         time.Duration `json:"elapsed_ns"`
+}
+
+// ReconcileReport counts the reconcile phase.
+type ReconcileReport struct {
+	Source        string `json:"source"`         // "list" or "inventory"
+	Skipped       string `json:"skipped"`        // why the phase did nothing ("busy", "inventory already reconciled")
+	Resumed       bool   `json:"resumed"`        // continued a pass an earlier run started
+	Listed        int64  `json:"listed"`         // primary objects read (listing entries or inventory rows)
+	Selected      int64  `json:"selected"`       // of those, in an enabled type and prefix
+	Registered    int64  `json:"registered"`     // new pending rows
+	Changed       int64  `json:"changed"`        // listed objects whose row was a tombstone or had another ETag: re-registered
+	OrphanRows    int64  `json:"orphan_rows"`    // live rows not in the listing
+	DeletesQueued int64  `json:"deletes_queued"` // of those, gone from the primary: delete propagated
+	PassComplete  bool   `json:"pass_complete"`  // the listing reached its end in this run
+}
+
+// SyncReport counts the sync phase by engine outcome.
+type SyncReport struct {
+	Claimed     int64 `json:"claimed"`
+	Synced      int64 `json:"synced"`
+	Deleted     int64 `json:"deleted"`
+	Missing     int64 `json:"missing_on_primary"`
+	Failed      int64 `json:"failed"`
+	Other       int64 `json:"other"` // stale, in progress, kept, contended
+	Quarantined int64 `json:"quarantined"`
+	Rounds      int   `json:"rounds"`
+}
+
+// OrphanReport counts the orphans phase.
+type OrphanReport struct {
+	Mode    OrphanMode `json:"mode"`
+	Listed  int64      `json:"listed"`
+	Found   int64      `json:"found"`
+	Deleted int64      `json:"deleted"`
+	Keys    []string   `json:"keys,omitempty"` // the first orphans found (at most 100)
+}
+
+// safetyMargin is kept free before a Lambda deadline.
+const safetyMargin = 30 * time.Second
+
+// Run runs one pass: the phases of req within its budget (and before ctx's
+// deadline minus 30 s). It returns the report of what was done even when a
+// phase fails; phases after a failed one still run, and the errors are
+// joined.
+func (r *Runner) Run(ctx context.Context, req Request) (Report, error) {
+	start := r.o.Clock()
+	phases := r.o.Config.Phases
+	if len(req.Phases) > 0 {
+		ps, err := ParsePhases(phaseStrings(req.Phases))
+		if err != nil {
+			return Report{}, err
+		}
+		phases = ps
+	}
+	budget := r.o.Config.Budget
+	if req.Budget != "" {
+		d, err := time.ParseDuration(req.Budget)
+		if err != nil || d <= 0 {
+			return Report{}, fmt.Errorf("%w: budget %q", ErrInvalidConfig, req.Budget)
+		}
+		budget = d
+	}
+	orphans := r.o.Config.Orphans
+	if req.Orphans != "" {
+		orphans = req.Orphans
+	}
+	deadline := start.Add(budget)
+	if dl, ok := ctx.Deadline(); ok {
+		// The Lambda deadline is wall time; translate it onto our clock.
+		if d := start.Add(time.Until(dl) - safetyMargin); d.Before(deadline) {
+			deadline = d
+		}
+	}
+	p := &pass{r: r, deadline: deadline, owner: newOwner(), orphanMode: orphans}
+	var errs []error
+	if req.ResyncQuarantined {
+		n, err := r.ResyncQuarantined(ctx, nil, "")
+		p.rep.Resynced = n
+		errs = append(errs, err)
+	}
+	for _, ph := range phases {
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("backfill: %s: %w", ph, ctx.Err()))
+			break
+		}
+		var err error
+		switch ph {
+		case PhaseRecover:
+			err = p.recover(ctx)
+		case PhaseReconcile:
+			err = p.reconcile(ctx)
+		case PhaseSync:
+			err = p.sync(ctx)
+		case PhaseOrphans:
+			err = p.orphans(ctx)
+		}
+		if err != nil {
+			r.log.ErrorContext(ctx, "backfill phase failed", "phase", ph, "error", err)
+			errs = append(errs, err)
+		}
+	}
+	p.rep.Elapsed = r.o.Clock().Sub(start)
+	r.log.InfoContext(ctx, "backfill pass",
+		"elapsed", p.rep.Elapsed, "budget_exhausted", p.rep.BudgetExhausted,
+		"recovered", p.rep.Recovered, "listed", p.rep.Reconcile.Listed,
+		"registered", p.rep.Reconcile.Registered, "deletes_queued", p.rep.Reconcile.DeletesQueued,
+		"claimed", p.rep.Sync.Claimed, "synced", p.rep.Sync.Synced, "deleted", p.rep.Sync.Deleted,
+		"failed", p.rep.Sync.Failed, "quarantined", p.rep.Sync.Quarantined,
+		"orphans_found", p.rep.Orphans.Found, "orphans_deleted", p.rep.Orphans.Deleted)
+	return p.rep, errors.Join(errs...)
+}
+
+func phaseStrings(ps []Phase) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = string(p)
+	}
+	return out
+}
+
+// pass is the state of one Run.
+type pass struct {
+	r          *Runner
+	deadline   time.Time
+	owner      string
+	orphanMode OrphanMode
+	rep        Report
+	// inventoryTime is when the inventory being reconciled was taken.
+	inventoryTime time.Time
+}
+
+// expired reports (and records) that the budget is used up.
+func (p *pass) expired() bool {
+	if p.r.o.Clock().Before(p.deadline) {
+		return false
+	}
+	p.rep.BudgetExhausted = true
+	return true
+}
+
+func (p *pass) progress(ph Phase, done, total int64) {
+	if p.r.o.Progress != nil {
+		p.r.o.Progress(Progress{Phase: ph, Done: done, Total: total})
+	}
+}
+
+func (p *pass) recover(ctx context.Context) error {
+	n, err := p.r.o.Registry.RecoverStuck(ctx, p.r.o.SyncTimeout)
+	if err != nil {
+		return fmt.Errorf("backfill: recover: %w", err)
+	}
+	p.rep.Recovered = n
+	p.r.log.InfoContext(ctx, "backfill recover", "phase", PhaseRecover, "recovered", n, "older_than", p.r.o.SyncTimeout)
+	return nil
+}
+
+// now is the clock at PostgreSQL's precision.
+func (r *Runner) now() time.Time { return r.o.Clock().Truncate(time.Microsecond) }
+
+func (r *Runner) typeNames() []string { return r.o.Catalog.Names() }
+
+// newOwner returns a random lease owner id for one Run.
+func newOwner() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,207 @@
+package backfill
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Var documents one environment variable read by this package (same shape
+// as config.Var, kept here so the lead can merge it into config.Reference).
+type Var struct {
+	Name        string
+	Default     string
+	Description string
+}
+
+// Vars lists the environment variables backfill reads, in README order.
+var Vars = []Var{
+	{"GEOBLOB_BACKFILL_BUDGET", "10m", "Work time per backfill invocation; the cursor is saved and the next invocation resumes. Capped by the Lambda deadline minus 30 s."},
+	{"GEOBLOB_BACKFILL_PHASES", "recover,reconcile,sync", "Phases a scheduled invocation runs, in order: recover, reconcile, sync, orphans."},
+	{"GEOBLOB_BACKFILL_INVENTORY", "", "S3 Inventory location (s3://bucket/prefix/ or s3://bucket/.../manifest.json, CSV format) used by reconcile instead of listing the primary bucket. The newest manifest under a prefix is used."},
+	{"GEOBLOB_BACKFILL_BATCH_SIZE", "10000", "Listed objects registered per transaction (bulk COPY + INSERT ON CONFLICT)."},
+	{"GEOBLOB_BACKFILL_CLAIM_SIZE", "50", "Due rows claimed per sync round (FOR UPDATE SKIP LOCKED, fair across data types)."},
+	{"GEOBLOB_BACKFILL_MAX_ATTEMPTS", "10", "Failed sync attempts after which a row is quarantined: still counted, resynced only on request."},
+	{"GEOBLOB_BACKFILL_PREFIXES", "", "Comma-separated key prefixes this secondary replicates (selective sync); empty means all keys of the enabled data types."},
+	{"GEOBLOB_BACKFILL_SECONDARY_ORPHANS", "off", "Secondary objects with no primary counterpart: off, report (dry run: count and log) or delete."},
+}
+
+// Phase names a unit of backfill work.
+type Phase string
+
+// Phases, in the order a pass runs them.
+const (
+	PhaseRecover   Phase = "recover"   // rows stuck in started -> failed with a due retry
+	PhaseReconcile Phase = "reconcile" // register unannounced objects, propagate lost deletes
+	PhaseSync      Phase = "sync"      // copy pending and due-failed rows
+	PhaseOrphans   Phase = "orphans"   // secondary objects without a primary (report or delete)
+)
+
+var allPhases = []Phase{PhaseRecover, PhaseReconcile, PhaseSync, PhaseOrphans}
+
+// OrphanMode says what the orphans phase does with secondary objects that
+// have no primary counterpart.
+type OrphanMode string
+
+// Orphan modes.
+const (
+	OrphansOff    OrphanMode = "off"
+	OrphansReport OrphanMode = "report" // dry run: count and log them
+	OrphansDelete OrphanMode = "delete"
+)
+
+// Config is backfill's validated configuration.
+type Config struct {
+	Budget      time.Duration
+	Phases      []Phase
+	Inventory   *S3URL // nil: reconcile lists the primary bucket
+	BatchSize   int
+	ClaimSize   int
+	MaxAttempts int
+	Prefixes    []string
+	Orphans     OrphanMode
+}
+
+// S3URL is a parsed s3://bucket/key location.
+type S3URL struct {
+	Bucket string
+	Key    string
+}
+
+// String returns the s3:// form.
+func (u S3URL) String() string { return "s3://" + u.Bucket + "/" + u.Key }
+
+// DefaultConfig returns the defaults of Vars.
+func DefaultConfig() Config {
+	return Config{
+		Budget:      10 * time.Minute,
+		Phases:      []Phase{PhaseRecover, PhaseReconcile, PhaseSync},
+		BatchSize:   10_000,
+		ClaimSize:   50,
+		MaxAttempts: 10,
+		Orphans:     OrphansOff,
+	}
+}
+
+// ConfigFromEnv reads the GEOBLOB_BACKFILL_* variables through getenv.
+// Every problem is reported, each naming its variable and wrapping
+// ErrInvalidConfig.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := DefaultConfig()
+	var errs []error
+	fail := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s %s", ErrInvalidConfig, name, fmt.Sprintf(format, args...)))
+	}
+	get := func(name string) string { return strings.TrimSpace(getenv(name)) }
+	integer := func(name string, def, lo, hi int) int {
+		v := get(name)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			fail(name, "must be an integer from %d to %d, got %q", lo, hi, v)
+			return def
+		}
+		return n
+	}
+	if v := get("GEOBLOB_BACKFILL_BUDGET"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			fail("GEOBLOB_BACKFILL_BUDGET", "must be a positive Go duration such as 90s or 10m, got %q", v)
+		} else {
+			c.Budget = d
+		}
+	}
+	if v := get("GEOBLOB_BACKFILL_PHASES"); v != "" {
+		ps, err := ParsePhases(strings.Split(v, ","))
+		if err != nil {
+			fail("GEOBLOB_BACKFILL_PHASES", "%v", err)
+		} else {
+			c.Phases = ps
+		}
+	}
+	if v := get("GEOBLOB_BACKFILL_INVENTORY"); v != "" {
+		u, err := ParseS3URL(v)
+		if err != nil {
+			fail("GEOBLOB_BACKFILL_INVENTORY", "%v", err)
+		} else {
+			c.Inventory = &u
+		}
+	}
+	c.BatchSize = integer("GEOBLOB_BACKFILL_BATCH_SIZE", c.BatchSize, 1, 1_000_000)
+	c.ClaimSize = integer("GEOBLOB_BACKFILL_CLAIM_SIZE", c.ClaimSize, 1, 10_000)
+	c.MaxAttempts = integer("GEOBLOB_BACKFILL_MAX_ATTEMPTS", c.MaxAttempts, 1, 1_000_000)
+	if v := get("GEOBLOB_BACKFILL_PREFIXES"); v != "" {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				c.Prefixes = append(c.Prefixes, p)
+			}
+		}
+	}
+	if v := get("GEOBLOB_BACKFILL_SECONDARY_ORPHANS"); v != "" {
+		switch m := OrphanMode(strings.ToLower(v)); m {
+		case OrphansOff, OrphansReport, OrphansDelete:
+			c.Orphans = m
+		default:
+			fail("GEOBLOB_BACKFILL_SECONDARY_ORPHANS", "must be off, report or delete, got %q", v)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// ParsePhases validates phase names (empty entries are ignored) and returns
+// them in canonical order without duplicates.
+func ParsePhases(names []string) ([]Phase, error) {
+	want := map[Phase]bool{}
+	for _, n := range names {
+		n = strings.ToLower(strings.TrimSpace(n))
+		if n == "" {
+			continue
+		}
+		if !slices.Contains(allPhases, Phase(n)) {
+			return nil, fmt.Errorf("%w: unknown phase %q (want recover, reconcile, sync, orphans)", ErrInvalidConfig, n)
+		}
+		want[Phase(n)] = true
+	}
+	var out []Phase
+	for _, p := range allPhases {
+		if want[p] {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no phase selected", ErrInvalidConfig)
+	}
+	return out, nil
+}
+
+// ParseS3URL parses s3://bucket/key (the key may be empty or a prefix).
+func ParseS3URL(s string) (S3URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "s3" || u.Host == "" {
+		return S3URL{}, fmt.Errorf("%w: %q is not an s3://bucket/key URL", ErrInvalidConfig, s)
+	}
+	return S3URL{Bucket: u.Host, Key: strings.TrimPrefix(u.Path, "/")}, nil
+}
+
+// Selected reports whether key falls under the configured prefixes (always
+// true without prefixes).
+func (c Config) Selected(key string) bool {
+	if len(c.Prefixes) == 0 {
+		return true
+	}
+	for _, p := range c.Prefixes {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,228 @@
+package backfill
+
+// All SQL of the backfill package. Timestamps are parameters from the
+// Runner's clock. Keys are compared COLLATE "C" (bytes), the order in which
+// S3 lists them.
+
+// qStageCreate makes the per-connection staging table for one batch of
+// listed objects; ON COMMIT DELETE ROWS empties it after every transaction.
+const qStageCreate = `
+CREATE TEMP TABLE IF NOT EXISTS backfill_batch (
+	data_type  text   NOT NULL,
+	object_key text   NOT NULL,
+	size       bigint NOT NULL,
+	etag       text   NOT NULL
+) ON COMMIT DELETE ROWS`
+
+// stageTable and stageColumns name the COPY target.
+const stageTable = "backfill_batch"
+
+var stageColumns = []string{"data_type", "object_key", "size", "etag"}
+
+// $1 now. Registers the staged objects that have no row (of any state,
+// tombstones included: a tombstone is the newer truth until an event or a
+// sync says otherwise) as pending. Returns the number inserted.
+const qRegisterStaged = `
+WITH ins AS (
+	INSERT INTO blob_registry AS r (data_type, object_key, state, generation, size, etag,
+		verification_state, created_at, updated_at)
+	SELECT DISTINCT ON (data_type, object_key) data_type, object_key, 0, 1, size, etag, 4, $1::timestamptz, $1::timestamptz
+	FROM backfill_batch
+	ORDER BY data_type, object_key
+	ON CONFLICT (data_type, object_key) DO NOTHING
+	RETURNING 1
+)
+SELECT count(*) FROM ins`
+
+// $1 data types, $2 after key (exclusive, ” = from the start), $3 up to key
+// (inclusive, NULL = to the end), $4 created before, $5 prefixes (NULL = all).
+//
+// Live rows in the key range of a listed batch that the batch does not
+// contain: their primary object was deleted (or the listing raced a
+// create, which the caller rules out with a HEAD).
+const qListingOrphans = `
+SELECT r.data_type, r.object_key FROM blob_registry r
+WHERE r.deleted_at IS NULL
+	AND r.data_type = ANY($1::text[])
+	AND (r.object_key COLLATE "C") > ($2::text COLLATE "C")
+	AND ($3::text IS NULL OR (r.object_key COLLATE "C") <= ($3::text COLLATE "C"))
+	AND r.created_at < $4
+	AND ($5::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($5::text[]) p WHERE starts_with(r.object_key, p)))
+	AND NOT EXISTS (SELECT 1 FROM backfill_batch b
+		WHERE b.data_type = r.data_type AND b.object_key = r.object_key)
+ORDER BY (r.object_key COLLATE "C")`
+
+// $1 not changed since. Staged objects whose row says something else:
+// a tombstone (the object was created again and the create event was
+// lost), or a synced row with another ETag (overwritten, event lost). The
+// caller confirms with a HEAD and applies a created event.
+const qStagedChanged = `
+SELECT r.data_type, r.object_key FROM backfill_batch b
+JOIN blob_registry r ON r.data_type = b.data_type AND r.object_key = b.object_key
+WHERE r.updated_at < $1
+	AND (r.deleted_at IS NOT NULL
+		OR (r.state = 2 AND r.etag <> '' AND b.etag <> '' AND r.etag <> b.etag))`
+
+// $1 cursor name. Remembers the staged keys for an inventory pass.
+const qSeenStaged = `
+INSERT INTO backfill_seen (cursor, data_type, object_key)
+SELECT $1, data_type, object_key FROM backfill_batch
+ON CONFLICT DO NOTHING`
+
+// $1 cursor name, $2 data types, $3 created before, $4 after id, $5 limit,
+// $6 prefixes (NULL = all).
+// Live rows an inventory pass did not see.
+const qInventoryOrphans = `
+SELECT r.id, r.data_type, r.object_key FROM blob_registry r
+WHERE r.deleted_at IS NULL
+	AND r.data_type = ANY($2::text[])
+	AND r.created_at < $3
+	AND r.id > $4
+	AND ($6::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($6::text[]) p WHERE starts_with(r.object_key, p)))
+	AND NOT EXISTS (SELECT 1 FROM backfill_seen s
+		WHERE s.cursor = $1 AND s.data_type = r.data_type AND s.object_key = r.object_key)
+ORDER BY r.id
+LIMIT $5`
+
+// $1 cursor name.
+const qSeenClear = `DELETE FROM backfill_seen WHERE cursor = $1`
+
+// $1 name, $2 owner, $3 now, $4 lease until. Takes the cursor's lease
+// (creating the cursor) unless another owner holds an unexpired one.
+const qCursorLease = `
+INSERT INTO backfill_cursor AS c (name, lease_owner, lease_until, updated_at)
+VALUES ($1, $2, $4, $3)
+ON CONFLICT (name) DO UPDATE SET lease_owner = $2, lease_until = $4, updated_at = $3
+WHERE c.lease_owner IS NULL OR c.lease_owner = $2 OR c.lease_until < $3
+RETURNING c.position, c.pass_started_at, c.passes_completed, c.last_completed_at, c.listed, c.registered`
+
+// $1 name, $2 owner, $3 now.
+const qCursorRelease = `
+UPDATE backfill_cursor SET lease_owner = NULL, lease_until = NULL, updated_at = $3
+WHERE name = $1 AND lease_owner = $2`
+
+// $1 name, $2 owner, $3 now, $4 position, $5 pass started at, $6 listed
+// (added), $7 registered (added). Saves progress; no row when the lease was
+// lost.
+const qCursorSave = `
+UPDATE backfill_cursor SET position = $4, pass_started_at = $5,
+	listed = listed + $6, registered = registered + $7, updated_at = $3
+WHERE name = $1 AND lease_owner = $2
+RETURNING 1`
+
+// $1 name, $2 owner, $3 now, $4 position for the next pass. Ends a pass.
+const qCursorComplete = `
+UPDATE backfill_cursor SET position = $4, pass_started_at = NULL,
+	passes_completed = passes_completed + 1, last_completed_at = $3,
+	listed = 0, registered = 0, updated_at = $3
+WHERE name = $1 AND lease_owner = $2
+RETURNING 1`
+
+// $1 name, $2 owner, $3 now, $4 position. Starts a new pass at position
+// (resetting the pass counters).
+const qCursorRestart = `
+UPDATE backfill_cursor SET position = $4, pass_started_at = $3,
+	listed = 0, registered = 0, updated_at = $3
+WHERE name = $1 AND lease_owner = $2
+RETURNING 1`
+
+// quarantineUntil is the retry_at of quarantined rows: never due.
+const quarantineUntil = "9999-12-31T00:00:00Z"
+
+// $1 max attempts, $2 data types, $3 now. Quarantines failed rows that
+// used up their attempts.
+const qQuarantine = `
+UPDATE blob_registry SET quarantined_at = $3, retry_at = '` + quarantineUntil + `'::timestamptz, updated_at = $3
+WHERE state = 3 AND retry_count >= $1 AND quarantined_at IS NULL AND data_type = ANY($2::text[])`
+
+// $1 data types (NULL = all), $2 object key (” = every quarantined row of
+// the types), $3 now. Ends the quarantine of rows: pending, attempts reset,
+// generation bumped (the trigger clears quarantined_at).
+const qResyncQuarantined = `
+UPDATE blob_registry AS r SET
+	state = 0,
+	generation = r.generation + 1,
+	retry_count = 0,
+	retry_at = NULL,
+	verification_state = 4,
+	verification_started_at = NULL,
+	updated_at = $3
+WHERE r.quarantined_at IS NOT NULL AND r.state = 3
+	AND ($1::text[] IS NULL OR r.data_type = ANY($1::text[]))
+	AND ($2 = '' OR r.object_key = $2)`
+
+// $1 data types. Per type: quarantined rows, and rows waiting for sync.
+const qQuarantineStats = `
+SELECT data_type,
+	count(*) FILTER (WHERE quarantined_at IS NOT NULL AND state = 3),
+	count(*) FILTER (WHERE state = 0),
+	count(*) FILTER (WHERE state = 3 AND quarantined_at IS NULL)
+FROM blob_registry
+WHERE data_type = ANY($1::text[])
+GROUP BY data_type ORDER BY data_type`
+
+// $1 data types, $2 now, $3 prefixes (NULL = all). Rows a sync pass would
+// claim now (for progress totals).
+const qCountDue = `
+SELECT count(*) FROM blob_registry b
+WHERE b.data_type = ANY($1::text[])
+	AND (b.state = 0 OR (b.state = 3 AND b.retry_at <= $2))
+	AND ($3::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($3::text[]) p WHERE starts_with(b.object_key, p)))`
+
+// $1 keys, $2 data types. Live rows among listed secondary keys.
+const qLiveKeys = `
+SELECT object_key FROM blob_registry
+WHERE object_key = ANY($1::text[]) AND data_type = ANY($2::text[]) AND deleted_at IS NULL`
+
+// claimColumns is the column list registry.Claim rows are read from (the
+// registry's rowColumns, which it does not export).
+const claimColumns = `r.id, r.data_type, r.object_key,
+	r.state, r.generation, r.retry_count, r.retry_at, coalesce(r.last_sync_failure, ''),
+	r.last_synced_at, r.started_at, r.size, r.etag, r.version_id, r.primary_sha256,
+	r.last_sequencer, r.missing_on_primary, r.deleted_at,
+	r.verification_state, r.verification_started_at, r.verified_at, r.verification_retry_count,
+	r.verification_retry_at, coalesce(r.verification_failure, ''), r.secondary_sha256,
+	r.checksum_mismatch, r.created_at, r.updated_at`
+
+// qClaimDueSelected is registry.ClaimDue's statement with a key-prefix
+// filter (selective sync): $1 limit, $2 data types, $3 now, $4 prefixes.
+// Pending first, then due failed rows, round-robin across types, SKIP
+// LOCKED.
+const qClaimDueSelected = `
+WITH types AS (
+	SELECT unnest($2::text[]) AS data_type
+),
+pending AS (
+	SELECT p.id, p.data_type, 0 AS prio,
+		row_number() OVER (PARTITION BY p.data_type ORDER BY p.id) AS rn
+	FROM types t CROSS JOIN LATERAL (
+		SELECT b.id, b.data_type FROM blob_registry b
+		WHERE b.data_type = t.data_type AND b.state = 0
+			AND EXISTS (SELECT 1 FROM unnest($4::text[]) p WHERE starts_with(b.object_key, p))
+		ORDER BY b.id
+		LIMIT $1
+		FOR UPDATE SKIP LOCKED) p
+),
+failed AS (
+	SELECT f.id, f.data_type, 1 AS prio,
+		row_number() OVER (PARTITION BY f.data_type ORDER BY f.retry_at, f.id) AS rn
+	FROM types t CROSS JOIN LATERAL (
+		SELECT b.id, b.data_type, b.retry_at FROM blob_registry b
+		WHERE b.data_type = t.data_type AND b.state = 3 AND b.retry_at <= $3
+			AND EXISTS (SELECT 1 FROM unnest($4::text[]) p WHERE starts_with(b.object_key, p))
+		ORDER BY b.retry_at
+		LIMIT greatest($1 - (SELECT count(*) FROM pending), 0)
+		FOR UPDATE SKIP LOCKED) f
+),
+chosen AS (
+	SELECT id FROM (SELECT * FROM pending UNION ALL SELECT * FROM failed) c
+	ORDER BY prio, rn, data_type LIMIT $1
+)
+UPDATE blob_registry AS r SET
+	state = 1,
+	started_at = $3,
+	generation = r.generation + 1,
+	updated_at = $3
+FROM chosen
+WHERE r.id = chosen.id
+RETURNING ` + claimColumns

@@ -1,0 +1,460 @@
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/geoblob/geoblob/shared/blobstore"
+	"github.com/geoblob/geoblob/shared/events"
+	"github.com/geoblob/geoblob/shared/replication"
+)
+
+// staged is one listed object of an enabled type, ready for COPY.
+type staged struct {
+	dataType, key, etag string
+	size                int64
+}
+
+// keyRef names a registry row.
+type keyRef struct {
+	dataType, key string
+}
+
+// select returns the data type of a listed key, or false when the key is
+// outside the selection (no enabled type, or outside the prefixes).
+func (r *Runner) selectKey(key string) (string, bool) {
+	if !r.o.Config.Selected(key) {
+		return "", false
+	}
+	t, ok := r.o.Catalog.Match(key)
+	return t.Name, ok
+}
+
+// leaseFor is how long a reconcile lease lasts: past this run's deadline,
+// so a crashed run's lease expires soon after.
+func (p *pass) leaseUntil() time.Time {
+	return p.deadline.Add(2 * time.Minute)
+}
+
+func (p *pass) reconcile(ctx context.Context) error {
+	var err error
+	if p.r.o.Config.Inventory != nil {
+		p.rep.Reconcile.Source = "inventory"
+		err = p.reconcileInventory(ctx)
+	} else {
+		p.rep.Reconcile.Source = "list"
+		err = p.reconcileListing(ctx)
+	}
+	if errors.Is(err, ErrBusy) {
+		p.rep.Reconcile.Skipped = "busy"
+		p.r.log.InfoContext(ctx, "backfill reconcile skipped: another invocation holds the cursor", "phase", PhaseReconcile)
+		return nil
+	}
+	rc := p.rep.Reconcile
+	p.r.log.InfoContext(ctx, "backfill reconcile", "phase", PhaseReconcile, "source", rc.Source,
+		"resumed", rc.Resumed, "listed", rc.Listed, "selected", rc.Selected, "registered", rc.Registered,
+		"orphan_rows", rc.OrphanRows, "deletes_queued", rc.DeletesQueued, "pass_complete", rc.PassComplete,
+		"skipped", rc.Skipped, "budget_exhausted", p.rep.BudgetExhausted)
+	return err
+}
+
+// stage copies batch into the transaction's staging table and registers
+// the objects without a row. It returns the staged objects whose row, not
+// changed since unchangedSince, disagrees with the listing (see
+// qStagedChanged).
+func (p *pass) stage(ctx context.Context, tx pgx.Tx, batch []staged, unchangedSince time.Time) ([]keyRef, error) {
+	if _, err := tx.Exec(ctx, qStageCreate); err != nil {
+		return nil, fmt.Errorf("backfill: staging table: %w", err)
+	}
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	i := 0
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, stageColumns, pgx.CopyFromFunc(func() ([]any, error) {
+		if i == len(batch) {
+			return nil, nil
+		}
+		s := batch[i]
+		i++
+		return []any{s.dataType, s.key, s.size, s.etag}, nil
+	})); err != nil {
+		return nil, fmt.Errorf("backfill: copy %d objects: %w", len(batch), err)
+	}
+	rows, err := tx.Query(ctx, qStagedChanged, unchangedSince)
+	if err != nil {
+		return nil, fmt.Errorf("backfill: changed rows: %w", err)
+	}
+	changed, err := pgx.CollectRows(rows, scanKeyRef)
+	if err != nil {
+		return nil, fmt.Errorf("backfill: changed rows: %w", err)
+	}
+	var n int64
+	if err := tx.QueryRow(ctx, qRegisterStaged, p.r.now()).Scan(&n); err != nil {
+		return nil, fmt.Errorf("backfill: register %d objects: %w", len(batch), err)
+	}
+	p.rep.Reconcile.Registered += n
+	return changed, nil
+}
+
+func scanKeyRef(row pgx.CollectableRow) (keyRef, error) {
+	var k keyRef
+	return k, row.Scan(&k.dataType, &k.key)
+}
+
+// recreate handles listed objects whose row is a tombstone or names
+// another ETag: when a HEAD shows the object on the primary, it goes through
+// the engine like an ObjectCreated event (no sequencer: never stale, keeps
+// the stored one), which copies it.
+func (p *pass) recreate(ctx context.Context, keys []keyRef) error {
+	for _, k := range keys {
+		obj, err := p.r.o.Primary.Head(ctx, k.key)
+		switch {
+		case errors.Is(err, blobstore.ErrNotFound):
+			continue // deleted since it was listed
+		case err != nil:
+			return fmt.Errorf("backfill: head %s: %w", k.key, err)
+		}
+		p.rep.Reconcile.Changed++
+		out, err := p.r.o.Engine.Apply(ctx, events.ObjectEvent{
+			Kind:      events.KindCreated,
+			EventName: "ObjectCreated:Backfill",
+			Source:    EventSource,
+			Key:       k.key,
+			Size:      obj.Size,
+			ETag:      obj.ETag,
+			VersionID: obj.VersionID,
+			EventTime: obj.LastModified,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("backfill: re-register %s: %w", k.key, err)
+			}
+			p.r.log.WarnContext(ctx, "backfill: changed object not copied yet; sync retries it",
+				"data_type", k.dataType, "key", k.key, "outcome", out.String(), "error", err)
+		}
+	}
+	return nil
+}
+
+// prefixes returns the selected prefixes, nil (SQL NULL) for all keys.
+func (r *Runner) prefixes() []string {
+	if len(r.o.Config.Prefixes) == 0 {
+		return nil
+	}
+	return r.o.Config.Prefixes
+}
+
+func (p *pass) reconcileListing(ctx context.Context) error {
+	c, err := p.r.leaseCursor(ctx, "reconcile:list:"+p.r.o.PrimaryBucket, p.owner, p.leaseUntil())
+	if err != nil {
+		return err
+	}
+	defer p.r.releaseCursor(ctx, c)
+	if c.pos.After != "" || c.passStartedAt != nil {
+		p.rep.Reconcile.Resumed = true
+	} else if err := p.r.restartCursor(ctx, c, position{}); err != nil {
+		return err
+	}
+	var (
+		batch      []staged
+		listed     int64
+		batchStart = p.r.now() // when the listing of the batch's first page began
+		fetchStart = batchStart
+	)
+	flush := func(last string, toEnd bool) error {
+		upTo := &last
+		if toEnd {
+			upTo = nil
+		}
+		if err := p.flushListing(ctx, c, batch, listed, upTo, batchStart); err != nil {
+			return err
+		}
+		if !toEnd {
+			c.pos.After = last
+		}
+		batch, listed, batchStart = batch[:0], 0, fetchStart
+		return nil
+	}
+	last := c.pos.After
+	err = p.r.o.Primary.List(ctx, blobstore.ListOptions{StartAfter: c.pos.After}, func(page []blobstore.Object) error {
+		for _, o := range page {
+			listed++
+			if t, ok := p.r.selectKey(o.Key); ok {
+				batch = append(batch, staged{dataType: t, key: o.Key, size: o.Size, etag: trimETag(o.ETag)})
+			}
+		}
+		p.rep.Reconcile.Listed += int64(len(page))
+		last = page[len(page)-1].Key
+		p.progress(PhaseReconcile, p.rep.Reconcile.Listed, -1)
+		expired := p.expired()
+		if len(batch) >= p.r.o.Config.BatchSize || expired {
+			if err := flush(last, false); err != nil {
+				return err
+			}
+		}
+		fetchStart = p.r.now()
+		if len(batch) == 0 && listed == 0 {
+			batchStart = fetchStart
+		}
+		if expired {
+			return errStop
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errStop):
+		return nil
+	case err != nil:
+		return fmt.Errorf("backfill: reconcile listing: %w", err)
+	}
+	// End of the listing: the last batch, and every row after its last key.
+	if err := flush(last, false); err != nil {
+		return err
+	}
+	c.pos.After = last
+	if err := p.flushListing(ctx, c, nil, 0, nil, batchStart); err != nil {
+		return err
+	}
+	p.rep.Reconcile.PassComplete = true
+	return p.r.completeCursor(ctx, c, position{})
+}
+
+// flushListing registers a batch of listed objects and propagates the
+// deletes of live rows in the batch's key range (c.pos.After, upTo] (upTo
+// nil = to the end) that the listing did not contain. Then the cursor moves
+// to upTo.
+func (p *pass) flushListing(ctx context.Context, c *cursor, batch []staged, listed int64, upTo *string, listedSince time.Time) error {
+	p.rep.Reconcile.Selected += int64(len(batch))
+	tx, err := p.r.o.Pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("backfill: reconcile: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	before := p.rep.Reconcile.Registered
+	changed, err := p.stage(ctx, tx, batch, listedSince)
+	if err != nil {
+		p.rep.Reconcile.Registered = before
+		return err
+	}
+	rows, err := tx.Query(ctx, qListingOrphans, p.r.typeNames(), c.pos.After, upTo, listedSince, p.r.prefixes())
+	if err != nil {
+		p.rep.Reconcile.Registered = before
+		return fmt.Errorf("backfill: orphan rows: %w", err)
+	}
+	orphans, err := pgx.CollectRows(rows, scanKeyRef)
+	if err != nil {
+		p.rep.Reconcile.Registered = before
+		return fmt.Errorf("backfill: orphan rows: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		p.rep.Reconcile.Registered = before
+		return fmt.Errorf("backfill: reconcile commit: %w", err)
+	}
+	if err := p.recreate(ctx, changed); err != nil {
+		return err
+	}
+	if err := p.propagateDeletes(ctx, orphans); err != nil {
+		return err
+	}
+	if upTo == nil {
+		return nil
+	}
+	c.pos.After = *upTo
+	return p.r.saveCursor(ctx, p.r.o.Pool, c, listed, p.rep.Reconcile.Registered-before)
+}
+
+// propagateDeletes handles live rows whose object the primary's listing
+// did not show: after a HEAD confirms the object is gone, the removal goes
+// through the engine exactly like an ObjectRemoved event (tombstone, delete
+// the secondary copy). A failed delete stays a pending tombstone that sync
+// retries, so it does not fail the phase.
+func (p *pass) propagateDeletes(ctx context.Context, orphans []keyRef) error {
+	for _, o := range orphans {
+		p.rep.Reconcile.OrphanRows++
+		_, err := p.r.o.Primary.Head(ctx, o.key)
+		switch {
+		case err == nil:
+			continue // created after the listing page was read
+		case !errors.Is(err, blobstore.ErrNotFound):
+			return fmt.Errorf("backfill: head %s before propagating its delete: %w", o.key, err)
+		}
+		p.rep.Reconcile.DeletesQueued++
+		out, err := p.r.o.Engine.Apply(ctx, events.ObjectEvent{
+			Kind:      events.KindRemoved,
+			EventName: "ObjectRemoved:Backfill",
+			Source:    EventSource,
+			Key:       o.key,
+			EventTime: p.r.now(),
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("backfill: propagate delete of %s: %w", o.key, err)
+			}
+			p.r.log.WarnContext(ctx, "backfill: delete not propagated yet; sync retries it",
+				"data_type", o.dataType, "key", o.key, "outcome", out.String(), "error", err)
+			continue
+		}
+		if out == replication.OutcomeIgnored {
+			p.r.log.WarnContext(ctx, "backfill: orphan row of a type the engine ignores", "data_type", o.dataType, "key", o.key)
+		}
+	}
+	return nil
+}
+
+// EventSource is the Source of the removal events backfill synthesizes.
+const EventSource = "geoblob:backfill"
+
+func (p *pass) reconcileInventory(ctx context.Context) error {
+	loc := p.r.o.Config.Inventory
+	m, err := ReadManifest(ctx, p.r.o.Inventory, loc.Key)
+	if err != nil {
+		return err
+	}
+	c, err := p.r.leaseCursor(ctx, "reconcile:inventory:"+p.r.o.PrimaryBucket, p.owner, p.leaseUntil())
+	if err != nil {
+		return err
+	}
+	defer p.r.releaseCursor(ctx, c)
+	switch {
+	case c.pos.Manifest == m.Key && c.pos.Done:
+		p.rep.Reconcile.Skipped = "inventory already reconciled"
+		return nil
+	case c.pos.Manifest != "" && c.pos.Manifest > m.Key:
+		p.rep.Reconcile.Skipped = "inventory older than the last reconciled one"
+		return nil
+	case c.pos.Manifest == m.Key:
+		p.rep.Reconcile.Resumed = true
+	default:
+		if _, err := p.r.o.Pool.Exec(ctx, qSeenClear, c.name); err != nil {
+			return fmt.Errorf("backfill: clear seen keys: %w", err)
+		}
+		if err := p.r.restartCursor(ctx, c, position{Manifest: m.Key}); err != nil {
+			return err
+		}
+	}
+	createdBefore := m.Created()
+	if createdBefore.IsZero() && c.passStartedAt != nil {
+		createdBefore = *c.passStartedAt
+	}
+	p.inventoryTime = createdBefore
+	if !c.pos.Scanned {
+		stopped, err := p.scanInventory(ctx, c, m)
+		if err != nil || stopped {
+			return err
+		}
+	}
+	for {
+		if p.expired() {
+			return nil
+		}
+		rows, err := p.r.o.Pool.Query(ctx, qInventoryOrphans, c.name, p.r.typeNames(), createdBefore, c.pos.OrphansAfterID, 1000, p.r.prefixes())
+		if err != nil {
+			return fmt.Errorf("backfill: inventory orphan rows: %w", err)
+		}
+		var lastID int64
+		orphans, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (keyRef, error) {
+			var k keyRef
+			return k, row.Scan(&lastID, &k.dataType, &k.key)
+		})
+		if err != nil {
+			return fmt.Errorf("backfill: inventory orphan rows: %w", err)
+		}
+		if len(orphans) == 0 {
+			break
+		}
+		if err := p.propagateDeletes(ctx, orphans); err != nil {
+			return err
+		}
+		c.pos.OrphansAfterID = lastID
+		if err := p.r.saveCursor(ctx, p.r.o.Pool, c, 0, 0); err != nil {
+			return err
+		}
+	}
+	if _, err := p.r.o.Pool.Exec(ctx, qSeenClear, c.name); err != nil {
+		return fmt.Errorf("backfill: clear seen keys: %w", err)
+	}
+	p.rep.Reconcile.PassComplete = true
+	return p.r.completeCursor(ctx, c, position{Manifest: m.Key, Done: true})
+}
+
+// scanInventory registers the manifest's objects from the cursor on; stopped
+// is true when the budget ran out first.
+func (p *pass) scanInventory(ctx context.Context, c *cursor, m Manifest) (stopped bool, err error) {
+	batch := make([]staged, 0, p.r.o.Config.BatchSize)
+	err = ScanInventory(ctx, p.r.o.Inventory, m, c.pos.Inventory, p.r.o.Config.BatchSize,
+		func(entries []InventoryEntry, next InventoryPosition) error {
+			batch = batch[:0]
+			for _, e := range entries {
+				if t, ok := p.r.selectKey(e.Key); ok {
+					batch = append(batch, staged{dataType: t, key: e.Key, size: e.Size, etag: trimETag(e.ETag)})
+				}
+			}
+			// Rows that are not live (old versions) advance the position
+			// without being counted; listed counts what fn was given.
+			if err := p.flushInventory(ctx, c, batch, int64(len(entries)), next); err != nil {
+				return err
+			}
+			p.progress(PhaseReconcile, p.rep.Reconcile.Listed, -1)
+			if p.expired() {
+				return errStop
+			}
+			return nil
+		})
+	switch {
+	case errors.Is(err, errStop):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("backfill: reconcile inventory %s: %w", m.Key, err)
+	}
+	c.pos.Scanned = true
+	return false, p.r.saveCursor(ctx, p.r.o.Pool, c, 0, 0)
+}
+
+// flushInventory registers one batch, remembers its keys for the orphan
+// sweep and moves the cursor, all in one transaction.
+func (p *pass) flushInventory(ctx context.Context, c *cursor, batch []staged, listed int64, next InventoryPosition) error {
+	p.rep.Reconcile.Listed += listed
+	p.rep.Reconcile.Selected += int64(len(batch))
+	tx, err := p.r.o.Pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("backfill: reconcile: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	before := p.rep.Reconcile.Registered
+	changed, err := p.stage(ctx, tx, batch, p.inventoryTime)
+	if err != nil {
+		p.rep.Reconcile.Registered = before
+		return err
+	}
+	if len(batch) > 0 {
+		if _, err := tx.Exec(ctx, qSeenStaged, c.name); err != nil {
+			p.rep.Reconcile.Registered = before
+			return fmt.Errorf("backfill: remember seen keys: %w", err)
+		}
+	}
+	prev := c.pos.Inventory
+	c.pos.Inventory = next
+	if err := p.r.saveCursor(ctx, tx, c, listed, p.rep.Reconcile.Registered-before); err != nil {
+		c.pos.Inventory = prev
+		p.rep.Reconcile.Registered = before
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		c.pos.Inventory = prev
+		p.rep.Reconcile.Registered = before
+		return fmt.Errorf("backfill: reconcile commit: %w", err)
+	}
+	return p.recreate(ctx, changed)
+}
+
+// trimETag strips the quotes S3 puts around ETags.
+func trimETag(s string) string {
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}

@@ -1,0 +1,205 @@
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/replication"
+)
+
+// sync claims due rows and copies them through the engine until nothing is
+// due or the budget is used up. Claims already taken are always finished
+// (the engine records a failure if ctx ends first).
+func (p *pass) sync(ctx context.Context) error {
+	rep := &p.rep.Sync
+	defer func() {
+		p.r.log.InfoContext(ctx, "backfill sync", "phase", PhaseSync, "rounds", rep.Rounds,
+			"claimed", rep.Claimed, "synced", rep.Synced, "deleted", rep.Deleted,
+			"missing_on_primary", rep.Missing, "failed", rep.Failed, "other", rep.Other,
+			"quarantined", rep.Quarantined, "budget_exhausted", p.rep.BudgetExhausted)
+	}()
+	if err := p.quarantine(ctx); err != nil {
+		return err
+	}
+	total := int64(-1)
+	if p.r.o.Progress != nil {
+		if n, err := p.r.CountDue(ctx); err == nil {
+			total = n
+		}
+	}
+	var (
+		mu   sync.Mutex
+		done int64
+	)
+	for !p.expired() {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("backfill: sync: %w", err)
+		}
+		claims, err := p.r.claimDue(ctx, p.r.o.Config.ClaimSize)
+		if err != nil {
+			return err
+		}
+		if len(claims) == 0 {
+			break
+		}
+		rep.Rounds++
+		rep.Claimed += int64(len(claims))
+		// One goroutine per claim, as many at once as the engine's cap;
+		// the engine's own semaphore bounds copies across all callers.
+		work := make(chan registry.Claim)
+		var wg sync.WaitGroup
+		for range min(p.r.o.Engine.Concurrency(), len(claims)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for c := range work {
+					out, err := p.r.o.Engine.SyncClaim(ctx, c)
+					mu.Lock()
+					p.count(out, err, c)
+					done++
+					if total >= 0 && done > total {
+						total = done
+					}
+					p.progress(PhaseSync, done, total)
+					mu.Unlock()
+				}
+			}()
+		}
+		for _, c := range claims {
+			work <- c
+		}
+		close(work)
+		wg.Wait()
+		if err := p.quarantine(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *pass) count(out replication.Outcome, err error, c registry.Claim) {
+	rep := &p.rep.Sync
+	switch out {
+	case replication.OutcomeSynced:
+		rep.Synced++
+	case replication.OutcomeDeleted:
+		rep.Deleted++
+	case replication.OutcomeMissingOnPrimary:
+		rep.Missing++
+	case replication.OutcomeFailed:
+		rep.Failed++
+	default:
+		rep.Other++
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		p.r.log.Debug("backfill: sync attempt failed", "data_type", c.DataType, "key", c.ObjectKey,
+			"attempt", c.RetryCount+1, "outcome", out.String(), "error", err)
+	}
+}
+
+// claimDue claims up to limit due rows of the enabled types (and selected
+// prefixes): the registry's ClaimDue, or this package's prefix-filtered
+// copy of it when prefixes are configured.
+func (r *Runner) claimDue(ctx context.Context, limit int) ([]registry.Claim, error) {
+	if len(r.o.Config.Prefixes) == 0 {
+		claims, err := r.o.Registry.ClaimDue(ctx, registry.ClaimOptions{Limit: limit, DataTypes: r.typeNames()})
+		if err != nil {
+			return nil, fmt.Errorf("backfill: claim: %w", err)
+		}
+		return claims, nil
+	}
+	rows, err := r.o.Pool.Query(ctx, qClaimDueSelected, limit, r.typeNames(), r.now(), r.o.Config.Prefixes)
+	if err != nil {
+		return nil, fmt.Errorf("backfill: claim: %w", err)
+	}
+	claims, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (registry.Claim, error) {
+		var x registry.Row
+		err := row.Scan(&x.ID, &x.DataType, &x.ObjectKey,
+			&x.State, &x.Generation, &x.RetryCount, &x.RetryAt, &x.LastSyncFailure,
+			&x.LastSyncedAt, &x.StartedAt, &x.Size, &x.ETag, &x.VersionID, &x.PrimarySHA256,
+			&x.LastSequencer, &x.MissingOnPrimary, &x.DeletedAt,
+			&x.VerificationState, &x.VerificationStartedAt, &x.VerifiedAt, &x.VerificationRetryCount,
+			&x.VerificationRetryAt, &x.VerificationFailure, &x.SecondarySHA256,
+			&x.ChecksumMismatch, &x.CreatedAt, &x.UpdatedAt)
+		return registry.Claim{Row: x}, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backfill: claim: %w", err)
+	}
+	return claims, nil
+}
+
+// CountDue returns how many rows of the enabled types and prefixes a sync
+// would claim now.
+func (r *Runner) CountDue(ctx context.Context) (int64, error) {
+	var n int64
+	if err := r.o.Pool.QueryRow(ctx, qCountDue, r.typeNames(), r.now(), r.prefixes()).Scan(&n); err != nil {
+		return 0, fmt.Errorf("backfill: count due: %w", err)
+	}
+	return n, nil
+}
+
+// quarantine parks failed rows that used up their attempts.
+func (p *pass) quarantine(ctx context.Context) error {
+	tag, err := p.r.o.Pool.Exec(ctx, qQuarantine, p.r.o.Config.MaxAttempts, p.r.typeNames(), p.r.now())
+	if err != nil {
+		return fmt.Errorf("backfill: quarantine: %w", err)
+	}
+	if n := tag.RowsAffected(); n > 0 {
+		p.rep.Sync.Quarantined += n
+		p.r.log.WarnContext(ctx, "backfill: rows quarantined after too many failed attempts",
+			"rows", n, "max_attempts", p.r.o.Config.MaxAttempts)
+	}
+	return nil
+}
+
+// ResyncQuarantined ends the quarantine of rows and makes them pending:
+// every quarantined row of dataTypes (nil = the enabled types), or only
+// the row of key when key is not empty. It returns how many rows it
+// changed; asking for one key that is not quarantined gives
+// ErrNotQuarantined.
+func (r *Runner) ResyncQuarantined(ctx context.Context, dataTypes []string, key string) (int64, error) {
+	if len(dataTypes) == 0 {
+		dataTypes = r.typeNames()
+	}
+	tag, err := r.o.Pool.Exec(ctx, qResyncQuarantined, dataTypes, key, r.now())
+	if err != nil {
+		return 0, fmt.Errorf("backfill: resync quarantined: %w", err)
+	}
+	n := tag.RowsAffected()
+	if key != "" && n == 0 {
+		return 0, fmt.Errorf("%w: %s", ErrNotQuarantined, key)
+	}
+	r.log.InfoContext(ctx, "backfill: quarantined rows sent back to sync", "rows", n)
+	return n, nil
+}
+
+// TypeStatus is the backfill view of one data type.
+type TypeStatus struct {
+	DataType    string
+	Quarantined int64 // failed rows parked until a resync is requested
+	Pending     int64
+	Failed      int64 // failed rows still retried
+}
+
+// Status returns per enabled type the quarantined, pending and retried
+// failed rows.
+func (r *Runner) Status(ctx context.Context) ([]TypeStatus, error) {
+	rows, err := r.o.Pool.Query(ctx, qQuarantineStats, r.typeNames())
+	if err != nil {
+		return nil, fmt.Errorf("backfill: status: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TypeStatus, error) {
+		var s TypeStatus
+		return s, row.Scan(&s.DataType, &s.Quarantined, &s.Pending, &s.Failed)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backfill: status: %w", err)
+	}
+	return out, nil
+}
