@@ -46,21 +46,23 @@ WHERE r.verification_state = 1 AND r.verification_started_at < $1`
 // verified rows due for reverification (oldest first). Each candidate set is
 // locked with SKIP LOCKED so concurrent passes take disjoint rows.
 const qClaimSecondary = `
-WITH cand AS (
-	(SELECT r.id, 0 AS prio, 0::float8 AS ord FROM blob_registry r
-	 WHERE r.verification_state = 0 AND ` + secondaryEligible + `
-	 ORDER BY r.id LIMIT $1 FOR UPDATE SKIP LOCKED)
-	UNION ALL
-	(SELECT r.id, 1, extract(epoch FROM r.verification_retry_at) FROM blob_registry r
-	 WHERE r.verification_state = 3 AND r.verification_retry_at <= $2 AND ` + secondaryEligible + `
-	 ORDER BY r.verification_retry_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-	UNION ALL
-	(SELECT r.id, 2, extract(epoch FROM r.verified_at) FROM blob_registry r
-	 WHERE r.verification_state = 2 AND ` + secondaryEligible + `
-	   AND r.verified_at <= $2 - ($3::bigint - $4::bigint) * interval '1 microsecond'
-	   AND r.verified_at + ($3::bigint * interval '1 microsecond')
-	       - ($4::bigint * ` + dueOffset + `) * interval '1 microsecond' <= $2
-	 ORDER BY r.verified_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+WITH pending AS (
+	SELECT r.id, 0 AS prio, 0::float8 AS ord FROM blob_registry r
+	WHERE r.verification_state = 0 AND ` + secondaryEligible + `
+	ORDER BY r.id LIMIT $1 FOR UPDATE SKIP LOCKED
+), failed AS (
+	SELECT r.id, 1, extract(epoch FROM r.verification_retry_at) FROM blob_registry r
+	WHERE r.verification_state = 3 AND r.verification_retry_at <= $2 AND ` + secondaryEligible + `
+	ORDER BY r.verification_retry_at LIMIT $1 FOR UPDATE SKIP LOCKED
+), reverify AS (
+	SELECT r.id, 2, extract(epoch FROM r.verified_at) FROM blob_registry r
+	WHERE r.verification_state = 2 AND ` + secondaryEligible + `
+	  AND r.verified_at <= $2 - ($3::bigint - $4::bigint) * interval '1 microsecond'
+	  AND r.verified_at + ($3::bigint * interval '1 microsecond')
+	      - ($4::bigint * ` + dueOffset + `) * interval '1 microsecond' <= $2
+	ORDER BY r.verified_at LIMIT $1 FOR UPDATE SKIP LOCKED
+), cand AS (
+	SELECT * FROM pending UNION ALL SELECT * FROM failed UNION ALL SELECT * FROM reverify
 ), chosen AS (
 	SELECT id FROM cand ORDER BY prio, ord, id LIMIT $1
 )
@@ -89,7 +91,7 @@ UPDATE blob_registry AS r SET
 	updated_at = $4
 WHERE ` + secondaryToken + ` AND r.primary_sha256 = $6 AND r.state = 2`
 
-// $1 id, $2 token, $3 generation, $4 now, $5 observed sha256 ('' when
+// $1 id, $2 token, $3 generation, $4 now, $5 observed sha256 (” when
 // missing), $6 mismatch, $7 failure, $8 retry_at.
 //
 // The secondary is bad: keep the observed checksum, count the failure
@@ -160,26 +162,28 @@ WHERE r.primary_verification_state = 1 AND r.primary_verification_started_at < $
 // new content: check again); failed checks whose retry time has come; rows
 // whose primary was last hashed longer ago than the interval (with spread).
 const qClaimPrimary = `
-WITH cand AS (
-	(SELECT r.id, 0 AS prio, r.id::float8 AS ord FROM blob_registry r
-	 WHERE r.primary_sha256 = '' AND r.deleted_at IS NULL AND NOT r.missing_on_primary
-	   AND r.state IN (2, 3) AND r.primary_verification_state <> 1
-	   AND (r.primary_verification_state <> 3 OR r.primary_verification_retry_at <= $2)
-	 ORDER BY r.id LIMIT $1 FOR UPDATE SKIP LOCKED)
-	UNION ALL
-	(SELECT r.id, 1, r.id::float8 FROM blob_registry r
-	 WHERE r.primary_verification_state = 3 AND ` + primaryLive + ` AND r.primary_sha256 <> ''
-	   AND ((r.primary_checksum_mismatch AND r.generation <> r.primary_verification_generation)
-	     OR (NOT r.primary_checksum_mismatch AND r.primary_verification_retry_at <= $2))
-	 ORDER BY r.primary_verification_retry_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-	UNION ALL
-	(SELECT r.id, 2, extract(epoch FROM ` + primaryChecked + `) FROM blob_registry r
-	 WHERE r.primary_sha256 <> '' AND r.deleted_at IS NULL AND r.primary_verification_state IN (0, 2, 4)
-	   AND NOT r.missing_on_primary AND r.state <> 1
-	   AND ` + primaryChecked + ` <= $2 - ($3::bigint - $4::bigint) * interval '1 microsecond'
-	   AND ` + primaryChecked + ` + ($3::bigint * interval '1 microsecond')
-	       - ($4::bigint * ` + dueOffset + `) * interval '1 microsecond' <= $2
-	 ORDER BY ` + primaryChecked + ` LIMIT $1 FOR UPDATE SKIP LOCKED)
+WITH unchecked AS (
+	SELECT r.id, 0 AS prio, r.id::float8 AS ord FROM blob_registry r
+	WHERE r.primary_sha256 = '' AND r.deleted_at IS NULL AND NOT r.missing_on_primary
+	  AND r.state IN (2, 3) AND r.primary_verification_state <> 1
+	  AND (r.primary_verification_state <> 3 OR r.primary_verification_retry_at <= $2)
+	ORDER BY r.id LIMIT $1 FOR UPDATE SKIP LOCKED
+), recheck AS (
+	SELECT r.id, 1, r.id::float8 FROM blob_registry r
+	WHERE r.primary_verification_state = 3 AND ` + primaryLive + ` AND r.primary_sha256 <> ''
+	  AND ((r.primary_checksum_mismatch AND r.generation <> r.primary_verification_generation)
+	    OR (NOT r.primary_checksum_mismatch AND r.primary_verification_retry_at <= $2))
+	ORDER BY r.primary_verification_retry_at LIMIT $1 FOR UPDATE SKIP LOCKED
+), reverify AS (
+	SELECT r.id, 2, extract(epoch FROM ` + primaryChecked + `) FROM blob_registry r
+	WHERE r.primary_sha256 <> '' AND r.deleted_at IS NULL AND r.primary_verification_state IN (0, 2, 4)
+	  AND NOT r.missing_on_primary AND r.state <> 1
+	  AND ` + primaryChecked + ` <= $2 - ($3::bigint - $4::bigint) * interval '1 microsecond'
+	  AND ` + primaryChecked + ` + ($3::bigint * interval '1 microsecond')
+	      - ($4::bigint * ` + dueOffset + `) * interval '1 microsecond' <= $2
+	ORDER BY ` + primaryChecked + ` LIMIT $1 FOR UPDATE SKIP LOCKED
+), cand AS (
+	SELECT * FROM unchecked UNION ALL SELECT * FROM recheck UNION ALL SELECT * FROM reverify
 ), chosen AS (
 	SELECT id FROM cand ORDER BY prio, ord, id LIMIT $1
 )
@@ -195,7 +199,7 @@ RETURNING ` + itemColumns
 const primaryToken = `r.id = $1 AND r.primary_verification_state = 1
 	AND r.primary_verification_started_at = $2 AND r.generation = $3`
 
-// $1 id, $2 token, $3 generation, $4 now, $5 sha256, $6 expected sha256 ('' =
+// $1 id, $2 token, $3 generation, $4 now, $5 sha256, $6 expected sha256 (” =
 // the row had none: record it). Also turns on secondary verification of a
 // synced row that was waiting for its primary checksum.
 const qPrimaryMatch = `

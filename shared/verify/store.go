@@ -52,9 +52,9 @@ type Due struct {
 type Finish struct {
 	Now      time.Time
 	Check    Check
-	Expected string     // the primary checksum the check compared against ("" = none known)
-	Failure  string     // failure text for bad outcomes
-	RetryAt  time.Time  // next attempt for bad outcomes
+	Expected string    // the primary checksum the check compared against ("" = none known)
+	Failure  string    // failure text for bad outcomes
+	RetryAt  time.Time // next attempt for bad outcomes
 }
 
 // Summary counts the live rows of one data type.

@@ -1,0 +1,270 @@
+package verify_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/shared/blobstore"
+	"github.com/geoblob/geoblob/shared/datatype"
+	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/replication"
+	"github.com/geoblob/geoblob/shared/testutil/pgtest"
+	"github.com/geoblob/geoblob/shared/testutil/s3test"
+	"github.com/geoblob/geoblob/shared/verify"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// clock is a settable test clock.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock {
+	return &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+// noJitter makes backoffs exact.
+func noJitter() float64 { return 0 }
+
+// env is one test world: a migrated registry database, two S3 buckets
+// (primary and secondary on separate servers), the replication engine and a
+// verifier, all on one injected clock.
+type env struct {
+	t         *testing.T
+	ctx       context.Context
+	clock     *clock
+	pool      *pgxpool.Pool
+	reg       *registry.Store
+	store     *verify.PGStore
+	pc, sc    *s3.Client
+	primary   *blobstore.Store
+	secondary *blobstore.Store
+	engine    *replication.Engine
+	catalog   *datatype.Catalog
+	seq       int
+}
+
+type envOptions struct {
+	primaryEndpoint, secondaryEndpoint string
+	primaryBucket, secondaryBucket     string
+	multipartThreshold                 int64
+}
+
+const (
+	primaryBucket   = "geoblob-primary"
+	secondaryBucket = "geoblob-secondary"
+)
+
+func migrated(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	dsn := pgtest.NewDBFrom(t, "registry", func(ctx context.Context, dsn string) error {
+		pool, err := pgxpool.New(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		return registry.Migrate(ctx, pool)
+	})
+	return pgtest.Connect(t, dsn)
+}
+
+// newEnv builds an env on two gofakes3 servers unless o names endpoints.
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	ctx := t.Context()
+	if o.primaryEndpoint == "" {
+		o.primaryEndpoint = s3test.NewGofakes3(t)
+	}
+	if o.secondaryEndpoint == "" {
+		o.secondaryEndpoint = s3test.NewGofakes3(t)
+	}
+	if o.primaryBucket == "" {
+		o.primaryBucket = primaryBucket
+	}
+	if o.secondaryBucket == "" {
+		o.secondaryBucket = secondaryBucket
+	}
+	e := &env{t: t, ctx: ctx, clock: newClock()}
+	e.pool = migrated(t)
+	e.reg = registry.New(e.pool, registry.Options{Clock: e.clock.Now, Retry: registry.GeoBackoff{Rand: noJitter}})
+	e.store = verify.NewPGStore(e.pool)
+	e.pc = s3test.Client(ctx, o.primaryEndpoint)
+	e.sc = s3test.Client(ctx, o.secondaryEndpoint)
+	s3test.CreateBucket(t, e.pc, o.primaryBucket)
+	s3test.CreateBucket(t, e.sc, o.secondaryBucket)
+	quiet := slog.New(slog.DiscardHandler)
+	e.primary = blobstore.New(e.pc, o.primaryBucket, blobstore.Options{MultipartThreshold: o.multipartThreshold, Logger: quiet})
+	e.secondary = blobstore.New(e.sc, o.secondaryBucket, blobstore.Options{MultipartThreshold: o.multipartThreshold, Logger: quiet})
+	var err error
+	e.catalog, err = datatype.BuiltinCatalog()
+	require.NoError(t, err)
+	e.engine, err = replication.New(replication.Options{
+		Registry: e.reg, Primary: e.primary, Secondary: e.secondary, Catalog: e.catalog, Logger: quiet,
+	})
+	require.NoError(t, err)
+	return e
+}
+
+// verifier returns a verifier over the env with opts (clock, logger and an
+// exact backoff filled in).
+func (e *env) verifier(opts verify.Options) *verify.Verifier {
+	e.t.Helper()
+	if opts.Now == nil {
+		opts.Now = e.clock.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Backoff == nil {
+		opts.Backoff = registry.GeoBackoff{Cap: verify.DefaultBackoffCap, MissingCap: verify.DefaultBackoffCap, Rand: noJitter}
+	}
+	v, err := verify.New(e.store,
+		verify.NewBucket(e.pc, e.primary.Bucket()), verify.NewBucket(e.sc, e.secondary.Bucket()), opts)
+	require.NoError(e.t, err)
+	return v
+}
+
+// run does one verification pass and fails the test on a registry error.
+func (e *env) run(v *verify.Verifier, ro verify.RunOptions) verify.Report {
+	e.t.Helper()
+	rep, err := v.Run(e.ctx, ro)
+	require.NoError(e.t, err)
+	return rep
+}
+
+// upload writes data to the primary under a fresh generic key and records
+// its ObjectCreated event (as onCreate would, without copying).
+func (e *env) upload(data []byte) string {
+	e.t.Helper()
+	e.seq++
+	key := fmt.Sprintf("generic/pkg/%d.0.0/file-%d.bin", e.seq, e.seq)
+	e.putPrimary(key, data)
+	e.recordCreated(key)
+	return key
+}
+
+func (e *env) putPrimary(key string, data []byte) {
+	e.t.Helper()
+	_, err := e.primary.Put(e.ctx, key, bytes.NewReader(data), int64(len(data)), blobstore.PutAttrs{})
+	require.NoError(e.t, err)
+}
+
+func (e *env) recordCreated(key string) {
+	e.t.Helper()
+	obj, err := e.primary.Head(e.ctx, key)
+	require.NoError(e.t, err)
+	typ, ok := e.catalog.Match(key)
+	require.True(e.t, ok, "key %s has no data type", key)
+	_, err = e.reg.RecordCreated(e.ctx, registry.ObjectEvent{
+		DataType: typ.Name, Key: key, Size: obj.Size, ETag: obj.ETag, VersionID: obj.VersionID,
+		EventTime: e.clock.Now(),
+	})
+	require.NoError(e.t, err)
+}
+
+// syncDue runs the backfill path once: ClaimDue, then the engine's SyncClaim
+// for every claim. It returns the number of rows synced.
+func (e *env) syncDue() int {
+	e.t.Helper()
+	claims, err := e.reg.ClaimDue(e.ctx, registry.ClaimOptions{Limit: 1000})
+	require.NoError(e.t, err)
+	n := 0
+	for _, c := range claims {
+		out, err := e.engine.SyncClaim(e.ctx, c)
+		require.NoError(e.t, err, "sync %s", c.ObjectKey)
+		if out == replication.OutcomeSynced {
+			n++
+		}
+	}
+	return n
+}
+
+func (e *env) row(key string) verify.Item {
+	e.t.Helper()
+	typ, ok := e.catalog.Match(key)
+	require.True(e.t, ok)
+	r, err := e.reg.Get(e.ctx, typ.Name, key)
+	require.NoError(e.t, err)
+	it, err := e.store.Item(e.ctx, r.ID)
+	require.NoError(e.t, err)
+	return it
+}
+
+func (e *env) secondaryBytes(key string) []byte {
+	e.t.Helper()
+	out, err := e.sc.GetObject(e.ctx, &s3.GetObjectInput{Bucket: aws.String(e.secondary.Bucket()), Key: aws.String(key)})
+	require.NoError(e.t, err)
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	require.NoError(e.t, err)
+	return b
+}
+
+// putBehindBack overwrites an object with a raw PutObject (no geoblob code,
+// no event), as an outside actor or a failing disk would.
+func putBehindBack(t *testing.T, c *s3.Client, bucket, key string, data []byte, opts ...func(*s3.PutObjectInput)) {
+	t.Helper()
+	in := &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(data)}
+	for _, o := range opts {
+		o(in)
+	}
+	_, err := c.PutObject(t.Context(), in)
+	require.NoError(t, err)
+}
+
+func deleteBehindBack(t *testing.T, c *s3.Client, bucket, key string) {
+	t.Helper()
+	_, err := c.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	require.NoError(t, err)
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// content returns n deterministic bytes seeded by seed.
+func content(seed, n int) []byte {
+	b := make([]byte, n)
+	x := uint32(seed*2654435761 + 1)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
+}
