@@ -1,0 +1,153 @@
+package stacks
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// Trigger says what invokes a function.
+type Trigger int
+
+// Triggers.
+const (
+	// TriggerQueue: an SQS queue (with dead-letter queue) fed by the
+	// secondary event bus with the primary bucket's events of EventTypes.
+	TriggerQueue Trigger = iota + 1
+	// TriggerSchedule: an EventBridge Scheduler schedule (Config.ScheduleFor).
+	TriggerSchedule
+	// TriggerDeploy: the migrations custom resource, on every deploy that
+	// changes the function's code.
+	TriggerDeploy
+)
+
+// S3 access a function needs. Each flag maps to explicit actions (no
+// wildcards) on the named bucket only; see bucketStatements.
+type S3Access struct {
+	// PrimaryRead: s3:GetObject, s3:GetObjectVersion on the primary's objects
+	// and s3:ListBucket on the primary (needed for HeadObject to answer 404
+	// instead of 403 on a missing key, and for listing in backfill).
+	PrimaryRead bool
+	// SecondaryRead: s3:GetObject, s3:GetObjectVersion on the secondary's
+	// objects and s3:ListBucket on the secondary; kms:Decrypt on its key.
+	SecondaryRead bool
+	// SecondaryWrite: s3:PutObject, s3:AbortMultipartUpload,
+	// s3:ListMultipartUploadParts on the secondary's objects; kms:GenerateDataKey
+	// and kms:Decrypt on its key (multipart uploads under SSE-KMS need both).
+	SecondaryWrite bool
+	// SecondaryDelete: s3:DeleteObject on the secondary's objects (a delete
+	// marker in the versioned bucket; noncurrent versions expire by lifecycle).
+	SecondaryDelete bool
+}
+
+// FunctionSpec describes one Lambda function. Adding a function is one entry
+// in KnownFunctions plus its directory under functions/.
+type FunctionSpec struct {
+	// Name is the directory under functions/ and under the asset root.
+	Name string
+	// LogicalID is the stable CloudFormation logical id (used by `sam local invoke`).
+	LogicalID string
+	// Description is the function's description.
+	Description string
+	// MemoryMB and Timeout size the function.
+	MemoryMB int
+	Timeout  time.Duration
+	// Trigger says what invokes it.
+	Trigger Trigger
+	// EventTypes are the EventBridge detail-types of S3 events routed to its
+	// queue (TriggerQueue only).
+	EventTypes []string
+	// S3 is the S3 access it needs.
+	S3 S3Access
+}
+
+// KnownFunctions lists every function geoblob can deploy, in deploy order.
+func KnownFunctions() []FunctionSpec {
+	return []FunctionSpec{
+		{
+			Name: "onCreate", LogicalID: "OnCreateFunction",
+			Description: "geoblob: copy each new primary blob to the secondary and checksum it",
+			// 1,769 MB is one full vCPU: SHA-256 and the copy stream are CPU bound.
+			MemoryMB: 1769, Timeout: 10 * time.Minute,
+			Trigger: TriggerQueue, EventTypes: []string{"Object Created"},
+			S3: S3Access{PrimaryRead: true, SecondaryRead: true, SecondaryWrite: true},
+		},
+		{
+			Name: "onDelete", LogicalID: "OnDeleteFunction",
+			Description: "geoblob: delete the secondary copy of a removed or expired primary blob",
+			MemoryMB:    512, Timeout: 2 * time.Minute,
+			// "Object Deleted" covers DeleteObject and lifecycle expiration (detail.reason).
+			Trigger: TriggerQueue, EventTypes: []string{"Object Deleted"},
+			S3: S3Access{PrimaryRead: true, SecondaryRead: true, SecondaryDelete: true},
+		},
+		{
+			Name: "backfill", LogicalID: "BackfillFunction",
+			Description: "geoblob: registry consistency, pending and failed syncs, orphan removal",
+			MemoryMB:    1769, Timeout: 15 * time.Minute,
+			Trigger: TriggerSchedule,
+			S3:      S3Access{PrimaryRead: true, SecondaryRead: true, SecondaryWrite: true, SecondaryDelete: true},
+		},
+		{
+			Name: "verify", LogicalID: "VerifyFunction",
+			Description: "geoblob: checksum primaries, re-read and compare secondaries",
+			MemoryMB:    1769, Timeout: 15 * time.Minute,
+			Trigger: TriggerSchedule,
+			S3:      S3Access{PrimaryRead: true, SecondaryRead: true},
+		},
+		{
+			Name: "migrate", LogicalID: "MigrateFunction",
+			Description: "geoblob: apply the registry migrations (CloudFormation custom resource)",
+			MemoryMB:    256, Timeout: 5 * time.Minute,
+			Trigger: TriggerDeploy,
+		},
+	}
+}
+
+// KnownFunctionNames returns the names of KnownFunctions.
+func KnownFunctionNames() []string {
+	var names []string
+	for _, f := range KnownFunctions() {
+		names = append(names, f.Name)
+	}
+	return names
+}
+
+// DiscoverFunctions returns the known functions whose source directory
+// functions/<name> (holding a main.go) exists under repoRoot, in KnownFunctions order.
+func DiscoverFunctions(repoRoot string) ([]string, error) {
+	var found []string
+	for _, f := range KnownFunctions() {
+		_, err := os.Stat(filepath.Join(repoRoot, "functions", f.Name, "main.go"))
+		switch {
+		case err == nil:
+			found = append(found, f.Name)
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("infra: discover functions: %w", err)
+		}
+	}
+	return found, nil
+}
+
+// selectedFunctions returns the specs of the configured functions, checking
+// that each has a bootstrap binary under the asset root (Code_FromAsset would
+// panic on a missing directory).
+func selectedFunctions(c Config) ([]FunctionSpec, error) {
+	var specs []FunctionSpec
+	var errs []error
+	for _, f := range KnownFunctions() {
+		if !slices.Contains(c.Functions, f.Name) {
+			continue
+		}
+		bootstrap := filepath.Join(c.AssetRoot, f.Name, "bootstrap")
+		if st, err := os.Stat(bootstrap); err != nil || st.IsDir() {
+			errs = append(errs, fmt.Errorf("%w: assetRoot: %s is missing: build the functions first (make lambdas)", ErrInvalidConfig, bootstrap))
+			continue
+		}
+		specs = append(specs, f)
+	}
+	return specs, errors.Join(errs...)
+}

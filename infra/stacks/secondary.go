@@ -1,0 +1,560 @@
+package stacks
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdaeventsources"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsrds"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsscheduler"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsschedulertargets"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/customresources"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// DatabaseName is the registry's database on the Aurora cluster.
+const DatabaseName = "geoblob"
+
+// DatabaseUser is the registry's master user (its password lives only in Secrets Manager).
+const DatabaseUser = "geoblob"
+
+// SecondaryStack is the disaster-recovery stack in the secondary region.
+type SecondaryStack struct {
+	// Stack is the CDK stack.
+	Stack awscdk.Stack
+	// Bucket is the secondary bucket; Key encrypts it.
+	Bucket awss3.Bucket
+	// Key is the KMS key of the secondary bucket.
+	Key awskms.Key
+	// EventBus receives the primary bucket's events forwarded from the primary region.
+	EventBus awsevents.EventBus
+	// Cluster is the Aurora PostgreSQL Serverless v2 registry; Proxy fronts it.
+	Cluster awsrds.DatabaseCluster
+	// Proxy is the RDS Proxy the functions connect to.
+	Proxy awsrds.DatabaseProxy
+	// Secret holds the registry credentials (RDS JSON format).
+	Secret  awsrds.DatabaseSecret
+	proxySG awsec2.SecurityGroup
+	// Functions maps function names to the deployed functions.
+	Functions map[string]awslambda.Function
+	// Queues and DeadLetterQueues map queue-driven function names to their queues.
+	Queues, DeadLetterQueues map[string]awssqs.Queue
+
+	// scopes maps function names to the construct grouping each function's resources.
+	scopes map[string]constructs.Construct
+}
+
+// EventBusName is the name of the secondary region's event bus (known to the
+// primary stack without a cross-region reference).
+func EventBusName(c Config) string { return c.Prefix + "-s3-events" }
+
+// newSecondaryStack builds the secondary stack; c is validated.
+func newSecondaryStack(scope constructs.Construct, id string, c Config, specs []FunctionSpec) (*SecondaryStack, error) {
+	stack := awscdk.NewStack(scope, jsii.String(id), &awscdk.StackProps{
+		Env:         env(c, c.SecondaryRegion),
+		Description: jsii.String("geoblob disaster-recovery side: secondary bucket, registry (Aurora + RDS Proxy), replication functions"),
+	})
+	s := &SecondaryStack{
+		Stack:            stack,
+		Functions:        map[string]awslambda.Function{},
+		Queues:           map[string]awssqs.Queue{},
+		DeadLetterQueues: map[string]awssqs.Queue{},
+		scopes:           map[string]constructs.Construct{},
+	}
+	s.storage(c)
+	s.database(c)
+	s.eventBus(c)
+
+	sg := awsec2.NewSecurityGroup(stack, jsii.String("FunctionSecurityGroup"), &awsec2.SecurityGroupProps{
+		Vpc:              vpcOf(stack),
+		Description:      jsii.String("geoblob functions: HTTPS to AWS APIs (S3 of both regions, Secrets Manager, KMS), PostgreSQL to the RDS Proxy"),
+		AllowAllOutbound: jsii.Bool(false),
+	})
+	sg.AddEgressRule(awsec2.Peer_AnyIpv4(), awsec2.Port_Tcp(jsii.Number(443)), jsii.String("HTTPS to AWS APIs"), nil)
+	sg.AddEgressRule(awsec2.Peer_SecurityGroupId(s.proxySG.SecurityGroupId(), nil),
+		awsec2.Port_Tcp(jsii.Number(5432)), jsii.String("PostgreSQL to the RDS Proxy"), nil)
+	s.Proxy.Connections().AllowFrom(sg, awsec2.Port_Tcp(jsii.Number(5432)), jsii.String("geoblob functions"))
+
+	env := functionEnv(c, s)
+	for _, spec := range specs {
+		fn, err := s.function(c, spec, sg, env)
+		if err != nil {
+			return nil, err
+		}
+		s.Functions[spec.Name] = fn
+	}
+	var migrations awscdk.CustomResource
+	if fn, ok := s.Functions["migrate"]; ok {
+		var err error
+		if migrations, err = s.migrations(c, fn); err != nil {
+			return nil, err
+		}
+	}
+	for _, spec := range specs {
+		fn := s.Functions[spec.Name]
+		switch spec.Trigger {
+		case TriggerQueue:
+			s.queueTrigger(c, spec, fn, migrations)
+		case TriggerSchedule:
+			s.scheduleTrigger(c, spec, fn, migrations)
+		}
+	}
+	s.monitoring(c, specs)
+	s.outputs(c)
+	return s, nil
+}
+
+// env returns the stack environment: a concrete region (needed for the
+// cross-region event forwarding), and the account only when configured, so
+// `make synth` needs no credentials and does no context lookups.
+func env(c Config, region string) *awscdk.Environment {
+	e := &awscdk.Environment{Region: jsii.String(region)}
+	if c.Account != "" {
+		e.Account = jsii.String(c.Account)
+	}
+	return e
+}
+
+// storage creates the KMS key and the secondary bucket.
+func (s *SecondaryStack) storage(c Config) {
+	s.Key = awskms.NewKey(s.Stack, jsii.String("SecondaryKey"), &awskms.KeyProps{
+		Description:       jsii.String("geoblob secondary bucket encryption"),
+		EnableKeyRotation: jsii.Bool(true),
+		Alias:             jsii.String("alias/" + c.Prefix + "-secondary"),
+		RemovalPolicy:     awscdk.RemovalPolicy_RETAIN,
+	})
+	props := &awss3.BucketProps{
+		Versioned:         jsii.Bool(true),
+		Encryption:        awss3.BucketEncryption_KMS,
+		EncryptionKey:     s.Key,
+		BucketKeyEnabled:  jsii.Bool(true),
+		BlockPublicAccess: awss3.BlockPublicAccess_BLOCK_ALL(),
+		EnforceSSL:        jsii.Bool(true),
+		MinimumTLSVersion: jsii.Number(1.2),
+		ObjectOwnership:   awss3.ObjectOwnership_BUCKET_OWNER_ENFORCED,
+		// The secondary copy is the disaster-recovery data: never delete it with the stack.
+		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
+		LifecycleRules: &[]*awss3.LifecycleRule{{
+			Id: jsii.String("expire-noncurrent-versions"),
+			// Deleted or overwritten copies stay recoverable this long, then
+			// go, so nothing deleted on the primary lives on in the secondary.
+			NoncurrentVersionExpiration:         awscdk.Duration_Days(jsii.Number(float64(c.NoncurrentVersionDays))),
+			ExpiredObjectDeleteMarker:           jsii.Bool(true),
+			AbortIncompleteMultipartUploadAfter: awscdk.Duration_Days(jsii.Number(7)),
+		}},
+	}
+	if c.SecondaryBucket != "" {
+		props.BucketName = jsii.String(c.SecondaryBucket)
+	}
+	s.Bucket = awss3.NewBucket(s.Stack, jsii.String("SecondaryBucket"), props)
+}
+
+// vpcOf returns the stack's VPC (created by database).
+func vpcOf(stack awscdk.Stack) awsec2.IVpc {
+	return stack.Node().FindChild(jsii.String("Vpc")).(awsec2.IVpc)
+}
+
+// database creates the VPC, the Aurora PostgreSQL Serverless v2 cluster, its
+// secret and the RDS Proxy.
+func (s *SecondaryStack) database(c Config) {
+	vpc := awsec2.NewVpc(s.Stack, jsii.String("Vpc"), &awsec2.VpcProps{
+		MaxAzs:      jsii.Number(2),
+		NatGateways: jsii.Number(float64(c.NatGateways)),
+		SubnetConfiguration: &[]*awsec2.SubnetConfiguration{
+			{Name: jsii.String("public"), SubnetType: awsec2.SubnetType_PUBLIC, CidrMask: jsii.Number(24)},
+			{Name: jsii.String("functions"), SubnetType: privateSubnetType(c), CidrMask: jsii.Number(22)},
+			{Name: jsii.String("database"), SubnetType: awsec2.SubnetType_PRIVATE_ISOLATED, CidrMask: jsii.Number(24)},
+		},
+		GatewayEndpoints: &map[string]*awsec2.GatewayVpcEndpointOptions{
+			// Same-region S3 (the secondary bucket) without NAT charges.
+			"S3": {Service: awsec2.GatewayVpcEndpointAwsService_S3()},
+		},
+	})
+	s.Secret = awsrds.NewDatabaseSecret(s.Stack, jsii.String("RegistrySecret"), &awsrds.DatabaseSecretProps{
+		Username: jsii.String(DatabaseUser),
+		Dbname:   jsii.String(DatabaseName),
+	})
+	clusterID := c.Prefix + "-registry"
+	// The cluster's PostgreSQL log group, created here with its retention
+	// (instead of CDK's log-retention custom resource).
+	dbLogs := awslogs.NewLogGroup(s.Stack, jsii.String("RegistryLogs"), &awslogs.LogGroupProps{
+		LogGroupName:  jsii.String("/aws/rds/cluster/" + clusterID + "/postgresql"),
+		Retention:     retention(c.LogRetentionDays),
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+	s.Cluster = awsrds.NewDatabaseCluster(s.Stack, jsii.String("Registry"), &awsrds.DatabaseClusterProps{
+		ClusterIdentifier: jsii.String(clusterID),
+		Engine: awsrds.DatabaseClusterEngine_AuroraPostgres(&awsrds.AuroraPostgresClusterEngineProps{
+			Version: awsrds.AuroraPostgresEngineVersion_VER_16_6(),
+		}),
+		Credentials:             awsrds.Credentials_FromSecret(s.Secret, nil),
+		DefaultDatabaseName:     jsii.String(DatabaseName),
+		Writer:                  awsrds.ClusterInstance_ServerlessV2(jsii.String("writer"), &awsrds.ServerlessV2ClusterInstanceProps{}),
+		ServerlessV2MinCapacity: jsii.Number(c.DatabaseMinACU),
+		ServerlessV2MaxCapacity: jsii.Number(c.DatabaseMaxACU),
+		Vpc:                     vpc,
+		VpcSubnets:              &awsec2.SubnetSelection{SubnetType: awsec2.SubnetType_PRIVATE_ISOLATED},
+		StorageEncrypted:        jsii.Bool(true),
+		DeletionProtection:      jsii.Bool(c.DatabaseDeletionProtection),
+		Backup:                  &awsrds.BackupProps{Retention: awscdk.Duration_Days(jsii.Number(7))},
+		RemovalPolicy:           awscdk.RemovalPolicy_SNAPSHOT,
+		CloudwatchLogsExports:   jsii.Strings("postgresql"),
+	})
+	s.Cluster.Node().AddDependency(dbLogs)
+	s.proxySG = awsec2.NewSecurityGroup(s.Stack, jsii.String("ProxySecurityGroup"), &awsec2.SecurityGroupProps{
+		Vpc:         vpc,
+		Description: jsii.String("geoblob RDS Proxy"),
+	})
+	s.Proxy = awsrds.NewDatabaseProxy(s.Stack, jsii.String("RegistryProxy"), &awsrds.DatabaseProxyProps{
+		ProxyTarget:    awsrds.ProxyTarget_FromCluster(s.Cluster),
+		Secrets:        &[]awssecretsmanager.ISecret{s.Secret},
+		Vpc:            vpc,
+		VpcSubnets:     &awsec2.SubnetSelection{SubnetType: privateSubnetType(c)},
+		SecurityGroups: &[]awsec2.ISecurityGroup{s.proxySG},
+		RequireTLS:     jsii.Bool(true),
+		DbProxyName:    jsii.String(c.Prefix + "-registry"),
+	})
+	s.Cluster.Connections().AllowDefaultPortFrom(s.proxySG, jsii.String("RDS Proxy"))
+}
+
+// privateSubnetType is the functions' subnet type: with egress through NAT,
+// or isolated when natGateways=0 (then the functions reach only same-region
+// S3 through the gateway endpoint; documented as unsupported for AWS).
+func privateSubnetType(c Config) awsec2.SubnetType {
+	if c.NatGateways == 0 {
+		return awsec2.SubnetType_PRIVATE_ISOLATED
+	}
+	return awsec2.SubnetType_PRIVATE_WITH_EGRESS
+}
+
+// eventBus creates the bus the primary region forwards object events to.
+func (s *SecondaryStack) eventBus(c Config) {
+	s.EventBus = awsevents.NewEventBus(s.Stack, jsii.String("ObjectEvents"), &awsevents.EventBusProps{
+		EventBusName: jsii.String(EventBusName(c)),
+		Description:  jsii.String("geoblob: S3 object events of the primary bucket, forwarded from " + c.PrimaryRegion),
+	})
+}
+
+// functionEnv is the configuration every function receives (the names of
+// shared/config's Reference).
+func functionEnv(c Config, s *SecondaryStack) map[string]*string {
+	e := map[string]*string{
+		"GEOBLOB_DATABASE_SECRET_ARN": s.Secret.SecretArn(),
+		"GEOBLOB_DATABASE_HOST":       s.Proxy.Endpoint(),
+		"GEOBLOB_PRIMARY_BUCKET":      jsii.String(c.PrimaryBucket),
+		"GEOBLOB_PRIMARY_REGION":      jsii.String(c.PrimaryRegion),
+		"GEOBLOB_SECONDARY_BUCKET":    s.Bucket.BucketName(),
+		"GEOBLOB_SECONDARY_REGION":    jsii.String(c.SecondaryRegion),
+		"GEOBLOB_COPY_CONCURRENCY":    jsii.String(strconv.Itoa(c.CopyConcurrency)),
+		"GEOBLOB_LOG_LEVEL":           jsii.String(strings.ToLower(c.LogLevel)),
+		"GEOBLOB_REVERIFY_INTERVAL":   jsii.String(c.ReverifyInterval.String()),
+	}
+	if len(c.DataTypes) > 0 {
+		e["GEOBLOB_DATA_TYPES"] = jsii.String(strings.Join(c.DataTypes, ","))
+	}
+	if c.PrimaryEndpoint != "" {
+		e["GEOBLOB_PRIMARY_ENDPOINT"] = jsii.String(c.PrimaryEndpoint)
+	}
+	if c.SecondaryEndpoint != "" {
+		e["GEOBLOB_SECONDARY_ENDPOINT"] = jsii.String(c.SecondaryEndpoint)
+	}
+	if c.S3PathStyle {
+		e["GEOBLOB_S3_PATH_STYLE"] = jsii.String("true")
+	}
+	return e
+}
+
+// function creates one function with its log group and least-privilege role.
+func (s *SecondaryStack) function(c Config, spec FunctionSpec, sg awsec2.ISecurityGroup, env map[string]*string) (awslambda.Function, error) {
+	scope := constructs.NewConstruct(s.Stack, jsii.String(spec.Name))
+	s.scopes[spec.Name] = scope
+	logs := awslogs.NewLogGroup(scope, jsii.String("Logs"), &awslogs.LogGroupProps{
+		Retention:     retention(c.LogRetentionDays),
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+	envCopy := make(map[string]*string, len(env))
+	for k, v := range env {
+		envCopy[k] = v
+	}
+	assetDir, err := filepath.Abs(filepath.Join(c.AssetRoot, spec.Name))
+	if err != nil {
+		return nil, fmt.Errorf("infra: asset dir of %s: %w", spec.Name, err)
+	}
+	props := &awslambda.FunctionProps{
+		Description:    jsii.String(spec.Description),
+		Runtime:        awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture:   awslambda.Architecture_ARM_64(),
+		Handler:        jsii.String("bootstrap"),
+		Code:           awslambda.Code_FromAsset(jsii.String(assetDir), nil),
+		MemorySize:     jsii.Number(float64(spec.MemoryMB)),
+		Timeout:        awscdk.Duration_Seconds(jsii.Number(spec.Timeout.Seconds())),
+		Environment:    &envCopy,
+		LogGroup:       logs,
+		LoggingFormat:  awslambda.LoggingFormat_JSON,
+		Vpc:            vpcOf(s.Stack),
+		VpcSubnets:     &awsec2.SubnetSelection{SubnetType: privateSubnetType(c)},
+		SecurityGroups: &[]awsec2.ISecurityGroup{sg},
+	}
+	if n := c.Concurrency[spec.Name]; n > 0 {
+		props.ReservedConcurrentExecutions = jsii.Number(float64(n))
+	}
+	if spec.Trigger == TriggerSchedule {
+		// Scheduler invokes asynchronously: a tick that cannot run (throttled
+		// by the concurrency cap) is dropped, not queued behind the next ones.
+		props.RetryAttempts = jsii.Number(0)
+		props.MaxEventAge = awscdk.Duration_Minutes(jsii.Number(2))
+	}
+	fn := awslambda.NewFunction(scope, jsii.String("Function"), props)
+	fn.Node().DefaultChild().(awslambda.CfnFunction).OverrideLogicalId(jsii.String(spec.LogicalID))
+
+	for _, st := range s.bucketStatements(c, spec.S3) {
+		fn.AddToRolePolicy(st)
+	}
+	// The registry credentials: read the one secret, nothing else.
+	s.Secret.GrantRead(fn, nil)
+	return fn, nil
+}
+
+// primaryBucketArn is the ARN of the primary bucket (in another region and
+// possibly not managed by CDK, so it is built from its name).
+func primaryBucketArn(stack awscdk.Stack, c Config) *string {
+	return jsii.String(fmt.Sprintf("arn:%s:s3:::%s", *stack.Partition(), c.PrimaryBucket))
+}
+
+// bucketStatements returns the S3 and KMS statements for access a: explicit
+// actions only, on the two named buckets only.
+func (s *SecondaryStack) bucketStatements(c Config, a S3Access) []awsiam.PolicyStatement {
+	var sts []awsiam.PolicyStatement
+	stmt := func(sid string, actions []string, resources ...*string) {
+		sts = append(sts, awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:       jsii.String(sid),
+			Effect:    awsiam.Effect_ALLOW,
+			Actions:   jsii.Strings(actions...),
+			Resources: &resources,
+		}))
+	}
+	primary := primaryBucketArn(s.Stack, c)
+	primaryObjects := jsii.String(*primary + "/*")
+	secondary := s.Bucket.BucketArn()
+	secondaryObjects := s.Bucket.ArnForObjects(jsii.String("*"))
+	if a.PrimaryRead {
+		stmt("PrimaryReadObjects", []string{"s3:GetObject", "s3:GetObjectVersion"}, primaryObjects)
+		stmt("PrimaryList", []string{"s3:ListBucket"}, primary)
+	}
+	if a.PrimaryRead && c.PrimaryKMSKeyARN != "" {
+		stmt("PrimaryKey", []string{"kms:Decrypt"}, jsii.String(c.PrimaryKMSKeyARN))
+	}
+	if a.SecondaryRead || a.SecondaryWrite || a.SecondaryDelete {
+		stmt("SecondaryList", []string{"s3:ListBucket"}, secondary)
+	}
+	if a.SecondaryRead {
+		stmt("SecondaryReadObjects", []string{"s3:GetObject", "s3:GetObjectVersion"}, secondaryObjects)
+	}
+	if a.SecondaryWrite {
+		stmt("SecondaryWriteObjects", []string{"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}, secondaryObjects)
+	}
+	if a.SecondaryDelete {
+		stmt("SecondaryDeleteObjects", []string{"s3:DeleteObject"}, secondaryObjects)
+	}
+	var kms []string
+	if a.SecondaryRead || a.SecondaryWrite {
+		kms = append(kms, "kms:Decrypt")
+	}
+	if a.SecondaryWrite {
+		kms = append(kms, "kms:GenerateDataKey")
+	}
+	if len(kms) > 0 {
+		stmt("SecondaryKey", kms, s.Key.KeyArn())
+	}
+	return sts
+}
+
+// queueTrigger creates the function's queue and dead-letter queue, routes the
+// matching events of the bus to it and attaches it with partial batch responses.
+func (s *SecondaryStack) queueTrigger(c Config, spec FunctionSpec, fn awslambda.Function, after constructs.IConstruct) {
+	scope := s.scopes[spec.Name]
+	name := c.Prefix + "-" + strings.ToLower(spec.Name)
+	dlq := awssqs.NewQueue(scope, jsii.String("DeadLetterQueue"), &awssqs.QueueProps{
+		QueueName:       jsii.String(name + "-dlq"),
+		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
+		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
+		EnforceSSL:      jsii.Bool(true),
+	})
+	// AWS recommends a visibility timeout of six times the function timeout.
+	visibility := min(6*spec.Timeout, 12*time.Hour)
+	q := awssqs.NewQueue(scope, jsii.String("Queue"), &awssqs.QueueProps{
+		QueueName:         jsii.String(name),
+		VisibilityTimeout: awscdk.Duration_Seconds(jsii.Number(visibility.Seconds())),
+		RetentionPeriod:   awscdk.Duration_Days(jsii.Number(4)),
+		Encryption:        awssqs.QueueEncryption_SQS_MANAGED,
+		EnforceSSL:        jsii.Bool(true),
+		DeadLetterQueue: &awssqs.DeadLetterQueue{
+			Queue:           dlq,
+			MaxReceiveCount: jsii.Number(float64(c.MaxReceiveCount)),
+		},
+	})
+	s.Queues[spec.Name] = q
+	s.DeadLetterQueues[spec.Name] = dlq
+
+	awsevents.NewRule(scope, jsii.String("Rule"), &awsevents.RuleProps{
+		EventBus:    s.EventBus,
+		Description: jsii.String(fmt.Sprintf("geoblob: %s events of %s to %s", strings.Join(spec.EventTypes, ", "), c.PrimaryBucket, spec.Name)),
+		EventPattern: &awsevents.EventPattern{
+			Source:     jsii.Strings("aws.s3"),
+			DetailType: jsii.Strings(spec.EventTypes...),
+			Detail: &map[string]any{
+				"bucket": map[string]any{"name": []string{c.PrimaryBucket}},
+			},
+		},
+		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewSqsQueue(q, &awseventstargets.SqsQueueProps{
+			// An event the bus cannot deliver lands in the same DLQ, in the
+			// same shape as a message the function gave up on.
+			DeadLetterQueue: dlq,
+			RetryAttempts:   jsii.Number(185),
+			MaxEventAge:     awscdk.Duration_Hours(jsii.Number(24)),
+		})},
+	})
+
+	props := &awslambdaeventsources.SqsEventSourceProps{
+		BatchSize:               jsii.Number(float64(c.BatchSize)),
+		MaxBatchingWindow:       awscdk.Duration_Seconds(jsii.Number(1)),
+		ReportBatchItemFailures: jsii.Bool(true),
+	}
+	if n := c.Concurrency[spec.Name]; n >= 2 {
+		// The mapping never asks for more than the reserved concurrency.
+		props.MaxConcurrency = jsii.Number(float64(n))
+	}
+	src := awslambdaeventsources.NewSqsEventSource(q, props)
+	fn.AddEventSource(src)
+	if after != nil {
+		// Do not consume events before the registry schema exists.
+		for _, child := range *fn.Node().Children() {
+			if m, ok := child.(awslambda.EventSourceMapping); ok {
+				m.Node().AddDependency(after)
+			}
+		}
+	}
+}
+
+// scheduleInput is the payload of a scheduled invocation: the shape of an
+// EventBridge scheduled event (aws-lambda-go events.CloudWatchEvent).
+func scheduleInput(task string) awsscheduler.ScheduleTargetInput {
+	return awsscheduler.ScheduleTargetInput_FromObject(map[string]any{
+		"version":     "0",
+		"id":          *awsscheduler.ContextAttribute_ExecutionId(),
+		"detail-type": "Scheduled Event",
+		"source":      "aws.scheduler",
+		"time":        *awsscheduler.ContextAttribute_ScheduledTime(),
+		"resources":   []string{*awsscheduler.ContextAttribute_ScheduleArn()},
+		"detail":      map[string]any{"task": task},
+	})
+}
+
+// scheduleTrigger invokes the function on its EventBridge Scheduler schedule.
+func (s *SecondaryStack) scheduleTrigger(c Config, spec FunctionSpec, fn awslambda.Function, after constructs.IConstruct) {
+	expr := c.BackfillSchedule
+	if spec.Name == "verify" {
+		expr = c.VerifySchedule
+	}
+	sched := awsscheduler.NewSchedule(s.scopes[spec.Name], jsii.String("Schedule"), &awsscheduler.ScheduleProps{
+		ScheduleName: jsii.String(c.Prefix + "-" + strings.ToLower(spec.Name)),
+		Description:  jsii.String("geoblob: run " + spec.Name),
+		Schedule:     awsscheduler.ScheduleExpression_Expression(jsii.String(expr), nil),
+		Target: awsschedulertargets.NewLambdaInvoke(fn, &awsschedulertargets.ScheduleTargetBaseProps{
+			Input:         scheduleInput(spec.Name),
+			RetryAttempts: jsii.Number(0),
+			MaxEventAge:   awscdk.Duration_Minutes(jsii.Number(1)),
+		}),
+	})
+	if after != nil {
+		sched.Node().AddDependency(after)
+	}
+}
+
+// migrations runs the migrate function through the custom resource provider
+// framework on every deploy that changes its binary (the binary embeds the
+// migrations), after the database and proxy exist.
+func (s *SecondaryStack) migrations(c Config, fn awslambda.Function) (awscdk.CustomResource, error) {
+	sum, err := fileSHA256(filepath.Join(c.AssetRoot, "migrate", "bootstrap"))
+	if err != nil {
+		return nil, err
+	}
+	scope := s.scopes["migrate"]
+	provider := customresources.NewProvider(scope, jsii.String("Provider"), &customresources.ProviderProps{
+		OnEventHandler: fn,
+		LogGroup: awslogs.NewLogGroup(scope, jsii.String("ProviderLogs"), &awslogs.LogGroupProps{
+			Retention:     retention(c.LogRetentionDays),
+			RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+		}),
+	})
+	cr := awscdk.NewCustomResource(scope, jsii.String("Migrations"), &awscdk.CustomResourceProps{
+		ServiceToken: provider.ServiceToken(),
+		ResourceType: jsii.String("Custom::GeoblobMigrations"),
+		Properties: &map[string]any{
+			"BootstrapSha256": sum,
+			"Database":        DatabaseName,
+		},
+	})
+	cr.Node().AddDependency(s.Proxy, s.Cluster, vpcOf(s.Stack))
+	return cr, nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("infra: hash %s: %w", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("infra: hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// retention converts validated days into the RetentionDays enum.
+func retention(days int) awslogs.RetentionDays { return retentionDays[days] }
+
+// outputs exports what an operator or the functions' local runs need.
+func (s *SecondaryStack) outputs(c Config) {
+	out := func(id string, value *string, desc string) {
+		awscdk.NewCfnOutput(s.Stack, jsii.String(id), &awscdk.CfnOutputProps{Value: value, Description: jsii.String(desc)})
+	}
+	out("SecondaryBucketName", s.Bucket.BucketName(), "GEOBLOB_SECONDARY_BUCKET")
+	out("SecondaryKeyArn", s.Key.KeyArn(), "KMS key of the secondary bucket")
+	out("RegistrySecretArn", s.Secret.SecretArn(), "GEOBLOB_DATABASE_SECRET_ARN")
+	out("RegistryProxyEndpoint", s.Proxy.Endpoint(), "GEOBLOB_DATABASE_HOST")
+	out("RegistryClusterEndpoint", s.Cluster.ClusterEndpoint().Hostname(), "Aurora writer endpoint (migrations and maintenance go through the proxy)")
+	out("EventBusArn", s.EventBus.EventBusArn(), "bus receiving the primary bucket's events")
+	for name, q := range s.Queues {
+		out(exportID(name)+"QueueUrl", q.QueueUrl(), name+" queue")
+		out(exportID(name)+"DeadLetterQueueUrl", s.DeadLetterQueues[name].QueueUrl(), name+" dead-letter queue")
+	}
+	for name, fn := range s.Functions {
+		out(exportID(name)+"FunctionName", fn.FunctionName(), name+" function")
+	}
+}
+
+// exportID turns a function name into an output id prefix ("onCreate" -> "OnCreate").
+func exportID(name string) string {
+	return strings.ToUpper(name[:1]) + name[1:]
+}
