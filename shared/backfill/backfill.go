@@ -107,6 +107,8 @@ type Options struct {
 	// Inventory is required when Config.Inventory is set: the store of
 	// Config.Inventory.Bucket.
 	Inventory InventoryStore
+	// ListPageSize is the page size of bucket listings (1..1000); default 1000.
+	ListPageSize int32
 	// SyncTimeout: rows started longer ago are recovered. Default 8h.
 	SyncTimeout time.Duration
 	// Clock drives budgets and written timestamps; default time.Now.

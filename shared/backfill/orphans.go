@@ -35,7 +35,7 @@ func (p *pass) orphans(ctx context.Context) error {
 		return err
 	}
 	defer p.r.releaseCursor(ctx, c)
-	err = p.r.o.Secondary.List(ctx, blobstore.ListOptions{StartAfter: c.pos.After}, func(page []blobstore.Object) error {
+	err = p.r.o.Secondary.List(ctx, blobstore.ListOptions{StartAfter: c.pos.After, PageSize: p.r.o.ListPageSize}, func(page []blobstore.Object) error {
 		rep.Listed += int64(len(page))
 		if err := p.orphanPage(ctx, page); err != nil {
 			return err

@@ -180,7 +180,11 @@ func (p *pass) reconcileListing(ctx context.Context) error {
 		return nil
 	}
 	last := c.pos.After
-	err = p.r.o.Primary.List(ctx, blobstore.ListOptions{StartAfter: c.pos.After}, func(page []blobstore.Object) error {
+	pageSize := int(p.r.o.ListPageSize)
+	if pageSize <= 0 || pageSize > int(blobstore.DefaultListPageSize) {
+		pageSize = int(blobstore.DefaultListPageSize)
+	}
+	err = p.r.o.Primary.List(ctx, blobstore.ListOptions{StartAfter: c.pos.After, PageSize: p.r.o.ListPageSize}, func(page []blobstore.Object) error {
 		for _, o := range page {
 			listed++
 			if t, ok := p.r.selectKey(o.Key); ok {
@@ -190,7 +194,9 @@ func (p *pass) reconcileListing(ctx context.Context) error {
 		p.rep.Reconcile.Listed += int64(len(page))
 		last = page[len(page)-1].Key
 		p.progress(PhaseReconcile, p.rep.Reconcile.Listed, -1)
-		expired := p.expired()
+		// A short page is (almost always) the last one: finish the pass
+		// rather than leave one empty request for the next invocation.
+		expired := len(page) >= pageSize && p.expired()
 		if len(batch) >= p.r.o.Config.BatchSize || expired {
 			if err := flush(last, false); err != nil {
 				return err

@@ -1,0 +1,274 @@
+package backfill_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/shared/backfill"
+	"github.com/geoblob/geoblob/shared/blobstore"
+	"github.com/geoblob/geoblob/shared/datatype"
+	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/registry/registrytest"
+	"github.com/geoblob/geoblob/shared/replication"
+	"github.com/geoblob/geoblob/shared/testutil/pgtest"
+	"github.com/geoblob/geoblob/shared/testutil/s3test"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// env is one test's world: a migrated registry, two S3 endpoints (each
+// behind a fault proxy), the engine and a backfill runner.
+type env struct {
+	t         *testing.T
+	pool      *pgxpool.Pool
+	reg       *registry.Store
+	catalog   *datatype.Catalog
+	primaryS3 *s3.Client // direct, for test setup
+	second3   *s3.Client
+	primary   *blobstore.Store // through the proxy
+	secondary *blobstore.Store
+	engine    *replication.Engine
+	pproxy    *s3test.FaultProxy
+	sproxy    *s3test.FaultProxy
+	cfg       backfill.Config
+	opts      backfill.Options
+
+	mu         sync.Mutex
+	primRule   func(*http.Request) s3test.Fault
+	secondRule func(*http.Request) s3test.Fault
+}
+
+type envOptions struct {
+	types       []string // enabled data types; nil = all built-in
+	regOpts     registry.Options
+	sdkAttempts int // SDK attempts per request; 0 = SDK default
+	concurrency int
+}
+
+const (
+	primaryBucket   = "primary"
+	secondaryBucket = "secondary"
+)
+
+func newEnv(t *testing.T, eo envOptions) *env {
+	t.Helper()
+	e := &env{t: t}
+	e.pool = registrytest.NewPool(t)
+	e.reg = registry.New(e.pool, eo.regOpts)
+	types := datatype.Builtin()
+	if eo.types != nil {
+		var err error
+		types, err = datatype.Select(types, eo.types)
+		require.NoError(t, err)
+	}
+	cat, err := datatype.NewCatalog(types...)
+	require.NoError(t, err)
+	e.catalog = cat
+
+	pEndpoint, sEndpoint := s3test.NewGofakes3(t), s3test.NewGofakes3(t)
+	e.primaryS3 = s3test.Client(t.Context(), pEndpoint)
+	e.second3 = s3test.Client(t.Context(), sEndpoint)
+	s3test.CreateBucket(t, e.primaryS3, primaryBucket)
+	s3test.CreateBucket(t, e.second3, secondaryBucket)
+	e.pproxy = s3test.NewFaultProxy(t, pEndpoint, func(r *http.Request) s3test.Fault {
+		e.mu.Lock()
+		rule := e.primRule
+		e.mu.Unlock()
+		if rule == nil {
+			return s3test.Fault{}
+		}
+		return rule(r)
+	})
+	e.sproxy = s3test.NewFaultProxy(t, sEndpoint, func(r *http.Request) s3test.Fault {
+		e.mu.Lock()
+		rule := e.secondRule
+		e.mu.Unlock()
+		if rule == nil {
+			return s3test.Fault{}
+		}
+		return rule(r)
+	})
+	clientOpts := func(o *s3.Options) {
+		if eo.sdkAttempts > 0 {
+			o.RetryMaxAttempts = eo.sdkAttempts
+		}
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	e.primary = blobstore.New(s3test.Client(t.Context(), e.pproxy.Endpoint(), clientOpts), primaryBucket, blobstore.Options{Logger: quiet})
+	e.secondary = blobstore.New(s3test.Client(t.Context(), e.sproxy.Endpoint(), clientOpts), secondaryBucket, blobstore.Options{Logger: quiet})
+	e.engine, err = replication.New(replication.Options{
+		Registry: e.reg, Primary: e.primary, Secondary: e.secondary, Catalog: cat,
+		Concurrency: eo.concurrency, Logger: quiet,
+	})
+	require.NoError(t, err)
+	e.cfg = backfill.DefaultConfig()
+	e.opts = backfill.Options{
+		Pool: e.pool, Registry: e.reg, Engine: e.engine, Catalog: cat,
+		Primary: e.primary, PrimaryBucket: primaryBucket, Secondary: e.secondary,
+		Logger: quiet,
+	}
+	return e
+}
+
+func (e *env) setRules(primary, secondary func(*http.Request) s3test.Fault) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.primRule, e.secondRule = primary, secondary
+}
+
+// runner builds a runner from e.opts with e.cfg.
+func (e *env) runner() *backfill.Runner {
+	e.t.Helper()
+	o := e.opts
+	o.Config = e.cfg
+	r, err := backfill.New(o)
+	require.NoError(e.t, err)
+	return r
+}
+
+func (e *env) run(req backfill.Request) backfill.Report {
+	e.t.Helper()
+	rep, err := e.runner().Run(e.t.Context(), req)
+	require.NoError(e.t, err)
+	return rep
+}
+
+func (e *env) put(key string, body []byte) {
+	e.t.Helper()
+	_, err := e.primaryS3.PutObject(e.t.Context(), &s3.PutObjectInput{
+		Bucket: aws.String(primaryBucket), Key: aws.String(key), Body: bytes.NewReader(body),
+	})
+	require.NoError(e.t, err)
+}
+
+func (e *env) del(client *s3.Client, bucket, key string) {
+	e.t.Helper()
+	_, err := client.DeleteObject(e.t.Context(), &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	require.NoError(e.t, err)
+}
+
+// contents returns every object of a bucket (read directly, no proxy).
+func contents(t *testing.T, client *s3.Client, bucket string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	p := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(t.Context())
+		require.NoError(t, err)
+		for _, o := range page.Contents {
+			obj, err := client.GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: o.Key})
+			require.NoError(t, err)
+			b, err := io.ReadAll(obj.Body)
+			_ = obj.Body.Close()
+			require.NoError(t, err)
+			out[aws.ToString(o.Key)] = b
+		}
+	}
+	return out
+}
+
+// selected keeps the objects whose key belongs to an enabled type.
+func (e *env) selected(objs map[string][]byte) map[string][]byte {
+	out := map[string][]byte{}
+	for k, v := range objs {
+		if _, ok := e.catalog.Match(k); ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// rows returns every registry row keyed by object key.
+func (e *env) rows(tombstones bool) map[string]registry.Row {
+	e.t.Helper()
+	out := map[string]registry.Row{}
+	var after int64
+	for {
+		rows, err := e.reg.List(e.t.Context(), registry.ListOptions{AfterID: after, Limit: 1000, IncludeTombstones: tombstones})
+		require.NoError(e.t, err)
+		if len(rows) == 0 {
+			return out
+		}
+		for _, r := range rows {
+			out[r.ObjectKey] = r
+		}
+		after = rows[len(rows)-1].ID
+	}
+}
+
+func keysOf[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// requireConverged asserts the secondary holds exactly the primary's
+// selected objects, byte for byte, and every live row is synced with the
+// right SHA-256 bookkeeping.
+func (e *env) requireConverged() {
+	e.t.Helper()
+	want := e.selected(contents(e.t, e.primaryS3, primaryBucket))
+	got := contents(e.t, e.second3, secondaryBucket)
+	require.Equal(e.t, keysOf(want), keysOf(got), "secondary keys")
+	for k, b := range want {
+		require.True(e.t, bytes.Equal(b, got[k]), "secondary copy of %s differs", k)
+	}
+	live := e.rows(false)
+	require.Equal(e.t, keysOf(want), keysOf(live), "live registry rows")
+	for k, r := range live {
+		require.Equal(e.t, registry.StateSynced, r.State, "row %s: %s (%s)", k, r.State, r.LastSyncFailure)
+		require.Len(e.t, r.PrimarySHA256, 64, "row %s has its checksum", k)
+	}
+	for k, r := range e.rows(true) {
+		if r.Tombstoned() {
+			require.Equal(e.t, registry.StateSynced, r.State, "tombstone %s propagated", k)
+		}
+	}
+}
+
+func typedKey(i int) string {
+	switch i % 5 {
+	case 0:
+		return fmt.Sprintf("npm/pkg%d/-/pkg%d-1.0.%d.tgz", i, i, i)
+	case 1:
+		return fmt.Sprintf("maven/com/example/a%d/1.0/a%d-1.0.jar", i, i)
+	case 2:
+		return fmt.Sprintf("nuget/p%d/1.0.0/p%d.1.0.0.nupkg", i, i)
+	case 3:
+		return fmt.Sprintf("generic/g %d/v+1/file%d.bin", i, i) // space and plus survive
+	default:
+		return fmt.Sprintf("pypi/packages/p%d/p%d-1.0-py3-none-any.whl", i, i)
+	}
+}
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func datatypeCatalog(names ...string) (*datatype.Catalog, error) {
+	types, err := datatype.Select(datatype.Builtin(), names)
+	if err != nil {
+		return nil, err
+	}
+	return datatype.NewCatalog(types...)
+}
+
+func blobstoreAttrs() blobstore.PutAttrs { return blobstore.PutAttrs{} }
