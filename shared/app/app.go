@@ -1,0 +1,261 @@
+// Package app wires geoblob's dependencies from a validated configuration:
+// S3 clients and blob stores for the primary and secondary buckets, the
+// PostgreSQL pool and registry, the data-type catalog, the replication engine
+// and the Lambda handler. Functions build it once per cold start; the local
+// stack reuses it.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsarn "github.com/aws/aws-sdk-go-v2/aws/arn"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/geoblob/geoblob/shared/blobstore"
+	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/datatype"
+	"github.com/geoblob/geoblob/shared/events"
+	"github.com/geoblob/geoblob/shared/handler"
+	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/replication"
+)
+
+// App holds everything a geoblob function needs, built once.
+type App struct {
+	Config    config.Config
+	Logger    *slog.Logger
+	Pool      *pgxpool.Pool
+	Registry  *registry.Store
+	Primary   *blobstore.Store
+	Secondary *blobstore.Store
+	Catalog   *datatype.Catalog
+	Engine    *replication.Engine
+	// Handler accepts events of either kind; use NewHandler for a function
+	// that expects one kind.
+	Handler *handler.Handler
+}
+
+// Build creates the App. It does not connect to the database (the pool
+// connects on first use, so a database that is down at cold start fails the
+// first event, which is retried, not the function's init). It does not run
+// migrations. Errors are wrapped with "app:".
+func Build(ctx context.Context, cfg config.Config, logger *slog.Logger) (*App, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	catalog, err := cfg.Catalog()
+	if err != nil {
+		return nil, fmt.Errorf("app: catalog: %w", err)
+	}
+	storeOpts := blobstore.Options{
+		MultipartThreshold: cfg.MultipartThreshold,
+		PartSize:           cfg.PartSize,
+		Logger:             logger,
+	}
+	primaryClient, err := S3Client(ctx, cfg.Primary, cfg.PathStyle)
+	if err != nil {
+		return nil, err
+	}
+	secondaryClient, err := S3Client(ctx, cfg.Secondary, cfg.PathStyle)
+	if err != nil {
+		return nil, err
+	}
+	dsn, err := DatabaseURL(ctx, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := NewPool(ctx, dsn, cfg.CopyConcurrency)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{
+		Config:    cfg,
+		Logger:    logger,
+		Pool:      pool,
+		Registry:  registry.New(pool, registry.Options{Logger: logger}),
+		Primary:   blobstore.New(primaryClient, cfg.Primary.Name, storeOpts),
+		Secondary: blobstore.New(secondaryClient, cfg.Secondary.Name, storeOpts),
+		Catalog:   catalog,
+	}
+	a.Engine, err = replication.New(replication.Options{
+		Registry:    a.Registry,
+		Primary:     a.Primary,
+		Secondary:   a.Secondary,
+		Catalog:     catalog,
+		Concurrency: cfg.CopyConcurrency,
+		Logger:      logger,
+	})
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	a.Handler, err = a.NewHandler("", events.KindUnknown)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// NewHandler returns a handler for the function named function that expects
+// events of kind expect (KindUnknown: either kind).
+func (a *App) NewHandler(function string, expect events.Kind) (*handler.Handler, error) {
+	h, err := handler.New(a.Engine, handler.Options{
+		PrimaryBucket: a.Config.Primary.Name,
+		Function:      function,
+		Expect:        expect,
+		Logger:        a.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	return h, nil
+}
+
+// Close releases the database pool.
+func (a *App) Close() {
+	if a.Pool != nil {
+		a.Pool.Close()
+	}
+}
+
+// S3Client returns an S3 client for bucket b: the default credential chain,
+// the bucket's region, its endpoint (BaseEndpoint) when set and path-style
+// addressing when asked for.
+func S3Client(ctx context.Context, b config.Bucket, pathStyle bool) (*s3.Client, error) {
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(b.Region))
+	if err != nil {
+		return nil, fmt.Errorf("app: aws config for bucket %s: %w", b.Name, err)
+	}
+	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if b.Endpoint != "" {
+			o.BaseEndpoint = aws.String(b.Endpoint)
+		}
+		o.UsePathStyle = pathStyle
+	}), nil
+}
+
+// SecretGetter reads a Secrets Manager secret; *secretsmanager.Client
+// satisfies it.
+type SecretGetter interface {
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+var _ SecretGetter = (*secretsmanager.Client)(nil)
+
+// ErrSecret: the database secret is unusable (missing fields, not JSON).
+var ErrSecret = errors.New("app: database secret")
+
+// DatabaseURL returns the registry's PostgreSQL URL: GEOBLOB_DATABASE_URL when
+// set, else one built from the Secrets Manager secret (RDS JSON: host, port,
+// username, password, dbname) with GEOBLOB_DATABASE_HOST overriding the host.
+// sm may be nil, in which case a client is created for the secret's region.
+func DatabaseURL(ctx context.Context, cfg config.Config, sm SecretGetter) (string, error) {
+	if cfg.DatabaseURL != "" {
+		return cfg.DatabaseURL, nil
+	}
+	if cfg.DatabaseSecretARN == "" {
+		return "", fmt.Errorf("app: %w: neither GEOBLOB_DATABASE_URL nor GEOBLOB_DATABASE_SECRET_ARN is set", config.ErrInvalid)
+	}
+	if sm == nil {
+		var opts []func(*awsconfig.LoadOptions) error
+		if a, err := awsarn.Parse(cfg.DatabaseSecretARN); err == nil && a.Region != "" {
+			opts = append(opts, awsconfig.WithRegion(a.Region))
+		}
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+		if err != nil {
+			return "", fmt.Errorf("app: aws config for secrets manager: %w", err)
+		}
+		sm = secretsmanager.NewFromConfig(awsCfg)
+	}
+	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(cfg.DatabaseSecretARN)})
+	if err != nil {
+		return "", fmt.Errorf("app: read secret GEOBLOB_DATABASE_SECRET_ARN=%s: %w", cfg.DatabaseSecretARN, err)
+	}
+	return SecretURL(aws.ToString(out.SecretString), cfg.DatabaseHost)
+}
+
+// dbSecret is the RDS secret JSON format. Port may be a number or a string.
+type dbSecret struct {
+	Host     string          `json:"host"`
+	Port     json.RawMessage `json:"port"`
+	Username string          `json:"username"`
+	Password string          `json:"password"`
+	DBName   string          `json:"dbname"`
+}
+
+// SecretURL turns an RDS-format secret into a postgres:// URL; hostOverride,
+// when set, replaces the secret's host (e.g. an RDS Proxy endpoint).
+func SecretURL(secret, hostOverride string) (string, error) {
+	var s dbSecret
+	if err := json.Unmarshal([]byte(secret), &s); err != nil {
+		return "", fmt.Errorf("%w: not JSON: %v", ErrSecret, err)
+	}
+	if hostOverride != "" {
+		s.Host = hostOverride
+	}
+	port := strings.Trim(string(s.Port), `"`)
+	if port == "" {
+		port = "5432"
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return "", fmt.Errorf("%w: port %q is not a number", ErrSecret, port)
+	}
+	var missing []string
+	for name, v := range map[string]string{"host": s.Host, "username": s.Username, "password": s.Password} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf("%w: missing %s", ErrSecret, strings.Join(missing, ", "))
+	}
+	if s.DBName == "" {
+		s.DBName = "postgres"
+	}
+	u := url.URL{
+		Scheme: "postgres",
+		User:   url.UserPassword(s.Username, s.Password),
+		Host:   net.JoinHostPort(s.Host, port),
+		Path:   "/" + s.DBName,
+	}
+	return u.String(), nil
+}
+
+// NewPool creates a pgx pool sized for copyConcurrency workers (one
+// connection each plus headroom, at most 20). It does not connect yet.
+func NewPool(ctx context.Context, dsn string, copyConcurrency int) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("app: %w: database URL: %v", config.ErrInvalid, redact(err))
+	}
+	pc.MaxConns = int32(min(max(copyConcurrency+2, 4), 20))
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("app: database pool: %w", err)
+	}
+	return pool, nil
+}
+
+// redact keeps passwords out of error messages (pgx quotes the DSN in parse errors).
+func redact(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "://"); i >= 0 {
+		if j := strings.Index(msg[i:], "@"); j >= 0 {
+			return msg[:i+3] + "****" + msg[i+j:]
+		}
+	}
+	return msg
+}

@@ -1,0 +1,276 @@
+// Package handler is the Lambda handler shared by the onCreate and onDelete
+// functions: it decodes the invocation payload (see package events), applies
+// every object event through the replication engine, concurrently across keys
+// and in delivery order per key, and answers the way the trigger expects:
+// partial batch failures for SQS, an error for a failed direct invocation.
+package handler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	lambdaevents "github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+
+	"github.com/geoblob/geoblob/shared/events"
+	"github.com/geoblob/geoblob/shared/replication"
+)
+
+// Applier applies one object event; *replication.Engine satisfies it.
+type Applier interface {
+	// Apply records and replicates one event (see replication.Engine.Apply).
+	Apply(ctx context.Context, ev events.ObjectEvent) (replication.Outcome, error)
+	// Concurrency is the engine's cap on copies in flight; the handler
+	// runs at most that many keys at once.
+	Concurrency() int
+}
+
+var _ Applier = (*replication.Engine)(nil)
+
+// ErrForeignBucket: an event names a bucket other than the primary. Such
+// records are counted and logged, never retried (retrying cannot help).
+var ErrForeignBucket = errors.New("handler: event for a bucket other than the primary")
+
+// ErrFailed is wrapped by the error Handle returns for a direct invocation
+// in which some record failed.
+var ErrFailed = errors.New("handler: invocation failed")
+
+// Options configure a Handler.
+type Options struct {
+	// PrimaryBucket is the only bucket whose events are acted on. Required.
+	PrimaryBucket string
+	// Function names the function in logs ("onCreate", "onDelete").
+	Function string
+	// Expect is the event kind the function is subscribed to; a record of
+	// another kind is still applied (the engine acts on each record's
+	// actual kind) but logged as a warning. KindUnknown expects either.
+	Expect events.Kind
+	// Logger receives JSON logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler handles invocations. It is safe for concurrent use and keeps no
+// state between invocations.
+type Handler struct {
+	engine Applier
+	opts   Options
+	log    *slog.Logger
+}
+
+// New returns a Handler applying events through engine.
+func New(engine Applier, opts Options) (*Handler, error) {
+	if engine == nil {
+		return nil, errors.New("handler: engine is nil")
+	}
+	if opts.PrimaryBucket == "" {
+		return nil, errors.New("handler: Options.PrimaryBucket is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	log := opts.Logger
+	if opts.Function != "" {
+		log = log.With("function", opts.Function)
+	}
+	return &Handler{engine: engine, opts: opts, log: log}, nil
+}
+
+// Summary counts what one invocation did. Every record lands in exactly one
+// of the outcome counters; Received counts records (object events,
+// unsupported records and test events) plus undecodable messages.
+type Summary struct {
+	Received         int `json:"received"`
+	Synced           int `json:"synced"`
+	Deleted          int `json:"deleted"`
+	Stale            int `json:"stale"`
+	InProgress       int `json:"in_progress"`
+	Ignored          int `json:"ignored"`
+	ForeignBucket    int `json:"foreign_bucket"`
+	Unsupported      int `json:"unsupported"`
+	TestEvents       int `json:"test_events"`
+	MissingOnPrimary int `json:"missing_on_primary"`
+	Kept             int `json:"kept"`
+	Malformed        int `json:"malformed"`
+	Failed           int `json:"failed"`
+	// FailedMessages are the SQS message ids reported as batch item failures.
+	FailedMessages []string `json:"failed_messages,omitempty"`
+}
+
+func (s *Summary) count(o replication.Outcome) {
+	switch o {
+	case replication.OutcomeSynced:
+		s.Synced++
+	case replication.OutcomeDeleted:
+		s.Deleted++
+	case replication.OutcomeStale:
+		s.Stale++
+	case replication.OutcomeInProgress:
+		s.InProgress++
+	case replication.OutcomeIgnored:
+		s.Ignored++
+	case replication.OutcomeMissingOnPrimary:
+		s.MissingOnPrimary++
+	case replication.OutcomeKept:
+		s.Kept++
+	default:
+		s.Failed++
+	}
+}
+
+// Handle processes one invocation payload. For an SQS event it returns an
+// events.SQSEventResponse listing exactly the messages that failed (could
+// not be decoded, or an event in them failed retryably) and a nil error. For
+// a direct invocation it returns the Summary, and an error wrapping ErrFailed
+// if any record failed (so Lambda retries the invocation). Records for
+// another bucket, unsupported event names, test events and keys of no data
+// type are counted and logged, never failures.
+func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (any, error) {
+	log := h.log
+	if lc, ok := lambdacontext.FromContext(ctx); ok && lc.AwsRequestID != "" {
+		log = log.With("request_id", lc.AwsRequestID)
+	}
+	batch, err := events.Parse(payload)
+	if err != nil {
+		log.ErrorContext(ctx, "undecodable payload", "error", err, "bytes", len(payload))
+		return Summary{Received: 1, Malformed: 1}, fmt.Errorf("%w: %w", ErrFailed, err)
+	}
+	sum, failed := h.process(ctx, log, batch)
+	if batch.FromSQS {
+		resp := lambdaevents.SQSEventResponse{BatchItemFailures: []lambdaevents.SQSBatchItemFailure{}}
+		for i, m := range batch.Messages {
+			if failed[i] {
+				resp.BatchItemFailures = append(resp.BatchItemFailures, lambdaevents.SQSBatchItemFailure{ItemIdentifier: m.ID})
+				sum.FailedMessages = append(sum.FailedMessages, m.ID)
+			}
+		}
+		log.InfoContext(ctx, "invocation done", "source", "sqs", "messages", len(batch.Messages), "summary", sum)
+		return resp, nil
+	}
+	log.InfoContext(ctx, "invocation done", "source", "direct", "summary", sum)
+	if failed[0] {
+		return sum, fmt.Errorf("%w: %d failed, %d malformed of %d records", ErrFailed, sum.Failed, sum.Malformed, sum.Received)
+	}
+	return sum, nil
+}
+
+// work is one object event to apply, with the message it came from.
+type work struct {
+	msg int
+	ev  events.ObjectEvent
+}
+
+// process applies every event of the batch and reports, per message,
+// whether it failed.
+func (h *Handler) process(ctx context.Context, log *slog.Logger, batch events.Batch) (Summary, []bool) {
+	var sum Summary
+	failed := make([]bool, max(len(batch.Messages), 1))
+
+	// Group the events per key, keeping delivery order within a key.
+	type group struct{ items []work }
+	var order []string
+	groups := map[string]*group{}
+	for i, m := range batch.Messages {
+		mlog := log
+		if m.ID != "" {
+			mlog = log.With("message_id", m.ID)
+		}
+		sum.Received += len(m.Events) + len(m.Unsupported) + m.Skipped
+		sum.TestEvents += m.Skipped
+		if m.Skipped > 0 {
+			mlog.InfoContext(ctx, "s3:TestEvent received; nothing to do", "count", m.Skipped)
+		}
+		for _, u := range m.Unsupported {
+			sum.Unsupported++
+			mlog.WarnContext(ctx, "unsupported event; not acted on", "error", events.ErrUnsupported,
+				"event", u.EventName, "bucket", u.Bucket, "key", u.Key)
+		}
+		if m.Err != nil {
+			sum.Received++
+			sum.Malformed++
+			failed[i] = true
+			mlog.ErrorContext(ctx, "undecodable message", "error", m.Err)
+		}
+		for _, ev := range m.Events {
+			if ev.Bucket != h.opts.PrimaryBucket {
+				sum.ForeignBucket++
+				mlog.ErrorContext(ctx, "event for a bucket that is not the primary; not replicated, not retried",
+					"error", ErrForeignBucket, "bucket", ev.Bucket, "primary_bucket", h.opts.PrimaryBucket,
+					"key", ev.Key, "event", ev.EventName)
+				continue
+			}
+			if h.opts.Expect != events.KindUnknown && ev.Kind != h.opts.Expect {
+				mlog.WarnContext(ctx, "function received an event of the other kind; applying it anyway",
+					"expected", h.opts.Expect.String(), "kind", ev.Kind.String(), "event", ev.EventName, "key", ev.Key)
+			}
+			k := ev.Key
+			g := groups[k]
+			if g == nil {
+				g = &group{}
+				groups[k] = g
+				order = append(order, k)
+			}
+			g.items = append(g.items, work{msg: i, ev: ev})
+		}
+	}
+
+	type result struct {
+		msg     int
+		outcome replication.Outcome
+		err     error
+	}
+	var (
+		mu      sync.Mutex
+		results []result
+		wg      sync.WaitGroup
+		slots   = make(chan struct{}, max(h.engine.Concurrency(), 1))
+	)
+	for _, k := range order {
+		g := groups[k]
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			for _, w := range g.items {
+				o, err := h.apply(ctx, log, w)
+				mu.Lock()
+				results = append(results, result{msg: w.msg, outcome: o, err: err})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, r := range results {
+		if r.err != nil {
+			sum.Failed++
+			failed[r.msg] = true
+			continue
+		}
+		sum.count(r.outcome)
+	}
+	return sum, failed
+}
+
+// apply runs one event through the engine, turning a panic into an error so
+// one bad record can not take the whole invocation down.
+func (h *Handler) apply(ctx context.Context, log *slog.Logger, w work) (o replication.Outcome, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			o, err = replication.OutcomeFailed, fmt.Errorf("handler: panic applying %s %q: %v", w.ev.EventName, w.ev.Key, p)
+			log.ErrorContext(ctx, "panic while applying event", "error", err)
+		}
+	}()
+	o, err = h.engine.Apply(ctx, w.ev)
+	attrs := []any{"event", w.ev.EventName, "kind", w.ev.Kind.String(), "key", w.ev.Key,
+		"sequencer", w.ev.Sequencer, "outcome", o.String()}
+	if err != nil {
+		log.ErrorContext(ctx, "event failed; will be retried", append(attrs, "error", err, "retryable", replication.IsRetryable(err))...)
+		return o, err
+	}
+	log.DebugContext(ctx, "event applied", attrs...)
+	return o, nil
+}

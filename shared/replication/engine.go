@@ -1,0 +1,456 @@
+// Package replication is the engine shared by geoblob's functions: it turns
+// object events into registry transitions and drives every registry row to
+// the state the primary bucket asks for: a live row gets a byte-identical,
+// checksummed copy on the secondary; a tombstoned row gets the secondary copy
+// deleted. Events only update the registry; the engine then syncs whatever
+// the row now says, so duplicated or reordered events are harmless.
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/geoblob/geoblob/shared/blobstore"
+	"github.com/geoblob/geoblob/shared/datatype"
+	"github.com/geoblob/geoblob/shared/events"
+	"github.com/geoblob/geoblob/shared/registry"
+)
+
+// Source is the primary bucket as the engine reads it; *blobstore.Store
+// satisfies it.
+type Source interface {
+	blobstore.Source
+	// Head returns the object's attributes, or an error wrapping
+	// blobstore.ErrNotFound when it does not exist.
+	Head(ctx context.Context, key string) (blobstore.Object, error)
+}
+
+// Target is the secondary bucket as the engine writes it; *blobstore.Store
+// satisfies it.
+type Target interface {
+	blobstore.Sink
+	// Delete removes the object; deleting a missing object succeeds.
+	Delete(ctx context.Context, key string) error
+}
+
+var (
+	_ Source = (*blobstore.Store)(nil)
+	_ Target = (*blobstore.Store)(nil)
+)
+
+// Outcome is what Apply or SyncClaim did with one event or claim.
+type Outcome int
+
+// Outcomes. Only OutcomeFailed and OutcomeContended come with an error.
+const (
+	// OutcomeIgnored: the key belongs to no enabled data type.
+	OutcomeIgnored Outcome = iota
+	// OutcomeStale: the event is a duplicate or older than what the
+	// registry knows and the row needs no work; nothing changed.
+	OutcomeStale
+	// OutcomeSynced: the object was copied and its row marked synced.
+	OutcomeSynced
+	// OutcomeDeleted: the secondary copy was deleted and the tombstone marked synced.
+	OutcomeDeleted
+	// OutcomeInProgress: another worker holds the row's claim; its
+	// compare-and-set sees this event's change and copies again.
+	OutcomeInProgress
+	// OutcomeMissingOnPrimary: the object was gone from the primary; the
+	// row is failed with missing_on_primary and a long backoff. Not an error.
+	OutcomeMissingOnPrimary
+	// OutcomeKept: a removal was not propagated because the primary holds
+	// the object again; the row is failed (retried later) and the secondary
+	// copy kept. Not an error.
+	OutcomeKept
+	// OutcomeFailed: the copy or delete failed; the row is failed with a
+	// retry time and the error is returned so the event is redelivered.
+	OutcomeFailed
+	// OutcomeContended: the row kept changing under every copy for
+	// MaxRounds rounds; the row is left for a later attempt and an error
+	// wrapping ErrContended is returned.
+	OutcomeContended
+)
+
+var outcomeNames = [...]string{"ignored", "stale", "synced", "deleted", "in_progress", "missing_on_primary", "kept", "failed", "contended"}
+
+// String returns the outcome's snake_case name.
+func (o Outcome) String() string {
+	if int(o) >= 0 && int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "unknown"
+}
+
+// Sentinel errors; callers test with errors.Is.
+var (
+	// ErrContended: the row changed during every one of MaxRounds copies.
+	// Retryable.
+	ErrContended = errors.New("replication: row kept changing during sync")
+	// ErrRegistry wraps every registry failure (database down, ...). Retryable.
+	ErrRegistry = errors.New("replication: registry")
+	// ErrCopy wraps every failure to copy to or delete from the secondary.
+	ErrCopy = errors.New("replication: copy")
+	// ErrInvalidEvent: the event has no kind, bucket key or data type the
+	// engine can act on. Permanent.
+	ErrInvalidEvent = errors.New("replication: invalid event")
+)
+
+// Defaults applied by New.
+const (
+	DefaultConcurrency = 10
+	DefaultMaxRounds   = 5
+)
+
+// Options configure an Engine.
+type Options struct {
+	Registry  Registry
+	Primary   Source
+	Secondary Target
+	Catalog   *datatype.Catalog
+	// Concurrency caps the copies and deletes in flight at once across
+	// everything using this Engine (events and backfill). Default 10.
+	Concurrency int
+	// MaxRounds bounds how often one Apply or SyncClaim copies again after
+	// losing the compare-and-set to a concurrent event. Default 5.
+	MaxRounds int
+	// Logger receives structured logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Engine replicates objects. It is safe for concurrent use; it holds no
+// state besides its dependencies and the copy semaphore.
+type Engine struct {
+	reg       Registry
+	primary   Source
+	secondary Target
+	catalog   *datatype.Catalog
+	sem       chan struct{}
+	maxRounds int
+	log       *slog.Logger
+}
+
+// New checks the options and returns an Engine.
+func New(opts Options) (*Engine, error) {
+	var missing []string
+	if opts.Registry == nil {
+		missing = append(missing, "Registry")
+	}
+	if opts.Primary == nil {
+		missing = append(missing, "Primary")
+	}
+	if opts.Secondary == nil {
+		missing = append(missing, "Secondary")
+	}
+	if opts.Catalog == nil {
+		missing = append(missing, "Catalog")
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("replication: options missing %s", strings.Join(missing, ", "))
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	if opts.MaxRounds <= 0 {
+		opts.MaxRounds = DefaultMaxRounds
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Engine{
+		reg:       opts.Registry,
+		primary:   opts.Primary,
+		secondary: opts.Secondary,
+		catalog:   opts.Catalog,
+		sem:       make(chan struct{}, opts.Concurrency),
+		maxRounds: opts.MaxRounds,
+		log:       opts.Logger,
+	}, nil
+}
+
+// Concurrency returns the cap on copies in flight; callers that fan out
+// work over the Engine use it as their own limit.
+func (e *Engine) Concurrency() int { return cap(e.sem) }
+
+// Catalog returns the engine's data-type catalog.
+func (e *Engine) Catalog() *datatype.Catalog { return e.catalog }
+
+// IsRetryable reports whether an error returned by Apply or SyncClaim may
+// succeed when the same event is delivered again: registry failures,
+// contention and transient copy failures are; invalid events are not.
+func IsRetryable(err error) bool {
+	switch {
+	case err == nil, errors.Is(err, ErrInvalidEvent), errors.Is(err, context.Canceled):
+		return false
+	case errors.Is(err, ErrRegistry), errors.Is(err, ErrContended):
+		return true
+	case errors.Is(err, ErrCopy):
+		var be *blobstore.Error
+		if errors.As(err, &be) {
+			return blobstore.IsRetryable(err)
+		}
+		return true
+	}
+	return true
+}
+
+// Apply records one object event in the registry and then brings the row to
+// the state the registry now holds: a live pending or failed row is copied,
+// a tombstone deleted from the secondary. A duplicate or older event changes
+// nothing (OutcomeStale) unless its row still needs work, in which case that
+// work is retried (a redelivered event retries a failed row).
+//
+// Apply returns an error only when redelivering the event can help: the
+// registry failed, the copy failed (the row is then failed with a retry
+// time), or the row kept changing. A key that matches no data type is
+// OutcomeIgnored; a vanished source object is OutcomeMissingOnPrimary.
+func (e *Engine) Apply(ctx context.Context, ev events.ObjectEvent) (Outcome, error) {
+	t, ok := e.catalog.Match(ev.Key)
+	if !ok {
+		e.log.DebugContext(ctx, "key matches no data type", "key", ev.Key, "event", ev.EventName)
+		return OutcomeIgnored, nil
+	}
+	log := e.log.With("data_type", t.Name, "key", ev.Key, "event", ev.EventName, "sequencer", ev.Sequencer)
+	rev := registry.ObjectEvent{
+		DataType:  t.Name,
+		Key:       ev.Key,
+		Size:      ev.Size,
+		ETag:      normalizeETag(ev.ETag),
+		VersionID: ev.VersionID,
+		Sequencer: ev.Sequencer,
+		EventTime: ev.EventTime,
+	}
+	var (
+		applied registry.Applied
+		err     error
+	)
+	switch ev.Kind {
+	case events.KindCreated:
+		applied, err = e.reg.RecordCreated(ctx, rev)
+	case events.KindRemoved:
+		applied, err = e.reg.RecordRemoved(ctx, rev)
+	default:
+		return OutcomeFailed, fmt.Errorf("%w: kind %s of %s", ErrInvalidEvent, ev.Kind, ev.EventName)
+	}
+	if err != nil {
+		return OutcomeFailed, fmt.Errorf("%w: record %s %s: %w", ErrRegistry, ev.Kind, ev.Key, err)
+	}
+	// Whether or not the event changed the row, a row that waits for a
+	// sync (pending, or failed: a redelivered event retries it) is claimed
+	// and synced now, driven by what the row says, not by the event.
+	claim, ok, err := e.reg.ClaimKey(ctx, t.Name, ev.Key)
+	if err != nil {
+		return OutcomeFailed, fmt.Errorf("%w: claim %s: %w", ErrRegistry, ev.Key, err)
+	}
+	if !ok {
+		if !applied {
+			log.InfoContext(ctx, "event is a duplicate or older than the registry state; nothing to do")
+			return OutcomeStale, nil
+		}
+		// Claimed by another worker between our write and our claim; its
+		// compare-and-set sees our change and syncs again.
+		log.DebugContext(ctx, "row claimed by another worker")
+		return OutcomeInProgress, nil
+	}
+	if !applied {
+		log.InfoContext(ctx, "stale event; retrying the row's unfinished sync", "retry_count", claim.RetryCount, "tombstoned", claim.Tombstoned())
+	}
+	return e.SyncClaim(ctx, claim)
+}
+
+// needsWork reports whether a row is waiting for a sync.
+func needsWork(r registry.Row) bool {
+	return r.State == registry.StatePending || r.State == registry.StateFailed
+}
+
+// SyncClaim performs the work a claimed row asks for (copy for a live row,
+// delete for a tombstone) and finishes the claim. When the compare-and-set
+// is lost because an event arrived during the work, it re-reads the row and
+// claims it again, at most MaxRounds times in all. Backfill calls it with
+// claims it took itself. Errors and outcomes are those of Apply.
+func (e *Engine) SyncClaim(ctx context.Context, claim registry.Claim) (Outcome, error) {
+	log := e.log.With("data_type", claim.DataType, "key", claim.ObjectKey)
+	for round := 1; ; round++ {
+		outcome, finished, err := e.syncOnce(ctx, claim, log)
+		if err != nil || finished {
+			return outcome, err
+		}
+		// Lost the compare-and-set: the row changed while we worked.
+		row, err := e.reg.Get(ctx, claim.DataType, claim.ObjectKey)
+		if err != nil {
+			return OutcomeFailed, fmt.Errorf("%w: re-read %s: %w", ErrRegistry, claim.ObjectKey, err)
+		}
+		if !needsWork(row) {
+			log.InfoContext(ctx, "row finished by another worker", "state", row.State.String(), "round", round)
+			if row.State == registry.StateStarted {
+				return OutcomeInProgress, nil
+			}
+			return OutcomeStale, nil
+		}
+		if round >= e.maxRounds {
+			log.WarnContext(ctx, "row kept changing; leaving it for a later attempt", "rounds", round)
+			return OutcomeContended, fmt.Errorf("%w: %s after %d rounds", ErrContended, claim.ObjectKey, round)
+		}
+		c, ok, err := e.reg.ClaimKey(ctx, claim.DataType, claim.ObjectKey)
+		if err != nil {
+			return OutcomeFailed, fmt.Errorf("%w: claim %s: %w", ErrRegistry, claim.ObjectKey, err)
+		}
+		if !ok {
+			return OutcomeInProgress, nil
+		}
+		log.InfoContext(ctx, "row changed during sync; syncing again", "round", round+1, "tombstoned", c.Tombstoned())
+		claim = c
+	}
+}
+
+// syncOnce does one round of work for claim. finished is false when the
+// compare-and-set was lost and the caller must look at the row again.
+func (e *Engine) syncOnce(ctx context.Context, claim registry.Claim, log *slog.Logger) (Outcome, bool, error) {
+	if claim.Tombstoned() {
+		return e.propagateDelete(ctx, claim, log)
+	}
+	return e.copy(ctx, claim, log)
+}
+
+func (e *Engine) acquire(ctx context.Context) (func(), error) {
+	select {
+	case e.sem <- struct{}{}:
+		return func() { <-e.sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (e *Engine) copy(ctx context.Context, claim registry.Claim, log *slog.Logger) (Outcome, bool, error) {
+	release, err := e.acquire(ctx)
+	if err != nil {
+		return e.fail(ctx, claim, log, fmt.Errorf("%w: waiting for a copy slot: %w", ErrCopy, err), false)
+	}
+	res, err := blobstore.Copy(ctx, e.primary, e.secondary, claim.ObjectKey)
+	release()
+	if err != nil {
+		if sourceMissing(err) {
+			return e.fail(ctx, claim, log, err, true)
+		}
+		return e.fail(ctx, claim, log, fmt.Errorf("%w: %w", ErrCopy, err), false)
+	}
+	won, err := e.reg.MarkSynced(ctx, claim, registry.SyncResult{
+		Size:      res.Size,
+		SHA256:    res.SHA256,
+		ETag:      normalizeETag(res.Source.ETag),
+		VersionID: res.Source.VersionID,
+	})
+	if err != nil {
+		return OutcomeFailed, true, fmt.Errorf("%w: mark synced %s: %w", ErrRegistry, claim.ObjectKey, err)
+	}
+	if !won {
+		return OutcomeFailed, false, nil
+	}
+	log.InfoContext(ctx, "replicated", "size", res.Size, "sha256", res.SHA256, "version_id", res.Source.VersionID)
+	return OutcomeSynced, true, nil
+}
+
+// propagateDelete deletes the secondary copy of a tombstoned row, unless the
+// primary holds the object again (see OutcomeKept).
+func (e *Engine) propagateDelete(ctx context.Context, claim registry.Claim, log *slog.Logger) (Outcome, bool, error) {
+	release, err := e.acquire(ctx)
+	if err != nil {
+		return e.fail(ctx, claim, log, fmt.Errorf("%w: waiting for a copy slot: %w", ErrCopy, err), false)
+	}
+	obj, headErr := e.primary.Head(ctx, claim.ObjectKey)
+	switch {
+	case headErr == nil:
+		release()
+		return e.resurrect(ctx, claim, obj, log)
+	case !errors.Is(headErr, blobstore.ErrNotFound):
+		release()
+		return e.fail(ctx, claim, log, fmt.Errorf("%w: head primary before delete: %w", ErrCopy, headErr), false)
+	}
+	err = e.secondary.Delete(ctx, claim.ObjectKey)
+	release()
+	if err != nil {
+		return e.fail(ctx, claim, log, fmt.Errorf("%w: %w", ErrCopy, err), false)
+	}
+	won, err := e.reg.MarkSynced(ctx, claim, registry.SyncResult{})
+	if err != nil {
+		return OutcomeFailed, true, fmt.Errorf("%w: mark deleted %s: %w", ErrRegistry, claim.ObjectKey, err)
+	}
+	if !won {
+		return OutcomeFailed, false, nil
+	}
+	log.InfoContext(ctx, "deleted secondary copy")
+	return OutcomeDeleted, true, nil
+}
+
+// resurrect handles a tombstone whose object exists on the primary again:
+// the removal event is older than the object there now (its create event is
+// late or lost). The secondary copy is kept and the primary's current state
+// is recorded as a created event derived from HEAD (empty sequencer: the
+// registry keeps the stored one). If the registry accepts it, the row is live
+// and pending again and the next round copies it; otherwise the claim is
+// failed with a retry time and the copy kept.
+func (e *Engine) resurrect(ctx context.Context, claim registry.Claim, obj blobstore.Object, log *slog.Logger) (Outcome, bool, error) {
+	log.WarnContext(ctx, "primary holds the object again; not deleting the secondary copy", "version_id", obj.VersionID)
+	applied, err := e.reg.RecordCreated(ctx, registry.ObjectEvent{
+		DataType:  claim.DataType,
+		Key:       claim.ObjectKey,
+		Size:      obj.Size,
+		ETag:      normalizeETag(obj.ETag),
+		VersionID: obj.VersionID,
+		EventTime: obj.LastModified,
+	})
+	if err != nil {
+		return OutcomeFailed, true, fmt.Errorf("%w: record primary object %s: %w", ErrRegistry, claim.ObjectKey, err)
+	}
+	if applied {
+		return OutcomeFailed, false, nil // the row changed: SyncClaim re-reads and copies
+	}
+	won, err := e.reg.MarkFailed(ctx, claim, "object exists on primary again; secondary copy kept", false)
+	if err != nil {
+		return OutcomeFailed, true, fmt.Errorf("%w: mark failed %s: %w", ErrRegistry, claim.ObjectKey, err)
+	}
+	if !won {
+		return OutcomeFailed, false, nil
+	}
+	return OutcomeKept, true, nil
+}
+
+// fail records a failed sync. A missing source is recorded and not returned
+// as an error (backfill retries it with the long backoff); any other cause
+// is returned so the event is redelivered.
+func (e *Engine) fail(ctx context.Context, claim registry.Claim, log *slog.Logger, cause error, missing bool) (Outcome, bool, error) {
+	// Record the failure even when ctx was cancelled (Lambda deadline).
+	rctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	won, err := e.reg.MarkFailed(rctx, claim, cause.Error(), missing)
+	if err != nil {
+		return OutcomeFailed, true, errors.Join(cause, fmt.Errorf("%w: mark failed %s: %w", ErrRegistry, claim.ObjectKey, err))
+	}
+	if !won {
+		// The row changed during the attempt: whatever failed may not
+		// matter for the new state.
+		return OutcomeFailed, false, nil
+	}
+	if missing {
+		log.WarnContext(ctx, "object missing on primary", "error", cause)
+		return OutcomeMissingOnPrimary, true, nil
+	}
+	log.ErrorContext(ctx, "sync failed", "error", cause, "retryable", IsRetryable(cause))
+	return OutcomeFailed, true, cause
+}
+
+// sourceMissing reports whether a Copy error means the primary object does
+// not exist (as opposed to the secondary bucket missing).
+func sourceMissing(err error) bool {
+	var be *blobstore.Error
+	if errors.As(err, &be) {
+		return (be.Op == "open" || be.Op == "head") && errors.Is(be.Kind, blobstore.ErrNotFound)
+	}
+	return false
+}
+
+// normalizeETag strips the quotes S3 puts around ETags in HTTP headers, so
+// ETags from events and from HEAD compare equal.
+func normalizeETag(s string) string { return strings.Trim(s, `"`) }
