@@ -22,9 +22,10 @@ const itemColumns = `r.id, r.data_type, r.object_key,
 	r.primary_mismatch_sha256, r.primary_verification_generation`
 
 // dueOffset is the stable per-row reverification offset as a fraction of
-// the spread, in [0, 1): consecutive ids (rows registered in one burst) are
-// spread evenly over the window.
-const dueOffset = `(mod(r.id, 1000)::float8 / 1000)`
+// the spread, in [0, 1): the fractional part of id times the golden ratio
+// (a low-discrepancy sequence), so any run of consecutive ids (rows
+// registered in one burst), however short, is spread evenly over the window.
+const dueOffset = `(r.id * 0.6180339887498949::float8 - floor(r.id * 0.6180339887498949::float8))`
 
 // secondaryEligible: rows whose secondary can be verified at all.
 const secondaryEligible = `r.state = 2 AND r.deleted_at IS NULL AND r.primary_sha256 <> ''`
