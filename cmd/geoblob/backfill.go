@@ -1,0 +1,35 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+
+	"github.com/geoblob/geoblob/shared/backfill"
+	"github.com/geoblob/geoblob/shared/localstack"
+)
+
+// runBackfill is `geoblob backfill [flags]`: one backfill pass against the
+// local stack in dir (its database and buckets, plus any GEOBLOB_* tuning
+// from the environment), with a progress bar and a summary. The flags
+// after "backfill" are backfill.RunCLI's own, so the stack directory comes
+// from GEOBLOB_STACK_DIR (defaultDir). Wire it into run's switch with:
+//
+//	case "backfill":
+//		return runBackfill(ctx, defaultDir(), args, stdout, stderr)
+func runBackfill(ctx context.Context, dir string, args []string, stdout, stderr io.Writer) error {
+	s, err := localstack.LoadSettings(dir)
+	if err != nil {
+		return err
+	}
+	getenv := s.Getenv(os.Getenv)
+	// The AWS SDK reads credentials from the process environment.
+	for _, name := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"} {
+		if os.Getenv(name) == "" {
+			if err := os.Setenv(name, getenv(name)); err != nil {
+				return err
+			}
+		}
+	}
+	return backfill.RunCLI(ctx, getenv, args, stdout, stderr)
+}

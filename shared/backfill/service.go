@@ -1,0 +1,184 @@
+package backfill
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/geoblob/geoblob/shared/app"
+	"github.com/geoblob/geoblob/shared/blobstore"
+	"github.com/geoblob/geoblob/shared/config"
+)
+
+// Service is the backfill function's dependencies, built once per cold
+// start.
+type Service struct {
+	App    *app.App
+	Runner *Runner
+}
+
+// Build wires a Service from the validated configuration and the
+// GEOBLOB_BACKFILL_* variables read through getenv: app.Build, plus the
+// inventory bucket's store (same endpoint, region and credentials as the
+// primary) when GEOBLOB_BACKFILL_INVENTORY is set. progress may be nil.
+func Build(ctx context.Context, cfg config.Config, getenv func(string) string, logger *slog.Logger, progress func(Progress)) (*Service, error) {
+	bcfg, err := ConfigFromEnv(getenv)
+	if err != nil {
+		return nil, err
+	}
+	a, err := app.Build(ctx, cfg, logger)
+	if err != nil {
+		return nil, fmt.Errorf("backfill: %w", err)
+	}
+	o := Options{
+		Config:        bcfg,
+		Pool:          a.Pool,
+		Registry:      a.Registry,
+		Engine:        a.Engine,
+		Catalog:       a.Catalog,
+		Primary:       a.Primary,
+		PrimaryBucket: cfg.Primary.Name,
+		Secondary:     a.Secondary,
+		SyncTimeout:   cfg.SyncTimeout,
+		Logger:        a.Logger,
+		Progress:      progress,
+	}
+	if bcfg.Inventory != nil {
+		b := cfg.Primary
+		b.Name = bcfg.Inventory.Bucket
+		client, err := app.S3Client(ctx, b, cfg.PathStyle)
+		if err != nil {
+			a.Close()
+			return nil, fmt.Errorf("backfill: inventory bucket: %w", err)
+		}
+		o.Inventory = blobstore.New(client, b.Name, blobstore.Options{Logger: a.Logger})
+	}
+	r, err := New(o)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	return &Service{App: a, Runner: r}, nil
+}
+
+// Close releases the database pool.
+func (s *Service) Close() { s.App.Close() }
+
+// ParseRequest decodes the function's input: an on-demand request such as
+// {"phases":["reconcile","sync"],"budget":"10m"}, or an EventBridge
+// Scheduler / scheduled-rule event, whose "detail" may hold such a request
+// and whose other fields are ignored. Empty input and null give the
+// configured defaults.
+func ParseRequest(payload []byte) (Request, error) {
+	var req Request
+	if strings.TrimSpace(string(payload)) == "" || strings.TrimSpace(string(payload)) == "null" {
+		return req, nil
+	}
+	var probe struct {
+		DetailType string          `json:"detail-type"`
+		Detail     json.RawMessage `json:"detail"`
+	}
+	if err := json.Unmarshal(payload, &probe); err != nil {
+		return req, fmt.Errorf("%w: request: %v", ErrInvalidConfig, err)
+	}
+	if probe.DetailType != "" {
+		d := strings.TrimSpace(string(probe.Detail))
+		if d == "" || d == "null" || !strings.HasPrefix(d, "{") {
+			return req, nil
+		}
+		payload = probe.Detail
+	}
+	if err := json.Unmarshal(payload, &req); err != nil {
+		return req, fmt.Errorf("%w: request: %v", ErrInvalidConfig, err)
+	}
+	if len(req.Phases) > 0 {
+		ps, err := ParsePhases(phaseStrings(req.Phases))
+		if err != nil {
+			return req, err
+		}
+		req.Phases = ps
+	}
+	switch req.Orphans {
+	case "", OrphansOff, OrphansReport, OrphansDelete:
+	default:
+		return req, fmt.Errorf("%w: request: orphans must be off, report or delete, got %q", ErrInvalidConfig, req.Orphans)
+	}
+	return req, nil
+}
+
+// Handle is the Lambda handler: one pass with the request's options. It
+// returns an error for an invalid request and for phase failures (registry
+// or listing errors); objects that fail to copy are recorded on their rows
+// and counted in the report, not returned.
+func (s *Service) Handle(ctx context.Context, payload json.RawMessage) (Report, error) {
+	req, err := ParseRequest(payload)
+	if err != nil {
+		return Report{}, err
+	}
+	return s.Runner.Run(ctx, req)
+}
+
+// RunUntilQuiet runs passes until one finds nothing to do (nothing listed
+// as new or gone, nothing claimed, no budget cut), at most maxPasses, and
+// returns the sum of their reports. The local stack's `make demo` and
+// `geoblob backfill -until-quiet` use it.
+func (r *Runner) RunUntilQuiet(ctx context.Context, req Request, maxPasses int) (Report, error) {
+	var total Report
+	for i := 0; i < max(maxPasses, 1); i++ {
+		rep, err := r.Run(ctx, req)
+		total = AddReports(total, rep)
+		if err != nil {
+			return total, err
+		}
+		if Quiet(rep) {
+			break
+		}
+	}
+	return total, nil
+}
+
+// Quiet reports whether a pass found nothing to do.
+func Quiet(rep Report) bool {
+	rc := rep.Reconcile
+	return !rep.BudgetExhausted && rep.Recovered == 0 && rc.Registered == 0 && rc.DeletesQueued == 0 &&
+		rc.Changed == 0 && rep.Sync.Claimed == 0 && rep.Orphans.Deleted == 0
+}
+
+// AddReports sums two reports (the later one's flags and source win).
+func AddReports(a, b Report) Report {
+	a.Recovered += b.Recovered
+	a.Resynced += b.Resynced
+	a.BudgetExhausted = b.BudgetExhausted
+	a.Elapsed += b.Elapsed
+	ar, br := &a.Reconcile, b.Reconcile
+	ar.Source, ar.Skipped, ar.PassComplete = br.Source, br.Skipped, ar.PassComplete || br.PassComplete
+	ar.Resumed = ar.Resumed || br.Resumed
+	ar.Listed += br.Listed
+	ar.Selected += br.Selected
+	ar.Registered += br.Registered
+	ar.Changed += br.Changed
+	ar.OrphanRows += br.OrphanRows
+	ar.DeletesQueued += br.DeletesQueued
+	as, bs := &a.Sync, b.Sync
+	as.Claimed += bs.Claimed
+	as.Synced += bs.Synced
+	as.Deleted += bs.Deleted
+	as.Missing += bs.Missing
+	as.Failed += bs.Failed
+	as.Other += bs.Other
+	as.Quarantined += bs.Quarantined
+	as.Rounds += bs.Rounds
+	ao, bo := &a.Orphans, b.Orphans
+	ao.Mode = bo.Mode
+	ao.Listed += bo.Listed
+	ao.Found += bo.Found
+	ao.Deleted += bo.Deleted
+	for _, k := range bo.Keys {
+		if len(ao.Keys) < maxReportedOrphans {
+			ao.Keys = append(ao.Keys, k)
+		}
+	}
+	return a
+}
