@@ -29,8 +29,8 @@ type Delivery struct {
 	Body []byte
 	// Err is the handler's error; nil means the receiver answered 2xx.
 	Err error
-	// At is when the handler returned.
-	At time.Time
+	// Received is when the POST's body was read; At is when the handler returned.
+	Received, At time.Time
 }
 
 // Receiver is the http.Handler MinIO's webhook target posts bucket
@@ -99,7 +99,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	resp, err := r.Invoke(ctx, body)
 	if r.observe != nil {
-		r.observe(Delivery{Body: body, Err: err, At: time.Now()})
+		r.observe(Delivery{Body: body, Err: err, Received: start, At: time.Now()})
 	}
 	if err != nil {
 		r.logger.Warn("localstack: event delivery failed; MinIO will retry", "err", err, "duration", time.Since(start))

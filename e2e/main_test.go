@@ -1,0 +1,247 @@
+package e2e_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/shared/datatype"
+	"github.com/geoblob/geoblob/shared/localstack"
+	"github.com/geoblob/geoblob/shared/minioproc"
+	"github.com/geoblob/geoblob/shared/registry"
+)
+
+// fixture is the stack shared by every test and benchmark of the package,
+// started once in TestMain (MinIO and PostgreSQL start in a few seconds; once
+// per package keeps the suite fast). Tests run one after another (no
+// t.Parallel): each leaves the buckets converged for the next.
+type fixture struct {
+	settings localstack.Settings
+	stack    *localstack.Stack
+	runner   *localstack.InProcess
+	catalog  *datatype.Catalog
+	reg      *registry.Store
+	rec      *recorder
+}
+
+var fx *fixture
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if _, err := minioproc.FindBinary(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\ne2e: these tests run real MinIO processes: run `make tools` (installs the pinned MinIO into .local/bin) or set %s\n", err, minioproc.BinEnv)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "geoblob-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	// PostgreSQL runs as user postgres and must enter the state directory.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	s, err := localstack.FreeSettings(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	// app.Build reads S3 credentials through the AWS default chain, as the
+	// Lambda functions do: give it the stack's, and nothing from the user.
+	for _, v := range s.Env() {
+		if strings.HasPrefix(v.Name, "AWS_") {
+			os.Setenv(v.Name, v.Value)
+		}
+	}
+	for _, name := range []string{"AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"} {
+		os.Unsetenv(name)
+	}
+	os.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	os.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Handler logs go to stderr at warn level: failed deliveries (PostgreSQL
+	// down in the fault test) show up, per-event info lines do not.
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rec := &recorder{}
+	runner := &localstack.InProcess{Observe: rec.observe, Logger: logger}
+	stack, err := localstack.Up(ctx, localstack.UpOptions{Settings: s, Events: runner, Logger: logger})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: start stack:", err)
+		_ = runner.Close(context.Background())
+		return 1
+	}
+	defer func() {
+		_ = runner.Close(context.Background())
+		_ = stack.Close(context.Background())
+	}()
+	cat, err := s.Catalog()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	reg, closeReg, err := s.OpenRegistry(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer closeReg()
+	fx = &fixture{settings: s, stack: stack, runner: runner, catalog: cat, reg: reg, rec: rec}
+	return m.Run()
+}
+
+// recorder keeps every webhook delivery the receiver saw.
+type recorder struct {
+	mu         sync.Mutex
+	deliveries []localstack.Delivery
+}
+
+func (r *recorder) observe(d localstack.Delivery) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deliveries = append(r.deliveries, d)
+}
+
+// since returns the deliveries recorded from index i on.
+func (r *recorder) since(i int) []localstack.Delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]localstack.Delivery(nil), r.deliveries[i:]...)
+}
+
+func (r *recorder) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.deliveries)
+}
+
+// model is what a test expects the primary to hold: key -> content SHA-256
+// (live) and the keys it deleted.
+type model struct {
+	live    map[string]object
+	deleted map[string]bool
+}
+
+type object struct {
+	sha  string
+	size int64
+}
+
+func newModel() *model { return &model{live: map[string]object{}, deleted: map[string]bool{}} }
+
+func (m *model) put(key string, body []byte) {
+	sum := sha256.Sum256(body)
+	m.live[key] = object{sha: hex.EncodeToString(sum[:]), size: int64(len(body))}
+	delete(m.deleted, key)
+}
+
+func (m *model) del(key string) {
+	delete(m.live, key)
+	m.deleted[key] = true
+}
+
+// converged reports nil when the registry shows every live key of m synced
+// with the expected checksum and every deleted key tombstoned and
+// propagated, or an error saying what is still missing.
+func converged(ctx context.Context, m *model) error {
+	var problems []string
+	for key, want := range m.live {
+		row, err := fx.row(ctx, key)
+		switch {
+		case errors.Is(err, registry.ErrNotFound):
+			problems = append(problems, key+": no row")
+		case err != nil:
+			return err
+		case row.Tombstoned() || row.State != registry.StateSynced || row.PrimarySHA256 != want.sha:
+			problems = append(problems, fmt.Sprintf("%s: state %s tombstoned %v sha %.8s want %.8s failure %q", key, row.State, row.Tombstoned(), row.PrimarySHA256, want.sha, row.LastSyncFailure))
+		}
+	}
+	for key := range m.deleted {
+		row, err := fx.row(ctx, key)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s (deleted): %v", key, err))
+			continue
+		}
+		if !row.Tombstoned() || row.State != registry.StateSynced {
+			problems = append(problems, fmt.Sprintf("%s (deleted): state %s tombstoned %v", key, row.State, row.Tombstoned()))
+		}
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		if len(problems) > 10 {
+			problems = append(problems[:10], fmt.Sprintf("... and %d more", len(problems)-10))
+		}
+		return fmt.Errorf("%d not converged:\n  %s", len(problems), strings.Join(problems, "\n  "))
+	}
+	return nil
+}
+
+func (f *fixture) row(ctx context.Context, key string) (registry.Row, error) {
+	t, ok := f.catalog.Match(key)
+	if !ok {
+		return registry.Row{}, fmt.Errorf("key %q matches no data type", key)
+	}
+	return f.reg.Get(ctx, t.Name, key)
+}
+
+// waitConverged polls until converged(m) holds, failing the test with the
+// last reason after timeout.
+func waitConverged(t testing.TB, m *model, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := converged(t.Context(), m)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			require.NoError(t, err, "registry did not converge within %s", timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// assertBuckets checks byte for byte that the secondary holds exactly the
+// primary's objects and that those are exactly the model's live objects.
+func assertBuckets(t testing.TB, m *model) {
+	t.Helper()
+	ctx := t.Context()
+	cmp, err := localstack.Compare(ctx, fx.settings.Bucket(localstack.Primary), fx.settings.Bucket(localstack.Secondary))
+	require.NoError(t, err)
+	for _, o := range cmp.Mismatches() {
+		assert.Failf(t, "secondary differs from primary", "%q: %s", o.Key, o.Problem())
+	}
+	byKey := map[string]localstack.Compared{}
+	for _, o := range cmp.Objects {
+		byKey[o.Key] = o
+	}
+	for key, want := range m.live {
+		o, ok := byKey[key]
+		if assert.True(t, ok, "live key %q missing from both buckets", key) && assert.NotNil(t, o.Secondary, key) {
+			assert.Equal(t, want.sha, o.Secondary.SHA256, "secondary content of %q", key)
+			assert.Equal(t, want.size, o.Secondary.Size, "secondary size of %q", key)
+		}
+	}
+	for key := range m.deleted {
+		_, ok := byKey[key]
+		assert.False(t, ok, "deleted key %q still stored", key)
+	}
+}
