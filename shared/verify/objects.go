@@ -163,13 +163,16 @@ func (b *Bucket) Stat(ctx context.Context, key string) (Stored, error) {
 	}, nil
 }
 
-// fullObjectSHA256 returns the hex form of a stored base64 SHA-256 when it
-// covers the whole object: type FULL_OBJECT, or no type given and a value
-// that is exactly one 32-byte digest (a composite multipart checksum is
-// "<base64>-<parts>" and never decodes). Anything else gives "".
+// fullObjectSHA256 returns the hex form of a stored base64 SHA-256 only
+// when the server says it covers the whole object (x-amz-checksum-type
+// FULL_OBJECT, as S3 and MinIO return for single-part uploads). A value
+// without that type is not trusted: gofakes3, for one, echoes the header it
+// was sent without validating it and keeps it across overwrites. A
+// composite multipart checksum ("<base64>-<parts>") never qualifies.
+// Anything else gives "".
 func fullObjectSHA256(v *string, typ types.ChecksumType) string {
 	s := aws.ToString(v)
-	if s == "" || (typ != "" && typ != types.ChecksumTypeFullObject) || strings.Contains(s, "-") {
+	if s == "" || typ != types.ChecksumTypeFullObject || strings.Contains(s, "-") {
 		return ""
 	}
 	raw, err := base64.StdEncoding.DecodeString(s)
