@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/shared/localstack"
+	"github.com/geoblob/geoblob/shared/minioproc"
+)
+
+// asMain makes a copy of this test binary behave as the geoblob command, so
+// the event daemon that `up` starts (a copy of os.Executable) is real.
+const asMain = "GEOBLOB_CLI_TEST_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asMain) == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func cli(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	err := run(ctx, args, &out, &errOut)
+	return out.String() + errOut.String(), err
+}
+
+// TestCommands drives the CLI as a user does: up (twice), demo, cp, rm,
+// status, down, with the event daemon as a real background process.
+func TestCommands(t *testing.T) {
+	_, err := minioproc.FindBinary()
+	require.NoError(t, err, "needs a MinIO binary: run `make tools` (or set GEOBLOB_MINIO_BIN)")
+	t.Setenv(asMain, "1")
+	dir, err := os.MkdirTemp("", "geoblob-cli-test-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dir, 0o755))
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	free, err := localstack.FreeSettings(dir)
+	require.NoError(t, err)
+	p := free.Ports
+	flags := []string{"-dir", dir,
+		"-pg-port", strconv.Itoa(p.Postgres), "-primary-port", strconv.Itoa(p.Primary),
+		"-secondary-port", strconv.Itoa(p.Secondary), "-events-port", strconv.Itoa(p.Events)}
+	t.Cleanup(func() {
+		out, err := cli(t, "down", "-dir", dir)
+		if err != nil {
+			t.Logf("down: %v\n%s", err, out)
+		}
+	})
+
+	out, err := cli(t, append([]string{"up"}, flags...)...)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "started")
+	out, err = cli(t, "up", "-dir", dir)
+	require.NoError(t, err, out)
+	assert.Equal(t, 4, strings.Count(out, "already running"), out)
+	env, err := os.ReadFile(filepath.Join(dir, "env"))
+	require.NoError(t, err)
+	assert.Contains(t, string(env), fmt.Sprintf("export GEOBLOB_PRIMARY_ENDPOINT=http://127.0.0.1:%d", p.Primary))
+
+	out, err = cli(t, "demo", "-dir", dir, "-extra", "1", "-big-mib", "17", "-timeout", "2m")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "primary and secondary are identical")
+
+	// By hand: cp then rm, the secondary follows.
+	file := filepath.Join(dir, "by-hand.jar")
+	require.NoError(t, os.WriteFile(file, []byte("by hand"), 0o644))
+	key := "maven/com/example/hand/1.0.0/hand-1.0.0.jar"
+	out, err = cli(t, "cp", "-dir", dir, file, key)
+	require.NoError(t, err, out)
+	secondary := free.Bucket(localstack.Secondary)
+	require.Eventually(t, func() bool {
+		ok, err := secondary.Exists(t.Context(), key)
+		return err == nil && ok
+	}, 30*time.Second, 100*time.Millisecond, "cp did not replicate")
+	out, err = cli(t, "rm", "-dir", dir, key)
+	require.NoError(t, err, out)
+	require.Eventually(t, func() bool {
+		ok, err := secondary.Exists(t.Context(), key)
+		return err == nil && !ok
+	}, 30*time.Second, 100*time.Millisecond, "rm did not replicate")
+
+	out, err = cli(t, "status", "-dir", dir)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "maven_package_file")
+	assert.Contains(t, out, "TOTAL")
+
+	out, err = cli(t, "down", "-dir", dir)
+	require.NoError(t, err, out)
+	assert.Equal(t, 4, strings.Count(out, "stopped ("), out)
+	out, err = cli(t, "status", "-dir", dir)
+	require.Error(t, err, out)
+}
