@@ -1,0 +1,324 @@
+package replication_test
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/replication"
+	rt "github.com/geoblob/geoblob/shared/replication/replicationtest"
+	"github.com/geoblob/geoblob/shared/testutil/s3test"
+)
+
+const key = "maven/com/example/app/1.0.0/app-1.0.0.jar"
+
+func TestNewRequiresDependencies(t *testing.T) {
+	t.Parallel()
+	_, err := replication.New(replication.Options{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Registry")
+	assert.Contains(t, err.Error(), "Catalog")
+}
+
+func TestDuplicateCreatedIsIdempotent(t *testing.T) {
+	t.Parallel()
+	env := rt.NewEnv(t, rt.EnvOptions{})
+	ctx := context.Background()
+	body := rt.Content(key, 4096)
+	env.PutPrimary(t, key, body)
+	ev := rt.CreatedEvent(key, int64(len(body)), "0055AED6DCD90281E5")
+
+	out, err := env.Engine.Apply(ctx, ev)
+	require.NoError(t, err)
+	assert.Equal(t, replication.OutcomeSynced, out)
+	first := env.Row(t, key)
+
+	out, err = env.Engine.Apply(ctx, ev)
+	require.NoError(t, err)
+	assert.Equal(t, replication.OutcomeStale, out)
+	again := env.Row(t, key)
+	assert.Equal(t, registry.StateSynced, again.State)
+	assert.Equal(t, first.Generation, again.Generation, "a duplicate must not touch the row")
+	got, ok := env.SecondaryBytes(t, key)
+	require.True(t, ok)
+	assert.Equal(t, body, got)
+}
+
+func TestLateCreateAfterDeleteNeverResurrects(t *testing.T) {
+	t.Parallel()
+	env := rt.NewEnv(t, rt.EnvOptions{})
+	ctx := context.Background()
+	body := rt.Content(key, 100)
+	env.PutPrimary(t, key, body)
+	env.PutSecondary(t, key, body) // a copy from earlier
+	env.DeletePrimary(t, key)
+
+	out, err := env.Engine.Apply(ctx, rt.RemovedEvent(key, "20"))
+	require.NoError(t, err)
+	assert.Equal(t, replication.OutcomeDeleted, out)
+
+	// The create that happened before the delete arrives late.
+	out, err = env.Engine.Apply(ctx, rt.CreatedEvent(key, 100, "10"))
+	require.NoError(t, err)
+	assert.Equal(t, replication.OutcomeStale, out)
+	_, ok := env.SecondaryBytes(t, key)
+	assert.False(t, ok, "late create resurrected the secondary copy")
+	row := env.Row(t, key)
+	assert.True(t, row.Tombstoned())
+	assert.Equal(t, registry.StateSynced, row.State)
+}
+
+func TestLateDeleteNeverRemovesNewerObject(t *testing.T) {
+	t.Parallel()
+	env := rt.NewEnv(t, rt.EnvOptions{})
+	ctx := context.Background()
+	v1, v2 := []byte("version one"), []byte("version two, longer")
+	env.PutPrimary(t, key, v1)
+	_, err := env.Engine.Apply(ctx, rt.CreatedEvent(key, int64(len(v1)), "10"))
+	require.NoError(t, err)
+	env.PutPrimary(t, key, v2)
+	out, err := env.Engine.Apply(ctx, rt.CreatedEvent(key, int64(len(v2)), "30"))
+	require.NoError(t, err)
+	assert.Equal(t, replication.OutcomeSynced, out)
+
+	// A delete between the two puts arrives last.
+	out, err = env.Engine.Apply(ctx, rt.RemovedEvent(key, "20"))
+	require.NoError(t, err)
+	assert.Equal(t, replication.OutcomeStale, out)
+	got, ok := env.SecondaryBytes(t, key)
+	require.True(t, ok, "late delete removed the newer object")
+	assert.Equal(t, v2, got)
+	row := env.Row(t, key)
+	assert.False(t, row.Tombstoned())
+	assert.Equal(t, rt.SHA256(v2), row.PrimarySHA256)
+}
+
+func TestMissingOnPrimaryIsRecordedNotReturned(t *testing.T) {
+	t.Parallel()
+	env := rt.NewEnv(t, rt.EnvOptions{})
+	ctx := context.Background()
+	before := time.Now()
+	out, err := env.Engine.Apply(ctx, rt.CreatedEvent(key, 10, "10"))
+	require.NoError(t, err, "a vanished source must not be retried hot")
+	assert.Equal(t, replication.OutcomeMissingOnPrimary, out)
+	row := env.Row(t, key)
+	assert.Equal(t, registry.StateFailed, row.State)
+	assert.True(t, row.MissingOnPrimary)
+	assert.Equal(t, 1, row.RetryCount)
+	require.NotNil(t, row.RetryAt)
+	assert.True(t, row.RetryAt.After(before), "retry_at must be in the future")
+	assert.False(t, row.RetryAt.After(time.Now().Add(4*time.Hour+time.Minute)), "retry_at beyond the 4 h cap")
+	assert.NotEmpty(t, row.LastSyncFailure)
+	_, ok := env.SecondaryBytes(t, key)
+	assert.False(t, ok)
+}
+
+func TestRemovedKeepsCopyWhenPrimaryHasObjectAgain(t *testing.T) {
+	t.Parallel()
+	env := rt.NewEnv(t, rt.EnvOptions{})
+	ctx := context.Background()
+	v1, v2 := []byte("first upload"), []byte("re-uploaded after the delete")
+	env.PutPrimary(t, key, v1)
+	_, err := env.Engine.Apply(ctx, rt.CreatedEvent(key, int64(len(v1)), "10"))
+	require.NoError(t, err)
+	// Deleted and uploaded again; only the delete's event has arrived.
+	env.DeletePrimary(t, key)
+	env.PutPrimary(t, key, v2)
+
+	out, err := env.Engine.Apply(ctx, rt.RemovedEvent(key, "20"))
+	require.NoError(t, err)
+	assert.Equal(t, replication.OutcomeSynced, out)
+	got, ok := env.SecondaryBytes(t, key)
+	require.True(t, ok, "secondary copy deleted although the primary has the object")
+	assert.Equal(t, v2, got, "the secondary must hold the primary's current object")
+	row := env.Row(t, key)
+	assert.False(t, row.Tombstoned())
+	assert.Equal(t, registry.StateSynced, row.State)
+	assert.Equal(t, rt.SHA256(v2), row.PrimarySHA256)
+
+	// The late create of the re-upload still syncs (newer sequencer).
+	out, err = env.Engine.Apply(ctx, rt.CreatedEvent(key, int64(len(v2)), "30"))
+	require.NoError(t, err)
+	assert.Equal(t, replication.OutcomeSynced, out)
+}
+
+func TestRemovedOfUnknownKeyLeavesSyncedTombstone(t *testing.T) {
+	t.Parallel()
+	env := rt.NewEnv(t, rt.EnvOptions{})
+	out, err := env.Engine.Apply(context.Background(), rt.RemovedEvent(key, "10"))
+	require.NoError(t, err)
+	assert.Equal(t, replication.OutcomeDeleted, out)
+	row := env.Row(t, key)
+	assert.True(t, row.Tombstoned())
+	assert.Equal(t, registry.StateSynced, row.State)
+}
+
+// faultySecondary puts a fault proxy in front of the secondary whose rule
+// applies fault to PutObject while failing is true.
+func faultySecondary(failing *atomic.Bool, fault s3test.Fault) rt.EnvOptions {
+	return rt.EnvOptions{
+		SecondaryEndpoint: func(t testing.TB, endpoint string) string {
+			return s3test.NewFaultProxy(t, endpoint, func(r *http.Request) s3test.Fault {
+				if failing.Load() && s3test.Op(r) == s3test.OpPutObject {
+					return fault
+				}
+				return s3test.Fault{}
+			}).Endpoint()
+		},
+		SecondaryClientOptions: []func(*s3.Options){func(o *s3.Options) { o.RetryMaxAttempts = 2 }},
+	}
+}
+
+func TestSecondaryFailureMidCopyFailsRowAndRetrySucceeds(t *testing.T) {
+	t.Parallel()
+	for name, fault := range map[string]s3test.Fault{
+		"500":            {Status: http.StatusInternalServerError},
+		"503":            {Status: http.StatusServiceUnavailable},
+		"cut connection": {Cut: true, CutAfter: 1000},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var failing atomic.Bool
+			failing.Store(true)
+			env := rt.NewEnv(t, faultySecondary(&failing, fault))
+			ctx := context.Background()
+			body := rt.Content(key, 64<<10)
+			env.PutPrimary(t, key, body)
+			ev := rt.CreatedEvent(key, int64(len(body)), "10")
+
+			before := time.Now()
+			out, err := env.Engine.Apply(ctx, ev)
+			require.Error(t, err, "a failed copy must be returned so the event is redelivered")
+			assert.ErrorIs(t, err, replication.ErrCopy)
+			assert.True(t, replication.IsRetryable(err), "%v", err)
+			assert.Equal(t, replication.OutcomeFailed, out)
+			row := env.Row(t, key)
+			assert.Equal(t, registry.StateFailed, row.State)
+			assert.False(t, row.MissingOnPrimary)
+			assert.Equal(t, 1, row.RetryCount)
+			require.NotNil(t, row.RetryAt)
+			assert.True(t, row.RetryAt.After(before))
+			assert.True(t, row.RetryAt.Before(time.Now().Add(time.Hour+time.Minute)), "retry due within the 1 h cap")
+			assert.Nil(t, row.LastSyncedAt, "nothing may be marked synced")
+			assert.Empty(t, row.PrimarySHA256)
+			_, ok := env.SecondaryBytes(t, key)
+			assert.False(t, ok, "a partial object reached the secondary")
+
+			// The redelivered event retries the failed row.
+			failing.Store(false)
+			out, err = env.Engine.Apply(ctx, ev)
+			require.NoError(t, err)
+			assert.Equal(t, replication.OutcomeSynced, out)
+			got, ok := env.SecondaryBytes(t, key)
+			require.True(t, ok)
+			assert.Equal(t, body, got)
+			row = env.Row(t, key)
+			assert.Equal(t, registry.StateSynced, row.State)
+			assert.Equal(t, rt.SHA256(body), row.PrimarySHA256)
+		})
+	}
+}
+
+// TestEventDuringCopyForcesAnotherCopy injects a newer event while the first
+// copy is being written: its compare-and-set must fail and the engine must
+// copy again, so the secondary ends with the newest bytes.
+func TestEventDuringCopyForcesAnotherCopy(t *testing.T) {
+	t.Parallel()
+	var (
+		env   *rt.Env
+		puts  atomic.Int32
+		v2    = []byte("the newer upload that raced the copy")
+		ready = make(chan struct{})
+	)
+	opts := rt.EnvOptions{SecondaryEndpoint: func(t testing.TB, endpoint string) string {
+		return s3test.NewFaultProxy(t, endpoint, func(r *http.Request) s3test.Fault {
+			if s3test.Op(r) == s3test.OpPutObject && puts.Add(1) == 1 {
+				<-ready
+				env.PutPrimary(t, key, v2)
+				_, err := env.Registry.RecordCreated(context.Background(), registry.ObjectEvent{
+					DataType: "maven_package_file", Key: key, Size: int64(len(v2)), Sequencer: "20",
+				})
+				assert.NoError(t, err)
+			}
+			return s3test.Fault{}
+		}).Endpoint()
+	}}
+	env = rt.NewEnv(t, opts)
+	close(ready)
+	v1 := []byte("the first upload")
+	env.PutPrimary(t, key, v1)
+	out, err := env.Engine.Apply(context.Background(), rt.CreatedEvent(key, int64(len(v1)), "10"))
+	require.NoError(t, err)
+	assert.Equal(t, replication.OutcomeSynced, out)
+	assert.EqualValues(t, 2, puts.Load(), "the engine must copy again after losing the compare-and-set")
+	got, ok := env.SecondaryBytes(t, key)
+	require.True(t, ok)
+	assert.Equal(t, v2, got)
+	row := env.Row(t, key)
+	assert.Equal(t, registry.StateSynced, row.State)
+	assert.Equal(t, rt.SHA256(v2), row.PrimarySHA256)
+}
+
+// TestDeleteDuringCopyWins: a delete that arrives while the copy is written
+// must not leave the copy behind.
+func TestDeleteDuringCopyWins(t *testing.T) {
+	t.Parallel()
+	var (
+		env   *rt.Env
+		puts  atomic.Int32
+		ready = make(chan struct{})
+	)
+	opts := rt.EnvOptions{SecondaryEndpoint: func(t testing.TB, endpoint string) string {
+		return s3test.NewFaultProxy(t, endpoint, func(r *http.Request) s3test.Fault {
+			if s3test.Op(r) == s3test.OpPutObject && puts.Add(1) == 1 {
+				<-ready
+				env.DeletePrimary(t, key)
+				_, err := env.Registry.RecordRemoved(context.Background(), registry.ObjectEvent{
+					DataType: "maven_package_file", Key: key, Sequencer: "20",
+				})
+				assert.NoError(t, err)
+			}
+			return s3test.Fault{}
+		}).Endpoint()
+	}}
+	env = rt.NewEnv(t, opts)
+	close(ready)
+	v1 := []byte("uploaded then deleted")
+	env.PutPrimary(t, key, v1)
+	out, err := env.Engine.Apply(context.Background(), rt.CreatedEvent(key, int64(len(v1)), "10"))
+	require.NoError(t, err)
+	assert.Equal(t, replication.OutcomeDeleted, out)
+	_, ok := env.SecondaryBytes(t, key)
+	assert.False(t, ok, "the copy survived a delete that raced it")
+	row := env.Row(t, key)
+	assert.True(t, row.Tombstoned())
+	assert.Equal(t, registry.StateSynced, row.State)
+}
+
+func TestRegistryDownIsReturnedAsRetryable(t *testing.T) {
+	t.Parallel()
+	env := rt.NewEnv(t, rt.EnvOptions{})
+	env.PutPrimary(t, key, []byte("x"))
+	env.Pool.Close() // the database is unreachable from now on
+	out, err := env.Engine.Apply(context.Background(), rt.CreatedEvent(key, 1, "10"))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, replication.ErrRegistry)
+	assert.True(t, replication.IsRetryable(err))
+	assert.Equal(t, replication.OutcomeFailed, out)
+	_, ok := env.SecondaryBytes(t, key)
+	assert.False(t, ok)
+}
+
+func TestOutcomeString(t *testing.T) {
+	t.Parallel()
+	assert.Equal(t, "synced", replication.OutcomeSynced.String())
+	assert.Equal(t, "missing_on_primary", replication.OutcomeMissingOnPrimary.String())
+	assert.Equal(t, "unknown", replication.Outcome(99).String())
+}
