@@ -73,6 +73,11 @@ type Options struct {
 	FsyncOff bool
 	// Logger receives progress messages; nil discards them.
 	Logger *slog.Logger
+	// InitCache, if set, is a directory holding a pristine initdb result
+	// (created there on first use) that new clusters copy instead of running
+	// initdb: ~0.1 s instead of ~1.5 s. Share it between test binaries; it
+	// is never modified after creation.
+	InitCache string
 }
 
 // Cluster is a PostgreSQL cluster in one directory. Its methods are safe to
@@ -84,6 +89,7 @@ type Cluster struct {
 	fsyncOff bool
 	logger   *slog.Logger
 	runAs    *user.User // nil: run binaries as the current user
+	cache    string     // Options.InitCache
 }
 
 // state is what Start records in DIR/pgcluster.json for Open.
@@ -152,7 +158,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir, binDir: binDir, port: opts.Port, fsyncOff: opts.FsyncOff, logger: opts.Logger}
+	c := &Cluster{dir: dir, binDir: binDir, port: opts.Port, fsyncOff: opts.FsyncOff, logger: opts.Logger, cache: opts.InitCache}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
@@ -337,13 +343,59 @@ func (c *Cluster) initdbIfNeeded(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(c.dataDir(), "PG_VERSION")); err == nil {
 		return nil
 	}
+	if c.cache == "" {
+		return c.initdb(ctx, c.dataDir())
+	}
+	if err := c.ensureInitCache(ctx); err != nil {
+		return err
+	}
+	// cp -a keeps the owner (postgres) and modes PostgreSQL insists on.
+	if out, err := exec.CommandContext(ctx, "cp", "-a", c.cache, c.dataDir()).CombinedOutput(); err != nil {
+		return fmt.Errorf("pgcluster: copy init cache %s to %s: %w: %s", c.cache, c.dataDir(), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// ensureInitCache creates the init cache if missing: initdb next to it,
+// then an atomic rename, so concurrent processes never see half a cache.
+func (c *Cluster) ensureInitCache(ctx context.Context) error {
+	if _, err := os.Stat(filepath.Join(c.cache, "PG_VERSION")); err == nil {
+		return nil
+	}
+	parent := filepath.Dir(c.cache)
+	tmp, err := os.MkdirTemp(parent, filepath.Base(c.cache)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("pgcluster: init cache: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if c.runAs != nil {
+		uid, _ := strconv.Atoi(c.runAs.Uid)
+		gid, _ := strconv.Atoi(c.runAs.Gid)
+		if err := os.Chown(tmp, uid, gid); err != nil {
+			return fmt.Errorf("pgcluster: init cache: chown %s: %w", tmp, err)
+		}
+	}
+	data := filepath.Join(tmp, "data")
+	if err := c.initdb(ctx, data); err != nil {
+		return err
+	}
+	if err := os.Rename(data, c.cache); err != nil {
+		if _, statErr := os.Stat(filepath.Join(c.cache, "PG_VERSION")); statErr == nil {
+			return nil // another process won the race
+		}
+		return fmt.Errorf("pgcluster: init cache: %w", err)
+	}
+	return nil
+}
+
+func (c *Cluster) initdb(ctx context.Context, dataDir string) error {
 	t0 := time.Now()
-	out, err := c.run(ctx, "initdb", "-D", c.dataDir(), "--auth=trust", "-U", SuperUser,
+	out, err := c.run(ctx, "initdb", "-D", dataDir, "--auth=trust", "-U", SuperUser,
 		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
 	if err != nil {
-		return fmt.Errorf("pgcluster: %s/initdb -D %s: %w: %s", c.binDir, c.dataDir(), err, bytes.TrimSpace(out))
+		return fmt.Errorf("pgcluster: %s/initdb -D %s: %w: %s", c.binDir, dataDir, err, bytes.TrimSpace(out))
 	}
-	c.logger.Info("pgcluster: initdb done", "dir", c.dir, "took", time.Since(t0))
+	c.logger.Info("pgcluster: initdb done", "dir", dataDir, "took", time.Since(t0))
 	return nil
 }
 

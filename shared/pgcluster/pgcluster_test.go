@@ -117,3 +117,31 @@ func queryInt(t *testing.T, dsn, sql string) int {
 	require.NoError(t, conn.QueryRow(ctx, sql).Scan(&v))
 	return v
 }
+
+func TestInitCache(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	base, err := os.MkdirTemp("", "pgcluster-cache-test-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(base) })
+	cache := base + "/initcache"
+	if os.Geteuid() == 0 {
+		// MkdirTemp's 0700 keeps the postgres user out: a clear error.
+		_, err := pgcluster.Start(ctx, pgcluster.Options{Dir: base + "/a", InitCache: cache})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "user postgres cannot write")
+		require.NoError(t, os.Chmod(base, 0o755))
+	}
+	for _, name := range []string{"a", "b"} {
+		c, err := pgcluster.Start(ctx, pgcluster.Options{Dir: base + "/" + name, FsyncOff: true, InitCache: cache})
+		require.NoError(t, err, name)
+		assert.FileExists(t, cache+"/PG_VERSION", "cache created on first use")
+		require.NoError(t, c.CreateDatabase(ctx, "db_"+name))
+		assert.Equal(t, 1, queryInt(t, c.DSN("db_"+name), "SELECT 1"))
+		require.NoError(t, c.Stop(ctx))
+	}
+	assert.NoFileExists(t, cache+"/postmaster.pid", "the cache itself never runs")
+	entries, err := os.ReadDir(base)
+	require.NoError(t, err)
+	assert.Len(t, entries, 3, "a, b and the cache; no temporary leftovers")
+}

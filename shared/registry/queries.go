@@ -23,13 +23,9 @@ const staleCondition = `(r.last_sequencer <> '' AND EXCLUDED.last_sequencer <> '
 const sameContent = `(r.deleted_at IS NULL AND EXCLUDED.etag <> ''
 	AND r.etag = EXCLUDED.etag AND r.version_id = EXCLUDED.version_id)`
 
-// $1 data_type, $2 object_key, $3 size, $4 etag, $5 version_id,
-// $6 normalized sequencer, $7 now.
-const qRecordCreated = `
-INSERT INTO blob_registry AS r (data_type, object_key, state, generation, size, etag, version_id,
-	last_sequencer, verification_state, created_at, updated_at)
-VALUES ($1, $2, 0, 1, $3, $4, $5, $6, 4, $7, $7)
-ON CONFLICT (data_type, object_key) DO UPDATE SET
+// onConflictCreated turns an ObjectCreated insert into an upsert that
+// ignores stale events.
+const onConflictCreated = `ON CONFLICT (data_type, object_key) DO UPDATE SET
 	state = 0,
 	generation = r.generation + 1,
 	retry_count = 0,
@@ -51,14 +47,33 @@ ON CONFLICT (data_type, object_key) DO UPDATE SET
 	checksum_mismatch = CASE WHEN ` + sameContent + ` THEN r.checksum_mismatch ELSE false END,
 	updated_at = EXCLUDED.updated_at
 WHERE NOT ` + staleCondition + `
+`
+
+// $1 data_type, $2 object_key, $3 size, $4 etag, $5 version_id,
+// $6 normalized sequencer, $7 now.
+const qRecordCreated = `
+INSERT INTO blob_registry AS r (data_type, object_key, state, generation, size, etag, version_id,
+	last_sequencer, verification_state, created_at, updated_at)
+VALUES ($1, $2, 0, 1, $3, $4, $5, $6, 4, $7, $7)
+` + onConflictCreated + `
 RETURNING r.id`
 
-// $1 data_type, $2 object_key, $3 normalized sequencer, $4 now.
-const qRecordRemoved = `
-INSERT INTO blob_registry AS r (data_type, object_key, state, generation, last_sequencer,
-	deleted_at, verification_state, created_at, updated_at)
-VALUES ($1, $2, 0, 1, $3, $4, 4, $4, $4)
-ON CONFLICT (data_type, object_key) DO UPDATE SET
+// Batched RecordCreated for distinct keys, locking rows in key order:
+// $1..$6 arrays of data_type, object_key, size, etag, version_id,
+// normalized sequencer; $7 now. Returns the applied keys.
+const qRecordCreatedMany = `
+INSERT INTO blob_registry AS r (data_type, object_key, state, generation, size, etag, version_id,
+	last_sequencer, verification_state, created_at, updated_at)
+SELECT e.data_type, e.object_key, 0, 1, e.size, e.etag, e.version_id, e.seq, 4, $7, $7
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
+	AS e(data_type, object_key, size, etag, version_id, seq)
+ORDER BY e.data_type, e.object_key
+` + onConflictCreated + `
+RETURNING r.data_type, r.object_key`
+
+// onConflictRemoved turns an ObjectRemoved insert (a tombstone) into an
+// upsert that ignores stale events.
+const onConflictRemoved = `ON CONFLICT (data_type, object_key) DO UPDATE SET
 	state = 0,
 	generation = r.generation + 1,
 	retry_count = 0,
@@ -71,7 +86,26 @@ ON CONFLICT (data_type, object_key) DO UPDATE SET
 	verification_retry_at = NULL,
 	updated_at = EXCLUDED.updated_at
 WHERE NOT ` + staleCondition + `
+`
+
+// $1 data_type, $2 object_key, $3 normalized sequencer, $4 now.
+const qRecordRemoved = `
+INSERT INTO blob_registry AS r (data_type, object_key, state, generation, last_sequencer,
+	deleted_at, verification_state, created_at, updated_at)
+VALUES ($1, $2, 0, 1, $3, $4, 4, $4, $4)
+` + onConflictRemoved + `
 RETURNING r.id`
+
+// Batched RecordRemoved for distinct keys, in key order: $1..$3 arrays of
+// data_type, object_key, normalized sequencer; $4 now. Returns the applied keys.
+const qRecordRemovedMany = `
+INSERT INTO blob_registry AS r (data_type, object_key, state, generation, last_sequencer,
+	deleted_at, verification_state, created_at, updated_at)
+SELECT e.data_type, e.object_key, 0, 1, e.seq, $4, 4, $4, $4
+FROM unnest($1::text[], $2::text[], $3::text[]) AS e(data_type, object_key, seq)
+ORDER BY e.data_type, e.object_key
+` + onConflictRemoved + `
+RETURNING r.data_type, r.object_key`
 
 // $1 data_type, $2 object_key, $3 size, $4 etag, $5 version_id, $6 now.
 const qRegister = `

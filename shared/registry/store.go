@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"time"
 
@@ -102,26 +103,98 @@ type BatchEvent struct {
 	ObjectEvent
 }
 
-// RecordBatch applies events like RecordCreated/RecordRemoved, in order, in
-// one round trip and one transaction; result i says whether event i was
-// applied. On error nothing is applied.
+// RecordBatch applies events like RecordCreated/RecordRemoved in one round
+// trip and one transaction; result i says whether event i was applied. Events
+// of one key apply in the given order; rows are locked in key order, so
+// concurrent batches do not deadlock. On error nothing is applied. A batch
+// of one kind with distinct keys runs as a single statement (fastest).
 func (s *Store) RecordBatch(ctx context.Context, events []BatchEvent) ([]Applied, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
-	now := s.now()
-	b := &pgx.Batch{}
+	seen := make(map[string]struct{}, len(events))
+	uniform := true
 	for _, ev := range events {
 		if err := checkEvent(ev.ObjectEvent); err != nil {
 			return nil, err
 		}
-		switch ev.Kind {
-		case EventCreated:
-			b.Queue(qRecordCreated, createdArgs(ev.ObjectEvent, now)...)
-		case EventRemoved:
-			b.Queue(qRecordRemoved, removedArgs(ev.ObjectEvent, now)...)
-		default:
+		if ev.Kind != EventCreated && ev.Kind != EventRemoved {
 			return nil, fmt.Errorf("registry: record batch: unknown event kind %d", ev.Kind)
+		}
+		k := batchKey(ev.DataType, ev.Key)
+		if _, dup := seen[k]; dup || ev.Kind != events[0].Kind {
+			uniform = false
+		}
+		seen[k] = struct{}{}
+	}
+	if uniform {
+		return s.recordMany(ctx, events)
+	}
+	return s.recordEach(ctx, events)
+}
+
+func batchKey(dataType, key string) string { return dataType + "\x00" + key }
+
+// recordMany applies events of one kind with distinct keys in one statement.
+func (s *Store) recordMany(ctx context.Context, events []BatchEvent) ([]Applied, error) {
+	n := len(events)
+	types, keys, seqs := make([]string, n), make([]string, n), make([]string, n)
+	for i, ev := range events {
+		types[i], keys[i], seqs[i] = ev.DataType, ev.Key, NormalizeSequencer(ev.Sequencer)
+	}
+	var rows pgx.Rows
+	var err error
+	if events[0].Kind == EventCreated {
+		sizes, etags, versions := make([]int64, n), make([]string, n), make([]string, n)
+		for i, ev := range events {
+			sizes[i], etags[i], versions[i] = ev.Size, ev.ETag, ev.VersionID
+		}
+		rows, err = s.pool.Query(ctx, qRecordCreatedMany, types, keys, sizes, etags, versions, seqs, s.now())
+	} else {
+		rows, err = s.pool.Query(ctx, qRecordRemovedMany, types, keys, seqs, s.now())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("registry: record batch: %w", err)
+	}
+	applied := make(map[string]struct{}, n)
+	var dataType, key string
+	_, err = pgx.ForEachRow(rows, []any{&dataType, &key}, func() error {
+		applied[batchKey(dataType, key)] = struct{}{}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registry: record batch: %w", err)
+	}
+	out := make([]Applied, n)
+	for i, ev := range events {
+		_, ok := applied[batchKey(ev.DataType, ev.Key)]
+		out[i] = Applied(ok)
+	}
+	return out, nil
+}
+
+// recordEach applies events one statement each, pipelined in one
+// transaction, in key order (stable, so one key's events keep their order).
+func (s *Store) recordEach(ctx context.Context, events []BatchEvent) ([]Applied, error) {
+	order := make([]int, len(events))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		ea, eb := events[order[a]], events[order[b]]
+		if ea.DataType != eb.DataType {
+			return ea.DataType < eb.DataType
+		}
+		return ea.Key < eb.Key
+	})
+	now := s.now()
+	b := &pgx.Batch{}
+	for _, i := range order {
+		ev := events[i]
+		if ev.Kind == EventCreated {
+			b.Queue(qRecordCreated, createdArgs(ev.ObjectEvent, now)...)
+		} else {
+			b.Queue(qRecordRemoved, removedArgs(ev.ObjectEvent, now)...)
 		}
 	}
 	tx, err := s.pool.Begin(ctx)
@@ -131,8 +204,8 @@ func (s *Store) RecordBatch(ctx context.Context, events []BatchEvent) ([]Applied
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	br := tx.SendBatch(ctx, b)
 	out := make([]Applied, len(events))
-	for i, ev := range events {
-		if out[i], err = s.applied(br.QueryRow(), "record batch", ev.ObjectEvent); err != nil {
+	for _, i := range order {
+		if out[i], err = s.applied(br.QueryRow(), "record batch", events[i].ObjectEvent); err != nil {
 			_ = br.Close()
 			return nil, err
 		}

@@ -748,6 +748,26 @@ func testRecordBatch(t *testing.T, e *env) {
 	assert.True(t, e.get(t, typeA, "a").Tombstoned())
 	assert.Equal(t, registry.StatePending, e.get(t, typeB, "b").State)
 
+	// One kind, distinct keys (the single-statement path).
+	require.True(t, e.created(t, event(typeC, "x", "50")))
+	applied, err = e.s.RecordCreatedBatch(e.ctx, []registry.ObjectEvent{
+		event(typeC, "z", "10"), event(typeC, "x", "40"), event(typeA, "y", "10"),
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []registry.Applied{true, false, true}, applied, "the stale create is reported")
+	assert.Equal(t, "etag-50", e.get(t, typeC, "x").ETag)
+	assert.Equal(t, registry.StatePending, e.get(t, typeC, "z").State)
+	applied, err = e.s.RecordBatch(e.ctx, []registry.BatchEvent{
+		{Kind: registry.EventRemoved, ObjectEvent: event(typeC, "x", "49")},
+		{Kind: registry.EventRemoved, ObjectEvent: event(typeC, "z", "11")},
+		{Kind: registry.EventRemoved, ObjectEvent: event(typeC, "new", "11")},
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []registry.Applied{false, true, true}, applied)
+	assert.False(t, e.get(t, typeC, "x").Tombstoned(), "a late delete in a batch removes nothing")
+	assert.True(t, e.get(t, typeC, "z").Tombstoned())
+	assert.True(t, e.get(t, typeC, "new").Tombstoned())
+
 	_, err = e.s.RecordBatch(e.ctx, []registry.BatchEvent{
 		{Kind: registry.EventCreated, ObjectEvent: event(typeC, "c", "1")},
 		{Kind: registry.EventCreated, ObjectEvent: registry.ObjectEvent{DataType: typeC}},
