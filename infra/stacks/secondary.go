@@ -193,6 +193,8 @@ func (s *SecondaryStack) database(c Config) {
 		Username: jsii.String(DatabaseUser),
 		Dbname:   jsii.String(DatabaseName),
 	})
+	// Keep the credentials with the retained cluster snapshot.
+	s.Secret.ApplyRemovalPolicy(awscdk.RemovalPolicy_RETAIN)
 	clusterID := c.Prefix + "-registry"
 	// The cluster's PostgreSQL log group, created here with its retention
 	// (instead of CDK's log-retention custom resource).
