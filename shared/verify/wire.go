@@ -212,3 +212,27 @@ func bytesText(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+// DefaultMaxPasses bounds RunLocal.
+const DefaultMaxPasses = 5
+
+// RunLocal builds a Service from the environment read through getenv (the
+// local stack's settings), runs passes until nothing is due and prints the
+// per-type table to out; it returns an error wrapping ErrNotVerified unless
+// every live file is verified. `geoblob verify` (make verify) and the end of
+// `geoblob demo` (make demo) call it.
+func RunLocal(ctx context.Context, getenv func(string) string, ro RunOptions, out io.Writer, logger *slog.Logger) (Report, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return Report{}, fmt.Errorf("verify: %w", err)
+	}
+	svc, err := Build(ctx, cfg, getenv, logger)
+	if err != nil {
+		return Report{}, err
+	}
+	defer svc.Close()
+	return svc.RunUntilDone(ctx, ro, DefaultMaxPasses, out)
+}

@@ -1,0 +1,145 @@
+package verify_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/shared/testutil/s3test"
+	"github.com/geoblob/geoblob/shared/verify"
+)
+
+// inMemorySHA256 returns the single-goroutine SHA-256 throughput (bytes/s)
+// over data, hashing at least 256 MiB in total.
+func inMemorySHA256(data []byte) float64 {
+	reps := max(1, (256<<20)/max(len(data), 1))
+	start := time.Now()
+	for range reps {
+		sha256.Sum256(data)
+	}
+	return float64(len(data)*reps) / time.Since(start).Seconds()
+}
+
+func putChecked(b *testing.B, c *s3.Client, bucket, key string, data []byte) {
+	b.Helper()
+	sum := sha256.Sum256(data)
+	_, err := c.PutObject(b.Context(), &s3.PutObjectInput{
+		Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(data),
+		ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(sum[:])),
+	})
+	require.NoError(b, err)
+}
+
+// BenchmarkDeepVerify measures deep verification (one GET, every byte
+// through SHA-256) of one object from a local in-process S3 server
+// (gofakes3) and reports it as a ratio of in-memory SHA-256 of the same
+// bytes in the same run (the single-core hashing limit). bytes-read/op is
+// counted by the hashing loop: it must equal the object size (one read).
+func BenchmarkDeepVerify(b *testing.B) {
+	ep := s3test.NewGofakes3(b)
+	c := s3test.Client(b.Context(), ep)
+	const bucket = "geoblob-bench"
+	s3test.CreateBucket(b, c, bucket)
+	side := verify.NewBucket(c, bucket)
+	for _, size := range []int{1 << 20, 16 << 20, 64 << 20, 256 << 20} {
+		if testing.Short() && size > 16<<20 {
+			continue
+		}
+		data := content(size, size)
+		key := fmt.Sprintf("bench/%d", size)
+		putChecked(b, c, bucket, key, data)
+		want := sha(data)
+		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			var read int64
+			n := 0
+			for b.Loop() {
+				chk := verify.CheckObject(context.Background(), side, key, want, int64(size), verify.ModeDeep)
+				if chk.Outcome != verify.OutcomeMatch {
+					b.Fatalf("outcome %s: %v", chk.Outcome, chk.Err)
+				}
+				read += chk.BytesRead
+				n++
+			}
+			elapsed := b.Elapsed().Seconds()
+			deep := float64(size) * float64(n) / elapsed
+			limit := inMemorySHA256(data)
+			b.ReportMetric(float64(read)/float64(n), "bytes-read/op")
+			b.ReportMetric(limit/1e6, "sha256-MB/s")
+			b.ReportMetric(deep/limit, "ratio")
+		})
+	}
+}
+
+// BenchmarkFastVsDeep1MiB verifies a set of 1 MiB objects stored with
+// x-amz-checksum-sha256 on MinIO, Concurrency at a time like a pass, and
+// reports verified objects per second in fast and deep mode and their ratio.
+func BenchmarkFastVsDeep1MiB(b *testing.B) {
+	srv := s3test.NewMinio(b)
+	c := s3test.Client(b.Context(), srv.Endpoint())
+	const bucket = "geoblob-bench"
+	s3test.CreateBucket(b, c, bucket)
+	side := verify.NewBucket(c, bucket)
+	const objects, size = 200, 1 << 20
+	keys := make([]string, objects)
+	wants := make([]string, objects)
+	for i := range keys {
+		data := content(i, size)
+		keys[i] = fmt.Sprintf("bench/%04d", i)
+		wants[i] = sha(data)
+		putChecked(b, c, bucket, keys[i], data)
+	}
+	pass := func(mode verify.Mode) (time.Duration, int) {
+		start := time.Now()
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, verify.DefaultConcurrency)
+		var mu sync.Mutex
+		fast := 0
+		for i := range keys {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				chk := verify.CheckObject(context.Background(), side, keys[i], wants[i], size, mode)
+				if chk.Outcome != verify.OutcomeMatch {
+					b.Errorf("%s: outcome %s: %v", keys[i], chk.Outcome, chk.Err)
+				}
+				if chk.Fast {
+					mu.Lock()
+					fast++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		return time.Since(start), fast
+	}
+	pass(verify.ModeDeep) // warm up
+	var deepTime time.Duration
+	for range 3 {
+		d, _ := pass(verify.ModeDeep)
+		deepTime += d
+	}
+	deepRate := float64(3*objects) / deepTime.Seconds()
+	n := 0
+	for b.Loop() {
+		_, fast := pass(verify.ModeFast)
+		if fast != objects {
+			b.Fatalf("fast mode decided %d of %d without reading", fast, objects)
+		}
+		n++
+	}
+	fastRate := float64(n*objects) / b.Elapsed().Seconds()
+	b.ReportMetric(fastRate, "fast-objects/s")
+	b.ReportMetric(deepRate, "deep-objects/s")
+	b.ReportMetric(fastRate/deepRate, "fast/deep")
+}
