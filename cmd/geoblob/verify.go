@@ -75,4 +75,3 @@ func acceptPrimary(ctx context.Context, getenv func(string) string, id int64, st
 	fmt.Fprintf(stdout, "row %d: primary content accepted; it will be copied to the secondary by the next sync\n", id)
 	return nil
 }
-
