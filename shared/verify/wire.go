@@ -59,8 +59,12 @@ func Build(ctx context.Context, cfg config.Config, getenv func(string) string, l
 	return &Service{Verifier: v, Store: store, pool: pool}, nil
 }
 
-// Close releases the database pool.
-func (s *Service) Close() { s.pool.Close() }
+// Close releases the database pool (if Build opened one).
+func (s *Service) Close() {
+	if s.pool != nil {
+		s.pool.Close()
+	}
+}
 
 // Request is the input of the verify function: an EventBridge Scheduler or
 // scheduled-rule event (whose other fields are ignored) or an on-demand
