@@ -67,7 +67,7 @@ func TestMinioRetriesFailedDeliveries(t *testing.T) {
 	require.NoError(t, err)
 	h := &flakyHandler{attempts: map[string]int{}, done: map[string]time.Time{}}
 	runner := &localstack.InProcess{Invoker: lambda.NewHandler(h.Handle)}
-	st, err := localstack.Up(ctx, localstack.UpOptions{Settings: s, Events: runner, Out: os.Stderr})
+	st, err := localstack.Up(ctx, localstack.UpOptions{Settings: s, Events: runner})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = runner.Close(context.Background())

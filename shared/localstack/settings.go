@@ -185,7 +185,7 @@ func (s Settings) Getenv(fallback func(string) string) func(string) string {
 // AWS_ENDPOINT_URL_S3 pointing at the primary for the aws CLI.
 func (s Settings) EnvFileContent() string {
 	var b strings.Builder
-	b.WriteString("# geoblob local stack: `source " + s.EnvFile() + "`\n")
+	b.WriteString("# geoblob local stack: `source " + shellQuote(s.EnvFile()) + "`\n")
 	b.WriteString("# The GEOBLOB_* variables are what the Lambda functions read; AWS_* serve the aws CLI.\n")
 	for _, v := range s.Env() {
 		fmt.Fprintf(&b, "export %s=%s\n", v.Name, shellQuote(v.Value))
@@ -196,7 +196,7 @@ func (s Settings) EnvFileContent() string {
 
 func shellQuote(v string) string {
 	if v != "" && strings.IndexFunc(v, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:@=?", r))
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:@=", r))
 	}) < 0 {
 		return v
 	}

@@ -1,0 +1,107 @@
+package localstack_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/localstack"
+	"github.com/geoblob/geoblob/shared/registry"
+)
+
+func TestReceiverAnswers(t *testing.T) {
+	t.Parallel()
+	handle := func(_ context.Context, in json.RawMessage) (any, error) {
+		switch {
+		case bytes.Contains(in, []byte("fail")):
+			return nil, errors.New("boom")
+		case bytes.Contains(in, []byte("partial")):
+			return map[string]any{"batchItemFailures": []map[string]string{{"itemIdentifier": "m1"}}}, nil
+		}
+		return map[string]int{"synced": 1}, nil
+	}
+	var seen []localstack.Delivery
+	rec := localstack.NewReceiver(lambda.NewHandler(handle), localstack.ReceiverOptions{Observe: func(d localstack.Delivery) { seen = append(seen, d) }})
+	srv, err := localstack.ListenEvents("127.0.0.1:0", rec)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Close(context.Background()) })
+	url := "http://" + srv.Addr() + "/minio/events"
+
+	post := func(body string) int {
+		resp, err := http.Post(url, "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, http.StatusOK, post(`{"Records":[]}`))
+	assert.Equal(t, http.StatusInternalServerError, post(`{"fail":true}`))
+	assert.Equal(t, http.StatusInternalServerError, post(`{"partial":true}`))
+	assert.Equal(t, http.StatusInternalServerError, post(`not json`), "the runtime's JSON path rejects it")
+	resp, err := http.Head(url)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Len(t, seen, 4)
+	assert.Equal(t, `{"fail":true}`, string(seen[1].Body), "body handed over unchanged")
+	assert.ErrorIs(t, seen[1].Err, localstack.ErrHandler)
+}
+
+func TestSettingsEnvIsTheFunctionsConfig(t *testing.T) {
+	t.Parallel()
+	s := localstack.DefaultSettings("/tmp/x y")
+	cfg, err := config.FromEnv(s.Getenv(nil))
+	require.NoError(t, err)
+	assert.Equal(t, "geoblob-primary", cfg.Primary.Name)
+	assert.Equal(t, "http://127.0.0.1:9200", cfg.Secondary.Endpoint)
+	assert.Equal(t, "eu-west-1", cfg.Secondary.Region)
+	assert.True(t, cfg.PathStyle)
+	env := s.EnvFileContent()
+	assert.Contains(t, env, "export GEOBLOB_DATABASE_URL='postgres://postgres@127.0.0.1:9432/geoblob?sslmode=disable'")
+	assert.Contains(t, env, "export AWS_ENDPOINT_URL_S3=http://127.0.0.1:9100")
+	assert.Contains(t, env, "source '/tmp/x y/env'", "paths with spaces are quoted")
+}
+
+func TestWriteStatus(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	err := localstack.WriteStatus(&b, []string{"maven_package_file", "npm_package_file"}, []registry.TypeStats{
+		{DataType: "maven_package_file", Files: 3, Synced: 2, Pending: 1, Bytes: 2048, Tombstones: 1},
+		{DataType: "helm_chart_file", Files: 1, Failed: 1},
+	})
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	require.Len(t, lines, 6, b.String())
+	assert.Regexp(t, `^\s*DATA TYPE\s+FILES\s+SYNCED\s+FAILED\s+PENDING\s+VERIFIED\s+DELETED\s+BYTES$`, lines[0])
+	assert.Regexp(t, `maven_package_file\s+3\s+2\s+0\s+1\s+0\s+1\s+2.0 KiB$`, lines[1])
+	assert.Regexp(t, `npm_package_file\s+0\s+0\s+0\s+0\s+0\s+0\s+0 B$`, lines[2])
+	assert.Regexp(t, `helm_chart_file\s+1\s+0\s+1\s+0`, lines[3])
+	assert.Regexp(t, `TOTAL\s+4\s+2\s+1\s+1\s+0\s+1\s+2.0 KiB$`, lines[5])
+}
+
+func TestComparisonProblems(t *testing.T) {
+	t.Parallel()
+	a := &localstack.ObjectSum{Key: "k", Size: 1, SHA256: strings.Repeat("a", 64)}
+	b := &localstack.ObjectSum{Key: "k", Size: 1, SHA256: strings.Repeat("b", 64)}
+	c := localstack.Comparison{Objects: []localstack.Compared{
+		{Key: "same", Primary: a, Secondary: a},
+		{Key: "diff", Primary: a, Secondary: b},
+		{Key: "missing", Primary: a},
+		{Key: "orphan", Secondary: b},
+	}}
+	require.Len(t, c.Mismatches(), 3)
+	var out strings.Builder
+	require.NoError(t, c.Write(&out, false))
+	assert.Contains(t, out.String(), `MISMATCH "diff": SHA-256 differs`)
+	assert.Contains(t, out.String(), `MISMATCH "missing": missing on secondary`)
+	assert.Contains(t, out.String(), `MISMATCH "orphan": only on secondary`)
+	assert.Contains(t, out.String(), "3 of 4 objects differ")
+}
