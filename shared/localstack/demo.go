@@ -155,6 +155,7 @@ func Demo(ctx context.Context, opts DemoOptions) error {
 	if err := s.PrintStatus(ctx, out); err != nil {
 		return err
 	}
+	fmt.Fprintln(out, "(VERIFIED counts rows the scheduled verify function has re-read; events alone do not verify.)")
 
 	fmt.Fprintf(out, "\n== 5. byte-for-byte comparison of s3://%s and s3://%s (size and SHA-256 of every object)\n", s.PrimaryBucket, s.SecondaryBucket)
 	cmp, err := Compare(ctx, s.Bucket(Primary), s.Bucket(Secondary))
