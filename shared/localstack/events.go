@@ -2,6 +2,8 @@ package localstack
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -54,18 +56,23 @@ var _ EventsRunner = Daemon{}
 
 // StartEvents starts the daemon unless one is already running and answering.
 func (d Daemon) StartEvents(ctx context.Context, s Settings) (string, error) {
-	if pid, ok := readPID(s.EventsPIDFile()); ok {
-		if err := waitHTTP(ctx, s.EventsURL(), pid, 2*time.Second); err == nil {
-			return fmt.Sprintf("%-15s %s (pid %d), log %s", "already running", s.EventsURL(), pid, s.EventsLogFile()), nil
-		}
-		if _, _, err := stopPID(ctx, s.EventsPIDFile(), 5*time.Second); err != nil {
-			return "", err
-		}
-	}
 	if d.Executable == "" {
 		return "", errors.New("localstack: Daemon.Executable is required")
 	}
 	bin := filepath.Join(s.Dir, "bin", "geoblob")
+	restarted := ""
+	if pid, ok := readPID(s.EventsPIDFile()); ok {
+		current := sameFile(d.Executable, bin)
+		if current && waitHTTP(ctx, s.EventsURL(), pid, 2*time.Second) == nil {
+			return fmt.Sprintf("%-15s %s (pid %d), log %s", "already running", s.EventsURL(), pid, s.EventsLogFile()), nil
+		}
+		// Not answering, or running an older build of geoblob: replace it
+		// (MinIO keeps the events meanwhile in its queue).
+		if _, _, err := stopPID(ctx, s.EventsPIDFile(), 10*time.Second); err != nil {
+			return "", err
+		}
+		restarted = "re"
+	}
 	if err := copyExecutable(d.Executable, bin); err != nil {
 		return "", err
 	}
@@ -78,7 +85,32 @@ func (d Daemon) StartEvents(ctx context.Context, s Settings) (string, error) {
 		_, _, _ = stopPID(context.WithoutCancel(ctx), s.EventsPIDFile(), 2*time.Second)
 		return "", fmt.Errorf("%w; log %s: %s", err, s.EventsLogFile(), tailFile(s.EventsLogFile(), 1000))
 	}
-	return fmt.Sprintf("%-15s %s (pid %d), log %s", "started", s.EventsURL(), pid, s.EventsLogFile()), nil
+	return fmt.Sprintf("%-15s %s (pid %d), log %s", restarted+"started", s.EventsURL(), pid, s.EventsLogFile()), nil
+}
+
+// sameFile reports whether files a and b have identical contents.
+func sameFile(a, b string) bool {
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	if errA != nil || errB != nil || sa.Size() != sb.Size() {
+		return false
+	}
+	ha, errA := fileSHA256(a)
+	hb, errB := fileSHA256(b)
+	return errA == nil && errB == nil && ha == hb
+}
+
+func fileSHA256(name string) (string, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // daemonEnv is the caller's environment without GEOBLOB_* and AWS_*
