@@ -73,16 +73,22 @@ func BenchmarkRecordCreatedBatch(b *testing.B) {
 }
 
 // BenchmarkClaimDue: ClaimDue with Limit 100 over pre-inserted pending rows
-// of 7 data types; rows/s counts claimed rows.
+// spread over 1 or 7 data types; rows/s counts claimed rows.
 func BenchmarkClaimDue(b *testing.B) {
+	for _, types := range []int{1, 7} {
+		b.Run(fmt.Sprintf("types=%d", types), func(b *testing.B) { benchClaimDue(b, types) })
+	}
+}
+
+func benchClaimDue(b *testing.B, types int) {
 	const limit = 100
 	ctx := context.Background()
 	pool := registrytest.NewPool(b)
 	s := registry.New(pool, registry.Options{})
 	_, err := pool.Exec(ctx, `
 		INSERT INTO blob_registry (data_type, object_key, size, etag, created_at, updated_at)
-		SELECT 'type_' || (i % 7), 'key/' || i, 1024, 'etag', now(), now()
-		FROM generate_series(1, $1::int) AS i`, b.N*limit)
+		SELECT 'type_' || (i % $2), 'key/' || i, 1024, 'etag', now(), now()
+		FROM generate_series(1, $1::int) AS i`, b.N*limit, types)
 	require.NoError(b, err)
 	_, err = pool.Exec(ctx, "VACUUM ANALYZE blob_registry")
 	require.NoError(b, err)

@@ -130,7 +130,8 @@ RETURNING ` + rowColumns
 
 // $1 limit, $2 data types (NULL = all), $3 now.
 //
-// Per data type it locks (SKIP LOCKED) up to $1 pending rows in id order and,
+// Per data type it locks (SKIP LOCKED) up to $1 pending rows, longest
+// pending (updated_at, id) first, and,
 // only as far as pending rows do not fill $1, due failed rows in retry_at
 // order; then it ranks rows within their type and takes the first $1 by
 // (pending before failed, rank, type): round-robin across types. The types
@@ -150,11 +151,11 @@ types AS (
 ),
 pending AS (
 	SELECT p.id, p.data_type, 0 AS prio,
-		row_number() OVER (PARTITION BY p.data_type ORDER BY p.id) AS rn
+		row_number() OVER (PARTITION BY p.data_type ORDER BY p.updated_at, p.id) AS rn
 	FROM types t CROSS JOIN LATERAL (
-		SELECT b.id, b.data_type FROM blob_registry b
+		SELECT b.id, b.data_type, b.updated_at FROM blob_registry b
 		WHERE b.data_type = t.data_type AND b.state = 0
-		ORDER BY b.id
+		ORDER BY b.updated_at, b.id
 		LIMIT $1
 		FOR UPDATE SKIP LOCKED) p
 ),

@@ -45,8 +45,10 @@ CREATE TABLE blob_registry (
         CHECK (verification_state <> 1 OR verification_started_at IS NOT NULL)
 );
 
--- claim queries (ClaimDue): pending rows per type in id order ...
-CREATE INDEX blob_registry_pending_idx ON blob_registry (data_type, id) WHERE state = 0;
+-- claim queries (ClaimDue): pending rows per type, longest pending first
+-- (updated_at is when the row became pending). Not (data_type, id): the
+-- planner would then prefer the primary key and filter past every claimed row.
+CREATE INDEX blob_registry_pending_idx ON blob_registry (data_type, updated_at, id) WHERE state = 0;
 -- ... then failed rows per type whose retry_at is due
 CREATE INDEX blob_registry_failed_retry_idx ON blob_registry (data_type, retry_at) WHERE state = 3;
 -- RecoverStuck: started rows by age

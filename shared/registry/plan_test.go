@@ -1,0 +1,48 @@
+package registry
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/shared/testutil/pgtest"
+)
+
+// TestClaimDueUsesPendingIndex guards against the plan that walks the
+// primary key and filters past every already-claimed row (claims then get
+// slower with every batch): with statistics saying "everything is pending"
+// and half the rows claimed, the pending scan must use the partial index.
+func TestClaimDueUsesPendingIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	require.NoError(t, Migrate(ctx, pool))
+	_, err := pool.Exec(ctx, `
+		INSERT INTO blob_registry (data_type, object_key, size, etag, created_at, updated_at)
+		SELECT 'type_' || (i % 7), 'key/' || i, 1024, 'etag', now(), now()
+		FROM generate_series(1, 20000) AS i`)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, "VACUUM ANALYZE blob_registry")
+	require.NoError(t, err)
+	s := New(pool, Options{})
+	for range 20 {
+		claims, err := s.ClaimDue(ctx, ClaimOptions{Limit: 500})
+		require.NoError(t, err)
+		require.Len(t, claims, 500)
+	}
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	rows, err := tx.Query(ctx, "EXPLAIN "+qClaimDue, 100, nil, time.Now())
+	require.NoError(t, err)
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	plan := strings.Join(lines, "\n")
+	assert.Contains(t, plan, "blob_registry_pending_idx", plan)
+	assert.Contains(t, plan, "blob_registry_failed_retry_idx", plan)
+}
