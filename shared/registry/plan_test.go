@@ -38,7 +38,7 @@ func TestClaimDueUsesPendingIndex(t *testing.T) {
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = tx.Rollback(ctx) }()
-	rows, err := tx.Query(ctx, "EXPLAIN "+qClaimDue, 100, nil, time.Now())
+	rows, err := tx.Query(ctx, "EXPLAIN "+qClaimDue, 100, nil, time.Now(), nil)
 	require.NoError(t, err)
 	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)

@@ -2,10 +2,13 @@ package registry
 
 // All SQL of the registry. Every timestamp is a parameter taken from the
 // Store's clock, never now(), so tests control time. The table alias is
-// always r so rowColumns can be used in RETURNING of joins.
+// always r so RowColumns can be used in RETURNING of joins.
 
-// rowColumns lists the columns scanRow reads, in order.
-const rowColumns = `r.id, r.data_type, r.object_key,
+// RowColumns is the select list ScanRow reads, in order, for a query whose
+// blob_registry alias is r. Exported so packages with their own queries on
+// blob_registry (backfill, verify) can return Rows and Claims that stay in
+// step with this package.
+const RowColumns = `r.id, r.data_type, r.object_key,
 	r.state, r.generation, r.retry_count, r.retry_at, coalesce(r.last_sync_failure, ''),
 	r.last_synced_at, r.started_at, r.size, r.etag, r.version_id, r.primary_sha256,
 	r.last_sequencer, r.missing_on_primary, r.deleted_at,
@@ -126,9 +129,14 @@ WHERE r.id = (
 	SELECT b.id FROM blob_registry b
 	WHERE b.data_type = $1 AND b.object_key = $2 AND b.state IN (0, 3)
 	FOR UPDATE SKIP LOCKED)
-RETURNING ` + rowColumns
+RETURNING ` + RowColumns
 
-// $1 limit, $2 data types (NULL = all), $3 now.
+// keyPrefixFilter restricts a claim to keys starting with one of $4
+// (NULL = all keys).
+const keyPrefixFilter = `($4::text[] IS NULL
+			OR EXISTS (SELECT 1 FROM unnest($4::text[]) AS kp(prefix) WHERE starts_with(b.object_key, kp.prefix)))`
+
+// $1 limit, $2 data types (NULL = all), $3 now, $4 key prefixes (NULL = all).
 //
 // Per data type it locks (SKIP LOCKED) up to $1 pending rows, longest
 // pending (updated_at, id) first, and,
@@ -154,7 +162,7 @@ pending AS (
 		row_number() OVER (PARTITION BY p.data_type ORDER BY p.updated_at, p.id) AS rn
 	FROM types t CROSS JOIN LATERAL (
 		SELECT b.id, b.data_type, b.updated_at FROM blob_registry b
-		WHERE b.data_type = t.data_type AND b.state = 0
+		WHERE b.data_type = t.data_type AND b.state = 0 AND ` + keyPrefixFilter + `
 		ORDER BY b.updated_at, b.id
 		LIMIT $1
 		FOR UPDATE SKIP LOCKED) p
@@ -164,7 +172,7 @@ failed AS (
 		row_number() OVER (PARTITION BY f.data_type ORDER BY f.retry_at, f.id) AS rn
 	FROM types t CROSS JOIN LATERAL (
 		SELECT b.id, b.data_type, b.retry_at FROM blob_registry b
-		WHERE b.data_type = t.data_type AND b.state = 3 AND b.retry_at <= $3
+		WHERE b.data_type = t.data_type AND b.state = 3 AND b.retry_at <= $3 AND ` + keyPrefixFilter + `
 		ORDER BY b.retry_at
 		LIMIT greatest($1 - (SELECT count(*) FROM pending), 0)
 		FOR UPDATE SKIP LOCKED) f
@@ -180,7 +188,7 @@ UPDATE blob_registry AS r SET
 	updated_at = $3
 FROM chosen
 WHERE r.id = chosen.id
-RETURNING ` + rowColumns
+RETURNING ` + RowColumns
 
 // $1 id, $2 generation, $3 size, $4 sha256, $5 etag, $6 version_id, $7 now.
 // Tombstones keep their metadata: syncing them means the delete was
@@ -247,14 +255,14 @@ WITH target AS (
 SELECT id FROM target`
 
 // $1 data_type, $2 object_key.
-const qGet = `SELECT ` + rowColumns + ` FROM blob_registry r WHERE r.data_type = $1 AND r.object_key = $2`
+const qGet = `SELECT ` + RowColumns + ` FROM blob_registry r WHERE r.data_type = $1 AND r.object_key = $2`
 
 // $1 id.
-const qGetByID = `SELECT ` + rowColumns + ` FROM blob_registry r WHERE r.id = $1`
+const qGetByID = `SELECT ` + RowColumns + ` FROM blob_registry r WHERE r.id = $1`
 
 // $1 data_type (empty = all), $2 after id, $3 limit, $4 include tombstones.
 const qList = `
-SELECT ` + rowColumns + ` FROM blob_registry r
+SELECT ` + RowColumns + ` FROM blob_registry r
 WHERE ($1 = '' OR r.data_type = $1) AND r.id > $2 AND ($4 OR r.deleted_at IS NULL)
 ORDER BY r.id
 LIMIT $3`

@@ -284,6 +284,9 @@ type ClaimOptions struct {
 	Limit int
 	// DataTypes restricts the claim to these types; empty means all.
 	DataTypes []string
+	// KeyPrefixes restricts the claim to keys starting with one of these
+	// (selective sync); empty means all keys.
+	KeyPrefixes []string
 }
 
 // DefaultClaimLimit is the ClaimDue limit when none is given.
@@ -299,11 +302,14 @@ func (s *Store) ClaimDue(ctx context.Context, opts ClaimOptions) ([]Claim, error
 	if limit <= 0 {
 		limit = DefaultClaimLimit
 	}
-	var types []string // nil = all types
+	var types, prefixes []string // nil = all
 	if len(opts.DataTypes) > 0 {
 		types = opts.DataTypes
 	}
-	rows, err := s.pool.Query(ctx, qClaimDue, limit, types, s.now())
+	if len(opts.KeyPrefixes) > 0 {
+		prefixes = opts.KeyPrefixes
+	}
+	rows, err := s.pool.Query(ctx, qClaimDue, limit, types, s.now(), prefixes)
 	if err != nil {
 		return nil, fmt.Errorf("registry: claim due: %w", err)
 	}
@@ -399,7 +405,7 @@ func (s *Store) getOne(ctx context.Context, sql, what string, args ...any) (Row,
 	if err != nil {
 		return Row{}, fmt.Errorf("registry: get %s: %w", what, err)
 	}
-	row, err := pgx.CollectExactlyOneRow(rows, scanRow)
+	row, err := pgx.CollectExactlyOneRow(rows, ScanRow)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return Row{}, fmt.Errorf("registry: get %s: %w", what, ErrNotFound)
@@ -428,7 +434,7 @@ func (s *Store) List(ctx context.Context, opts ListOptions) ([]Row, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry: list: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, scanRow)
+	out, err := pgx.CollectRows(rows, ScanRow)
 	if err != nil {
 		return nil, fmt.Errorf("registry: list: %w", err)
 	}
@@ -456,13 +462,14 @@ func (s *Store) Stats(ctx context.Context) ([]TypeStats, error) {
 
 func collectClaims(rows pgx.Rows) ([]Claim, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claim, error) {
-		row, err := scanRow(r)
+		row, err := ScanRow(r)
 		return Claim{Row: row}, err
 	})
 }
 
-// scanRow reads the columns of rowColumns.
-func scanRow(r pgx.CollectableRow) (Row, error) {
+// ScanRow reads one row selected with RowColumns; use it with
+// pgx.CollectRows.
+func ScanRow(r pgx.CollectableRow) (Row, error) {
 	var x Row
 	err := r.Scan(&x.ID, &x.DataType, &x.ObjectKey,
 		&x.State, &x.Generation, &x.RetryCount, &x.RetryAt, &x.LastSyncFailure,

@@ -618,6 +618,17 @@ func testClaimDueFilter(t *testing.T, e *env) {
 	require.NoError(t, err)
 	assert.Equal(t, map[string]int{typeB: 3, typeC: 3}, countTypes(claims))
 	assert.Equal(t, registry.StatePending, e.get(t, typeA, "a0").State)
+
+	// Key prefixes (selective sync), pending and due failed rows alike.
+	require.True(t, e.created(t, event(typeA, "com/acme/x.jar", "1")))
+	require.True(t, e.created(t, event(typeA, "org/other/y.jar", "1")))
+	require.True(t, e.created(t, event(typeA, "com/acme/failed.jar", "1")))
+	e.failed(t, e.claim(t, typeA, "com/acme/failed.jar"), "boom", false)
+	e.clock.Advance(time.Hour)
+	claims, err = e.s.ClaimDue(e.ctx, registry.ClaimOptions{KeyPrefixes: []string{"com/acme/", "net/"}})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"com/acme/x.jar", "com/acme/failed.jar"}, claimedKeys(claims))
+	assert.Equal(t, registry.StatePending, e.get(t, typeA, "org/other/y.jar").State)
 }
 
 func testBackoff(t *testing.T, e *env) {
