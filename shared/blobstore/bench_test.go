@@ -159,7 +159,6 @@ func sampleHeap(interval time.Duration) (inuse, alloc func() uint64, stop func()
 	return func() uint64 { return peakI }, func() uint64 { return peakA }, func() { cancel(); wg.Wait() }
 }
 
-
 // BenchmarkCopyVsRaw pairs the two measurements: every iteration runs one
 // Copy and one raw GET+PUT of the same object (alternating which goes
 // first), so load from other processes hits both alike. copy/raw is the
