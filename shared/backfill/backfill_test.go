@@ -82,16 +82,7 @@ func TestBudgetInterruptedPassResumes(t *testing.T) {
 	}
 	// The clock moves one second per reading: a 6 s budget ends a pass
 	// after a few pages whatever the machine's speed.
-	var (
-		mu  sync.Mutex
-		now = time.Now()
-	)
-	e.opts.Clock = func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		now = now.Add(time.Second)
-		return now
-	}
+	e.opts.Clock = steppingClock(time.Second)
 	e.opts.ListPageSize = page
 	e.cfg.BatchSize = page
 	e.cfg.Budget = 6 * time.Second

@@ -272,3 +272,19 @@ func datatypeCatalog(names ...string) (*datatype.Catalog, error) {
 }
 
 func blobstoreAttrs() blobstore.PutAttrs { return blobstore.PutAttrs{} }
+
+// steppingClock returns a clock that moves step forward at every reading,
+// so budgets end after a number of steps, not of seconds. It is safe for
+// concurrent use.
+func steppingClock(step time.Duration) func() time.Time {
+	var (
+		mu  sync.Mutex
+		now = time.Now()
+	)
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		now = now.Add(step)
+		return now
+	}
+}

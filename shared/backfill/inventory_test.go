@@ -1,0 +1,157 @@
+package backfill_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/shared/backfill"
+	"github.com/geoblob/geoblob/shared/blobstore"
+	"github.com/geoblob/geoblob/shared/samples"
+	"github.com/geoblob/geoblob/shared/testutil/s3test"
+)
+
+const inventoryBucket = "inventory"
+
+// putRaw writes an object straight to a bucket of client.
+func putRaw(t testing.TB, client *s3.Client, bucket, key string, body []byte) {
+	t.Helper()
+	_, err := client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(body)})
+	require.NoError(t, err)
+}
+
+// writeInventory writes an inventory of the primary's current objects.
+func (e *env) writeInventory(created time.Time, perFile int) string {
+	e.t.Helper()
+	objs := contents(e.t, e.primaryS3, primaryBucket)
+	key, err := backfill.WriteInventory(primaryBucket, "inv/primary/all", created, perFile,
+		func(yield func(backfill.InventoryEntry) bool) {
+			for _, k := range keysOf(objs) {
+				if !yield(backfill.InventoryEntry{Key: k, Size: int64(len(objs[k]))}) {
+					return
+				}
+			}
+		},
+		func(key string, content []byte) error {
+			putRaw(e.t, e.primaryS3, inventoryBucket, key, content)
+			return nil
+		})
+	require.NoError(e.t, err)
+	return key
+}
+
+// Reconcile from an S3 Inventory: registers what the inventory lists,
+// propagates deletes of rows it does not list, resumes across budget-cut
+// invocations and does not redo a reconciled manifest.
+func TestInventoryReconcile(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	s3test.CreateBucket(t, e.primaryS3, inventoryBucket)
+	gone := typedKey(99)
+	e.put(gone, []byte("registered, then deleted without an event"))
+	e.run(backfill.Request{})
+	e.del(e.primaryS3, primaryBucket, gone)
+	const n = 60
+	for i := range n {
+		e.put(typedKey(i), samples.Bytes(typedKey(i), 10+i))
+	}
+	created := time.Now().Add(time.Second) // the inventory is taken after the row of gone
+	e.writeInventory(created, 17)
+
+	e.cfg.Inventory = &backfill.S3URL{Bucket: inventoryBucket, Key: "inv/primary/all/"}
+	e.opts.Inventory = blobstore.New(s3test.Client(t.Context(), e.pproxy.Endpoint()), inventoryBucket, blobstore.Options{})
+	e.cfg.BatchSize = 10
+	e.opts.Clock = steppingClock(time.Second)
+	e.cfg.Budget = 4 * time.Second
+
+	var listed int64
+	runs := 0
+	for ; runs < 50; runs++ {
+		rep := e.run(backfill.Request{Phases: []backfill.Phase{backfill.PhaseReconcile}})
+		require.Equal(t, "inventory", rep.Reconcile.Source)
+		require.Empty(t, rep.Reconcile.Skipped)
+		listed += rep.Reconcile.Listed
+		if rep.Reconcile.PassComplete {
+			break
+		}
+	}
+	assert.Greater(t, runs, 1, "the budget cut the pass")
+	assert.EqualValues(t, n, listed, "each inventory row was read once")
+	rows := e.rows(false)
+	assert.Len(t, rows, n)
+	assert.NotContains(t, rows, gone)
+
+	e.cfg.Budget = time.Hour
+	rep := e.run(backfill.Request{})
+	assert.Equal(t, "inventory already reconciled", rep.Reconcile.Skipped)
+	assert.EqualValues(t, n, rep.Sync.Synced)
+	e.requireConverged()
+}
+
+// ScanInventory reads S3's CSV dialect: quoted fields, URL-encoded keys,
+// versioned inventories (old versions and delete markers skipped) and
+// resumes mid-file.
+func TestScanInventoryVersionedAndResume(t *testing.T) {
+	t.Parallel()
+	endpoint := s3test.NewGofakes3(t)
+	client := s3test.Client(t.Context(), endpoint)
+	s3test.CreateBucket(t, client, inventoryBucket)
+	store := blobstore.New(client, inventoryBucket, blobstore.Options{})
+
+	csvText := `"b","generic%2Fa+b%2Bc.bin","v2","true","false","12","2026-01-01T00:00:00.000Z","e1"
+"b","generic%2Fa+b%2Bc.bin","v1","false","false","10","2025-01-01T00:00:00.000Z","e0"
+"b","generic%2Fdeleted.bin","v3","true","true","","2026-01-01T00:00:00.000Z",""
+"b","generic%2F%E2%82%AC.bin","v1","true","false","3","2026-01-01T00:00:00.000Z","e2"
+`
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, err := zw.Write([]byte(csvText))
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	putRaw(t, client, inventoryBucket, "inv/2026-01-02T00-00Z/data/1.csv.gz", gz.Bytes())
+	m := map[string]any{
+		"sourceBucket": "b", "fileFormat": "CSV", "creationTimestamp": "1767312000000",
+		"fileSchema": "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag",
+		"files":      []map[string]any{{"key": "inv/2026-01-02T00-00Z/data/1.csv.gz", "size": gz.Len()}},
+	}
+	js, err := json.Marshal(m)
+	require.NoError(t, err)
+	putRaw(t, client, inventoryBucket, "inv/2026-01-01T00-00Z/manifest.json", []byte(`{"fileFormat":"CSV","files":[]}`))
+	putRaw(t, client, inventoryBucket, "inv/2026-01-02T00-00Z/manifest.json", js)
+
+	man, err := backfill.ReadManifest(t.Context(), store, "inv/")
+	require.NoError(t, err)
+	assert.Equal(t, "inv/2026-01-02T00-00Z/manifest.json", man.Key, "the newest manifest")
+	assert.Equal(t, time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), man.Created())
+
+	scan := func(from backfill.InventoryPosition) ([]backfill.InventoryEntry, []backfill.InventoryPosition) {
+		var (
+			got []backfill.InventoryEntry
+			pos []backfill.InventoryPosition
+		)
+		require.NoError(t, backfill.ScanInventory(t.Context(), store, man, from, 1, func(b []backfill.InventoryEntry, next backfill.InventoryPosition) error {
+			got = append(got, b...)
+			pos = append(pos, next)
+			return nil
+		}))
+		return got, pos
+	}
+	got, pos := scan(backfill.InventoryPosition{})
+	assert.Equal(t, []backfill.InventoryEntry{
+		{Key: "generic/a b+c.bin", Size: 12, ETag: "e1"},
+		{Key: "generic/€.bin", Size: 3, ETag: "e2"},
+	}, got)
+	assert.Equal(t, backfill.InventoryPosition{File: 0, Line: 1}, pos[0])
+
+	got, _ = scan(backfill.InventoryPosition{File: 0, Line: 1})
+	assert.Equal(t, []backfill.InventoryEntry{{Key: "generic/€.bin", Size: 3, ETag: "e2"}}, got, "resumed after the first row")
+	got, _ = scan(backfill.InventoryPosition{File: 1})
+	assert.Empty(t, got)
+}
