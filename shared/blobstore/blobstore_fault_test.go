@@ -247,3 +247,34 @@ func TestPutNonRetryable(t *testing.T) {
 	assert.False(t, blobstore.IsRetryable(err))
 	require.ErrorIs(t, store.Delete(t.Context(), "k"), blobstore.ErrNotFound, "a missing bucket is not a missing object")
 }
+
+// TestPutCorruptedInTransit: a byte flipped between us and MinIO is caught
+// by the signed checksum header (SHA-256 for a single PutObject, CRC32 for
+// a part); Put fails and nothing is stored. gofakes3 does not check
+// checksums, so this runs on MinIO only.
+func TestPutCorruptedInTransit(t *testing.T) {
+	t.Parallel()
+	endpoint := s3test.NewMinio(t).Endpoint()
+	direct := s3test.Client(t.Context(), endpoint)
+	s3test.CreateBucket(t, direct, "corrupt")
+	verify := blobstore.New(direct, "corrupt", faultOpts)
+	flip := s3test.Fault{Corrupt: true, CorruptAt: 12345}
+	for i, c := range []struct {
+		name string
+		size int64
+		rule func(*http.Request) s3test.Fault
+	}{
+		{"single", singleSize, s3test.FailOp(s3test.OpPutObject, flip)},
+		{"multipart", multipartSize, part("2", flip)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			proxy := s3test.NewFaultProxy(t, endpoint, c.rule)
+			store := blobstore.New(s3test.Client(t.Context(), proxy.Endpoint(), quickRetries), "corrupt", faultOpts)
+			_, err := store.Put(t.Context(), c.name, blobstoretest.Random(uint64(i), c.size), c.size, blobstore.PutAttrs{})
+			require.Error(t, err, "the server must refuse corrupted bytes")
+			assert.Positive(t, proxy.Injected())
+			t.Logf("%s: %v", c.name, err)
+			assertNoPartial(t, direct, verify, "corrupt", c.name, "")
+		})
+	}
+}

@@ -97,9 +97,10 @@ func (s *Store) putSingle(ctx context.Context, key string, body io.Reader, size 
 	if attrs.ContentType != "" {
 		in.ContentType = &attrs.ContentType
 	}
-	// The SigV4 payload hash is the same SHA-256: hand it over so the SDK
-	// does not hash the body a second time.
-	out, err := s.client.PutObject(ctx, in, withPayloadHash(hexSum))
+	// The body travels as UNSIGNED-PAYLOAD (as the SDK does over TLS): the
+	// signed x-amz-checksum-sha256 header already binds the bytes, so the
+	// server hashes them once instead of twice.
+	out, err := s.client.PutObject(ctx, in, unsignedPayload)
 	if err != nil {
 		return PutResult{}, opError("put", s.bucket, key, err)
 	}
@@ -122,27 +123,25 @@ func readError(bucket, key string, err error) error {
 	return &Error{Op: "put", Bucket: bucket, Key: key, Err: fmt.Errorf("read body: %w", err), retryable: classifyRetryable(err)}
 }
 
-// withPayloadHash makes the SigV4 signer use a payload SHA-256 computed by
-// the caller instead of hashing the body again.
-func withPayloadHash(hexSum string) func(*s3.Options) {
-	return func(o *s3.Options) {
-		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
-			return st.Finalize.Insert(middleware.FinalizeMiddlewareFunc("geoblob:PayloadHash",
-				func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (
-					middleware.FinalizeOutput, middleware.Metadata, error,
-				) {
-					return next.HandleFinalize(v4.SetPayloadHash(ctx, hexSum), in)
-				}), "ComputePayloadHash", middleware.Before)
-		})
-	}
-}
-
-// unsignedPayload sends UploadPart bodies as UNSIGNED-PAYLOAD: what the
-// SDK already does over TLS. Over plain HTTP it saves a SHA-256 pass per
-// part; integrity in transit rests on the part's CRC32 checksum header
-// (signed) and end to end on the object SHA-256 computed by Put.
+// unsignedPayload sends PutObject and UploadPart bodies as
+// UNSIGNED-PAYLOAD: what the SDK already does over TLS. Over plain HTTP it
+// saves a SHA-256 pass on both ends; integrity in transit rests on the
+// signed checksum header (SHA-256 for PutObject, CRC32 per part) and end
+// to end on the object SHA-256 computed by Put.
+//
+// The hash is preset at the front of the Finalize step so that neither the
+// checksum middleware (which would otherwise hash the part alongside its
+// CRC32) nor the signer computes it; over TLS the checksum middleware
+// still switches to its streaming trailer as usual.
 func unsignedPayload(o *s3.Options) {
-	o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+	o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+		return st.Finalize.Add(middleware.FinalizeMiddlewareFunc("geoblob:UnsignedPayload",
+			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (
+				middleware.FinalizeOutput, middleware.Metadata, error,
+			) {
+				return next.HandleFinalize(v4.SetPayloadHash(ctx, "UNSIGNED-PAYLOAD"), in)
+			}), middleware.Before)
+	})
 }
 
 // PartPlan returns the part size and the number of parts in flight a

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -38,25 +37,6 @@ func TestPartPlan(t *testing.T) {
 		assert.LessOrEqual(t, parts, int64(MaxParts))
 		assert.LessOrEqual(t, ps*int64(conc), max(32*mib, ps), "buffers stay within budget")
 	}
-}
-
-// TestPayloadHashHonoured proves that the SHA-256 Put hands to the signer
-// is the one sent: MinIO rejects a wrong one (so the SDK did not hash again).
-func TestPayloadHashHonoured(t *testing.T) {
-	t.Parallel()
-	client := s3test.Client(t.Context(), s3test.NewMinio(t).Endpoint())
-	s3test.CreateBucket(t, client, "hash")
-	body := []byte("payload")
-	good := sha256.Sum256(body)
-	bad := sha256.Sum256([]byte("other"))
-	put := func(sum [32]byte) error {
-		_, err := client.PutObject(t.Context(), &s3.PutObjectInput{
-			Bucket: aws.String("hash"), Key: aws.String("k"), Body: bytes.NewReader(body),
-		}, withPayloadHash(hex.EncodeToString(sum[:])))
-		return err
-	}
-	require.NoError(t, put(good))
-	require.Error(t, put(bad), "MinIO checks x-amz-content-sha256 against the body")
 }
 
 // TestChecksumSHA256Validated: with x-amz-checksum-sha256 set, a real S3

@@ -31,6 +31,10 @@ type Fault struct {
 	// CutAfter bytes of the response body (headers, with the full
 	// Content-Length, already sent): a download that breaks half way.
 	CutResponse bool
+	// Corrupt forwards the request with the request-body byte at offset
+	// CorruptAt inverted (length unchanged): a bit flip in transit.
+	Corrupt   bool
+	CorruptAt int64
 }
 
 // FaultProxy is a reverse proxy in front of an S3 endpoint that injects
@@ -85,6 +89,10 @@ func NewFaultProxy(t testing.TB, target string, rule func(*http.Request) Fault) 
 		case f.CutResponse:
 			p.injected.Add(1)
 			rp.ServeHTTP(&cutWriter{ResponseWriter: w, left: f.CutAfter}, r)
+		case f.Corrupt:
+			p.injected.Add(1)
+			r.Body = &corruptReader{r: r.Body, at: f.CorruptAt}
+			rp.ServeHTTP(w, r)
 		case f.Status != 0:
 			p.injected.Add(1)
 			_, _ = io.Copy(io.Discard, r.Body)
@@ -111,6 +119,24 @@ func NewFaultProxy(t testing.TB, target string, rule func(*http.Request) Fault) 
 func cannotCut(w http.ResponseWriter) {
 	writeS3Error(w, http.StatusInternalServerError, "InternalError", "s3test: cannot cut an HTTP/2 connection")
 }
+
+// corruptReader inverts the byte at offset at.
+type corruptReader struct {
+	r   io.ReadCloser
+	at  int64
+	off int64
+}
+
+func (c *corruptReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	if i := c.at - c.off; i >= 0 && i < int64(n) {
+		b[i] ^= 0xff
+	}
+	c.off += int64(n)
+	return n, err
+}
+
+func (c *corruptReader) Close() error { return c.r.Close() }
 
 // cutWriter passes left bytes of the response body, then closes the
 // connection under the client.
