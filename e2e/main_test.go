@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"sort"
@@ -47,25 +48,9 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: %v\ne2e: these tests run real MinIO processes: run `make tools` (installs the pinned MinIO into .local/bin) or set %s\n", err, minioproc.BinEnv)
 		return 1
 	}
-	dir, err := os.MkdirTemp("", "geoblob-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	// PostgreSQL runs as user postgres and must enter the state directory.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	s, err := localstack.FreeSettings(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
 	// app.Build reads S3 credentials through the AWS default chain, as the
 	// Lambda functions do: give it the stack's, and nothing from the user.
-	for _, v := range s.Env() {
+	for _, v := range localstack.DefaultSettings("/").Env() {
 		if strings.HasPrefix(v.Name, "AWS_") {
 			os.Setenv(v.Name, v.Value)
 		}
@@ -76,23 +61,35 @@ func run(m *testing.M) int {
 	os.Setenv("AWS_CONFIG_FILE", os.DevNull)
 	os.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	// Handler logs go to stderr at warn level: failed deliveries (PostgreSQL
 	// down in the fault test) show up, per-event info lines do not.
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	rec := &recorder{}
-	runner := &localstack.InProcess{Observe: rec.observe, Logger: logger}
-	stack, err := localstack.Up(ctx, localstack.UpOptions{Settings: s, Events: runner, Logger: logger})
+	var (
+		s      localstack.Settings
+		stack  *localstack.Stack
+		runner *localstack.InProcess
+		err    error
+	)
+	// Free ports are picked, released and then bound by PostgreSQL and
+	// MinIO; another process can grab one in between, so try a few times.
+	for attempt := 1; attempt <= 3; attempt++ {
+		s, stack, runner, err = startStack(rec, logger)
+		if err == nil {
+			break
+		}
+		fmt.Fprintf(os.Stderr, "e2e: start stack (attempt %d): %v\n", attempt, err)
+	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: start stack:", err)
-		_ = runner.Close(context.Background())
 		return 1
 	}
+	defer os.RemoveAll(s.Dir)
 	defer func() {
 		_ = runner.Close(context.Background())
 		_ = stack.Close(context.Background())
 	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	cat, err := s.Catalog()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -106,6 +103,34 @@ func run(m *testing.M) int {
 	defer closeReg()
 	fx = &fixture{settings: s, stack: stack, runner: runner, catalog: cat, reg: reg, rec: rec}
 	return m.Run()
+}
+
+// startStack starts a stack in a new temporary directory on free ports,
+// cleaning up after itself when it fails.
+func startStack(rec *recorder, logger *slog.Logger) (localstack.Settings, *localstack.Stack, *localstack.InProcess, error) {
+	dir, err := os.MkdirTemp("", "geoblob-e2e-")
+	if err != nil {
+		return localstack.Settings{}, nil, nil, err
+	}
+	// PostgreSQL runs as user postgres and must enter the state directory.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return localstack.Settings{}, nil, nil, err
+	}
+	s, err := localstack.FreeSettings(dir)
+	if err != nil {
+		return localstack.Settings{}, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	runner := &localstack.InProcess{Observe: rec.observe, Logger: logger}
+	stack, err := localstack.Up(ctx, localstack.UpOptions{Settings: s, Events: runner, Logger: logger})
+	if err != nil {
+		_ = runner.Close(context.Background())
+		_ = localstack.Down(context.Background(), dir, io.Discard)
+		_ = os.RemoveAll(dir)
+		return localstack.Settings{}, nil, nil, err
+	}
+	return s, stack, runner, nil
 }
 
 // recorder keeps every webhook delivery the receiver saw.
