@@ -6,8 +6,12 @@ ignore ./node_modules
 
 ignore ./cdk.out
 
+ignore ./cdk.out.sam
+
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/aws/aws-cdk-go/awscdk/v2 v2.220.0
+	github.com/aws/aws-lambda-go v1.55.1
 	github.com/aws/constructs-go/constructs/v10 v10.4.2
 	github.com/aws/jsii-runtime-go v1.113.0
 	github.com/geoblob/geoblob v0.0.0-00010101000000-000000000000

@@ -110,6 +110,11 @@ type Config struct {
 	PrimaryEndpoint, SecondaryEndpoint string
 	// S3PathStyle: see PrimaryEndpoint.
 	S3PathStyle bool
+	// LocalInvoke declares GEOBLOB_DATABASE_URL and the S3 endpoint variables
+	// with placeholder values so that `sam local invoke --env-vars` can set
+	// them (SAM only overrides variables the template declares). Only for
+	// the template `make synth-sam` writes; never deploy it. Context: localInvoke.
+	LocalInvoke bool
 	// AssetRoot is the directory holding <function>/bootstrap for each function
 	// (the Makefile builds them into build/). Context: assetRoot. Default "../build".
 	AssetRoot string
@@ -184,6 +189,7 @@ func ConfigFromContext(get ContextGetter) (Config, error) {
 	r.str("primaryEndpoint", &c.PrimaryEndpoint)
 	r.str("secondaryEndpoint", &c.SecondaryEndpoint)
 	r.boolean("s3PathStyle", &c.S3PathStyle)
+	r.boolean("localInvoke", &c.LocalInvoke)
 	r.str("assetRoot", &c.AssetRoot)
 	r.list("functions", &c.Functions)
 	if err := errors.Join(r.errs...); err != nil {

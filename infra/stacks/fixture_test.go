@@ -82,7 +82,8 @@ func baseConfig() Config {
 }
 
 // fixture synthesizes the app for config name once ("full": every function,
-// imported bucket; "minimal": only the event functions, demo bucket).
+// imported bucket; "minimal": only the event functions, demo bucket, and the
+// `sam local invoke` placeholders).
 func fixture(t *testing.T, name string) *synthesized {
 	t.Helper()
 	fixtureMu.Lock()
@@ -98,6 +99,7 @@ func fixture(t *testing.T, name string) *synthesized {
 		c.CreatePrimaryBucket = true
 		c.DataTypes = nil
 		c.AlarmEmail = ""
+		c.LocalInvoke = true
 	default:
 		t.Fatalf("unknown fixture %s", name)
 	}

@@ -282,6 +282,16 @@ func functionEnv(c Config, s *SecondaryStack) map[string]*string {
 	if c.S3PathStyle {
 		e["GEOBLOB_S3_PATH_STYLE"] = jsii.String("true")
 	}
+	if c.LocalInvoke {
+		// Placeholders that testdata/sam/env.json overrides; the URL wins over the secret.
+		e["GEOBLOB_DATABASE_URL"] = jsii.String("postgres://set-by-sam-env-vars/geoblob")
+		for _, k := range []string{"GEOBLOB_PRIMARY_ENDPOINT", "GEOBLOB_SECONDARY_ENDPOINT"} {
+			if e[k] == nil {
+				e[k] = jsii.String("http://set-by-sam-env-vars")
+			}
+		}
+		e["GEOBLOB_S3_PATH_STYLE"] = jsii.String("true")
+	}
 	return e
 }
 

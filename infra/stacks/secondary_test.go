@@ -21,11 +21,11 @@ func TestFunctions(t *testing.T) {
 			check(t, "properties", func() {
 				s.secondary.HasResource(jsii.String("AWS::Lambda::Function"), map[string]any{
 					"Properties": assertions.Match_ObjectLike(&map[string]any{
-						"Runtime":       "provided.al2023",
-						"Architectures": []any{"arm64"},
-						"Handler":       "bootstrap",
-						"MemorySize":    spec.MemoryMB,
-						"Timeout":       spec.Timeout.Seconds(),
+						"Runtime":                      "provided.al2023",
+						"Architectures":                []any{"arm64"},
+						"Handler":                      "bootstrap",
+						"MemorySize":                   spec.MemoryMB,
+						"Timeout":                      spec.Timeout.Seconds(),
 						"ReservedConcurrentExecutions": s.cfg.Concurrency[spec.Name],
 						"VpcConfig":                    assertions.Match_ObjectLike(&map[string]any{"SubnetIds": assertions.Match_AnyValue()}),
 						"LoggingConfig":                assertions.Match_ObjectLike(&map[string]any{"LogFormat": "JSON"}),
@@ -353,5 +353,9 @@ func TestMinimalStack(t *testing.T) {
 		}
 		vars := props(fn)["Environment"].(map[string]any)["Variables"].(map[string]any)
 		assert.NotContains(t, vars, "GEOBLOB_DATA_TYPES", "empty: every built-in type")
+		// localInvoke declares what testdata/sam/env.json overrides.
+		for _, k := range []string{"GEOBLOB_DATABASE_URL", "GEOBLOB_PRIMARY_ENDPOINT", "GEOBLOB_SECONDARY_ENDPOINT", "GEOBLOB_S3_PATH_STYLE"} {
+			assert.Contains(t, vars, k)
+		}
 	}
 }
