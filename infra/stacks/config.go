@@ -6,6 +6,7 @@
 package stacks
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -110,6 +111,11 @@ type Config struct {
 	PrimaryEndpoint, SecondaryEndpoint string
 	// S3PathStyle: see PrimaryEndpoint.
 	S3PathStyle bool
+	// ExtraEnv passes further GEOBLOB_* variables to every function (for
+	// example GEOBLOB_BACKFILL_BUDGET, GEOBLOB_VERIFY_MODE). Variables the
+	// stack sets itself cannot be overridden here. Context: extraEnv (a JSON
+	// object, or NAME=value pairs separated by commas).
+	ExtraEnv map[string]string
 	// LocalInvoke declares GEOBLOB_DATABASE_URL and the S3 endpoint variables
 	// with placeholder values so that `sam local invoke --env-vars` can set
 	// them (SAM only overrides variables the template declares). Only for
@@ -189,6 +195,7 @@ func ConfigFromContext(get ContextGetter) (Config, error) {
 	r.str("primaryEndpoint", &c.PrimaryEndpoint)
 	r.str("secondaryEndpoint", &c.SecondaryEndpoint)
 	r.boolean("s3PathStyle", &c.S3PathStyle)
+	r.env("extraEnv", &c.ExtraEnv)
 	r.boolean("localInvoke", &c.LocalInvoke)
 	r.str("assetRoot", &c.AssetRoot)
 	r.list("functions", &c.Functions)
@@ -224,6 +231,15 @@ var (
 		3653: awslogs.RetentionDays_TEN_YEARS,
 	}
 	logLevels = []string{"debug", "info", "warn", "error"}
+	envNameRe = regexp.MustCompile(`^GEOBLOB_[A-Z0-9_]+$`)
+	// managedEnv are the variables the stack derives from its parameters and resources.
+	managedEnv = []string{
+		"GEOBLOB_DATABASE_URL", "GEOBLOB_DATABASE_SECRET_ARN", "GEOBLOB_DATABASE_HOST",
+		"GEOBLOB_PRIMARY_BUCKET", "GEOBLOB_PRIMARY_REGION", "GEOBLOB_PRIMARY_ENDPOINT",
+		"GEOBLOB_SECONDARY_BUCKET", "GEOBLOB_SECONDARY_REGION", "GEOBLOB_SECONDARY_ENDPOINT",
+		"GEOBLOB_S3_PATH_STYLE", "GEOBLOB_DATA_TYPES", "GEOBLOB_COPY_CONCURRENCY",
+		"GEOBLOB_LOG_LEVEL", "GEOBLOB_REVERIFY_INTERVAL",
+	}
 )
 
 // ValidateBucketName reports whether name follows the S3 general purpose
@@ -351,6 +367,14 @@ func (c Config) Validate() error {
 			fail(key, "%q must be an http:// or https:// URL", ep)
 		}
 	}
+	for k := range c.ExtraEnv {
+		switch {
+		case !envNameRe.MatchString(k):
+			fail("extraEnv", "%q is not a GEOBLOB_* variable name", k)
+		case slices.Contains(managedEnv, k):
+			fail("extraEnv", "%s is set by the stack from its own parameters", k)
+		}
+	}
 	if c.AssetRoot == "" {
 		fail("assetRoot", "is required")
 	}
@@ -429,6 +453,41 @@ func (r *ctxReader) list(key string, dst *[]string) {
 	for _, p := range strings.Split(v, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			out = append(out, p)
+		}
+	}
+	*dst = out
+}
+
+// env reads a JSON object of strings, or NAME=value pairs separated by commas.
+func (r *ctxReader) env(key string, dst *map[string]string) {
+	v := r.get(key)
+	out := map[string]string{}
+	switch x := v.(type) {
+	case nil:
+		return
+	case map[string]any:
+		for k, val := range x {
+			out[k] = fmt.Sprint(val)
+		}
+	default:
+		s, _ := r.raw(key)
+		if strings.HasPrefix(s, "{") {
+			if err := json.Unmarshal([]byte(s), &out); err != nil {
+				r.fail(key, "must be a JSON object of strings: %v", err)
+				return
+			}
+			break
+		}
+		for _, pair := range strings.Split(s, ",") {
+			if pair = strings.TrimSpace(pair); pair == "" {
+				continue
+			}
+			name, val, ok := strings.Cut(pair, "=")
+			if !ok {
+				r.fail(key, "%q must be NAME=value", pair)
+				return
+			}
+			out[strings.TrimSpace(name)] = strings.TrimSpace(val)
 		}
 	}
 	*dst = out

@@ -51,6 +51,7 @@ func TestConfigFromContextValues(t *testing.T) {
 	ctx["databaseMaxAcu"] = "8"
 	ctx["logRetentionDays"] = float64(90)
 	ctx["functions"] = "onCreate, migrate"
+	ctx["extraEnv"] = "GEOBLOB_VERIFY_MODE=fast, GEOBLOB_BACKFILL_BUDGET=5m"
 	c, err := ConfigFromContext(mapGetter(ctx))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"npm_package_file", "pypi_package_file"}, c.DataTypes)
@@ -63,6 +64,12 @@ func TestConfigFromContextValues(t *testing.T) {
 	assert.InDelta(t, 8, c.DatabaseMaxACU, 0)
 	assert.Equal(t, 90, c.LogRetentionDays)
 	assert.Equal(t, []string{"onCreate", "migrate"}, c.Functions)
+	assert.Equal(t, map[string]string{"GEOBLOB_VERIFY_MODE": "fast", "GEOBLOB_BACKFILL_BUDGET": "5m"}, c.ExtraEnv)
+
+	ctx["extraEnv"] = map[string]any{"GEOBLOB_VERIFY_BUDGET": "8m"}
+	c, err = ConfigFromContext(mapGetter(ctx))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"GEOBLOB_VERIFY_BUDGET": "8m"}, c.ExtraEnv)
 }
 
 func TestConfigRejectsBadParameters(t *testing.T) {
@@ -100,6 +107,9 @@ func TestConfigRejectsBadParameters(t *testing.T) {
 		{"endpoint", "primaryEndpoint", "localhost:4566", "must be an http"},
 		{"kms", "primaryKmsKeyArn", "alias/registry", "primaryKmsKeyArn"},
 		{"account", "account", "12345", "12-digit"},
+		{"extra env not geoblob", "extraEnv", "AWS_REGION=x", "not a GEOBLOB_* variable"},
+		{"extra env managed", "extraEnv", `{"GEOBLOB_PRIMARY_BUCKET":"x"}`, "set by the stack"},
+		{"extra env syntax", "extraEnv", "GEOBLOB_X", "must be NAME=value"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -78,6 +78,7 @@ func baseConfig() Config {
 	c.AssetRoot = assetRoot
 	c.Functions = KnownFunctionNames()
 	c.AlarmEmail = "ops@example.com"
+	c.ExtraEnv = map[string]string{"GEOBLOB_BACKFILL_BUDGET": "9m"}
 	return c
 }
 

@@ -25,7 +25,7 @@ const (
 	TriggerDeploy
 )
 
-// S3 access a function needs. Each flag maps to explicit actions (no
+// S3Access is the S3 access a function needs. Each flag maps to explicit actions (no
 // wildcards) on the named bucket only; see bucketStatements.
 type S3Access struct {
 	// PrimaryRead: s3:GetObject, s3:GetObjectVersion on the primary's objects

@@ -282,6 +282,9 @@ func functionEnv(c Config, s *SecondaryStack) map[string]*string {
 	if c.S3PathStyle {
 		e["GEOBLOB_S3_PATH_STYLE"] = jsii.String("true")
 	}
+	for k, v := range c.ExtraEnv {
+		e[k] = jsii.String(v)
+	}
 	if c.LocalInvoke {
 		// Placeholders that testdata/sam/env.json overrides; the URL wins over the secret.
 		e["GEOBLOB_DATABASE_URL"] = jsii.String("postgres://set-by-sam-env-vars/geoblob")

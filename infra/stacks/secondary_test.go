@@ -51,6 +51,7 @@ func TestFunctions(t *testing.T) {
 			assert.Equal(t, "10", vars["GEOBLOB_COPY_CONCURRENCY"])
 			assert.Equal(t, "2160h0m0s", vars["GEOBLOB_REVERIFY_INTERVAL"])
 			assert.Equal(t, "info", vars["GEOBLOB_LOG_LEVEL"])
+			assert.Equal(t, "9m", vars["GEOBLOB_BACKFILL_BUDGET"], "extraEnv")
 			assert.NotContains(t, vars, "GEOBLOB_DATABASE_URL", "no password in the environment")
 
 			// Its log group keeps logs for the configured retention.
