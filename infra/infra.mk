@@ -20,9 +20,15 @@ CDK_ARGS ?=
 # LocalStack edge endpoint for deploy-local.
 LOCALSTACK_ENDPOINT ?= http://localhost.localstack.cloud:4566
 
+# infra/ is its own Go module with `replace github.com/geoblob/geoblob => ../`:
+# -mod=mod lets the go command record go.sum entries for dependencies the
+# root module gained since infra/go.sum was last tidied, instead of failing.
+INFRA_GOFLAGS := $(strip $(GOFLAGS) -mod=mod)
+
 # jsii (the CDK's Node.js runtime behind the Go bindings) keeps its files in
 # .local; the CLI runs offline (no notices, telemetry or version check).
-INFRA_ENV := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 \
+INFRA_ENV := GOFLAGS="$(INFRA_GOFLAGS)" \
+	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 \
 	JSII_RUNTIME_PACKAGE_CACHE_ROOT=$(INFRA_LOCAL)/jsii \
 	TMPDIR=$(INFRA_LOCAL)/tmp
 CDK_ENV := $(INFRA_ENV) \
