@@ -29,8 +29,13 @@ import (
 // and the ChecksumTag tag. Larger objects go by multipart upload with at
 // most Concurrency parts in memory; the part size grows so that a 5 TiB
 // object fits in 10,000 parts; the ChecksumTag is added once the upload is
-// complete. Every request also carries the SDK's default CRC32 or the
-// SHA-256 above as transport integrity.
+// complete. Transport integrity: the PutObject's signed
+// x-amz-checksum-sha256 header, or each part's signed CRC32 header (the
+// SDK's default algorithm), is checked by the server; the bodies are sent
+// as UNSIGNED-PAYLOAD so they are not hashed a second time for SigV4.
+//
+// Afterwards Put checks with HeadObject that the stored length equals the
+// bytes written (else ErrSizeMismatch and the object is removed).
 //
 // If body holds fewer or more than size bytes, Put fails with an error
 // wrapping ErrSizeMismatch. On any failure no partial object is left: a
@@ -55,7 +60,11 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, size int64,
 	if err != nil {
 		return PutResult{}, err
 	}
-	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	headIn := &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key}
+	if res.VersionID != "" {
+		headIn.VersionId = &res.VersionID // the version we wrote, not a later one
+	}
+	head, err := s.client.HeadObject(ctx, headIn)
 	if err != nil {
 		return PutResult{}, opError("put", s.bucket, key, fmt.Errorf("verify: %w", err))
 	}
@@ -229,7 +238,9 @@ func (s *Store) putMultipart(ctx context.Context, key string, body io.Reader, si
 }
 
 // uploadParts reads nParts parts from body (hashing them into h in order)
-// and uploads them with up to concurrency workers. It returns the completed
+// and uploads them with up to concurrency workers. At most concurrency
+// part buffers exist, allocated on first use and reused for the whole
+// upload; they are garbage once it ends (no pool keeps them alive). It returns the completed
 // parts in order and the number of bytes read.
 func (s *Store) uploadParts(ctx context.Context, key, uploadID string, body io.Reader, h hash.Hash,
 	size, partSize int64, concurrency int, nParts int64,
@@ -278,14 +289,6 @@ func (s *Store) uploadParts(ctx context.Context, key, uploadID string, body io.R
 	}
 
 	var read int64
-	defer func() {
-		// Return pooled buffers once every worker is done with them.
-		for range concurrency {
-			if b := <-free; b != nil && int64(len(*b)) == s.opts.PartSize {
-				s.parts.Put(b)
-			}
-		}
-	}()
 loop:
 	for i := int64(0); i < nParts; i++ {
 		var buf *[]byte
@@ -299,7 +302,8 @@ loop:
 			break
 		}
 		if buf == nil {
-			buf = s.partBuffer(partSize)
+			b := make([]byte, partSize)
+			buf = &b
 		}
 		n := min(partSize, size-read)
 		got, err := readFull(body, (*buf)[:n])
@@ -331,18 +335,6 @@ loop:
 		firstErr = opError("put", s.bucket, key, context.Cause(ctx))
 	}
 	return parts, read, firstErr
-}
-
-// partBuffer returns a buffer of partSize bytes, pooled when it has the
-// configured size.
-func (s *Store) partBuffer(partSize int64) *[]byte {
-	if partSize == s.opts.PartSize {
-		if b, ok := s.parts.Get().(*[]byte); ok {
-			return b
-		}
-	}
-	b := make([]byte, partSize)
-	return &b
 }
 
 // abort abandons a multipart upload so that no parts linger, even when ctx

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -76,7 +75,6 @@ type Store struct {
 	bucket string
 	opts   Options
 	log    *slog.Logger
-	parts  sync.Pool // *[]byte of opts.PartSize, reused across multipart uploads
 }
 
 // Source is what Copy reads from; *Store satisfies it.

@@ -62,9 +62,17 @@ type Options struct {
 	// Dir/queue-<id> so that events survive the endpoint being down; the
 	// target's ARN is WebhookARN(id).
 	Webhooks map[string]string
-	// NoWebhookQueue turns the on-disk webhook queue off: events that
-	// cannot be delivered are then dropped instead of retried.
+	// NoWebhookQueue turns the on-disk webhook queue off: MinIO posts each
+	// event as soon as it happens (no 3 s replay ticker) and drops an event
+	// that cannot be delivered instead of retrying it. The receiver must
+	// then persist what it accepts (the local stack's spool does).
 	NoWebhookQueue bool
+	// SyncEvents sets MINIO_API_SYNC_EVENTS=on: a request that emits an
+	// event (PUT, DELETE, ...) is answered only after the event has been
+	// handed to every target, so without a queue a client that got its
+	// answer knows the receiver accepted (or refused) the event, and events
+	// of one client's sequential requests arrive in request order.
+	SyncEvents bool
 	// Binary overrides the binary lookup (see FindBinary).
 	Binary string
 	// Detach keeps the server running after this process exits (for the
@@ -149,7 +157,9 @@ func isExecutable(p string) bool {
 // Start launches a MinIO server and returns once it answers
 // GET /minio/health/live, or fails (killing the process) if it exits or
 // does not become ready within ReadyTimeout. A port chosen by Start that
-// another process grabs first is retried on a new port.
+// another process grabs first is retried on a new port. ctx bounds the
+// start-up only: the server runs until Stop (or, unless Options.Detach,
+// until this process dies).
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("minioproc: Options.Dir is required")
@@ -249,6 +259,9 @@ func env(opts Options) []string {
 		"MINIO_SITE_REGION=" + opts.Region,
 		"MINIO_BROWSER=off",
 		"MINIO_UPDATE=off",
+	}
+	if opts.SyncEvents {
+		e = append(e, "MINIO_API_SYNC_EVENTS=on")
 	}
 	ids := make([]string, 0, len(opts.Webhooks))
 	for id := range opts.Webhooks {
