@@ -11,7 +11,7 @@ export GEOBLOB_MINIO_BIN := $(MINIO)
 
 .PHONY: help
 help: ## List the targets with one line each.
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
 deps: ## Download the Go modules.
@@ -44,6 +44,7 @@ status: ## Per-type replication table of the running local stack.
 test: tools ## Run the whole test suite (unit, integration, end-to-end, infra).
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) test-infra
 
 .PHONY: test-short
 test-short: ## Fast tests only (no MinIO processes, no >100 MiB objects).
@@ -60,3 +61,6 @@ fmt: ## gofmt the tree.
 .PHONY: clean
 clean: down ## Stop the stack and remove local state (.local/stack, build/).
 	rm -rf $(LOCAL)/stack build
+
+# Infrastructure (CDK for Go in infra/): lambdas, synth, deploy, deploy-local, test-infra, ...
+include infra/infra.mk
