@@ -1,7 +1,9 @@
 // Command geoblob runs geoblob's local stack: `up`, `down`, `status`, `demo`,
-// `cp` and `rm` against the primary region, and `serve-events` (the event
-// daemon `up` starts in the background). All the work is in
-// shared/localstack; this file only parses flags.
+// `cp` and `rm` against the primary region, `backfill` and `verify` passes,
+// and `serve-events` (the event daemon `up` starts in the background: the
+// webhook receiver, its spool, the SQS-style delivery to the handler and
+// the backfill/verify schedules). All the work is in shared/localstack,
+// shared/backfill and shared/verify; this file only parses flags.
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,7 +34,8 @@ commands:
   cp FILE KEY   upload FILE to the primary bucket under KEY
   rm KEY        delete KEY from the primary bucket
   env           print the shell exports of the running stack
-  serve-events  run the event receiver in the foreground (started by up)
+  backfill      one backfill pass: register what no event announced, sync what is due
+` + verifyUsage + `  serve-events  run the event daemon in the foreground (started by up)
 
 Every command takes -dir (default $GEOBLOB_STACK_DIR or <repo>/.local/stack).
 Run 'geoblob <command> -h' for its flags.
@@ -72,6 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "up":
 		ports := portFlags(fs)
+		sched := scheduleFlags(fs)
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
@@ -83,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("locate own binary: %w", err)
 		}
-		_, err = localstack.UpAndPrint(ctx, s, localstack.Daemon{Executable: exe}, stdout, logger())
+		_, err = localstack.UpAndPrint(ctx, s, localstack.Daemon{Executable: exe, Schedules: sched.get()}, stdout, logger())
 		return err
 	case "down":
 		if err := fs.Parse(args); err != nil {
@@ -110,6 +115,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for replication")
 		extra := fs.Int("extra", 3, "files per data type beyond its example keys")
 		bigMiB := fs.Int("big-mib", 40, "size of the one large (multipart) file in MiB; 0 leaves it out")
+		sched := scheduleFlags(fs)
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
@@ -121,8 +127,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("locate own binary: %w", err)
 		}
+		if err := exportCredentials(s); err != nil {
+			return err
+		}
 		return localstack.Demo(ctx, localstack.DemoOptions{
-			Settings: s, Events: localstack.Daemon{Executable: exe},
+			Settings: s, Events: localstack.Daemon{Executable: exe, Schedules: sched.get()},
 			Timeout: *timeout, ExtraPerType: *extra, BigSize: *bigMiB << 20,
 			Out: stdout, Logger: logger(),
 		})
@@ -142,21 +151,108 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("rm needs KEY, e.g. geoblob rm maven/com/example/app/2.0.0/app-2.0.0.jar")
 		}
 		return localstack.Remove(ctx, *dir, fs.Arg(0), stdout)
+	case "backfill":
+		if err := useStackCredentials(*dir); err != nil {
+			return err
+		}
+		return runBackfill(ctx, *dir, args, stdout, stderr)
+	case "verify":
+		if err := useStackCredentials(dirArg(args, *dir)); err != nil {
+			return err
+		}
+		return runVerify(ctx, fs, dir, args, stdout, logger())
 	case "serve-events":
 		listen := fs.String("listen", "127.0.0.1:9300", "address to receive MinIO webhook notifications on")
+		spool := fs.String("spool", "", "spool directory (default <dir>/events-spool)")
+		dlq := fs.String("dead-letters", "", "dead-letter directory (default <dir>/events-dlq)")
+		batch := fs.Int("batch-size", 10, "most messages per handler invocation")
+		conc := fs.Int("concurrency", 2, "most handler invocations in flight")
+		maxReceives := fs.Int("max-receives", 5, "deliveries of a message before it goes to the dead-letter directory")
+		visibility := fs.Duration("visibility", 2*time.Second, "visibility timeout after a message's first failure (doubles per failure, max 1m)")
+		sched := scheduleFlags(fs)
 		if err := fs.Parse(args); err != nil {
 			return err
+		}
+		s := localstack.Settings{Dir: *dir}
+		if *spool == "" {
+			*spool = s.SpoolDir()
+		}
+		if *dlq == "" {
+			*dlq = s.DeadLetterDir()
 		}
 		cfg, err := config.FromEnv(os.Getenv)
 		if err != nil {
 			return err
 		}
 		log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-		return localstack.ServeEvents(ctx, *listen, cfg, log)
+		return localstack.ServeEvents(ctx, localstack.ServeOptions{
+			Addr: *listen, Config: cfg, Getenv: os.Getenv, Logger: log, Schedules: sched.get(),
+			Queue: localstack.QueueOptions{Dir: *spool, DeadLetterDir: *dlq, BatchSize: *batch, Concurrency: *conc,
+				MaxReceives: *maxReceives, Visibility: *visibility},
+		})
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)
 	}
+}
+
+// useStackCredentials points the AWS SDK of this process (the backfill and
+// verify services read credentials through the default chain, as in
+// Lambda) at the stack in dir.
+func useStackCredentials(dir string) error {
+	s, err := localstack.LoadSettings(dir)
+	if err != nil {
+		return err
+	}
+	return exportCredentials(s)
+}
+
+// exportCredentials sets the stack's AWS_* variables in this process's
+// environment and removes the ones that would override them.
+func exportCredentials(s localstack.Settings) error {
+	for _, v := range s.Env() {
+		if strings.HasPrefix(v.Name, "AWS_") {
+			if err := os.Setenv(v.Name, v.Value); err != nil {
+				return fmt.Errorf("set %s: %w", v.Name, err)
+			}
+		}
+	}
+	for _, name := range []string{"AWS_SESSION_TOKEN", "AWS_PROFILE"} {
+		if err := os.Unsetenv(name); err != nil {
+			return fmt.Errorf("unset %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// dirArg returns the value of a -dir flag in args (before parsing), else def.
+func dirArg(args []string, def string) string {
+	for i, a := range args {
+		a = strings.TrimPrefix(a, "-")
+		switch {
+		case strings.HasPrefix(a, "-dir="), strings.HasPrefix(a, "dir="):
+			return a[strings.Index(a, "=")+1:]
+		case (a == "dir" || a == "-dir") && i+1 < len(args):
+			return args[i+1]
+		}
+	}
+	return def
+}
+
+type schedules struct{ backfill, verify, first *time.Duration }
+
+// scheduleFlags are the EventBridge-Scheduler stand-ins of the event daemon.
+func scheduleFlags(fs *flag.FlagSet) schedules {
+	def := localstack.DefaultSchedules()
+	return schedules{
+		backfill: fs.Duration("backfill-every", def.Backfill, "event daemon: run a backfill pass this often (0: never)"),
+		verify:   fs.Duration("verify-every", def.Verify, "event daemon: run a verify pass this often (0: never)"),
+		first:    fs.Duration("first-run", def.FirstRun, "event daemon: delay before the first scheduled passes"),
+	}
+}
+
+func (s schedules) get() localstack.Schedules {
+	return localstack.Schedules{Backfill: *s.backfill, Verify: *s.verify, FirstRun: *s.first}
 }
 
 type ports struct{ pg, primary, secondary, events *int }

@@ -3,8 +3,8 @@ package localstack_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -16,38 +16,69 @@ import (
 
 	"github.com/geoblob/geoblob/shared/localstack"
 	"github.com/geoblob/geoblob/shared/minioproc"
+	"github.com/geoblob/geoblob/shared/registry"
 )
 
-// flakyHandler fails the first delivery of every key, then records it.
+// seen is one message as the flaky handler saw it.
+type seen struct {
+	event, key, sequencer string
+	receive               int
+	failed                bool
+}
+
+// flakyHandler takes SQS events of MinIO bodies, fails the first receive of
+// every message (batchItemFailures) and records everything in order.
 type flakyHandler struct {
-	mu       sync.Mutex
-	attempts map[string]int
-	done     map[string]time.Time
+	mu   sync.Mutex
+	log  []seen
+	busy map[string]bool
+	both []string // keys that were in flight twice at once
 }
 
-func (h *flakyHandler) Handle(_ context.Context, payload json.RawMessage) (any, error) {
-	var ev events.S3Event
-	if err := json.Unmarshal(payload, &ev); err != nil {
-		return nil, err
-	}
+func (h *flakyHandler) Handle(_ context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
+	var mine []string
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, r := range ev.Records {
-		k := r.EventName + " " + r.S3.Object.URLDecodedKey
-		h.attempts[k]++
-		if h.attempts[k] == 1 {
-			return nil, errors.New("first delivery fails on purpose")
+	for _, m := range ev.Records {
+		var s3 events.S3Event
+		if err := json.Unmarshal([]byte(m.Body), &s3); err != nil || len(s3.Records) != 1 {
+			h.mu.Unlock()
+			return resp, err
 		}
-		h.done[k] = time.Now()
+		r := s3.Records[0]
+		n, _ := strconv.Atoi(m.Attributes["ApproximateReceiveCount"])
+		s := seen{event: r.EventName, key: r.S3.Object.URLDecodedKey, sequencer: r.S3.Object.Sequencer, receive: n, failed: n == 1}
+		if h.busy[s.key] {
+			h.both = append(h.both, s.key)
+		}
+		h.busy[s.key] = true
+		mine = append(mine, s.key)
+		h.log = append(h.log, s)
+		if s.failed {
+			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: m.MessageId})
+		}
 	}
-	return map[string]string{"ok": "yes"}, nil
+	h.mu.Unlock()
+	time.Sleep(20 * time.Millisecond) // a copy takes a while
+	h.mu.Lock()
+	for _, k := range mine {
+		delete(h.busy, k)
+	}
+	h.mu.Unlock()
+	return resp, nil
 }
 
-func (h *flakyHandler) seen(k string) (int, bool) {
+// done returns, per key, the events that succeeded, in handling order.
+func (h *flakyHandler) done() map[string][]seen {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	_, ok := h.done[k]
-	return h.attempts[k], ok
+	out := map[string][]seen{}
+	for _, s := range h.log {
+		if !s.failed {
+			out[s.key] = append(out[s.key], s)
+		}
+	}
+	return out
 }
 
 func requireMinio(t *testing.T) {
@@ -56,47 +87,138 @@ func requireMinio(t *testing.T) {
 	require.NoError(t, err, "these tests need a MinIO binary: run `make tools` (or set GEOBLOB_MINIO_BIN)")
 }
 
-// TestMinioRetriesFailedDeliveries shows the delivery contract the stack
-// relies on: a non-2xx answer keeps the event in MinIO's queue and MinIO
-// delivers it again; events posted while the receiver is down are kept and
-// delivered when it is back.
-func TestMinioRetriesFailedDeliveries(t *testing.T) {
+// TestMinioEventsThroughTheSpool runs real MinIO notifications (no MinIO
+// queue) through the spool to a handler that fails every first receive:
+// each message is retried with ApproximateReceiveCount 2, the events of a
+// key reach the handler one at a time and in the order of the client's
+// requests, and messages spooled when the worker stops are delivered by
+// the next one.
+func TestMinioEventsThroughTheSpool(t *testing.T) {
 	requireMinio(t)
 	ctx := t.Context()
 	s, err := localstack.FreeSettings(stateDir(t))
 	require.NoError(t, err)
-	h := &flakyHandler{attempts: map[string]int{}, done: map[string]time.Time{}}
-	runner := &localstack.InProcess{Invoker: lambda.NewHandler(h.Handle)}
+	h := &flakyHandler{busy: map[string]bool{}}
+	qo := localstack.QueueOptions{Visibility: 100 * time.Millisecond, MaxVisibility: 500 * time.Millisecond}
+	runner := &localstack.InProcess{Invoker: lambda.NewHandler(h.Handle), Queue: qo}
 	st, err := localstack.Up(ctx, localstack.UpOptions{Settings: s, Events: runner})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = runner.Close(context.Background())
 		_ = st.Close(context.Background())
 	})
+	_, err = os.Stat(s.MinioDir("primary") + "/queue-" + localstack.WebhookID)
+	assert.ErrorIs(t, err, os.ErrNotExist, "MinIO runs without its webhook queue")
 	primary := s.Bucket(localstack.Primary)
 
-	require.NoError(t, primary.Put(ctx, "generic/a/1.0.0/a.bin", []byte("hello"), ""))
+	keys := []string{"generic/a/1.0.0/a.bin", "generic/b/1.0.0/b.bin", "generic/c/1.0.0/c.bin"}
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			assert.NoError(t, primary.Put(ctx, k, []byte("one"), ""))
+			assert.NoError(t, primary.Put(ctx, k, []byte("two"), ""))
+			assert.NoError(t, primary.Delete(ctx, k))
+			assert.NoError(t, primary.Put(ctx, k, []byte("three"), ""))
+		}()
+	}
+	wg.Wait()
+	want := []string{"s3:ObjectCreated:Put", "s3:ObjectCreated:Put", "s3:ObjectRemoved:Delete", "s3:ObjectCreated:Put"}
 	require.Eventually(t, func() bool {
-		_, ok := h.seen("s3:ObjectCreated:Put generic/a/1.0.0/a.bin")
-		return ok
-	}, 30*time.Second, 50*time.Millisecond, "MinIO did not redeliver an event answered with 500")
-	n, _ := h.seen("s3:ObjectCreated:Put generic/a/1.0.0/a.bin")
-	assert.Equal(t, 2, n, "one failed and one successful delivery")
+		d := h.done()
+		for _, k := range keys {
+			if len(d[k]) < len(want) {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 20*time.Millisecond, "every event handled after its retry")
+	for k, list := range h.done() {
+		var names []string
+		for i, s := range list {
+			names = append(names, s.event)
+			assert.Equal(t, 2, s.receive, "succeeded on the second receive")
+			if i > 0 {
+				assert.Less(t, list[i-1].sequencer, s.sequencer, "%s: handled out of order", k)
+			}
+		}
+		assert.Equal(t, want, names, "%s: per-key order", k)
+	}
+	h.mu.Lock()
+	assert.Empty(t, h.both, "two events of one key in flight at once")
+	h.mu.Unlock()
 
-	// Receiver down: the event waits in MinIO's queue directory.
+	// Worker stopped with a message failed once: it waits in the spool
+	// and the next worker delivers it (receive count kept).
+	require.NoError(t, primary.Put(ctx, "generic/d/1.0.0/d.bin", []byte("x"), ""))
+	require.Eventually(t, func() bool {
+		c, err := localstack.CountSpool(s.SpoolDir(), s.DeadLetterDir())
+		return err == nil && c.Retrying == 1
+	}, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, runner.Close(ctx))
-	require.NoError(t, primary.Put(ctx, "generic/b/1.0.0/b.bin", []byte("while down"), ""))
-	time.Sleep(4 * time.Second) // more than MinIO's 3 s retry interval
-	_, ok := h.seen("s3:ObjectCreated:Put generic/b/1.0.0/b.bin")
-	require.False(t, ok)
-	runner2 := &localstack.InProcess{Invoker: lambda.NewHandler(h.Handle)}
+	c, err := localstack.CountSpool(s.SpoolDir(), s.DeadLetterDir())
+	require.NoError(t, err)
+	require.Equal(t, 1, c.Queued, "the failed message is still spooled")
+	runner2 := &localstack.InProcess{Invoker: lambda.NewHandler(h.Handle), Queue: qo}
 	_, err = runner2.StartEvents(ctx, s)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = runner2.Close(context.Background()) })
 	require.Eventually(t, func() bool {
-		_, ok := h.seen("s3:ObjectCreated:Put generic/b/1.0.0/b.bin")
-		return ok
-	}, 30*time.Second, 50*time.Millisecond, "event posted while the receiver was down was lost")
+		d := h.done()["generic/d/1.0.0/d.bin"]
+		return len(d) == 1 && d[0].receive == 2
+	}, 10*time.Second, 20*time.Millisecond, "spooled message delivered after the restart")
+}
+
+// TestEventsMissedWhileDownAreBackfilled stops event delivery (MinIO has
+// no queue, so it drops the events of that period), uploads and deletes,
+// and checks that the daemon's backfill schedule reconciles them and its
+// verify schedule verifies the copies, with the real handler.
+func TestEventsMissedWhileDownAreBackfilled(t *testing.T) {
+	requireMinio(t)
+	ctx := t.Context()
+	s, err := localstack.FreeSettings(stateDir(t))
+	require.NoError(t, err)
+	for _, v := range s.Env() {
+		if len(v.Name) > 4 && v.Name[:4] == "AWS_" {
+			t.Setenv(v.Name, v.Value)
+		}
+	}
+	runner := &localstack.InProcess{}
+	st, err := localstack.Up(ctx, localstack.UpOptions{Settings: s, Events: runner})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	primary, secondary := s.Bucket(localstack.Primary), s.Bucket(localstack.Secondary)
+	require.NoError(t, primary.Put(ctx, "generic/early/1.0.0/early.bin", []byte("early"), ""))
+	require.Eventually(t, func() bool { ok, err := secondary.Exists(ctx, "generic/early/1.0.0/early.bin"); return err == nil && ok },
+		20*time.Second, 20*time.Millisecond)
+
+	require.NoError(t, runner.Close(ctx))
+	require.NoError(t, primary.Put(ctx, "generic/missed/1.0.0/missed.bin", []byte("missed"), ""), "PUT succeeds with the receiver down")
+	require.NoError(t, primary.Delete(ctx, "generic/early/1.0.0/early.bin"))
+	time.Sleep(time.Second)
+	c, err := localstack.CountSpool(s.SpoolDir(), s.DeadLetterDir())
+	require.NoError(t, err)
+	assert.Zero(t, c.Queued, "nothing was queued while down")
+
+	scheduled := &localstack.InProcess{Schedules: localstack.Schedules{Backfill: time.Second, Verify: time.Second, FirstRun: 200 * time.Millisecond}}
+	_, err = scheduled.StartEvents(ctx, s)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = scheduled.Close(context.Background()) })
+	reg, closeReg, err := s.OpenRegistry(ctx)
+	require.NoError(t, err)
+	defer closeReg()
+	require.Eventually(t, func() bool {
+		row, err := reg.Get(ctx, "generic_package_file", "generic/missed/1.0.0/missed.bin")
+		return err == nil && row.State == registry.StateSynced && row.VerificationState == registry.VerificationSucceeded
+	}, 60*time.Second, 100*time.Millisecond, "the backfill schedule replicated what no event announced, verify verified it")
+	ok, err := secondary.Exists(ctx, "generic/missed/1.0.0/missed.bin")
+	require.NoError(t, err)
+	assert.True(t, ok)
+	require.Eventually(t, func() bool {
+		ok, err := secondary.Exists(ctx, "generic/early/1.0.0/early.bin")
+		return err == nil && !ok
+	}, 30*time.Second, 100*time.Millisecond, "the backfill schedule propagated the missed delete")
 }
 
 // stateDir is a temporary state directory PostgreSQL's user can enter

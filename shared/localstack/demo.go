@@ -12,10 +12,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/samples"
+	"github.com/geoblob/geoblob/shared/verify"
 )
 
 // ErrMismatch is returned when the secondary differs from the primary.
@@ -23,6 +25,9 @@ var ErrMismatch = errors.New("localstack: secondary differs from primary")
 
 // ErrTimeout is returned (wrapped) when replication did not finish in time.
 var ErrTimeout = errors.New("localstack: replication did not finish in time")
+
+// ErrNotVerified is returned (wrapped) when a live file is not verified.
+var ErrNotVerified = errors.New("localstack: files not verified")
 
 // Catalog returns the data-type catalog the stack's functions use (the
 // stack's configuration plus any GEOBLOB_* tuning in the environment).
@@ -62,7 +67,19 @@ func (s Settings) PrintStatus(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("localstack: %w", err)
 	}
-	return WriteStatus(out, cat.Names(), stats)
+	if err := WriteStatus(out, cat.Names(), stats); err != nil {
+		return err
+	}
+	c, err := CountSpool(s.SpoolDir(), s.DeadLetterDir())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "events: %d queued in the spool (%d retrying), %d dead letters", c.Queued, c.Retrying, c.DeadLetters)
+	if c.DeadLetters > 0 {
+		fmt.Fprintf(out, " in %s (each with a .reason.txt; `geoblob backfill` reconciles what they missed)", s.DeadLetterDir())
+	}
+	fmt.Fprintln(out)
+	return nil
 }
 
 // DemoOptions configure Demo.
@@ -82,12 +99,23 @@ type DemoOptions struct {
 // demoDeleteKey is uploaded and deleted again to show deletes replicating.
 const demoDeleteKey = "generic/demo/1.0.0/deleted-again.bin"
 
-// Demo brings the stack up, uploads sample files of every data type to the
-// primary, deletes one again, waits until the registry shows them all
-// replicated, prints the per-type table and a byte-for-byte comparison of
-// both buckets, and says how to continue by hand. It returns an error
-// wrapping ErrMismatch when the buckets differ and ErrTimeout when
-// replication does not finish within the timeout. The stack stays up.
+// demoBeforeKeys are uploaded while the primary's notifications are off,
+// like files that were in the bucket before geoblob was deployed: no event
+// announces them, the backfill pass must find them.
+var demoBeforeKeys = []string{
+	"generic/before-events/1.0.0/before-events-a.bin",
+	"generic/before-events/1.0.0/before-events-b.bin",
+}
+
+// Demo brings the stack up, uploads two files with the primary's
+// notifications off (files from before geoblob), uploads sample files of
+// every data type, deletes one again, waits until the registry shows the
+// evented ones replicated, runs one backfill pass (which must replicate the
+// files no event announced) and verify passes, prints the per-type table
+// and a byte-for-byte comparison of both buckets, and says how to continue
+// by hand. It returns an error wrapping ErrMismatch when the buckets
+// differ, ErrTimeout when replication does not finish within the timeout,
+// and ErrNotVerified unless every live file is verified. The stack stays up.
 func Demo(ctx context.Context, opts DemoOptions) error {
 	out := opts.Out
 	if out == nil {
@@ -117,7 +145,12 @@ func Demo(ctx context.Context, opts DemoOptions) error {
 			files[i].Size = demoSize(i)
 		}
 	}
-	fmt.Fprintf(out, "\n== 2. upload %d package files of %d data types to s3://%s (%s)\n", len(files), len(cat.Names()), s.PrimaryBucket, s.PrimaryEndpoint())
+	before, beforeStarted, err := uploadWithoutEvents(ctx, s, cat, out)
+	if err != nil {
+		return err
+	}
+
+	fmt.Fprintf(out, "\n== 3. upload %d package files of %d data types to s3://%s (%s)\n", len(files), len(cat.Names()), s.PrimaryBucket, s.PrimaryEndpoint())
 	started, total, err := upload(ctx, s.Bucket(Primary), files, out)
 	if err != nil {
 		return err
@@ -141,7 +174,7 @@ func Demo(ctx context.Context, opts DemoOptions) error {
 		fmt.Fprintf(out, "uploaded and deleted %s again (the delete must reach the secondary too)\n", del.Key)
 	}
 
-	fmt.Fprintf(out, "\n== 3. wait for replication (events: MinIO webhook -> %s -> lambda JSON path -> handler)\n", s.EventsURL())
+	fmt.Fprintf(out, "\n== 4. wait for replication (events: MinIO webhook -> %s -> spool %s -> SQS event -> lambda JSON path -> handler)\n", s.EventsURL(), s.SpoolDir())
 	reg, closeReg, err := s.OpenRegistry(ctx)
 	if err != nil {
 		return err
@@ -151,13 +184,39 @@ func Demo(ctx context.Context, opts DemoOptions) error {
 		return err
 	}
 
-	fmt.Fprintf(out, "\n== 4. registry (per data type)\n")
+	cfg, err := config.FromEnv(s.Getenv(os.Getenv))
+	if err != nil {
+		return fmt.Errorf("localstack: configuration: %w", err)
+	}
+	fmt.Fprintf(out, "\n== 5. one backfill pass (the scheduled function: registers what no event announced, syncs what is due)\n")
+	if err := demoBackfill(ctx, cfg, s.Getenv(os.Getenv), opts.Logger, out); err != nil {
+		return err
+	}
+	if err := waitSynced(ctx, reg, s.Bucket(Secondary), before, beforeStarted, samples.File{}, time.Time{}, opts.Timeout, out); err != nil {
+		return fmt.Errorf("files uploaded without events were not backfilled: %w", err)
+	}
+
+	fmt.Fprintf(out, "\n== 6. verify pass (the scheduled function: re-reads every secondary copy and compares its SHA-256)\n")
+	if err := demoVerify(ctx, cfg, s.Getenv(os.Getenv), opts.Timeout, opts.Logger, out); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(out, "\n== 7. registry (per data type)\n")
 	if err := s.PrintStatus(ctx, out); err != nil {
 		return err
 	}
-	fmt.Fprintln(out, "(VERIFIED counts rows the scheduled verify function has re-read; events alone do not verify.)")
+	stats, err := reg.Stats(ctx)
+	if err != nil {
+		return fmt.Errorf("localstack: %w", err)
+	}
+	var unverified []string
+	for _, st := range stats {
+		if st.Verified != st.Files {
+			unverified = append(unverified, fmt.Sprintf("%s: %d of %d verified", st.DataType, st.Verified, st.Files))
+		}
+	}
 
-	fmt.Fprintf(out, "\n== 5. byte-for-byte comparison of s3://%s and s3://%s (size and SHA-256 of every object)\n", s.PrimaryBucket, s.SecondaryBucket)
+	fmt.Fprintf(out, "\n== 8. byte-for-byte comparison of s3://%s and s3://%s (size and SHA-256 of every object)\n", s.PrimaryBucket, s.SecondaryBucket)
 	cmp, err := Compare(ctx, s.Bucket(Primary), s.Bucket(Secondary))
 	if err != nil {
 		return err
@@ -169,7 +228,147 @@ func Demo(ctx context.Context, opts DemoOptions) error {
 	if n := len(cmp.Mismatches()); n > 0 {
 		return fmt.Errorf("%w: %d object(s)", ErrMismatch, n)
 	}
+	if len(unverified) > 0 {
+		return fmt.Errorf("%w: %s", ErrNotVerified, strings.Join(unverified, "; "))
+	}
+	fmt.Fprintf(out, "every file replicated and verified: VERIFIED == FILES for every data type\n")
 	return nil
+}
+
+// uploadWithoutEvents turns the primary's notifications off, uploads the
+// demoBeforeKeys (with content new on every run, so each run has work for
+// backfill) and turns notifications back on.
+func uploadWithoutEvents(ctx context.Context, s Settings, cat *datatype.Catalog, out io.Writer) ([]samples.File, map[string]time.Time, error) {
+	fmt.Fprintf(out, "\n== 2. upload %d files with the primary's notifications off (files from before geoblob: no event will announce them)\n", len(demoBeforeKeys))
+	b := s.Bucket(Primary)
+	if err := b.setNotifications(ctx, false); err != nil {
+		return nil, nil, err
+	}
+	var files []samples.File
+	started := map[string]time.Time{}
+	var errs []error
+	for i, key := range demoBeforeKeys {
+		t, ok := cat.Match(key)
+		if !ok {
+			continue
+		}
+		f := samples.File{Key: key, DataType: t.Name, Size: 8<<10 + i}
+		body, err := f.Body()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("localstack: %w", err))
+			break
+		}
+		body = append(body, []byte(time.Now().Format(time.RFC3339Nano))...)
+		started[key] = time.Now()
+		if err := b.Put(ctx, key, body, ""); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		files = append(files, f)
+		fmt.Fprintf(out, "uploaded %s (%s) without an event\n", key, HumanBytes(int64(len(body))))
+	}
+	// Notifications back on whatever happened.
+	errs = append(errs, b.setNotifications(ctx, true))
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	return files, started, nil
+}
+
+// demoBackfill runs one backfill pass and prints its summary.
+func demoBackfill(ctx context.Context, cfg config.Config, getenv func(string) string, logger *slog.Logger, out io.Writer) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	svc, err := backfill.Build(ctx, cfg, getenv, logger, nil)
+	if err != nil {
+		return fmt.Errorf("localstack: %w", err)
+	}
+	defer svc.Close()
+	rep, err := svc.Runner.Run(ctx, backfill.Request{})
+	rc := rep.Reconcile
+	skipped := ""
+	if rc.Skipped != "" {
+		skipped = " (listing skipped: " + rc.Skipped + "; the daemon's scheduled pass is running it)"
+	}
+	fmt.Fprintf(out, "backfill: listed %d objects, registered %d new, %d changed, %d deletes propagated%s; synced %d, failed %d, in %s\n",
+		rc.Listed, rc.Registered, rc.Changed, rc.DeletesQueued, skipped, rep.Sync.Synced, rep.Sync.Failed, rep.Elapsed.Round(time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("localstack: backfill pass: %w", err)
+	}
+	return nil
+}
+
+// demoVerify runs verify passes until nothing is due and every live file
+// is verified (the daemon's scheduled pass may hold some rows for a
+// moment), at most until timeout, then prints verify's per-type table.
+func demoVerify(ctx context.Context, cfg config.Config, getenv func(string) string, timeout time.Duration, logger *slog.Logger, out io.Writer) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	svc, err := verify.Build(ctx, cfg, getenv, logger)
+	if err != nil {
+		return fmt.Errorf("localstack: %w", err)
+	}
+	defer svc.Close()
+	deadline := time.Now().Add(timeout)
+	var (
+		total verify.Report
+		sums  []verify.Summary
+	)
+	for {
+		rep, err := svc.Run(ctx, verify.RunOptions{})
+		if err != nil {
+			return fmt.Errorf("localstack: verify pass: %w", err)
+		}
+		total = addVerifyReports(total, rep)
+		if rep.Secondary.Checked+rep.Primary.Checked > 0 && !rep.BudgetExhausted {
+			continue
+		}
+		if sums, err = svc.Store.Summary(ctx); err != nil {
+			return fmt.Errorf("localstack: %w", err)
+		}
+		if allVerified(sums) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	if err := verify.WriteSummary(out, total, sums); err != nil {
+		return fmt.Errorf("localstack: %w", err)
+	}
+	if !allVerified(sums) {
+		return fmt.Errorf("%w within %s (see the table above)", ErrNotVerified, timeout)
+	}
+	return nil
+}
+
+func allVerified(sums []verify.Summary) bool {
+	for _, s := range sums {
+		if s.Verified != s.Files || s.PrimaryMismatch > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func addVerifyReports(a, b verify.Report) verify.Report {
+	add := func(x, y verify.Counts) verify.Counts {
+		return verify.Counts{
+			Checked: x.Checked + y.Checked, Matched: x.Matched + y.Matched, Mismatched: x.Mismatched + y.Mismatched,
+			Missing: x.Missing + y.Missing, Errors: x.Errors + y.Errors, Resynced: x.Resynced + y.Resynced,
+			Stale: x.Stale + y.Stale, Fast: x.Fast + y.Fast, BytesRead: x.BytesRead + y.BytesRead,
+		}
+	}
+	a.Secondary = add(a.Secondary, b.Secondary)
+	a.Primary = add(a.Primary, b.Primary)
+	a.Recovered += b.Recovered
+	a.Elapsed += b.Elapsed
+	a.BudgetExhausted = b.BudgetExhausted
+	return a
 }
 
 // demoSize gives the demo's files varied, realistic sizes (1 KiB .. 1 MiB).

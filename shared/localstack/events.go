@@ -17,30 +17,108 @@ import (
 	"github.com/geoblob/geoblob/shared/config"
 )
 
-// ServeEvents runs the event receiver in the foreground until ctx ends: it
-// builds the functions' handler from cfg exactly as the Lambda entry points
-// do, wraps it with lambda.NewHandler (the runtime's JSON path) and serves
-// MinIO's webhook POSTs on addr. `geoblob serve-events` runs it.
-func ServeEvents(ctx context.Context, addr string, cfg config.Config, logger *slog.Logger) error {
-	inv, closeApp, err := buildInvoker(ctx, cfg, logger)
+// ServeOptions configure ServeEvents.
+type ServeOptions struct {
+	// Addr is the listen address (host:port) for MinIO's webhook POSTs.
+	Addr string
+	// Config is the functions' configuration (config.FromEnv); Getenv
+	// supplies the GEOBLOB_BACKFILL_* and GEOBLOB_VERIFY_* variables of the
+	// scheduled functions.
+	Config config.Config
+	Getenv func(string) string
+	// Queue tunes the spool and its worker; Dir and DeadLetterDir are
+	// required, Invoker is set by ServeEvents.
+	Queue QueueOptions
+	// Schedules of the backfill and verify passes (zero: none).
+	Schedules Schedules
+	// Logger receives the handler's and the daemon's logs.
+	Logger *slog.Logger
+}
+
+// ServeEvents runs the event daemon in the foreground until ctx ends: it
+// builds the functions' handler from the configuration exactly as the
+// Lambda entry points do, wraps it with lambda.NewHandler (the runtime's
+// JSON path), spools MinIO's webhook POSTs on Addr, delivers the spool to
+// the handler as SQS events, and runs the scheduled backfill and verify
+// passes. `geoblob serve-events` runs it.
+func ServeEvents(ctx context.Context, o ServeOptions) error {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	inv, closeApp, err := buildInvoker(ctx, o.Config, logger)
 	if err != nil {
 		return err
 	}
 	defer closeApp()
-	srv, err := ListenEvents(addr, NewReceiver(inv, ReceiverOptions{Logger: logger}))
+	d, err := startDelivery(ctx, o.Addr, inv, o.Queue, logger)
 	if err != nil {
 		return err
 	}
-	logger.Info("localstack: receiving MinIO events", "addr", srv.Addr(), "primary", cfg.Primary.Name, "secondary", cfg.Secondary.Name)
+	logger.Info("localstack: receiving MinIO events", "addr", d.srv.Addr(), "spool", o.Queue.Dir,
+		"dead_letters", o.Queue.DeadLetterDir, "primary", o.Config.Primary.Name, "secondary", o.Config.Secondary.Name)
+	schedCtx, stopSched := context.WithCancel(ctx)
+	schedDone := make(chan error, 1)
+	go func() { schedDone <- o.Schedules.Run(schedCtx, o.Config, o.Getenv, logger) }()
+	var serveErr error
 	select {
-	case err := <-srv.Done():
-		return err
+	case serveErr = <-d.srv.Done():
+	case err := <-d.queueDone:
+		d.queueDone <- err // for close
+		serveErr = fmt.Errorf("localstack: queue worker stopped: %w", err)
 	case <-ctx.Done():
 	}
-	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	logger.Info("localstack: stopping event daemon")
+	stopSched()
+	closeErr := d.close(context.WithoutCancel(ctx))
+	schedErr := <-schedDone
+	return errors.Join(serveErr, closeErr, schedErr)
+}
+
+// delivery is a running receiver with its queue worker.
+type delivery struct {
+	srv       *EventServer
+	rec       *Receiver
+	queue     *Queue
+	stopQueue context.CancelFunc
+	queueDone chan error
+}
+
+// startDelivery opens the spool, starts the queue worker and listens on addr.
+func startDelivery(ctx context.Context, addr string, inv Invoker, qo QueueOptions, logger *slog.Logger) (*delivery, error) {
+	qo.Invoker = inv
+	if qo.Logger == nil {
+		qo.Logger = logger
+	}
+	q, err := OpenQueue(qo)
+	if err != nil {
+		return nil, err
+	}
+	rec := NewReceiver(q, inv, ReceiverOptions{Logger: logger})
+	srv, err := ListenEvents(addr, rec)
+	if err != nil {
+		return nil, err
+	}
+	qctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	d := &delivery{srv: srv, rec: rec, queue: q, stopQueue: stop, queueDone: make(chan error, 1)}
+	go func() { d.queueDone <- q.Run(qctx) }()
+	return d, nil
+}
+
+// close stops accepting POSTs, then stops the queue worker (waiting for
+// the invocations in flight; what is not acknowledged stays spooled).
+func (d *delivery) close(ctx context.Context) error {
+	shutdown, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	logger.Info("localstack: stopping event receiver")
-	return srv.Close(shutdown)
+	srvErr := d.srv.Close(shutdown)
+	d.stopQueue()
+	var qErr error
+	select {
+	case qErr = <-d.queueDone:
+	case <-shutdown.Done():
+		qErr = fmt.Errorf("localstack: queue worker did not stop: %w", shutdown.Err())
+	}
+	return errors.Join(srvErr, qErr)
 }
 
 // Daemon runs the event receiver as a background process of the geoblob
@@ -50,6 +128,8 @@ type Daemon struct {
 	// Executable is the geoblob binary (os.Executable()); it is copied into
 	// the state directory so a daemon started by `go run` keeps its binary.
 	Executable string
+	// Schedules of the backfill and verify passes the daemon runs.
+	Schedules Schedules
 }
 
 var _ EventsRunner = Daemon{}
@@ -67,7 +147,8 @@ func (d Daemon) StartEvents(ctx context.Context, s Settings) (string, error) {
 			return fmt.Sprintf("%-15s %s (pid %d), log %s", "already running", s.EventsURL(), pid, s.EventsLogFile()), nil
 		}
 		// Not answering, or running an older build of geoblob: replace it
-		// (MinIO keeps the events meanwhile in its queue).
+		// (the spool keeps what it accepted; events MinIO posts meanwhile
+		// are lost and reconciled by the backfill schedule).
 		if _, _, err := stopPID(ctx, s.EventsPIDFile(), 10*time.Second); err != nil {
 			return "", err
 		}
@@ -77,7 +158,10 @@ func (d Daemon) StartEvents(ctx context.Context, s Settings) (string, error) {
 		return "", err
 	}
 	env := daemonEnv(os.Environ(), s)
-	pid, err := spawn([]string{bin, "serve-events", "-listen", s.EventsAddr()}, env, s.EventsPIDFile(), s.EventsLogFile())
+	argv := []string{bin, "serve-events", "-listen", s.EventsAddr(), "-spool", s.SpoolDir(), "-dead-letters", s.DeadLetterDir(),
+		"-backfill-every", d.Schedules.Backfill.String(), "-verify-every", d.Schedules.Verify.String(),
+		"-first-run", d.Schedules.FirstRun.String()}
+	pid, err := spawn(argv, env, s.EventsPIDFile(), s.EventsLogFile())
 	if err != nil {
 		return "", err
 	}
@@ -148,10 +232,11 @@ func tailFile(path string, n int64) string {
 	return strings.TrimSpace(string(b))
 }
 
-// InProcess serves the event receiver inside the calling process (the
-// end-to-end tests): same handler, same receiver, no daemon.
+// InProcess serves the event receiver and its queue worker inside the
+// calling process (the end-to-end tests): same handler, same spool, same
+// SQS delivery, no daemon.
 type InProcess struct {
-	// Observe, when set, sees every delivery (see ReceiverOptions.Observe).
+	// Observe, when set, sees every delivered message (see QueueOptions.Observe).
 	Observe func(Delivery)
 	// Logger receives the handler's logs; nil discards.
 	Logger *slog.Logger
@@ -160,28 +245,35 @@ type InProcess struct {
 	// Invoker, when set, replaces the functions' handler (tests of the
 	// delivery path itself, e.g. a handler that fails on purpose).
 	Invoker Invoker
+	// Queue tunes the queue worker (Dir, DeadLetterDir, Invoker and
+	// Observe are set from the stack and the fields above).
+	Queue QueueOptions
+	// Schedules of the backfill and verify passes (zero: none).
+	Schedules Schedules
 
-	mu       sync.Mutex
-	srv      *EventServer
-	rec      *Receiver
-	closeApp func()
+	mu        sync.Mutex
+	d         *delivery
+	closeApp  func()
+	stopSched context.CancelFunc
+	schedDone chan error
 }
 
 var _ EventsRunner = (*InProcess)(nil)
 
-// StartEvents builds the handler from the stack's configuration and starts
-// serving it on the stack's events address.
+// StartEvents builds the handler from the stack's configuration, opens the
+// stack's spool and starts serving on the stack's events address.
 func (p *InProcess) StartEvents(ctx context.Context, s Settings) (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.srv != nil {
+	if p.d != nil {
 		return "", errors.New("localstack: in-process receiver already started")
 	}
 	logger := p.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	cfg, err := config.FromEnv(s.Getenv(p.Getenv))
+	getenv := s.Getenv(p.Getenv)
+	cfg, err := config.FromEnv(getenv)
 	if err != nil {
 		return "", fmt.Errorf("localstack: stack configuration: %w", err)
 	}
@@ -191,13 +283,17 @@ func (p *InProcess) StartEvents(ctx context.Context, s Settings) (string, error)
 			return "", err
 		}
 	}
-	rec := NewReceiver(inv, ReceiverOptions{Logger: logger, Observe: p.Observe})
-	srv, err := ListenEvents(s.EventsAddr(), rec)
+	qo := p.Queue
+	qo.Dir, qo.DeadLetterDir, qo.Observe = s.SpoolDir(), s.DeadLetterDir(), p.Observe
+	d, err := startDelivery(ctx, s.EventsAddr(), inv, qo, logger)
 	if err != nil {
 		closeApp()
 		return "", err
 	}
-	p.srv, p.rec, p.closeApp = srv, rec, closeApp
+	schedCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	p.schedDone = make(chan error, 1)
+	go func() { p.schedDone <- p.Schedules.Run(schedCtx, cfg, getenv, logger) }()
+	p.d, p.closeApp, p.stopSched = d, closeApp, stop
 	return fmt.Sprintf("%-15s %s (in-process)", "started", s.EventsURL()), nil
 }
 
@@ -206,18 +302,25 @@ func (p *InProcess) StartEvents(ctx context.Context, s Settings) (string, error)
 func (p *InProcess) Receiver() *Receiver {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.rec
+	if p.d == nil {
+		return nil
+	}
+	return p.d.rec
 }
 
-// Close stops the receiver and releases the handler's resources.
+// Close stops the receiver, the queue worker (messages not acknowledged
+// stay in the spool) and the schedules, and releases the handler's
+// resources.
 func (p *InProcess) Close(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.srv == nil {
+	if p.d == nil {
 		return nil
 	}
-	err := p.srv.Close(ctx)
+	err := p.d.close(ctx)
+	p.stopSched()
+	err = errors.Join(err, <-p.schedDone)
 	p.closeApp()
-	p.srv, p.rec = nil, nil
+	p.d = nil
 	return err
 }

@@ -23,53 +23,62 @@ type Invoker interface {
 
 var _ Invoker = lambda.NewHandler(func(context.Context, json.RawMessage) (any, error) { return nil, nil })
 
-// Delivery is one webhook POST as the receiver saw it.
+// Delivery is one spooled message as one invocation saw it.
 type Delivery struct {
-	// Body is the request body exactly as MinIO sent it.
+	// Body is the webhook body exactly as MinIO sent it (the SQS
+	// message's body).
 	Body []byte
-	// Err is the handler's error; nil means the receiver answered 2xx.
+	// MessageID is the spool id (the SQS messageId); ReceiveCount is the
+	// ApproximateReceiveCount of this delivery; BatchSize is how many
+	// messages the invocation carried.
+	MessageID    string
+	ReceiveCount int
+	BatchSize    int
+	// Err is non-nil (wrapping ErrHandler) when the message failed: the
+	// handler errored, or listed it in batchItemFailures.
 	Err error
-	// Received is when the POST's body was read; At is when the handler returned.
-	Received, At time.Time
+	// Spooled is when the receiver stored the body; Received is when the
+	// invocation started, At when the handler returned.
+	Spooled, Received, At time.Time
 }
 
+// Enqueuer stores a webhook body durably and returns its message id; *Queue
+// is one.
+type Enqueuer interface {
+	Append(body []byte) (string, error)
+}
+
+var _ Enqueuer = (*Queue)(nil)
+
 // Receiver is the http.Handler MinIO's webhook target posts bucket
-// notifications to. Each POST body is handed, unchanged, to the invoker
-// (the same handler code that runs in Lambda, through the runtime's JSON
-// path). A handler error, or an SQS-style response that reports failed
-// items, is answered with 500 so MinIO keeps the event in its queue and
-// retries it; success is answered with 200. HEAD and GET answer 200 (health).
+// notifications to: the SQS SendMessage of the local stack. Each POST body
+// is appended, unchanged, to the spool (fsync'd) and answered 200 with its
+// message id; a body the spool cannot persist is answered 503, so no event
+// is acknowledged before it is on disk. HEAD and GET answer 200 (MinIO's
+// liveness check). Invoke runs a body through the handler directly.
 type Receiver struct {
+	queue   Enqueuer
 	invoker Invoker
 	logger  *slog.Logger
-	observe func(Delivery)
-	timeout time.Duration
 }
 
 var _ http.Handler = (*Receiver)(nil)
 
 // ReceiverOptions configure NewReceiver.
 type ReceiverOptions struct {
-	// Logger receives one line per delivery; nil discards.
+	// Logger receives one line per refused POST; nil discards.
 	Logger *slog.Logger
-	// Observe, when set, is called after every POST (from the request's
-	// goroutine); tests use it to capture bodies for replay.
-	Observe func(Delivery)
-	// Timeout bounds one invocation (default 5 minutes).
-	Timeout time.Duration
 }
 
-// maxBody bounds a webhook body; MinIO sends one record per POST.
-const maxBody = 8 << 20
+// maxBody bounds a webhook body; MinIO sends one record per POST, and an
+// SQS message holds at most 256 KiB.
+const maxBody = 256 << 10
 
-// NewReceiver returns a Receiver that invokes inv.
-func NewReceiver(inv Invoker, opts ReceiverOptions) *Receiver {
-	r := &Receiver{invoker: inv, logger: opts.Logger, observe: opts.Observe, timeout: opts.Timeout}
+// NewReceiver returns a Receiver that spools into queue; inv serves Invoke.
+func NewReceiver(queue Enqueuer, inv Invoker, opts ReceiverOptions) *Receiver {
+	r := &Receiver{queue: queue, invoker: inv, logger: opts.Logger}
 	if r.logger == nil {
 		r.logger = slog.New(slog.DiscardHandler)
-	}
-	if r.timeout <= 0 {
-		r.timeout = 5 * time.Minute
 	}
 	return r
 }
@@ -94,29 +103,23 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "localstack: body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	ctx, cancel := context.WithTimeout(req.Context(), r.timeout)
-	defer cancel()
-	start := time.Now()
-	resp, err := r.Invoke(ctx, body)
-	if r.observe != nil {
-		r.observe(Delivery{Body: body, Err: err, Received: start, At: time.Now()})
-	}
+	id, err := r.queue.Append(body)
 	if err != nil {
-		r.logger.Warn("localstack: event delivery failed; MinIO will retry", "err", err, "duration", time.Since(start))
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		r.logger.Error("localstack: cannot spool event; refused", "error", err, "bytes", len(body))
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	r.logger.Debug("localstack: event delivered", "duration", time.Since(start), "bytes", len(body))
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(resp)
+	_, _ = fmt.Fprintf(w, "{\"MessageId\":%q}\n", id)
 }
 
-// ErrHandler is returned (wrapped) by Receiver.Invoke when the handler failed.
+// ErrHandler is returned (wrapped) when the handler failed a message.
 var ErrHandler = errors.New("localstack: handler failed")
 
-// Invoke runs one payload through the invoker and turns a handler error or a
-// response with batch item failures into an error wrapping ErrHandler.
+// Invoke runs one payload through the invoker directly (no spool) and
+// turns a handler error or a response with batch item failures into an
+// error wrapping ErrHandler. Tests replay captured bodies with it.
 func (r *Receiver) Invoke(ctx context.Context, body []byte) ([]byte, error) {
 	resp, err := r.invoker.Invoke(ctx, body)
 	if err != nil {

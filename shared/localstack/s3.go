@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/geoblob/geoblob/shared/minioproc"
 )
 
 // Side names one region of the stack.
@@ -64,6 +66,25 @@ func (b Bucket) ensure(ctx context.Context) error {
 	var exists *types.BucketAlreadyExists
 	if err != nil && !errors.As(err, &owned) && !errors.As(err, &exists) {
 		return fmt.Errorf("localstack: create bucket %s (%s): %w", b.Name, b.Side, err)
+	}
+	return nil
+}
+
+// setNotifications turns the bucket's event notifications to the stack's
+// webhook target on, or off (an empty configuration).
+func (b Bucket) setNotifications(ctx context.Context, on bool) error {
+	if on {
+		if err := minioproc.ConfigureWebhook(ctx, b.Client, b.Name, WebhookID); err != nil {
+			return fmt.Errorf("localstack: %w", err)
+		}
+		return nil
+	}
+	_, err := b.Client.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
+		Bucket:                    aws.String(b.Name),
+		NotificationConfiguration: &types.NotificationConfiguration{},
+	})
+	if err != nil {
+		return fmt.Errorf("localstack: turn notifications of %s off: %w", b.Name, err)
 	}
 	return nil
 }

@@ -54,9 +54,6 @@ type Settings struct {
 	AccessKey       string `json:"access_key"`
 	SecretKey       string `json:"secret_key"`
 	Database        string `json:"database"`
-	// NoQueue turns MinIO's on-disk webhook queue off: events are posted
-	// synchronously and lost if the receiver fails (only for measurements).
-	NoQueue bool `json:"no_queue,omitempty"`
 }
 
 // DefaultSettings returns the user's stack settings in dir.
@@ -126,6 +123,14 @@ func (s Settings) PostgresDir() string { return s.path("postgres") }
 // MinioDir holds the data, queue, pid and log files of one MinIO process
 // ("primary" or "secondary").
 func (s Settings) MinioDir(side string) string { return s.path("minio-" + side) }
+
+// SpoolDir is the event daemon's durable queue of webhook bodies (the
+// stand-in for the SQS queue).
+func (s Settings) SpoolDir() string { return s.path("events-spool") }
+
+// DeadLetterDir receives spooled messages that failed too often (the
+// stand-in for the SQS dead-letter queue).
+func (s Settings) DeadLetterDir() string { return s.path("events-dlq") }
 
 // EventsPIDFile is the event daemon's pid file.
 func (s Settings) EventsPIDFile() string { return s.path("events.pid") }

@@ -123,8 +123,8 @@ func Up(ctx context.Context, opts UpOptions) (*Stack, error) {
 		}
 		note := ""
 		if side == Primary {
-			if err := minioproc.ConfigureWebhook(ctx, b.Client, b.Name, WebhookID); err != nil {
-				return nil, fmt.Errorf("localstack: %w", err)
+			if err := b.setNotifications(ctx, true); err != nil {
+				return nil, err
 			}
 			note = ", notifications -> " + s.EventsURL()
 		}
@@ -160,9 +160,14 @@ func (st *Stack) startMinio(ctx context.Context, opts UpOptions, side Side, logg
 		SecretKey: s.SecretKey,
 		Region:    regionOf(s, side),
 		Webhooks:  hooks,
-		Binary:    opts.MinioBinary,
-		Detach:    opts.Detach,
-		Logger:    logger,
+		// No MinIO queue: events are posted at once (MinIO replays its
+		// queue only every 3 s); the receiver's spool is the durable queue.
+		// Sync events: a PUT is answered after its event is spooled.
+		NoWebhookQueue: true,
+		SyncEvents:     true,
+		Binary:         opts.MinioBinary,
+		Detach:         opts.Detach,
+		Logger:         logger,
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("localstack: minio %s: %w", side, err)

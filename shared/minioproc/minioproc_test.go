@@ -201,3 +201,13 @@ func TestWebhookDownAtStart(t *testing.T) {
 		})
 	}
 }
+
+func TestConfigureWebhookUnknownTarget(t *testing.T) {
+	t.Parallel()
+	client := s3test.Client(t.Context(), s3test.NewMinio(t).Endpoint())
+	s3test.CreateBucket(t, client, "nohook")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	err := minioproc.ConfigureWebhook(ctx, client, "nohook", "missing")
+	require.Error(t, err, "a target the server was not started with is refused")
+}

@@ -1,0 +1,139 @@
+package localstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/geoblob/geoblob/shared/backfill"
+	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/verify"
+)
+
+// Schedules are the local stand-in for the EventBridge Scheduler rules that
+// invoke the backfill and verify functions in AWS: the event daemon runs
+// one pass of each every interval, the first FirstRun after it starts, so
+// events missed while the daemon was down (MinIO drops what it cannot
+// deliver) are reconciled and new copies get verified. A zero interval
+// turns that schedule off.
+type Schedules struct {
+	Backfill time.Duration
+	Verify   time.Duration
+	// FirstRun is the delay before the first pass of each (default 5 s).
+	FirstRun time.Duration
+}
+
+// DefaultSchedules are the daemon's: both every minute, first after 5 s.
+func DefaultSchedules() Schedules {
+	return Schedules{Backfill: time.Minute, Verify: time.Minute, FirstRun: 5 * time.Second}
+}
+
+// backfillPass is the part of *backfill.Runner a schedule uses.
+type backfillPass interface {
+	Run(ctx context.Context, req backfill.Request) (backfill.Report, error)
+}
+
+// verifyPass is the part of *verify.Service a schedule uses.
+type verifyPass interface {
+	Run(ctx context.Context, ro verify.RunOptions) (verify.Report, error)
+}
+
+var (
+	_ backfillPass = (*backfill.Runner)(nil)
+	_ verifyPass   = (*verify.Service)(nil)
+)
+
+// Run builds the backfill and verify services from cfg and getenv (as
+// their Lambda entry points do) and runs their passes on schedule until
+// ctx ends. A failing pass is logged and the schedule goes on.
+func (sc Schedules) Run(ctx context.Context, cfg config.Config, getenv func(string) string, logger *slog.Logger) error {
+	if sc.Backfill <= 0 && sc.Verify <= 0 {
+		return nil
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if sc.FirstRun <= 0 {
+		sc.FirstRun = 5 * time.Second
+	}
+	done := make(chan struct{}, 2)
+	started := 0
+	if sc.Backfill > 0 {
+		svc, err := backfill.Build(ctx, cfg, getenv, logger, nil)
+		if err != nil {
+			return fmt.Errorf("localstack: backfill schedule: %w", err)
+		}
+		defer svc.Close()
+		started++
+		go func() {
+			every(ctx, sc.FirstRun, sc.Backfill, func() { runBackfillPass(ctx, svc.Runner, logger) })
+			done <- struct{}{}
+		}()
+	}
+	if sc.Verify > 0 {
+		svc, err := verify.Build(ctx, cfg, getenv, logger)
+		if err != nil {
+			return fmt.Errorf("localstack: verify schedule: %w", err)
+		}
+		defer svc.Close()
+		started++
+		go func() {
+			every(ctx, sc.FirstRun, sc.Verify, func() { runVerifyPass(ctx, svc, logger) })
+			done <- struct{}{}
+		}()
+	}
+	logger.Info("localstack: schedules started", "backfill_every", sc.Backfill, "verify_every", sc.Verify, "first_run_in", sc.FirstRun)
+	for range started {
+		<-done
+	}
+	return nil
+}
+
+// every calls fn after first, then every interval (never two at once; a
+// pass longer than the interval delays the next), until ctx ends.
+func every(ctx context.Context, first, interval time.Duration, fn func()) {
+	t := time.NewTimer(first)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fn()
+		t.Reset(interval)
+	}
+}
+
+func runBackfillPass(ctx context.Context, r backfillPass, logger *slog.Logger) backfill.Report {
+	rep, err := r.Run(ctx, backfill.Request{})
+	attrs := []any{"function", "backfill", "trigger", "schedule", "elapsed", rep.Elapsed.Round(time.Millisecond),
+		"recovered", rep.Recovered, "listed", rep.Reconcile.Listed, "registered", rep.Reconcile.Registered,
+		"changed", rep.Reconcile.Changed, "deletes_queued", rep.Reconcile.DeletesQueued,
+		"claimed", rep.Sync.Claimed, "synced", rep.Sync.Synced, "deleted", rep.Sync.Deleted,
+		"failed", rep.Sync.Failed, "budget_exhausted", rep.BudgetExhausted}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		logger.Error("localstack: scheduled backfill pass failed", append(attrs, "error", err)...)
+	} else {
+		logger.Info("localstack: scheduled backfill pass", attrs...)
+	}
+	return rep
+}
+
+func runVerifyPass(ctx context.Context, v verifyPass, logger *slog.Logger) verify.Report {
+	rep, err := v.Run(ctx, verify.RunOptions{})
+	attrs := []any{"function", "verify", "trigger", "schedule", "elapsed", rep.Elapsed.Round(time.Millisecond),
+		"secondary_checked", rep.Secondary.Checked, "secondary_matched", rep.Secondary.Matched,
+		"secondary_mismatched", rep.Secondary.Mismatched, "secondary_missing", rep.Secondary.Missing,
+		"resynced", rep.Secondary.Resynced, "primary_checked", rep.Primary.Checked,
+		"primary_changed", rep.Primary.Mismatched, "errors", rep.Secondary.Errors + rep.Primary.Errors,
+		"bytes_read", rep.Secondary.BytesRead + rep.Primary.BytesRead, "budget_exhausted", rep.BudgetExhausted}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		logger.Error("localstack: scheduled verify pass failed", append(attrs, "error", err)...)
+	} else {
+		logger.Info("localstack: scheduled verify pass", attrs...)
+	}
+	return rep
+}
