@@ -25,10 +25,10 @@ const benchRate = 20
 // BenchmarkEndToEndLatency measures PUT on the primary -> registry row
 // synced (the secondary copy written and checksummed), over 1,000 uploads
 // of mixed data types and sizes (1-64 KiB) paced at 20/s, through real
-// MinIO notifications (webhook with its on-disk queue), the receiver and the
-// handler. Latency runs from just before the PUT is sent to the row's
-// last_synced_at. It reports p50/p99/max in ms, plus the handler's own
-// time per delivery (handler-p50/p99-ms). One measurement per call: b.N is
+// MinIO notifications (webhook without MinIO's queue, synchronous events),
+// the receiver's spool, SQS-event batches and the handler. Latency runs
+// from just before the PUT is sent to the row's last_synced_at. It reports p50/p99/max in ms, plus the handler's own
+// time per invocation a message took part in (handler-p50/p99-ms). One measurement per call: b.N is
 // ignored, and a run takes ~55 s, so the framework calls it once.
 func BenchmarkEndToEndLatency(b *testing.B) {
 	ctx := b.Context()

@@ -105,6 +105,10 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
+// queueOptions make retries quick: a failed message is received again
+// after 0.3, 0.6, 1.2, 2.4 s and dead-lettered on its 5th failure (~8.5 s).
+var queueOptions = localstack.QueueOptions{MaxReceives: 5, Visibility: 300 * time.Millisecond, MaxVisibility: 4 * time.Second}
+
 // startStack starts a stack in a new temporary directory on free ports,
 // cleaning up after itself when it fails.
 func startStack(rec *recorder, logger *slog.Logger) (localstack.Settings, *localstack.Stack, *localstack.InProcess, error) {
@@ -122,7 +126,7 @@ func startStack(rec *recorder, logger *slog.Logger) (localstack.Settings, *local
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	runner := &localstack.InProcess{Observe: rec.observe, Logger: logger}
+	runner := &localstack.InProcess{Observe: rec.observe, Logger: logger, Queue: queueOptions}
 	stack, err := localstack.Up(ctx, localstack.UpOptions{Settings: s, Events: runner, Logger: logger})
 	if err != nil {
 		_ = runner.Close(context.Background())
@@ -133,7 +137,7 @@ func startStack(rec *recorder, logger *slog.Logger) (localstack.Settings, *local
 	return s, stack, runner, nil
 }
 
-// recorder keeps every webhook delivery the receiver saw.
+// recorder keeps every delivery of a spooled message to the handler.
 type recorder struct {
 	mu         sync.Mutex
 	deliveries []localstack.Delivery
