@@ -152,12 +152,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return localstack.Remove(ctx, *dir, fs.Arg(0), stdout)
 	case "backfill":
-		if err := useStackCredentials(*dir); err != nil {
+		// The flags after "backfill" are backfill.RunCLI's; -dir is ours.
+		d, rest := cutDirArg(args, *dir)
+		if err := useStackCredentials(d); err != nil {
 			return err
 		}
-		return runBackfill(ctx, *dir, args, stdout, stderr)
+		return runBackfill(ctx, d, rest, stdout, stderr)
 	case "verify":
-		if err := useStackCredentials(dirArg(args, *dir)); err != nil {
+		d, _ := cutDirArg(args, *dir)
+		if err := useStackCredentials(d); err != nil {
 			return err
 		}
 		return runVerify(ctx, fs, dir, args, stdout, logger())
@@ -225,18 +228,24 @@ func exportCredentials(s localstack.Settings) error {
 	return nil
 }
 
-// dirArg returns the value of a -dir flag in args (before parsing), else def.
-func dirArg(args []string, def string) string {
-	for i, a := range args {
-		a = strings.TrimPrefix(a, "-")
+// cutDirArg returns the value of a -dir flag in args (before parsing;
+// default def) and args without it.
+func cutDirArg(args []string, def string) (string, []string) {
+	dir := def
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := strings.TrimPrefix(strings.TrimPrefix(args[i], "-"), "-")
 		switch {
-		case strings.HasPrefix(a, "-dir="), strings.HasPrefix(a, "dir="):
-			return a[strings.Index(a, "=")+1:]
-		case (a == "dir" || a == "-dir") && i+1 < len(args):
-			return args[i+1]
+		case strings.HasPrefix(a, "dir=") && a != args[i]:
+			dir = strings.TrimPrefix(a, "dir=")
+		case a == "dir" && a != args[i] && i+1 < len(args):
+			dir = args[i+1]
+			i++
+		default:
+			rest = append(rest, args[i])
 		}
 	}
-	return def
+	return dir, rest
 }
 
 type schedules struct{ backfill, verify, first *time.Duration }

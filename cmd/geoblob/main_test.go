@@ -62,7 +62,7 @@ func TestCommands(t *testing.T) {
 		}
 	})
 
-	out, err := cli(t, append([]string{"up"}, flags...)...)
+	out, err := cli(t, append([]string{"up", "-first-run", "1s"}, flags...)...)
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "started")
 	out, err = cli(t, "up", "-dir", dir)
@@ -75,6 +75,17 @@ func TestCommands(t *testing.T) {
 	out, err = cli(t, "demo", "-dir", dir, "-extra", "1", "-big-mib", "17", "-timeout", "2m")
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "primary and secondary are identical")
+	assert.Contains(t, out, "every file replicated and verified: VERIFIED == FILES for every data type")
+	assert.Contains(t, out, "uploaded generic/before-events/1.0.0/before-events-a.bin")
+	assertAllVerified(t, out)
+
+	// The files uploaded without events were replicated by backfill.
+	secondary := free.Bucket(localstack.Secondary)
+	for _, key := range []string{"generic/before-events/1.0.0/before-events-a.bin", "generic/before-events/1.0.0/before-events-b.bin"} {
+		ok, err := secondary.Exists(t.Context(), key)
+		require.NoError(t, err)
+		assert.True(t, ok, "%s backfilled", key)
+	}
 
 	// By hand: cp then rm, the secondary follows.
 	file := filepath.Join(dir, "by-hand.jar")
@@ -82,7 +93,6 @@ func TestCommands(t *testing.T) {
 	key := "maven/com/example/hand/1.0.0/hand-1.0.0.jar"
 	out, err = cli(t, "cp", "-dir", dir, file, key)
 	require.NoError(t, err, out)
-	secondary := free.Bucket(localstack.Secondary)
 	require.Eventually(t, func() bool {
 		ok, err := secondary.Exists(t.Context(), key)
 		return err == nil && ok
@@ -98,10 +108,62 @@ func TestCommands(t *testing.T) {
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "maven_package_file")
 	assert.Contains(t, out, "TOTAL")
+	assert.Contains(t, out, "0 dead letters")
+
+	// The scheduled passes run in the daemon; the commands run one on demand.
+	out, err = cli(t, "backfill", "-dir", dir, "-progress=false")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "reconcile")
+	out, err = cli(t, "verify", "-dir", dir)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "verification:")
+	log, err := os.ReadFile(filepath.Join(dir, "events.log"))
+	require.NoError(t, err)
+	assert.Contains(t, string(log), "scheduled backfill pass", "the daemon runs the backfill schedule")
+	assert.Contains(t, string(log), "scheduled verify pass", "the daemon runs the verify schedule")
 
 	out, err = cli(t, "down", "-dir", dir)
 	require.NoError(t, err, out)
 	assert.Equal(t, 4, strings.Count(out, "stopped ("), out)
 	out, err = cli(t, "status", "-dir", dir)
 	require.Error(t, err, out)
+}
+
+// assertAllVerified checks the demo's registry table: VERIFIED == FILES on
+// every data type row and on TOTAL.
+func assertAllVerified(t *testing.T, out string) {
+	t.Helper()
+	i := strings.Index(out, "registry (per data type)")
+	require.GreaterOrEqual(t, i, 0, out)
+	rows := 0
+	for _, line := range strings.Split(out[i:], "\n")[2:] {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(line, "events:") {
+			break
+		}
+		if len(f) < 8 || strings.HasPrefix(f[0], "-") {
+			continue
+		}
+		assert.Equal(t, f[1], f[5], "FILES vs VERIFIED in %q", line)
+		rows++
+	}
+	assert.Greater(t, rows, 3, out)
+}
+
+func TestCutDirArg(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		dir  string
+		rest []string
+	}{
+		{[]string{"-until-quiet"}, "def", []string{"-until-quiet"}},
+		{[]string{"-dir", "/x", "-budget", "1m"}, "/x", []string{"-budget", "1m"}},
+		{[]string{"--dir=/y", "-v"}, "/y", []string{"-v"}},
+		{[]string{"-v", "-dir=/z"}, "/z", []string{"-v"}},
+	} {
+		dir, rest := cutDirArg(tc.args, "def")
+		assert.Equal(t, tc.dir, dir, tc.args)
+		assert.Equal(t, tc.rest, rest, tc.args)
+	}
 }

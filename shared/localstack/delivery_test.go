@@ -190,7 +190,10 @@ func TestEventsMissedWhileDownAreBackfilled(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	primary, secondary := s.Bucket(localstack.Primary), s.Bucket(localstack.Secondary)
 	require.NoError(t, primary.Put(ctx, "generic/early/1.0.0/early.bin", []byte("early"), ""))
-	require.Eventually(t, func() bool { ok, err := secondary.Exists(ctx, "generic/early/1.0.0/early.bin"); return err == nil && ok },
+	require.Eventually(t, func() bool {
+		ok, err := secondary.Exists(ctx, "generic/early/1.0.0/early.bin")
+		return err == nil && ok
+	},
 		20*time.Second, 20*time.Millisecond)
 
 	require.NoError(t, runner.Close(ctx))

@@ -224,14 +224,16 @@ func Demo(ctx context.Context, opts DemoOptions) error {
 	if err := cmp.Write(out, true); err != nil {
 		return err
 	}
-	PrintHowTo(out, s)
 	if n := len(cmp.Mismatches()); n > 0 {
+		PrintHowTo(out, s)
 		return fmt.Errorf("%w: %d object(s)", ErrMismatch, n)
 	}
 	if len(unverified) > 0 {
+		PrintHowTo(out, s)
 		return fmt.Errorf("%w: %s", ErrNotVerified, strings.Join(unverified, "; "))
 	}
 	fmt.Fprintf(out, "every file replicated and verified: VERIFIED == FILES for every data type\n")
+	PrintHowTo(out, s)
 	return nil
 }
 
