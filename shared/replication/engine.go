@@ -336,11 +336,13 @@ func (e *Engine) copy(ctx context.Context, claim registry.Claim, log *slog.Logge
 		}
 		return e.fail(ctx, claim, log, fmt.Errorf("%w: %w", ErrCopy, err), false)
 	}
-	won, err := e.reg.MarkSynced(ctx, claim, registry.SyncResult{
-		Size:      res.Size,
-		SHA256:    res.SHA256,
-		ETag:      normalizeETag(res.Source.ETag),
-		VersionID: res.Source.VersionID,
+	won, err := finish(ctx, func(ctx context.Context) (bool, error) {
+		return e.reg.MarkSynced(ctx, claim, registry.SyncResult{
+			Size:      res.Size,
+			SHA256:    res.SHA256,
+			ETag:      normalizeETag(res.Source.ETag),
+			VersionID: res.Source.VersionID,
+		})
 	})
 	if err != nil {
 		return OutcomeFailed, true, fmt.Errorf("%w: mark synced %s: %w", ErrRegistry, claim.ObjectKey, err)
@@ -373,7 +375,9 @@ func (e *Engine) propagateDelete(ctx context.Context, claim registry.Claim, log 
 	if err != nil {
 		return e.fail(ctx, claim, log, fmt.Errorf("%w: %w", ErrCopy, err), false)
 	}
-	won, err := e.reg.MarkSynced(ctx, claim, registry.SyncResult{})
+	won, err := finish(ctx, func(ctx context.Context) (bool, error) {
+		return e.reg.MarkSynced(ctx, claim, registry.SyncResult{})
+	})
 	if err != nil {
 		return OutcomeFailed, true, fmt.Errorf("%w: mark deleted %s: %w", ErrRegistry, claim.ObjectKey, err)
 	}
@@ -407,7 +411,9 @@ func (e *Engine) resurrect(ctx context.Context, claim registry.Claim, obj blobst
 	if applied {
 		return OutcomeFailed, false, nil // the row changed: SyncClaim re-reads and copies
 	}
-	won, err := e.reg.MarkFailed(ctx, claim, "object exists on primary again; secondary copy kept", false)
+	won, err := finish(ctx, func(ctx context.Context) (bool, error) {
+		return e.reg.MarkFailed(ctx, claim, "object exists on primary again; secondary copy kept", false)
+	})
 	if err != nil {
 		return OutcomeFailed, true, fmt.Errorf("%w: mark failed %s: %w", ErrRegistry, claim.ObjectKey, err)
 	}
@@ -422,9 +428,9 @@ func (e *Engine) resurrect(ctx context.Context, claim registry.Claim, obj blobst
 // is returned so the event is redelivered.
 func (e *Engine) fail(ctx context.Context, claim registry.Claim, log *slog.Logger, cause error, missing bool) (Outcome, bool, error) {
 	// Record the failure even when ctx was cancelled (Lambda deadline).
-	rctx, cancel := cleanupContext(ctx)
-	defer cancel()
-	won, err := e.reg.MarkFailed(rctx, claim, cause.Error(), missing)
+	won, err := finish(ctx, func(ctx context.Context) (bool, error) {
+		return e.reg.MarkFailed(ctx, claim, cause.Error(), missing)
+	})
 	if err != nil {
 		return OutcomeFailed, true, errors.Join(cause, fmt.Errorf("%w: mark failed %s: %w", ErrRegistry, claim.ObjectKey, err))
 	}

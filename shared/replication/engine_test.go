@@ -14,6 +14,7 @@ import (
 	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/replication"
 	rt "github.com/geoblob/geoblob/shared/replication/replicationtest"
+	"github.com/geoblob/geoblob/shared/testutil/pgtest"
 	"github.com/geoblob/geoblob/shared/testutil/s3test"
 )
 
@@ -321,4 +322,48 @@ func TestOutcomeString(t *testing.T) {
 	assert.Equal(t, "synced", replication.OutcomeSynced.String())
 	assert.Equal(t, "missing_on_primary", replication.OutcomeMissingOnPrimary.String())
 	assert.Equal(t, "unknown", replication.Outcome(99).String())
+}
+
+// TestDatabaseRestartDuringCopyStillRecordsResult stops PostgreSQL while the
+// secondary PUT is in flight and starts it again a moment later: the engine
+// must record the finished copy once the database is back instead of leaving
+// the row claimed (started) until stuck recovery.
+func TestDatabaseRestartDuringCopyStillRecordsResult(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cluster := pgtest.NewCluster(t)
+	require.NoError(t, cluster.CreateDatabase(ctx, "geoblob"))
+	var (
+		puts      atomic.Int32
+		restarted = make(chan error, 1)
+	)
+	opts := rt.EnvOptions{DSN: cluster.DSN("geoblob"), SecondaryEndpoint: func(t testing.TB, endpoint string) string {
+		return s3test.NewFaultProxy(t, endpoint, func(r *http.Request) s3test.Fault {
+			if s3test.Op(r) == s3test.OpPutObject && puts.Add(1) == 1 {
+				if err := cluster.Stop(ctx); err != nil {
+					restarted <- err
+					return s3test.Fault{}
+				}
+				go func() {
+					time.Sleep(time.Second)
+					restarted <- cluster.Restart(ctx)
+				}()
+			}
+			return s3test.Fault{}
+		}).Endpoint()
+	}}
+	env := rt.NewEnv(t, opts)
+	body := []byte("copied while the registry restarted")
+	env.PutPrimary(t, key, body)
+
+	out, err := env.Engine.Apply(ctx, rt.CreatedEvent(key, int64(len(body)), "10"))
+	require.NoError(t, <-restarted)
+	require.NoError(t, err)
+	assert.Equal(t, replication.OutcomeSynced, out)
+	row := env.Row(t, key)
+	assert.Equal(t, registry.StateSynced, row.State, "the row must not stay claimed")
+	assert.Equal(t, rt.SHA256(body), row.PrimarySHA256)
+	got, ok := env.SecondaryBytes(t, key)
+	require.True(t, ok)
+	assert.Equal(t, body, got)
 }

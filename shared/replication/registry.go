@@ -2,7 +2,11 @@ package replication
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/geoblob/geoblob/shared/registry"
 )
@@ -31,9 +35,49 @@ type Registry interface {
 	Get(ctx context.Context, dataType, key string) (registry.Row, error)
 }
 
-// cleanupTimeout bounds registry writes made after ctx may be cancelled.
-const cleanupTimeout = 10 * time.Second
 
-func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+// finishBudget bounds how long the engine keeps trying to record the outcome
+// of work it has already done while the registry is unreachable (a database
+// restart or failover). Giving up leaves the row started until stuck
+// recovery; trying costs nothing when the database answers.
+const finishBudget = 20 * time.Second
+
+// finish runs a claim-finishing write (MarkSynced, MarkFailed) and retries
+// transient registry errors with growing delays for up to finishBudget, even
+// after ctx is cancelled. The writes are compare-and-set, so a retry after a
+// commit whose reply was lost answers won=false and the caller re-reads the row.
+func finish(ctx context.Context, write func(context.Context) (bool, error)) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishBudget)
+	defer cancel()
+	delay := 100 * time.Millisecond
+	for {
+		won, err := write(ctx)
+		if err == nil || !transientRegistryError(err) {
+			return won, err
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return false, err
+		}
+		delay = min(2*delay, 3*time.Second)
+	}
+}
+
+// transientRegistryError reports whether a registry error may go away by
+// itself: lost or refused connections, server shutdown, serialization
+// failures and deadlocks. Constraint and data errors are permanent.
+func transientRegistryError(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "57P01", "57P02", "57P03", "40001", "40P01":
+			return true
+		}
+		return strings.HasPrefix(pgErr.Code, "08")
+	}
+	return true // connection-level failures carry no SQLSTATE
 }
