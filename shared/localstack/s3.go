@@ -55,6 +55,7 @@ func (s Settings) Bucket(side Side) Bucket {
 		o.BaseEndpoint = aws.String(endpoint)
 		o.UsePathStyle = true
 		o.RetryMaxAttempts = 5
+		o.DisableLogOutputChecksumValidationSkipped = true
 	})
 	return Bucket{Side: side, Name: name, Client: client}
 }
