@@ -46,15 +46,15 @@ func TestMatch(t *testing.T) {
 	c, err := datatype.BuiltinCatalog()
 	require.NoError(t, err)
 	cases := map[string]string{
-		"npm/left-pad/-/left-pad-1.3.0.tgz":        "npm_package_file",
-		"npm/left-pad":                             "",
-		"nuget/a/1.0.0/a.1.0.0.nupkg":              "nuget_package_file",
-		"nuget/a/1.0.0/a.1.0.0.snupkg":             "nuget_symbol_file",
-		"nuget/a/1.0.0/a.pdb":                      "nuget_symbol_file",
-		"pypi/x/1/x-1.tar.gz":                      "pypi_package_file",
-		"pypi/x/1/x-1.exe":                         "",
-		"tmp/upload-123":                           "",
-		"":                                         "",
+		"npm/left-pad/-/left-pad-1.3.0.tgz": "npm_package_file",
+		"npm/left-pad":                      "",
+		"nuget/a/1.0.0/a.1.0.0.nupkg":       "nuget_package_file",
+		"nuget/a/1.0.0/a.1.0.0.snupkg":      "nuget_symbol_file",
+		"nuget/a/1.0.0/a.pdb":               "nuget_symbol_file",
+		"pypi/x/1/x-1.tar.gz":               "pypi_package_file",
+		"pypi/x/1/x-1.exe":                  "",
+		"tmp/upload-123":                    "",
+		"":                                  "",
 		"generic/pkg/1.0/file with spaces+plus.bin": "generic_package_file",
 	}
 	for key, want := range cases {
@@ -73,7 +73,7 @@ func TestNewCatalogRejectsBadDefinitions(t *testing.T) {
 		"bad regexp":        {{Name: "a_file", Patterns: []string{`^a/(`}}},
 		"example unmatched": {{Name: "a_file", Patterns: []string{`^a/`}, Examples: []string{"b/x"}}},
 		"duplicate name":    {ok, ok},
-		"example shadowed": {ok, {Name: "b_file", Patterns: []string{`^a/x$`}, Examples: []string{"a/x"}}},
+		"example shadowed":  {ok, {Name: "b_file", Patterns: []string{`^a/x$`}, Examples: []string{"a/x"}}},
 	}
 	for name, types := range cases {
 		_, err := datatype.NewCatalog(types...)

@@ -35,7 +35,6 @@ type Registry interface {
 	Get(ctx context.Context, dataType, key string) (registry.Row, error)
 }
 
-
 // finishBudget bounds how long the engine keeps trying to record the outcome
 // of work it has already done while the registry is unreachable (a database
 // restart or failover). Giving up leaves the row started until stuck
