@@ -44,7 +44,7 @@ var Reference = []Var{
 	{"GEOBLOB_COPY_CONCURRENCY", "10", "Copies in flight at once per function instance (event and backfill copies together)."},
 	{"GEOBLOB_MULTIPART_THRESHOLD", "16777216", "Objects larger than this many bytes are copied with multipart upload."},
 	{"GEOBLOB_PART_SIZE", "8388608", "Multipart part size in bytes (raised automatically to stay within 10,000 parts)."},
-	{"GEOBLOB_SYNC_TIMEOUT", "8h", "A row in state started longer than this is considered stuck and retried."},
+	{"GEOBLOB_SYNC_TIMEOUT", "30m", "A row in state started longer than this is considered abandoned and retried; keep it above the function timeout (Lambda: at most 15m)."},
 	{"GEOBLOB_REVERIFY_INTERVAL", "2160h", "Re-verify each blob after this long (90 days, like Geo)."},
 	{"GEOBLOB_LOG_LEVEL", "info", "debug, info, warn or error."},
 }
@@ -92,7 +92,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		// S3 multipart: parts are 5 MiB..5 GiB; a single PUT takes at most 5 GiB.
 		MultipartThreshold: r.integer("GEOBLOB_MULTIPART_THRESHOLD", 16<<20, 5<<20, 5<<30),
 		PartSize:           r.integer("GEOBLOB_PART_SIZE", 8<<20, 5<<20, 5<<30),
-		SyncTimeout:        r.duration("GEOBLOB_SYNC_TIMEOUT", 8*time.Hour),
+		SyncTimeout:        r.duration("GEOBLOB_SYNC_TIMEOUT", 30*time.Minute),
 		ReverifyInterval:   r.duration("GEOBLOB_REVERIFY_INTERVAL", 90*24*time.Hour),
 		LogLevel:           r.level("GEOBLOB_LOG_LEVEL"),
 	}
