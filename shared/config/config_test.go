@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/datatype"
 )
 
 func env(m map[string]string) func(string) string {
@@ -35,7 +36,7 @@ func TestFromEnvDefaults(t *testing.T) {
 	assert.Equal(t, 10, c.CopyConcurrency)
 	assert.Equal(t, int64(16<<20), c.MultipartThreshold)
 	assert.Equal(t, 90*24*time.Hour, c.ReverifyInterval)
-	assert.Len(t, c.Types, 7)
+	assert.Len(t, c.Types, len(datatype.Builtin()), "all built-in types are enabled by default")
 	_, err = c.Catalog()
 	require.NoError(t, err)
 }
