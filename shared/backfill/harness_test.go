@@ -32,7 +32,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // env is one test's world: a migrated registry, two S3 endpoints (each
 // behind a fault proxy), the engine and a backfill runner.
 type env struct {
-	t         *testing.T
+	t         testing.TB
 	pool      *pgxpool.Pool
 	reg       *registry.Store
 	catalog   *datatype.Catalog
@@ -63,7 +63,7 @@ const (
 	secondaryBucket = "secondary"
 )
 
-func newEnv(t *testing.T, eo envOptions) *env {
+func newEnv(t testing.TB, eo envOptions) *env {
 	t.Helper()
 	e := &env{t: t}
 	e.pool = registrytest.NewPool(t)
@@ -161,7 +161,7 @@ func (e *env) del(client *s3.Client, bucket, key string) {
 }
 
 // contents returns every object of a bucket (read directly, no proxy).
-func contents(t *testing.T, client *s3.Client, bucket string) map[string][]byte {
+func contents(t testing.TB, client *s3.Client, bucket string) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
 	p := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
@@ -257,7 +257,7 @@ func typedKey(i int) string {
 	}
 }
 
-func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
 	return ctx

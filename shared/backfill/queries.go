@@ -19,20 +19,22 @@ const stageTable = "backfill_batch"
 
 var stageColumns = []string{"data_type", "object_key", "size", "etag"}
 
-// $1 now. Registers the staged objects that have no row (of any state,
-// tombstones included: a tombstone is the newer truth until an event or a
-// sync says otherwise) as pending. Returns the number inserted.
+// $1 now, $2 not changed since. Registers the staged objects that have no
+// row as pending, in the same index lookups that find the staged objects
+// whose row says something else (see changedCondition): those get a no-op
+// update so RETURNING reports them (inserted = false). Other existing rows
+// (tombstones included: a tombstone is the newer truth until a HEAD says
+// otherwise) are left alone.
 const qRegisterStaged = `
-WITH ins AS (
-	INSERT INTO blob_registry AS r (data_type, object_key, state, generation, size, etag,
-		verification_state, created_at, updated_at)
-	SELECT DISTINCT ON (data_type, object_key) data_type, object_key, 0, 1, size, etag, 4, $1::timestamptz, $1::timestamptz
-	FROM backfill_batch
-	ORDER BY data_type, object_key
-	ON CONFLICT (data_type, object_key) DO NOTHING
-	RETURNING 1
-)
-SELECT count(*) FROM ins`
+INSERT INTO blob_registry AS r (data_type, object_key, state, generation, size, etag,
+	verification_state, created_at, updated_at)
+SELECT DISTINCT ON (data_type, object_key) data_type, object_key, 0, 1, size, etag, 4, $1::timestamptz, $1::timestamptz
+FROM backfill_batch
+ORDER BY data_type, object_key
+ON CONFLICT (data_type, object_key) DO UPDATE SET updated_at = r.updated_at
+WHERE r.updated_at < $2 AND (r.deleted_at IS NOT NULL
+	OR (r.state = 2 AND r.etag <> '' AND EXCLUDED.etag <> '' AND r.etag <> EXCLUDED.etag))
+RETURNING (r.xmax = 0) AS inserted, r.data_type, r.object_key`
 
 // $1 data types, $2 after key (exclusive, ” = from the start), $3 up to key
 // (inclusive, NULL = to the end), $4 created before, $5 prefixes (NULL = all).
@@ -52,37 +54,30 @@ WHERE r.deleted_at IS NULL
 		WHERE b.data_type = r.data_type AND b.object_key = r.object_key)
 ORDER BY (r.object_key COLLATE "C")`
 
-// $1 not changed since. Staged objects whose row says something else:
-// a tombstone (the object was created again and the create event was
-// lost), or a synced row with another ETag (overwritten, event lost). The
-// caller confirms with a HEAD and applies a created event.
-const qStagedChanged = `
-SELECT r.data_type, r.object_key FROM backfill_batch b
-JOIN blob_registry r ON r.data_type = b.data_type AND r.object_key = b.object_key
-WHERE r.updated_at < $1
-	AND (r.deleted_at IS NOT NULL
-		OR (r.state = 2 AND r.etag <> '' AND b.etag <> '' AND r.etag <> b.etag))`
-
 // $1 cursor name. Remembers the staged keys for an inventory pass.
 const qSeenStaged = `
 INSERT INTO backfill_seen (cursor, data_type, object_key)
-SELECT $1, data_type, object_key FROM backfill_batch
-ON CONFLICT DO NOTHING`
+SELECT $1, data_type, object_key FROM backfill_batch`
 
-// $1 cursor name, $2 data types, $3 created before, $4 after id, $5 limit,
-// $6 prefixes (NULL = all).
-// Live rows an inventory pass did not see.
+// $1 cursor name, $2 data types, $3 created before, $4 after id, $5
+// prefixes (NULL = all). Live rows an inventory pass did not see. No LIMIT
+// on purpose: with one the planner picks a nested-loop anti-join over the
+// unindexed seen table; without, one hash anti-join. The caller reads a
+// bounded number of rows and asks again after the last id.
 const qInventoryOrphans = `
 SELECT r.id, r.data_type, r.object_key FROM blob_registry r
 WHERE r.deleted_at IS NULL
 	AND r.data_type = ANY($2::text[])
 	AND r.created_at < $3
 	AND r.id > $4
-	AND ($6::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($6::text[]) p WHERE starts_with(r.object_key, p)))
+	AND ($5::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($5::text[]) p WHERE starts_with(r.object_key, p)))
 	AND NOT EXISTS (SELECT 1 FROM backfill_seen s
 		WHERE s.cursor = $1 AND s.data_type = r.data_type AND s.object_key = r.object_key)
-ORDER BY r.id
-LIMIT $5`
+ORDER BY r.id`
+
+// qSeenAnalyze refreshes the planner's statistics of the seen table before
+// the anti-join.
+const qSeenAnalyze = `ANALYZE backfill_seen`
 
 // $1 cursor name.
 const qSeenClear = `DELETE FROM backfill_seen WHERE cursor = $1`

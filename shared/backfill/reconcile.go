@@ -84,16 +84,30 @@ func (p *pass) stage(ctx context.Context, tx pgx.Tx, batch []staged, unchangedSi
 	})); err != nil {
 		return nil, fmt.Errorf("backfill: copy %d objects: %w", len(batch), err)
 	}
-	rows, err := tx.Query(ctx, qStagedChanged, unchangedSince)
+	rows, err := tx.Query(ctx, qRegisterStaged, p.r.now(), unchangedSince)
 	if err != nil {
-		return nil, fmt.Errorf("backfill: changed rows: %w", err)
+		return nil, fmt.Errorf("backfill: register %d objects: %w", len(batch), err)
 	}
-	changed, err := pgx.CollectRows(rows, scanKeyRef)
-	if err != nil {
-		return nil, fmt.Errorf("backfill: changed rows: %w", err)
+	var (
+		changed []keyRef
+		n       int64
+	)
+	for rows.Next() {
+		var (
+			inserted bool
+			k        keyRef
+		)
+		if err := rows.Scan(&inserted, &k.dataType, &k.key); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("backfill: register %d objects: %w", len(batch), err)
+		}
+		if inserted {
+			n++
+		} else {
+			changed = append(changed, k)
+		}
 	}
-	var n int64
-	if err := tx.QueryRow(ctx, qRegisterStaged, p.r.now()).Scan(&n); err != nil {
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("backfill: register %d objects: %w", len(batch), err)
 	}
 	p.rep.Reconcile.Registered += n
@@ -353,21 +367,16 @@ func (p *pass) reconcileInventory(ctx context.Context) error {
 			return err
 		}
 	}
+	if _, err := p.r.o.Pool.Exec(ctx, qSeenAnalyze); err != nil {
+		return fmt.Errorf("backfill: analyze seen keys: %w", err)
+	}
 	for {
 		if p.expired() {
 			return nil
 		}
-		rows, err := p.r.o.Pool.Query(ctx, qInventoryOrphans, c.name, p.r.typeNames(), createdBefore, c.pos.OrphansAfterID, 1000, p.r.prefixes())
+		orphans, lastID, err := p.inventoryOrphans(ctx, c, createdBefore)
 		if err != nil {
-			return fmt.Errorf("backfill: inventory orphan rows: %w", err)
-		}
-		var lastID int64
-		orphans, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (keyRef, error) {
-			var k keyRef
-			return k, row.Scan(&lastID, &k.dataType, &k.key)
-		})
-		if err != nil {
-			return fmt.Errorf("backfill: inventory orphan rows: %w", err)
+			return err
 		}
 		if len(orphans) == 0 {
 			break
@@ -385,6 +394,46 @@ func (p *pass) reconcileInventory(ctx context.Context) error {
 	}
 	p.rep.Reconcile.PassComplete = true
 	return p.r.completeCursor(ctx, c, position{Manifest: m.Key, Done: true})
+}
+
+// orphanBatch bounds the rows read from one orphan anti-join.
+const orphanBatch = 10_000
+
+// inventoryOrphans returns up to orphanBatch live rows after the cursor's
+// orphan id that the inventory did not list, and the last id.
+func (p *pass) inventoryOrphans(ctx context.Context, c *cursor, createdBefore time.Time) ([]keyRef, int64, error) {
+	// A nested-loop anti-join over the unindexed seen table would take
+	// hours at a million keys; make the planner hash it.
+	tx, err := p.r.o.Pool.Begin(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("backfill: inventory orphan rows: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "SET LOCAL enable_nestloop = off"); err != nil {
+		return nil, 0, fmt.Errorf("backfill: inventory orphan rows: %w", err)
+	}
+	rows, err := tx.Query(ctx, qInventoryOrphans, c.name, p.r.typeNames(), createdBefore, c.pos.OrphansAfterID, p.r.prefixes())
+	if err != nil {
+		return nil, 0, fmt.Errorf("backfill: inventory orphan rows: %w", err)
+	}
+	defer rows.Close()
+	var (
+		out    []keyRef
+		lastID int64
+	)
+	for len(out) < orphanBatch && rows.Next() {
+		var k keyRef
+		if err := rows.Scan(&lastID, &k.dataType, &k.key); err != nil {
+			return nil, 0, fmt.Errorf("backfill: inventory orphan rows: %w", err)
+		}
+		out = append(out, k)
+	}
+	if len(out) < orphanBatch {
+		if err := rows.Err(); err != nil {
+			return nil, 0, fmt.Errorf("backfill: inventory orphan rows: %w", err)
+		}
+	}
+	return out, lastID, nil
 }
 
 // scanInventory registers the manifest's objects from the cursor on; stopped
@@ -431,17 +480,23 @@ func (p *pass) flushInventory(ctx context.Context, c *cursor, batch []staged, li
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	before := p.rep.Reconcile.Registered
+	t0 := time.Now()
 	changed, err := p.stage(ctx, tx, batch, p.inventoryTime)
 	if err != nil {
 		p.rep.Reconcile.Registered = before
 		return err
 	}
+	t1 := time.Now()
 	if len(batch) > 0 {
 		if _, err := tx.Exec(ctx, qSeenStaged, c.name); err != nil {
 			p.rep.Reconcile.Registered = before
 			return fmt.Errorf("backfill: remember seen keys: %w", err)
 		}
 	}
+	defer func() {
+		p.r.log.DebugContext(ctx, "backfill: inventory batch", "rows", len(batch),
+			"stage", t1.Sub(t0), "seen_and_commit", time.Since(t1))
+	}()
 	prev := c.pos.Inventory
 	c.pos.Inventory = next
 	if err := p.r.saveCursor(ctx, tx, c, listed, p.rep.Reconcile.Registered-before); err != nil {

@@ -19,13 +19,14 @@ CREATE TABLE backfill_cursor (
 );
 
 -- Keys listed by an inventory pass that has not finished yet; the rows not
--- in it are the registry's orphan candidates. Rebuilt every pass, so not
--- WAL-logged.
+-- in it are the registry's orphan candidates (one hash anti-join at the end
+-- of the pass). Rebuilt every pass, so not WAL-logged, and without an index:
+-- appending must stay cheap at a billion keys; duplicates (a batch redone
+-- after a crash) are harmless.
 CREATE UNLOGGED TABLE backfill_seen (
     cursor     text NOT NULL,
     data_type  text NOT NULL,
-    object_key text NOT NULL,
-    PRIMARY KEY (cursor, data_type, object_key)
+    object_key text NOT NULL
 );
 
 -- Listing reconciliation walks live rows in S3's key order (bytes).

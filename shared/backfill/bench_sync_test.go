@@ -1,0 +1,154 @@
+package backfill_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/shared/backfill"
+	"github.com/geoblob/geoblob/shared/blobstore"
+	"github.com/geoblob/geoblob/shared/datatype"
+	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/registry/registrytest"
+	"github.com/geoblob/geoblob/shared/replication"
+	"github.com/geoblob/geoblob/shared/samples"
+	"github.com/geoblob/geoblob/shared/testutil/s3test"
+)
+
+// BenchmarkSyncVsRclone copies 10,000 small objects (4–64 KiB) between two
+// local MinIO servers, once with `rclone copy` and once with one backfill
+// pass (reconcile + sync: registry rows, SHA-256 of every object, the
+// checksum tag), at the same parallelism (10 copies in flight,
+// GEOBLOB_COPY_CONCURRENCY's default), and with rclone's defaults (4
+// transfers). rclone is looked up in <repo>/.local/bin (install:
+// GOBIN=$PWD/.local/bin go install github.com/rclone/rclone@v1.76.0).
+func BenchmarkSyncVsRclone(b *testing.B) {
+	n := 10_000
+	if os.Getenv("BENCH_N") == "100k" {
+		n = 1000
+	}
+	rclone := filepath.Join(repoRoot(b), ".local", "bin", "rclone")
+	if _, err := os.Stat(rclone); err != nil {
+		b.Fatalf("rclone not installed at %s: GOBIN=%s go install github.com/rclone/rclone@v1.76.0", rclone, filepath.Dir(rclone))
+	}
+	src, dst := s3test.NewMinio(b), s3test.NewMinio(b)
+	srcS3, dstS3 := s3test.Client(b.Context(), src.Endpoint()), s3test.Client(b.Context(), dst.Endpoint())
+	s3test.CreateBucket(b, srcS3, primaryBucket)
+	var total int64
+	upload(b, srcS3, n, &total)
+
+	env := append(os.Environ(), "RCLONE_CONFIG_DIR="+b.TempDir())
+	for _, r := range []struct{ name, endpoint string }{{"SRC", src.Endpoint()}, {"DST", dst.Endpoint()}} {
+		env = append(env,
+			"RCLONE_CONFIG_"+r.name+"_TYPE=s3", "RCLONE_CONFIG_"+r.name+"_PROVIDER=Minio",
+			"RCLONE_CONFIG_"+r.name+"_ACCESS_KEY_ID="+s3test.AccessKey,
+			"RCLONE_CONFIG_"+r.name+"_SECRET_ACCESS_KEY="+s3test.SecretKey,
+			"RCLONE_CONFIG_"+r.name+"_ENDPOINT="+r.endpoint, "RCLONE_CONFIG_"+r.name+"_REGION="+s3test.Region)
+	}
+	runRclone := func(bucket string, args ...string) time.Duration {
+		s3test.CreateBucket(b, dstS3, bucket)
+		cmd := exec.CommandContext(b.Context(), rclone, append([]string{"copy", "src:" + primaryBucket, "dst:" + bucket,
+			"--s3-no-check-bucket", "--config", "/dev/null"}, args...)...)
+		cmd.Env = env
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		d := time.Since(start)
+		require.NoError(b, err, "rclone: %s", out)
+		return d
+	}
+
+	for b.Loop() {
+		b.StopTimer()
+		rcloneMatched := runRclone(fmt.Sprintf("rclone-t10-%d", time.Now().UnixNano()), "--transfers", "10", "--checkers", "16")
+		rcloneDefault := runRclone(fmt.Sprintf("rclone-def-%d", time.Now().UnixNano()))
+
+		bucket := fmt.Sprintf("geoblob-%d", time.Now().UnixNano())
+		s3test.CreateBucket(b, dstS3, bucket)
+		quiet := slog.New(slog.DiscardHandler)
+		pool := registrytest.NewPool(b)
+		reg := registry.New(pool, registry.Options{})
+		cat, err := datatype.BuiltinCatalog()
+		require.NoError(b, err)
+		primary := blobstore.New(srcS3, primaryBucket, blobstore.Options{Logger: quiet})
+		secondary := blobstore.New(dstS3, bucket, blobstore.Options{Logger: quiet})
+		engine, err := replication.New(replication.Options{Registry: reg, Primary: primary, Secondary: secondary,
+			Catalog: cat, Concurrency: 10, Logger: quiet})
+		require.NoError(b, err)
+		r, err := backfill.New(backfill.Options{Config: backfill.Config{Budget: time.Hour, ClaimSize: 100},
+			Pool: pool, Registry: reg, Engine: engine, Catalog: cat, Primary: primary, Logger: quiet})
+		require.NoError(b, err)
+		b.StartTimer()
+		start := time.Now()
+		rep, err := r.Run(b.Context(), backfill.Request{Phases: []backfill.Phase{backfill.PhaseReconcile, backfill.PhaseSync}})
+		geoblob := time.Since(start)
+		b.StopTimer()
+		require.NoError(b, err)
+		require.EqualValues(b, n, rep.Sync.Synced)
+
+		mib := float64(total) / (1 << 20)
+		b.ReportMetric(float64(n)/geoblob.Seconds(), "geoblob-files/s")
+		b.ReportMetric(float64(n)/rcloneMatched.Seconds(), "rclone-t10-files/s")
+		b.ReportMetric(float64(n)/rcloneDefault.Seconds(), "rclone-t4-files/s")
+		b.ReportMetric(mib/geoblob.Seconds(), "geoblob-MiB/s")
+		b.Logf("%d files, %.1f MiB: geoblob backfill %s, rclone --transfers 10 %s, rclone defaults %s",
+			n, mib, geoblob.Round(time.Millisecond), rcloneMatched.Round(time.Millisecond), rcloneDefault.Round(time.Millisecond))
+		b.StartTimer()
+	}
+}
+
+// upload puts n objects of 4–64 KiB of every data type.
+func upload(b *testing.B, client *s3.Client, n int, total *int64) {
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex
+	)
+	work := make(chan int)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				body := samples.Bytes(typedKey(i), 4096+(i*7919)%(60*1024))
+				_, err := client.PutObject(context.Background(), &s3.PutObjectInput{
+					Bucket: aws.String(primaryBucket), Key: aws.String(typedKey(i)), Body: bytes.NewReader(body)})
+				if err != nil {
+					b.Errorf("upload %s: %v", typedKey(i), err)
+				}
+				mu.Lock()
+				*total += int64(len(body))
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	require.False(b, b.Failed())
+}
+
+// repoRoot is the directory holding go.mod.
+func repoRoot(b *testing.B) string {
+	dir, err := os.Getwd()
+	require.NoError(b, err)
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			b.Fatalf("no go.mod above %s", dir)
+		}
+	}
+}
