@@ -35,51 +35,72 @@ func (p *pass) sync(ctx context.Context) error {
 	var (
 		mu   sync.Mutex
 		done int64
+		wg   sync.WaitGroup
 	)
+	// A fixed pool of workers, as many as the engine's cap (its own
+	// semaphore bounds copies across all callers). The next batch is
+	// claimed as soon as the previous one is handed out, so workers never
+	// wait for a round's slowest copy.
+	work := make(chan registry.Claim)
+	for range max(p.r.o.Engine.Concurrency(), 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range work {
+				out, err := p.r.o.Engine.SyncClaim(ctx, c)
+				mu.Lock()
+				p.count(out, err, c)
+				done++
+				if total >= 0 && done > total {
+					total = done
+				}
+				p.progress(PhaseSync, done, total)
+				mu.Unlock()
+			}
+		}()
+	}
+	attempted := map[int64]bool{}
+	finish := func() {
+		close(work)
+		wg.Wait()
+	}
 	for !p.expired() {
 		if err := ctx.Err(); err != nil {
+			finish()
 			return fmt.Errorf("backfill: sync: %w", err)
 		}
 		claims, err := p.r.claimDue(ctx, p.r.o.Config.ClaimSize)
 		if err != nil {
+			finish()
 			return err
 		}
 		if len(claims) == 0 {
 			break
 		}
+		mu.Lock()
 		rep.Rounds++
 		rep.Claimed += int64(len(claims))
-		// One goroutine per claim, as many at once as the engine's cap;
-		// the engine's own semaphore bounds copies across all callers.
-		work := make(chan registry.Claim)
-		var wg sync.WaitGroup
-		for range min(p.r.o.Engine.Concurrency(), len(claims)) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for c := range work {
-					out, err := p.r.o.Engine.SyncClaim(ctx, c)
-					mu.Lock()
-					p.count(out, err, c)
-					done++
-					if total >= 0 && done > total {
-						total = done
-					}
-					p.progress(PhaseSync, done, total)
-					mu.Unlock()
-				}
-			}()
-		}
+		mu.Unlock()
+		fresh := 0
 		for _, c := range claims {
+			if !attempted[c.ID] {
+				attempted[c.ID] = true
+				fresh++
+			}
 			work <- c
 		}
-		close(work)
-		wg.Wait()
+		// Rows that failed in this pass and are due again at once (short
+		// backoff) are tried once more, not in a loop until the budget ends.
+		if fresh == 0 {
+			break
+		}
 		if err := p.quarantine(ctx); err != nil {
+			finish()
 			return err
 		}
 	}
-	return nil
+	finish()
+	return p.quarantine(ctx)
 }
 
 func (p *pass) count(out replication.Outcome, err error, c registry.Claim) {
