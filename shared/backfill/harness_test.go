@@ -2,7 +2,6 @@ package backfill_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -257,11 +256,6 @@ func typedKey(i int) string {
 	}
 }
 
-func ctxTimeout(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 func datatypeCatalog(names ...string) (*datatype.Catalog, error) {
 	types, err := datatype.Select(datatype.Builtin(), names)
