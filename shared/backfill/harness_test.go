@@ -256,7 +256,6 @@ func typedKey(i int) string {
 	}
 }
 
-
 func datatypeCatalog(names ...string) (*datatype.Catalog, error) {
 	types, err := datatype.Select(datatype.Builtin(), names)
 	if err != nil {
