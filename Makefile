@@ -40,6 +40,14 @@ demo: tools ## Start the local stack, upload sample packages of every type, show
 status: ## Per-type replication table of the running local stack.
 	$(GEOBLOB) status
 
+.PHONY: backfill
+backfill: ## One backfill pass on the running local stack (progress bar + summary); ARGS="-until-quiet".
+	$(GEOBLOB) backfill $(ARGS)
+
+.PHONY: verify
+verify: ## Verify the replicated files of the running local stack; MODE=fast uses stored checksums.
+	$(GEOBLOB) verify $(if $(MODE),-mode $(MODE))
+
 .PHONY: test
 test: tools ## Run the whole test suite (unit, integration, end-to-end, infra).
 	$(GO) vet ./...

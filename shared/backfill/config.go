@@ -8,26 +8,19 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/geoblob/geoblob/shared/config"
 )
 
-// Var documents one environment variable read by this package (same shape
-// as config.Var, kept here so the lead can merge it into config.Reference).
-type Var struct {
-	Name        string
-	Default     string
-	Description string
-}
-
 // Vars lists the environment variables backfill reads, in README order.
-var Vars = []Var{
-	{"GEOBLOB_BACKFILL_BUDGET", "10m", "Work time per backfill invocation; the cursor is saved and the next invocation resumes. Capped by the Lambda deadline minus 30 s."},
-	{"GEOBLOB_BACKFILL_PHASES", "recover,reconcile,sync", "Phases a scheduled invocation runs, in order: recover, reconcile, sync, orphans."},
-	{"GEOBLOB_BACKFILL_INVENTORY", "", "S3 Inventory location (s3://bucket/prefix/ or s3://bucket/.../manifest.json, CSV format) used by reconcile instead of listing the primary bucket. The newest manifest under a prefix is used."},
-	{"GEOBLOB_BACKFILL_BATCH_SIZE", "10000", "Listed objects registered per transaction (bulk COPY + INSERT ON CONFLICT)."},
-	{"GEOBLOB_BACKFILL_CLAIM_SIZE", "50", "Due rows claimed per sync round (FOR UPDATE SKIP LOCKED, fair across data types)."},
-	{"GEOBLOB_BACKFILL_MAX_ATTEMPTS", "10", "Failed sync attempts after which a row is quarantined: still counted, resynced only on request."},
-	{"GEOBLOB_BACKFILL_PREFIXES", "", "Comma-separated key prefixes this secondary replicates (selective sync); empty means all keys of the enabled data types."},
-	{"GEOBLOB_BACKFILL_SECONDARY_ORPHANS", "off", "Secondary objects with no primary counterpart: off, report (dry run: count and log) or delete."},
+var Vars = []config.Var{
+	{Name: "GEOBLOB_BACKFILL_BUDGET", Default: "10m", Description: "Work time per backfill invocation; the cursor is saved and the next invocation resumes. Capped by the Lambda deadline minus 30 s."},
+	{Name: "GEOBLOB_BACKFILL_PHASES", Default: "recover,reconcile,sync", Description: "Phases a scheduled invocation runs, in order: recover, reconcile, sync, orphans."},
+	{Name: "GEOBLOB_BACKFILL_INVENTORY", Default: "", Description: "S3 Inventory location (s3://bucket/prefix/ or s3://bucket/.../manifest.json, CSV format) used by reconcile instead of listing the primary bucket. The newest manifest under a prefix is used."},
+	{Name: "GEOBLOB_BACKFILL_BATCH_SIZE", Default: "10000", Description: "Listed objects registered per transaction (bulk COPY + INSERT ON CONFLICT)."},
+	{Name: "GEOBLOB_BACKFILL_CLAIM_SIZE", Default: "50", Description: "Due rows claimed per sync round (FOR UPDATE SKIP LOCKED, fair across data types)."},
+	{Name: "GEOBLOB_BACKFILL_MAX_ATTEMPTS", Default: "10", Description: "Failed sync attempts after which a row is quarantined: still counted, resynced only on request."},
+	{Name: "GEOBLOB_BACKFILL_SECONDARY_ORPHANS", Default: "off", Description: "Secondary objects with no primary counterpart: off, report (dry run: count and log) or delete."},
 }
 
 // Phase names a unit of backfill work.
@@ -62,7 +55,7 @@ type Config struct {
 	BatchSize   int
 	ClaimSize   int
 	MaxAttempts int
-	Prefixes    []string
+	Prefixes    []string // selective sync; set from config.Config.KeyPrefixes (GEOBLOB_KEY_PREFIXES)
 	Orphans     OrphanMode
 }
 
@@ -136,13 +129,6 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c.BatchSize = integer("GEOBLOB_BACKFILL_BATCH_SIZE", c.BatchSize, 1, 1_000_000)
 	c.ClaimSize = integer("GEOBLOB_BACKFILL_CLAIM_SIZE", c.ClaimSize, 1, 10_000)
 	c.MaxAttempts = integer("GEOBLOB_BACKFILL_MAX_ATTEMPTS", c.MaxAttempts, 1, 1_000_000)
-	if v := get("GEOBLOB_BACKFILL_PREFIXES"); v != "" {
-		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				c.Prefixes = append(c.Prefixes, p)
-			}
-		}
-	}
 	if v := get("GEOBLOB_BACKFILL_SECONDARY_ORPHANS"); v != "" {
 		switch m := OrphanMode(strings.ToLower(v)); m {
 		case OrphansOff, OrphansReport, OrphansDelete:

@@ -23,7 +23,6 @@ func TestConfigFromEnv(t *testing.T) {
 		"GEOBLOB_BACKFILL_PHASES":            "sync, reconcile",
 		"GEOBLOB_BACKFILL_INVENTORY":         "s3://inv-bucket/inventory/primary/all/",
 		"GEOBLOB_BACKFILL_MAX_ATTEMPTS":      "4",
-		"GEOBLOB_BACKFILL_PREFIXES":          "npm/, maven/com/",
 		"GEOBLOB_BACKFILL_SECONDARY_ORPHANS": "report",
 	}))
 	require.NoError(t, err)
@@ -31,8 +30,9 @@ func TestConfigFromEnv(t *testing.T) {
 	assert.Equal(t, []backfill.Phase{backfill.PhaseReconcile, backfill.PhaseSync}, c.Phases, "canonical order")
 	assert.Equal(t, &backfill.S3URL{Bucket: "inv-bucket", Key: "inventory/primary/all/"}, c.Inventory)
 	assert.Equal(t, 4, c.MaxAttempts)
-	assert.Equal(t, []string{"npm/", "maven/com/"}, c.Prefixes)
+	assert.Empty(t, c.Prefixes, "prefixes come from GEOBLOB_KEY_PREFIXES (shared/config)")
 	assert.Equal(t, backfill.OrphansReport, c.Orphans)
+	c.Prefixes = []string{"npm/", "maven/com/"}
 	assert.True(t, c.Selected("npm/x.tgz"))
 	assert.False(t, c.Selected("pypi/x.whl"))
 

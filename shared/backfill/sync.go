@@ -123,31 +123,12 @@ func (p *pass) count(out replication.Outcome, err error, c registry.Claim) {
 	}
 }
 
-// claimDue claims up to limit due rows of the enabled types (and selected
-// prefixes): the registry's ClaimDue, or this package's prefix-filtered
-// copy of it when prefixes are configured.
+// claimDue claims up to limit due rows of the enabled types and selected
+// prefixes through the registry's ClaimDue (pending first, then due failed
+// rows, round-robin across types, SKIP LOCKED).
 func (r *Runner) claimDue(ctx context.Context, limit int) ([]registry.Claim, error) {
-	if len(r.o.Config.Prefixes) == 0 {
-		claims, err := r.o.Registry.ClaimDue(ctx, registry.ClaimOptions{Limit: limit, DataTypes: r.typeNames()})
-		if err != nil {
-			return nil, fmt.Errorf("backfill: claim: %w", err)
-		}
-		return claims, nil
-	}
-	rows, err := r.o.Pool.Query(ctx, qClaimDueSelected, limit, r.typeNames(), r.now(), r.o.Config.Prefixes)
-	if err != nil {
-		return nil, fmt.Errorf("backfill: claim: %w", err)
-	}
-	claims, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (registry.Claim, error) {
-		var x registry.Row
-		err := row.Scan(&x.ID, &x.DataType, &x.ObjectKey,
-			&x.State, &x.Generation, &x.RetryCount, &x.RetryAt, &x.LastSyncFailure,
-			&x.LastSyncedAt, &x.StartedAt, &x.Size, &x.ETag, &x.VersionID, &x.PrimarySHA256,
-			&x.LastSequencer, &x.MissingOnPrimary, &x.DeletedAt,
-			&x.VerificationState, &x.VerificationStartedAt, &x.VerifiedAt, &x.VerificationRetryCount,
-			&x.VerificationRetryAt, &x.VerificationFailure, &x.SecondarySHA256,
-			&x.ChecksumMismatch, &x.CreatedAt, &x.UpdatedAt)
-		return registry.Claim{Row: x}, err
+	claims, err := r.o.Registry.ClaimDue(ctx, registry.ClaimOptions{
+		Limit: limit, DataTypes: r.typeNames(), KeyPrefixes: r.o.Config.Prefixes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("backfill: claim: %w", err)

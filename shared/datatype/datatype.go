@@ -106,7 +106,8 @@ type compiled struct {
 // type whose patterns match a key; NewCatalog rejects catalogs in which an
 // example key of one type would be claimed by another, so order never hides a type.
 type Catalog struct {
-	types []compiled
+	types    []compiled
+	prefixes []string
 }
 
 // NewCatalog validates the types and builds a catalog in the given order.
@@ -136,9 +137,43 @@ func NewCatalog(types ...Type) (*Catalog, error) {
 	return c, nil
 }
 
+// WithPrefixes returns a copy of the catalog that also requires a key to
+// start with one of the prefixes (selective sync: a secondary that replicates
+// only part of the bucket). No prefixes selects every key.
+func (c *Catalog) WithPrefixes(prefixes ...string) *Catalog {
+	out := *c
+	out.prefixes = nil
+	for _, p := range prefixes {
+		if p = strings.TrimSpace(p); p != "" {
+			out.prefixes = append(out.prefixes, p)
+		}
+	}
+	return &out
+}
+
+// Prefixes returns the key prefixes the catalog is limited to (nil: all keys).
+func (c *Catalog) Prefixes() []string { return slices.Clone(c.prefixes) }
+
+// Selected reports whether the key falls under the catalog's prefixes.
+func (c *Catalog) Selected(key string) bool {
+	if len(c.prefixes) == 0 {
+		return true
+	}
+	for _, p := range c.prefixes {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // Match returns the data type of an object key (URL-decoded), or false when
-// the key belongs to no type and must be ignored.
+// the key belongs to no type, or lies outside the selected prefixes, and must
+// be ignored.
 func (c *Catalog) Match(key string) (Type, bool) {
+	if !c.Selected(key) {
+		return Type{}, false
+	}
 	for _, t := range c.types {
 		if matchAny(t.res, key) {
 			return t.Type, true

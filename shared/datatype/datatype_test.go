@@ -99,3 +99,19 @@ func TestBuiltinReturnsCopies(t *testing.T) {
 	b := datatype.Builtin()
 	assert.NotEqual(t, "changed", b[0].Patterns[0])
 }
+
+func TestWithPrefixesSelectsKeys(t *testing.T) {
+	t.Parallel()
+	all, err := datatype.BuiltinCatalog()
+	require.NoError(t, err)
+	c := all.WithPrefixes("npm/@scope/", " maven/com/ ", "")
+	assert.Equal(t, []string{"npm/@scope/", "maven/com/"}, c.Prefixes())
+	got, ok := c.Match("npm/@scope/util/-/util-2.0.1.tgz")
+	require.True(t, ok)
+	assert.Equal(t, "npm_package_file", got.Name)
+	_, ok = c.Match("npm/left-pad/-/left-pad-1.3.0.tgz")
+	assert.False(t, ok, "outside the selected prefixes")
+	_, ok = all.Match("npm/left-pad/-/left-pad-1.3.0.tgz")
+	assert.True(t, ok, "WithPrefixes must not change the original catalog")
+	assert.Nil(t, all.Prefixes())
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
@@ -23,25 +24,18 @@ const (
 	DefaultBackoffCap       = 24 * time.Hour
 )
 
-// Var documents one environment variable read by OptionsFromEnv.
-type Var struct {
-	Name        string
-	Default     string
-	Description string
-}
-
 // Reference lists the GEOBLOB_VERIFY_* variables (for config.Reference and
 // the README).
-var Reference = []Var{
-	{"GEOBLOB_VERIFY_MODE", "deep", "Verification mode of every data type: deep (re-read and SHA-256 every byte) or fast (compare the full-object SHA-256 S3 stores; deep when there is none)."},
-	{"GEOBLOB_VERIFY_TYPE_MODES", "", `JSON object of per-type modes overriding GEOBLOB_VERIFY_MODE, e.g. {"maven_package_file":"fast"}.`},
-	{"GEOBLOB_VERIFY_CONCURRENCY", "10", "Objects verified at once per function instance."},
-	{"GEOBLOB_VERIFY_BATCH_SIZE", "20", "Rows claimed per registry round trip."},
-	{"GEOBLOB_VERIFY_BUDGET", "10m", "A pass stops claiming work after this long and the next pass resumes."},
-	{"GEOBLOB_VERIFY_TIMEOUT", "1h", "A verification claim older than this is considered stuck and recovered."},
-	{"GEOBLOB_VERIFY_REVERIFY_SPREAD", "10%", "Rows come due for reverification up to this much before GEOBLOB_REVERIFY_INTERVAL (a duration or a percentage of it), spread evenly by row."},
-	{"GEOBLOB_VERIFY_BACKOFF_CAP", "24h", "Longest wait before a secondary that keeps failing verification is resynced again."},
-	{"GEOBLOB_VERIFY_PRIMARY", "true", "Also checksum primaries that have no checksum and re-verify primaries after the interval."},
+var Reference = []config.Var{
+	{Name: "GEOBLOB_VERIFY_MODE", Default: "deep", Description: "Verification mode of every data type: deep (re-read and SHA-256 every byte) or fast (compare the full-object SHA-256 S3 stores; deep when there is none)."},
+	{Name: "GEOBLOB_VERIFY_TYPE_MODES", Default: "", Description: `JSON object of per-type modes overriding GEOBLOB_VERIFY_MODE, e.g. {"maven_package_file":"fast"}.`},
+	{Name: "GEOBLOB_VERIFY_CONCURRENCY", Default: "10", Description: "Objects verified at once per function instance."},
+	{Name: "GEOBLOB_VERIFY_BATCH_SIZE", Default: "20", Description: "Rows claimed per registry round trip."},
+	{Name: "GEOBLOB_VERIFY_BUDGET", Default: "10m", Description: "A pass stops claiming work after this long and the next pass resumes."},
+	{Name: "GEOBLOB_VERIFY_TIMEOUT", Default: "1h", Description: "A verification claim older than this is considered stuck and recovered."},
+	{Name: "GEOBLOB_VERIFY_REVERIFY_SPREAD", Default: "10%", Description: "Rows come due for reverification up to this much before GEOBLOB_REVERIFY_INTERVAL (a duration or a percentage of it), spread evenly by row."},
+	{Name: "GEOBLOB_VERIFY_BACKOFF_CAP", Default: "24h", Description: "Longest wait before a secondary that keeps failing verification is resynced again."},
+	{Name: "GEOBLOB_VERIFY_PRIMARY", Default: "true", Description: "Also checksum primaries that have no checksum and re-verify primaries after the interval."},
 }
 
 // Options tune a Verifier. Zero fields take the defaults.
