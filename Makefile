@@ -6,6 +6,8 @@ GO            ?= go
 LOCAL         := $(CURDIR)/.local
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO         := $(LOCAL)/bin/minio
+RCLONE_VERSION := v1.76.0
+RCLONE        := $(LOCAL)/bin/rclone
 GEOBLOB       := $(GO) run ./cmd/geoblob
 export GEOBLOB_MINIO_BIN := $(MINIO)
 
@@ -23,6 +25,10 @@ tools: $(MINIO) ## Install the pinned MinIO server into .local/bin (first build 
 $(MINIO):
 	@echo "building MinIO $(MINIO_VERSION) into $(LOCAL)/bin (one-time, a few minutes)..."
 	GOBIN=$(LOCAL)/bin GOFLAGS=-mod=mod $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+
+$(RCLONE):
+	@echo "building rclone $(RCLONE_VERSION) into $(LOCAL)/bin (baseline for the backfill benchmark)..."
+	GOBIN=$(LOCAL)/bin GOFLAGS=-mod=mod $(GO) install github.com/rclone/rclone@$(RCLONE_VERSION)
 
 .PHONY: up
 up: tools ## Start the local stack (PostgreSQL, two MinIO regions, event delivery) in .local/stack.
@@ -59,7 +65,7 @@ test-short: ## Fast tests only (no MinIO processes, no >100 MiB objects).
 	$(GO) test -short -count=1 ./...
 
 .PHONY: bench
-bench: tools ## Run the Go benchmarks (figures go to docs/BENCHMARKS.md).
+bench: tools $(RCLONE) ## Run the Go benchmarks (figures go to docs/BENCHMARKS.md).
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 .PHONY: fmt
