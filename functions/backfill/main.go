@@ -12,33 +12,17 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/aws/aws-lambda-go/lambda"
-
+	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/config"
 )
 
-const function = "backfill"
-
 func main() {
-	os.Exit(run())
-}
-
-func run() int {
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("function", function)
-	cfg, err := config.FromEnv(os.Getenv)
-	if err != nil {
-		logger.Error("invalid configuration", "error", err)
-		return 2
-	}
-	logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})).With("function", function)
-
-	svc, err := backfill.Build(context.Background(), cfg, os.Getenv, logger, nil)
-	if err != nil {
-		logger.Error("cannot build dependencies", "error", err)
-		return 1
-	}
-	defer svc.Close()
-	lambda.Start(svc.Handle)
-	return 0
+	os.Exit(app.RunLambda("backfill", func(ctx context.Context, cfg config.Config, logger *slog.Logger) (any, func(), error) {
+		svc, err := backfill.Build(ctx, cfg, os.Getenv, logger, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		return svc.Handle, svc.Close, nil
+	}))
 }

@@ -12,41 +12,21 @@ import (
 	"os"
 
 	"github.com/aws/aws-lambda-go/cfn"
-	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
-const function = "migrate"
-
-// physicalResourceID names the one schema the custom resource manages. It
-// never changes, so an update never looks like a replacement to CloudFormation
-// (which would send a Delete for the old id).
 const physicalResourceID = "geoblob-registry-schema"
 
 func main() {
-	os.Exit(run())
+	os.Exit(app.RunLambda("migrate", func(_ context.Context, cfg config.Config, logger *slog.Logger) (any, func(), error) {
+		h := handler{migrate: databaseMigrator(cfg, logger), logger: logger}
+		return h.handle, nil, nil
+	}))
 }
 
-func run() int {
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("function", function)
-	cfg, err := config.FromEnv(os.Getenv)
-	if err != nil {
-		logger.Error("invalid configuration", "error", err)
-		return 2
-	}
-	level := new(slog.LevelVar)
-	level.Set(cfg.LogLevel)
-	logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("function", function)
-	h := handler{migrate: databaseMigrator(cfg, logger), logger: logger}
-	lambda.Start(h.handle)
-	return 0
-}
-
-// databaseMigrator returns a function that connects to the registry (a fresh
-// pool per call: a deploy runs it once) and applies the migrations.
 func databaseMigrator(cfg config.Config, logger *slog.Logger) func(context.Context) error {
 	return func(ctx context.Context) error {
 		dsn, err := app.DatabaseURL(ctx, cfg, nil)

@@ -11,33 +11,17 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/aws/aws-lambda-go/lambda"
-
+	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/verify"
 )
 
-const function = "verify"
-
 func main() {
-	os.Exit(run())
-}
-
-func run() int {
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("function", function)
-	cfg, err := config.FromEnv(os.Getenv)
-	if err != nil {
-		logger.Error("invalid configuration", "error", err)
-		return 2
-	}
-	logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})).With("function", function)
-
-	svc, err := verify.Build(context.Background(), cfg, os.Getenv, logger)
-	if err != nil {
-		logger.Error("cannot build dependencies", "error", err)
-		return 1
-	}
-	defer svc.Close()
-	lambda.Start(svc.Handle)
-	return 0
+	os.Exit(app.RunLambda("verify", func(ctx context.Context, cfg config.Config, logger *slog.Logger) (any, func(), error) {
+		svc, err := verify.Build(ctx, cfg, os.Getenv, logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		return svc.Handle, svc.Close, nil
+	}))
 }

@@ -1,11 +1,9 @@
 package backfill
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -85,31 +83,10 @@ func DefaultConfig() Config {
 // ErrInvalidConfig.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := DefaultConfig()
-	var errs []error
-	fail := func(name, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: %s %s", ErrInvalidConfig, name, fmt.Sprintf(format, args...)))
-	}
-	get := func(name string) string { return strings.TrimSpace(getenv(name)) }
-	integer := func(name string, def, lo, hi int) int {
-		v := get(name)
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < lo || n > hi {
-			fail(name, "must be an integer from %d to %d, got %q", lo, hi, v)
-			return def
-		}
-		return n
-	}
-	if v := get("GEOBLOB_BACKFILL_BUDGET"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			fail("GEOBLOB_BACKFILL_BUDGET", "must be a positive Go duration such as 90s or 10m, got %q", v)
-		} else {
-			c.Budget = d
-		}
-	}
+	env := config.NewEnv(getenv, ErrInvalidConfig)
+	fail, get := env.Fail, env.Str
+	integer := func(name string, def, lo, hi int) int { return int(env.Int(name, int64(def), int64(lo), int64(hi))) }
+	c.Budget = env.Duration("GEOBLOB_BACKFILL_BUDGET", c.Budget)
 	if v := get("GEOBLOB_BACKFILL_PHASES"); v != "" {
 		ps, err := ParsePhases(strings.Split(v, ","))
 		if err != nil {
@@ -137,7 +114,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			fail("GEOBLOB_BACKFILL_SECONDARY_ORPHANS", "must be off, report or delete, got %q", v)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := env.Err(); err != nil {
 		return Config{}, err
 	}
 	return c, nil

@@ -6,10 +6,8 @@ package config
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -85,22 +83,22 @@ var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$`)
 // FromEnv reads and validates the configuration through getenv (os.Getenv in
 // production). Every problem found is reported, each naming its variable.
 func FromEnv(getenv func(string) string) (Config, error) {
-	r := reader{getenv: getenv}
+	r := reader{NewEnv(getenv, ErrInvalid)}
 	c := Config{
-		DatabaseURL:       r.str("GEOBLOB_DATABASE_URL"),
-		DatabaseSecretARN: r.str("GEOBLOB_DATABASE_SECRET_ARN"),
-		DatabaseHost:      r.str("GEOBLOB_DATABASE_HOST"),
-		PathStyle:         r.boolean("GEOBLOB_S3_PATH_STYLE", false),
-		CopyConcurrency:   int(r.integer("GEOBLOB_COPY_CONCURRENCY", 10, 1, 10_000)),
+		DatabaseURL:       r.Str("GEOBLOB_DATABASE_URL"),
+		DatabaseSecretARN: r.Str("GEOBLOB_DATABASE_SECRET_ARN"),
+		DatabaseHost:      r.Str("GEOBLOB_DATABASE_HOST"),
+		PathStyle:         r.Bool("GEOBLOB_S3_PATH_STYLE", false),
+		CopyConcurrency:   int(r.Int("GEOBLOB_COPY_CONCURRENCY", 10, 1, 10_000)),
 		// S3 multipart: parts are 5 MiB..5 GiB; a single PUT takes at most 5 GiB.
-		MultipartThreshold: r.integer("GEOBLOB_MULTIPART_THRESHOLD", 16<<20, 5<<20, 5<<30),
-		PartSize:           r.integer("GEOBLOB_PART_SIZE", 8<<20, 5<<20, 5<<30),
-		SyncTimeout:        r.duration("GEOBLOB_SYNC_TIMEOUT", 30*time.Minute),
-		ReverifyInterval:   r.duration("GEOBLOB_REVERIFY_INTERVAL", 90*24*time.Hour),
+		MultipartThreshold: r.Int("GEOBLOB_MULTIPART_THRESHOLD", 16<<20, 5<<20, 5<<30),
+		PartSize:           r.Int("GEOBLOB_PART_SIZE", 8<<20, 5<<20, 5<<30),
+		SyncTimeout:        r.Duration("GEOBLOB_SYNC_TIMEOUT", 30*time.Minute),
+		ReverifyInterval:   r.Duration("GEOBLOB_REVERIFY_INTERVAL", 90*24*time.Hour),
 		LogLevel:           r.level("GEOBLOB_LOG_LEVEL"),
 	}
 	if c.DatabaseURL == "" && c.DatabaseSecretARN == "" {
-		r.fail("GEOBLOB_DATABASE_URL", "is required (or set GEOBLOB_DATABASE_SECRET_ARN)")
+		r.Fail("GEOBLOB_DATABASE_URL", "is required (or set GEOBLOB_DATABASE_SECRET_ARN)")
 	}
 	defaultRegion := getenv("AWS_REGION")
 	if defaultRegion == "" {
@@ -109,15 +107,15 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.Primary = r.bucket("PRIMARY", defaultRegion)
 	c.Secondary = r.bucket("SECONDARY", defaultRegion)
 	if c.Primary.Name != "" && c.Primary == c.Secondary {
-		r.fail("GEOBLOB_SECONDARY_BUCKET", "must differ from the primary bucket (same name, region and endpoint)")
+		r.Fail("GEOBLOB_SECONDARY_BUCKET", "must differ from the primary bucket (same name, region and endpoint)")
 	}
 	c.Types = r.types()
-	for _, p := range strings.Split(r.str("GEOBLOB_KEY_PREFIXES"), ",") {
+	for _, p := range strings.Split(r.Str("GEOBLOB_KEY_PREFIXES"), ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			c.KeyPrefixes = append(c.KeyPrefixes, p)
 		}
 	}
-	if err := errors.Join(r.errs...); err != nil {
+	if err := r.Err(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
@@ -133,63 +131,16 @@ func (c Config) Catalog() (*datatype.Catalog, error) {
 	return cat.WithPrefixes(c.KeyPrefixes...), nil
 }
 
-type reader struct {
-	getenv func(string) string
-	errs   []error
-}
-
-func (r *reader) fail(name, format string, args ...any) {
-	r.errs = append(r.errs, fmt.Errorf("%w: %s %s", ErrInvalid, name, fmt.Sprintf(format, args...)))
-}
-
-func (r *reader) str(name string) string { return strings.TrimSpace(r.getenv(name)) }
-
-func (r *reader) boolean(name string, def bool) bool {
-	v := r.str(name)
-	if v == "" {
-		return def
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		r.fail(name, "must be true or false, got %q", v)
-	}
-	return b
-}
-
-func (r *reader) integer(name string, def, lo, hi int64) int64 {
-	v := r.str(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < lo || n > hi {
-		r.fail(name, "must be an integer from %d to %d, got %q", lo, hi, v)
-		return def
-	}
-	return n
-}
-
-func (r *reader) duration(name string, def time.Duration) time.Duration {
-	v := r.str(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		r.fail(name, "must be a positive Go duration such as 90s, 15m or 2160h, got %q", v)
-		return def
-	}
-	return d
-}
+type reader struct{ *Env }
 
 func (r *reader) level(name string) slog.Level {
 	var l slog.Level
-	v := r.str(name)
+	v := r.Str(name)
 	if v == "" {
 		return slog.LevelInfo
 	}
 	if err := l.UnmarshalText([]byte(v)); err != nil {
-		r.fail(name, "must be debug, info, warn or error, got %q", v)
+		r.Fail(name, "must be debug, info, warn or error, got %q", v)
 	}
 	return l
 }
@@ -197,41 +148,41 @@ func (r *reader) level(name string) slog.Level {
 func (r *reader) bucket(side, defaultRegion string) Bucket {
 	prefix := "GEOBLOB_" + side + "_"
 	b := Bucket{
-		Name:     r.str(prefix + "BUCKET"),
-		Region:   r.str(prefix + "REGION"),
-		Endpoint: r.str(prefix + "ENDPOINT"),
+		Name:     r.Str(prefix + "BUCKET"),
+		Region:   r.Str(prefix + "REGION"),
+		Endpoint: r.Str(prefix + "ENDPOINT"),
 	}
 	if b.Region == "" {
 		b.Region = defaultRegion
 	}
 	switch {
 	case b.Name == "":
-		r.fail(prefix+"BUCKET", "is required")
+		r.Fail(prefix+"BUCKET", "is required")
 	case !bucketName.MatchString(b.Name):
-		r.fail(prefix+"BUCKET", "%q is not a valid S3 bucket name", b.Name)
+		r.Fail(prefix+"BUCKET", "%q is not a valid S3 bucket name", b.Name)
 	}
 	if b.Region == "" {
-		r.fail(prefix+"REGION", "is required (or set AWS_REGION)")
+		r.Fail(prefix+"REGION", "is required (or set AWS_REGION)")
 	}
 	if b.Endpoint != "" && !strings.HasPrefix(b.Endpoint, "http://") && !strings.HasPrefix(b.Endpoint, "https://") {
-		r.fail(prefix+"ENDPOINT", "must be an http:// or https:// URL, got %q", b.Endpoint)
+		r.Fail(prefix+"ENDPOINT", "must be an http:// or https:// URL, got %q", b.Endpoint)
 	}
 	return b
 }
 
 func (r *reader) types() []datatype.Type {
 	types := datatype.Builtin()
-	if v := r.str("GEOBLOB_EXTRA_TYPES"); v != "" {
+	if v := r.Str("GEOBLOB_EXTRA_TYPES"); v != "" {
 		var extra []datatype.Type
 		if err := json.Unmarshal([]byte(v), &extra); err != nil {
-			r.fail("GEOBLOB_EXTRA_TYPES", "must be a JSON list of {name, patterns, examples}: %v", err)
+			r.Fail("GEOBLOB_EXTRA_TYPES", "must be a JSON list of {name, patterns, examples}: %v", err)
 		}
 		types = append(types, extra...)
 	}
-	if v := r.str("GEOBLOB_TYPE_PATTERNS"); v != "" {
+	if v := r.Str("GEOBLOB_TYPE_PATTERNS"); v != "" {
 		var patterns map[string][]string
 		if err := json.Unmarshal([]byte(v), &patterns); err != nil {
-			r.fail("GEOBLOB_TYPE_PATTERNS", "must be a JSON object of type name to pattern list: %v", err)
+			r.Fail("GEOBLOB_TYPE_PATTERNS", "must be a JSON object of type name to pattern list: %v", err)
 		}
 		for name, ps := range patterns {
 			found := false
@@ -243,23 +194,23 @@ func (r *reader) types() []datatype.Type {
 				}
 			}
 			if !found {
-				r.fail("GEOBLOB_TYPE_PATTERNS", "names unknown data type %q", name)
+				r.Fail("GEOBLOB_TYPE_PATTERNS", "names unknown data type %q", name)
 			}
 		}
 	}
-	if v := r.str("GEOBLOB_DATA_TYPES"); v != "" {
+	if v := r.Str("GEOBLOB_DATA_TYPES"); v != "" {
 		selected, err := datatype.Select(types, strings.Split(v, ","))
 		if err != nil {
-			r.fail("GEOBLOB_DATA_TYPES", "%v", err)
+			r.Fail("GEOBLOB_DATA_TYPES", "%v", err)
 		} else {
 			types = selected
 		}
 	}
 	if len(types) == 0 {
-		r.fail("GEOBLOB_DATA_TYPES", "enables no data type")
+		r.Fail("GEOBLOB_DATA_TYPES", "enables no data type")
 	}
 	if _, err := datatype.NewCatalog(types...); err != nil {
-		r.fail("GEOBLOB_TYPE_PATTERNS", "gives an unusable catalog: %v", err)
+		r.Fail("GEOBLOB_TYPE_PATTERNS", "gives an unusable catalog: %v", err)
 	}
 	return types
 }

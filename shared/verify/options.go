@@ -2,7 +2,6 @@ package verify
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -125,35 +124,10 @@ func OptionsFromEnv(getenv func(string) string, reverifyInterval time.Duration) 
 	if reverifyInterval <= 0 {
 		reverifyInterval = DefaultReverifyInterval
 	}
-	var errs []error
-	fail := func(name, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: %s %s", ErrInvalid, name, fmt.Sprintf(format, args...)))
-	}
-	str := func(name string) string { return strings.TrimSpace(getenv(name)) }
-	integer := func(name string, def, lo, hi int) int {
-		v := str(name)
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < lo || n > hi {
-			fail(name, "must be an integer from %d to %d, got %q", lo, hi, v)
-			return def
-		}
-		return n
-	}
-	duration := func(name string, def time.Duration) time.Duration {
-		v := str(name)
-		if v == "" {
-			return def
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			fail(name, "must be a positive Go duration such as 90s, 10m or 24h, got %q", v)
-			return def
-		}
-		return d
-	}
+	env := config.NewEnv(getenv, ErrInvalid)
+	fail, str := env.Fail, env.Str
+	integer := func(name string, def, lo, hi int) int { return int(env.Int(name, int64(def), int64(lo), int64(hi))) }
+	duration := env.Duration
 	o := Options{
 		Mode:             ModeDeep,
 		Concurrency:      integer("GEOBLOB_VERIFY_CONCURRENCY", DefaultConcurrency, 1, 1000),
@@ -191,14 +165,8 @@ func OptionsFromEnv(getenv func(string) string, reverifyInterval time.Duration) 
 	o.ReverifySpread = spread
 	capD := duration("GEOBLOB_VERIFY_BACKOFF_CAP", DefaultBackoffCap)
 	o.Backoff = registry.GeoBackoff{Cap: capD, MissingCap: capD}
-	if v := str("GEOBLOB_VERIFY_PRIMARY"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			fail("GEOBLOB_VERIFY_PRIMARY", "must be true or false, got %q", v)
-		}
-		o.NoPrimary = !b
-	}
-	if err := errors.Join(errs...); err != nil {
+	o.NoPrimary = !env.Bool("GEOBLOB_VERIFY_PRIMARY", true)
+	if err := env.Err(); err != nil {
 		return Options{}, err
 	}
 	return o, nil
