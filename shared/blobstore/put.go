@@ -35,7 +35,10 @@ import (
 // as UNSIGNED-PAYLOAD so they are not hashed a second time for SigV4.
 //
 // Afterwards Put checks with HeadObject that the stored length equals the
-// bytes written (else ErrSizeMismatch and the object is removed).
+// bytes written (else ErrSizeMismatch and the object is removed), unless
+// the server already vouched for the bytes: a PutObject whose response
+// echoes the SHA-256 we sent was validated by the server against that
+// checksum and the Content-Length, so a HEAD would only repeat it.
 //
 // If body holds fewer or more than size bytes, Put fails with an error
 // wrapping ErrSizeMismatch. On any failure no partial object is left: a
@@ -49,16 +52,21 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, size int64,
 			Err: fmt.Errorf("size %d out of range [0, %d]", size, MaxObjectSize)}
 	}
 	var (
-		res PutResult
-		err error
+		res     PutResult
+		vouched bool
+		err     error
 	)
 	if size <= s.opts.MultipartThreshold {
-		res, err = s.putSingle(ctx, key, body, size, attrs)
+		res, vouched, err = s.putSingle(ctx, key, body, size, attrs)
 	} else {
 		res, err = s.putMultipart(ctx, key, body, size, attrs)
 	}
 	if err != nil {
 		return PutResult{}, err
+	}
+	if vouched {
+		s.log.DebugContext(ctx, "blobstore: put", "key", key, "size", res.Size, "sha256", res.SHA256, "multipart", false)
+		return res, nil
 	}
 	headIn := &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key}
 	if res.VersionID != "" {
@@ -79,27 +87,29 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, size int64,
 }
 
 // putSingle reads the whole body into a buffer of exactly size bytes and
-// writes it with one PutObject.
-func (s *Store) putSingle(ctx context.Context, key string, body io.Reader, size int64, attrs PutAttrs) (PutResult, error) {
+// writes it with one PutObject. vouched reports that the server's response
+// echoed the SHA-256 it was sent, i.e. it checked the bytes against it.
+func (s *Store) putSingle(ctx context.Context, key string, body io.Reader, size int64, attrs PutAttrs) (res PutResult, vouched bool, err error) {
 	buf := make([]byte, size)
 	n, err := readFull(body, buf)
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return PutResult{}, sizeError("put", s.bucket, key, size, int64(n), err)
+			return PutResult{}, false, sizeError("put", s.bucket, key, size, int64(n), err)
 		}
-		return PutResult{}, readError(s.bucket, key, err)
+		return PutResult{}, false, readError(s.bucket, key, err)
 	}
 	if err := s.checkDrained(key, body, size); err != nil {
-		return PutResult{}, err
+		return PutResult{}, false, err
 	}
 	sum := sha256.Sum256(buf)
 	hexSum := hex.EncodeToString(sum[:])
+	b64Sum := base64.StdEncoding.EncodeToString(sum[:])
 	in := &s3.PutObjectInput{
 		Bucket:         &s.bucket,
 		Key:            &key,
 		Body:           bytes.NewReader(buf),
 		ContentLength:  aws.Int64(size),
-		ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(sum[:])),
+		ChecksumSHA256: aws.String(b64Sum),
 		Tagging:        aws.String(url.Values{ChecksumTag: {hexSum}}.Encode()),
 		Metadata:       attrs.Metadata,
 	}
@@ -111,9 +121,10 @@ func (s *Store) putSingle(ctx context.Context, key string, body io.Reader, size 
 	// server hashes them once instead of twice.
 	out, err := s.client.PutObject(ctx, in, unsignedPayload)
 	if err != nil {
-		return PutResult{}, opError("put", s.bucket, key, err)
+		return PutResult{}, false, opError("put", s.bucket, key, err)
 	}
-	return PutResult{Size: size, SHA256: hexSum, ETag: aws.ToString(out.ETag), VersionID: aws.ToString(out.VersionId)}, nil
+	res = PutResult{Size: size, SHA256: hexSum, ETag: aws.ToString(out.ETag), VersionID: aws.ToString(out.VersionId)}
+	return res, aws.ToString(out.ChecksumSHA256) == b64Sum, nil
 }
 
 // checkDrained fails with ErrSizeMismatch when body holds more than size bytes.
