@@ -3,6 +3,7 @@ package localstack
 import (
 	"context"
 	"fmt"
+	"github.com/dustin/go-humanize"
 	"io"
 	"sort"
 	"strings"
@@ -132,19 +133,8 @@ func (c Comparison) Write(w io.Writer, verbose bool) error {
 	return err
 }
 
-// HumanBytes formats n with a binary unit.
-func HumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// HumanBytes formats n with a binary unit (KiB, MiB, ...).
+func HumanBytes(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
 
 // WriteStatus prints the per-type table of registry statistics: one row per
 // type of names (in that order, zeros when the registry has no rows for it),

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dustin/go-humanize"
 	"io"
 	"log/slog"
 	"strings"
@@ -204,18 +205,7 @@ func WriteSummary(out io.Writer, rep Report, sums []Summary) error {
 	return tw.Flush()
 }
 
-func bytesText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func bytesText(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
 
 // DefaultMaxPasses bounds RunLocal.
 const DefaultMaxPasses = 5
