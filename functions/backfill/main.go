@@ -23,6 +23,7 @@ func main() {
 		if err != nil {
 			return nil, nil, err
 		}
+		svc.MetricsOut = os.Stdout // registry health for the CloudWatch alarms (EMF)
 		return svc.Handle, svc.Close, nil
 	}))
 }

@@ -12,22 +12,26 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/geoblob/geoblob/shared/metrics"
 )
 
-// Registry metrics: the functions (backfill and verify after each run)
-// publish them in CloudWatch embedded metric format, in this namespace,
-// without dimensions, so the alarms below see one series each.
+// Registry metrics: functions/backfill publishes them after each pass in
+// CloudWatch embedded metric format, in this namespace, without dimensions,
+// so the alarms below see one series each.
+// The registry health metrics, published by functions/backfill after every
+// pass as CloudWatch Embedded Metric Format lines (shared/metrics.WriteEMF).
 const (
 	// MetricsNamespace is the CloudWatch namespace of geoblob's own metrics.
-	MetricsNamespace = "Geoblob"
+	MetricsNamespace = metrics.Namespace
 	// MetricOldestUnsyncedAge is the age in seconds of the oldest registry row
-	// not in state synced (0 when all are synced).
-	MetricOldestUnsyncedAge = "OldestUnsyncedAgeSeconds"
+	// waiting for a sync (0 when all are synced).
+	MetricOldestUnsyncedAge = metrics.NameOldestUnsyncedAge
 	// MetricFailedBlobs is the number of rows in replication state failed.
-	MetricFailedBlobs = "FailedBlobs"
+	MetricFailedBlobs = metrics.NameFailedBlobs
 	// MetricQuarantinedBlobs is the number of rows given up on (retries
-	// exhausted or verification failing again and again) that need a human.
-	MetricQuarantinedBlobs = "QuarantinedBlobs"
+	// exhausted) that need an operator.
+	MetricQuarantinedBlobs = metrics.NameQuarantinedBlobs
 )
 
 // alarmTopic creates the SNS topic alarms notify (and its e-mail subscription).

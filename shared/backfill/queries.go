@@ -168,3 +168,14 @@ WHERE b.data_type = ANY($1::text[])
 const qLiveKeys = `
 SELECT object_key FROM blob_registry
 WHERE object_key = ANY($1::text[]) AND data_type = ANY($2::text[]) AND deleted_at IS NULL`
+
+// $1 data types. Registry health: the oldest last change among live rows
+// still waiting for a sync (pending, started, retried failures; each subquery
+// walks one partial index), and the failed and quarantined counts.
+const qHealth = `
+SELECT least(
+	(SELECT min(updated_at) FROM blob_registry WHERE state = 0 AND data_type = ANY($1::text[])),
+	(SELECT min(started_at) FROM blob_registry WHERE state = 1 AND data_type = ANY($1::text[])),
+	(SELECT min(updated_at) FROM blob_registry WHERE state = 3 AND quarantined_at IS NULL AND data_type = ANY($1::text[]))),
+	(SELECT count(*) FROM blob_registry WHERE state = 3 AND quarantined_at IS NULL AND data_type = ANY($1::text[])),
+	(SELECT count(*) FROM blob_registry WHERE state = 3 AND quarantined_at IS NOT NULL AND data_type = ANY($1::text[]))`

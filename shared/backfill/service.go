@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/metrics"
 )
 
 // Service is the backfill function's dependencies, built once per cold
@@ -17,6 +20,9 @@ import (
 type Service struct {
 	App    *app.App
 	Runner *Runner
+	// MetricsOut, when set, receives the registry health as a CloudWatch
+	// Embedded Metric Format line after every Handle (Lambda: os.Stdout).
+	MetricsOut io.Writer
 }
 
 // Build wires a Service from the validated configuration and the
@@ -118,7 +124,16 @@ func (s *Service) Handle(ctx context.Context, payload json.RawMessage) (Report, 
 	if err != nil {
 		return Report{}, err
 	}
-	return s.Runner.Run(ctx, req)
+	rep, err := s.Runner.Run(ctx, req)
+	if s.MetricsOut != nil {
+		// Health is reported even after a failed pass: that is when it matters.
+		if h, herr := s.Runner.Health(ctx); herr != nil {
+			s.App.Logger.ErrorContext(ctx, "backfill: registry health", "error", herr)
+		} else if werr := metrics.WriteEMF(s.MetricsOut, h, time.Now()); werr != nil {
+			s.App.Logger.ErrorContext(ctx, "backfill: registry health", "error", werr)
+		}
+	}
+	return rep, err
 }
 
 // RunUntilQuiet runs passes until one finds nothing to do (nothing listed

@@ -1,0 +1,68 @@
+// Package metrics names geoblob's CloudWatch metrics and writes them in
+// CloudWatch Embedded Metric Format. It has no dependencies, so the CDK app
+// (infra/) and the functions share one definition.
+package metrics
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+)
+
+// CloudWatch names of the registry health metrics. The infrastructure's
+// alarms and dashboard read exactly these (infra/stacks/monitoring.go).
+const (
+	Namespace             = "Geoblob"
+	NameOldestUnsyncedAge = "OldestUnsyncedAgeSeconds"
+	NameFailedBlobs       = "FailedBlobs"
+	NameQuarantinedBlobs  = "QuarantinedBlobs"
+)
+
+// Health summarises the registry of the enabled data types.
+type Health struct {
+	// OldestUnsyncedAge is how long the longest-waiting live row that is not
+	// synced (pending, started, or failed and still retried) has waited
+	// since its last change; 0 when every row is synced.
+	OldestUnsyncedAge time.Duration
+	// Failed counts rows in state failed that are still retried.
+	Failed int64
+	// Quarantined counts rows given up on until an operator resyncs them.
+	Quarantined int64
+}
+
+// WriteEMF writes h as one CloudWatch Embedded Metric Format line (namespace
+// Namespace, no dimensions). Written to a Lambda function's stdout,
+// CloudWatch turns it into the metrics the alarms watch; nothing else is
+// needed (no PutMetricData call, no extra permission).
+func WriteEMF(w io.Writer, h Health, at time.Time) error {
+	type metric struct {
+		Name string `json:"Name"`
+		Unit string `json:"Unit"`
+	}
+	doc := map[string]any{
+		"_aws": map[string]any{
+			"Timestamp": at.UnixMilli(),
+			"CloudWatchMetrics": []map[string]any{{
+				"Namespace":  Namespace,
+				"Dimensions": [][]string{{}},
+				"Metrics": []metric{
+					{NameOldestUnsyncedAge, "Seconds"},
+					{NameFailedBlobs, "Count"},
+					{NameQuarantinedBlobs, "Count"},
+				},
+			}},
+		},
+		NameOldestUnsyncedAge: h.OldestUnsyncedAge.Seconds(),
+		NameFailedBlobs:       h.Failed,
+		NameQuarantinedBlobs:  h.Quarantined,
+	}
+	line, err := json.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	if _, err := w.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}
