@@ -16,11 +16,9 @@ import (
 	"github.com/geoblob/geoblob/shared/metrics"
 )
 
-// Registry metrics: functions/backfill publishes them after each pass in
-// CloudWatch embedded metric format, in this namespace, without dimensions,
-// so the alarms below see one series each.
-// The registry health metrics, published by functions/backfill after every
-// pass as CloudWatch Embedded Metric Format lines (shared/metrics.WriteEMF).
+// Registry health metrics: functions/backfill publishes them after every pass
+// as CloudWatch Embedded Metric Format lines (shared/metrics.WriteEMF), in
+// this namespace, without dimensions, so the alarms below see one series each.
 const (
 	// MetricsNamespace is the CloudWatch namespace of geoblob's own metrics.
 	MetricsNamespace = metrics.Namespace

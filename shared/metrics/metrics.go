@@ -13,10 +13,14 @@ import (
 // CloudWatch names of the registry health metrics. The infrastructure's
 // alarms and dashboard read exactly these (infra/stacks/monitoring.go).
 const (
-	Namespace             = "Geoblob"
+	// Namespace holds every geoblob metric.
+	Namespace = "Geoblob"
+	// NameOldestUnsyncedAge is Health.OldestUnsyncedAge in seconds.
 	NameOldestUnsyncedAge = "OldestUnsyncedAgeSeconds"
-	NameFailedBlobs       = "FailedBlobs"
-	NameQuarantinedBlobs  = "QuarantinedBlobs"
+	// NameFailedBlobs is Health.Failed.
+	NameFailedBlobs = "FailedBlobs"
+	// NameQuarantinedBlobs is Health.Quarantined.
+	NameQuarantinedBlobs = "QuarantinedBlobs"
 )
 
 // Health summarises the registry of the enabled data types.
