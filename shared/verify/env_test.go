@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/registry/registrytest"
 	"github.com/geoblob/geoblob/shared/replication"
 	"github.com/geoblob/geoblob/shared/testutil/pgtest"
 	"github.com/geoblob/geoblob/shared/testutil/s3test"
@@ -27,34 +27,6 @@ import (
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// clock is a settable test clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock {
-	return &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
 
 // noJitter makes backoffs exact.
 func noJitter() float64 { return 0 }
@@ -65,7 +37,7 @@ func noJitter() float64 { return 0 }
 type env struct {
 	t         *testing.T
 	ctx       context.Context
-	clock     *clock
+	clock     *registrytest.Clock
 	pool      *pgxpool.Pool
 	reg       *registry.Store
 	store     *verify.PGStore
@@ -117,7 +89,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.secondaryBucket == "" {
 		o.secondaryBucket = secondaryBucket
 	}
-	e := &env{t: t, ctx: ctx, clock: newClock()}
+	e := &env{t: t, ctx: ctx, clock: registrytest.NewClock(time.Time{})}
 	e.pool = migrated(t)
 	e.reg = registry.New(e.pool, registry.Options{Clock: e.clock.Now, Retry: registry.GeoBackoff{Rand: noJitter}})
 	e.store = verify.NewPGStore(e.pool)
