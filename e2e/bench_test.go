@@ -10,9 +10,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/geoblob/geoblob/shared/localstack"
+	"github.com/geoblob/geoblob/internal/devstack"
+	"github.com/geoblob/geoblob/internal/samples"
 	"github.com/geoblob/geoblob/shared/registry"
-	"github.com/geoblob/geoblob/shared/samples"
 )
 
 // benchUploads is the number of uploads one measurement makes, whatever b.N.
@@ -38,7 +38,7 @@ func BenchmarkEndToEndLatency(b *testing.B) {
 	for i, k := range keys {
 		bodies[i] = content(b, k, 1<<10+(i*7919)%(63<<10))
 	}
-	primary := fx.settings.Bucket(localstack.Primary)
+	primary := fx.settings.Bucket(devstack.Primary)
 	firstDelivery := fx.rec.len()
 
 	b.ResetTimer()

@@ -13,10 +13,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/geoblob/geoblob/shared/localstack"
-	"github.com/geoblob/geoblob/shared/pgcluster"
+	"github.com/geoblob/geoblob/internal/devstack"
+	"github.com/geoblob/geoblob/internal/pgcluster"
+	"github.com/geoblob/geoblob/internal/samples"
 	"github.com/geoblob/geoblob/shared/registry"
-	"github.com/geoblob/geoblob/shared/samples"
 )
 
 // op is one change to the primary.
@@ -31,7 +31,7 @@ type op struct {
 func apply(t testing.TB, m *model, ops []op) {
 	t.Helper()
 	ctx := t.Context()
-	primary := fx.settings.Bucket(localstack.Primary)
+	primary := fx.settings.Bucket(devstack.Primary)
 	work := make(chan op)
 	var (
 		wg   sync.WaitGroup
@@ -125,7 +125,7 @@ func TestReplicationEndToEnd(t *testing.T) {
 			ops = append(ops, op{key: f.Key})
 		}
 	}
-	require.NoError(t, fx.settings.Bucket(localstack.Primary).Delete(ctx, "generic/never/1.0.0/never-existed.bin"))
+	require.NoError(t, fx.settings.Bucket(devstack.Primary).Delete(ctx, "generic/never/1.0.0/never-existed.bin"))
 	apply(t, m, ops)
 	t.Logf("%d live keys, %d deleted", len(m.live), len(m.deleted))
 
@@ -294,7 +294,7 @@ func TestDeliveryFailureIsRetried(t *testing.T) {
 		require.NoError(t, err)
 	})
 	_, err := fx.runner.Receiver().Invoke(ctx, body)
-	require.ErrorIs(t, err, localstack.ErrHandler)
+	require.ErrorIs(t, err, devstack.ErrHandler)
 	_, err = pgcluster.Start(ctx, pgcluster.Options{Dir: pg.Dir(), Port: pg.Port(), FsyncOff: true})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {

@@ -18,9 +18,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/devstack"
+	"github.com/geoblob/geoblob/internal/minioproc"
 	"github.com/geoblob/geoblob/shared/datatype"
-	"github.com/geoblob/geoblob/shared/localstack"
-	"github.com/geoblob/geoblob/shared/minioproc"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
@@ -29,9 +29,9 @@ import (
 // per package keeps the suite fast). Tests run one after another (no
 // t.Parallel): each leaves the buckets converged for the next.
 type fixture struct {
-	settings localstack.Settings
-	stack    *localstack.Stack
-	runner   *localstack.InProcess
+	settings devstack.Settings
+	stack    *devstack.Stack
+	runner   *devstack.InProcess
 	catalog  *datatype.Catalog
 	reg      *registry.Store
 	rec      *recorder
@@ -50,7 +50,7 @@ func run(m *testing.M) int {
 	}
 	// app.Build reads S3 credentials through the AWS default chain, as the
 	// Lambda functions do: give it the stack's, and nothing from the user.
-	for _, v := range localstack.DefaultSettings("/").Env() {
+	for _, v := range devstack.DefaultSettings("/").Env() {
 		if strings.HasPrefix(v.Name, "AWS_") {
 			os.Setenv(v.Name, v.Value)
 		}
@@ -66,9 +66,9 @@ func run(m *testing.M) int {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	rec := &recorder{}
 	var (
-		s      localstack.Settings
-		stack  *localstack.Stack
-		runner *localstack.InProcess
+		s      devstack.Settings
+		stack  *devstack.Stack
+		runner *devstack.InProcess
 		err    error
 	)
 	// Free ports are picked, released and then bound by PostgreSQL and
@@ -107,32 +107,32 @@ func run(m *testing.M) int {
 
 // queueOptions make retries quick: a failed message is received again
 // after 0.3, 0.6, 1.2, 2.4 s and dead-lettered on its 5th failure (~8.5 s).
-var queueOptions = localstack.QueueOptions{MaxReceives: 5, Visibility: 300 * time.Millisecond, MaxVisibility: 4 * time.Second}
+var queueOptions = devstack.QueueOptions{MaxReceives: 5, Visibility: 300 * time.Millisecond, MaxVisibility: 4 * time.Second}
 
 // startStack starts a stack in a new temporary directory on free ports,
 // cleaning up after itself when it fails.
-func startStack(rec *recorder, logger *slog.Logger) (localstack.Settings, *localstack.Stack, *localstack.InProcess, error) {
+func startStack(rec *recorder, logger *slog.Logger) (devstack.Settings, *devstack.Stack, *devstack.InProcess, error) {
 	dir, err := os.MkdirTemp("", "geoblob-e2e-")
 	if err != nil {
-		return localstack.Settings{}, nil, nil, err
+		return devstack.Settings{}, nil, nil, err
 	}
 	// PostgreSQL runs as user postgres and must enter the state directory.
 	if err := os.Chmod(dir, 0o755); err != nil {
-		return localstack.Settings{}, nil, nil, err
+		return devstack.Settings{}, nil, nil, err
 	}
-	s, err := localstack.FreeSettings(dir)
+	s, err := devstack.FreeSettings(dir)
 	if err != nil {
-		return localstack.Settings{}, nil, nil, err
+		return devstack.Settings{}, nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	runner := &localstack.InProcess{Observe: rec.observe, Logger: logger, Queue: queueOptions}
-	stack, err := localstack.Up(ctx, localstack.UpOptions{Settings: s, Events: runner, Logger: logger})
+	runner := &devstack.InProcess{Observe: rec.observe, Logger: logger, Queue: queueOptions}
+	stack, err := devstack.Up(ctx, devstack.UpOptions{Settings: s, Events: runner, Logger: logger})
 	if err != nil {
 		_ = runner.Close(context.Background())
-		_ = localstack.Down(context.Background(), dir, io.Discard)
+		_ = devstack.Down(context.Background(), dir, io.Discard)
 		_ = os.RemoveAll(dir)
-		return localstack.Settings{}, nil, nil, err
+		return devstack.Settings{}, nil, nil, err
 	}
 	return s, stack, runner, nil
 }
@@ -140,20 +140,20 @@ func startStack(rec *recorder, logger *slog.Logger) (localstack.Settings, *local
 // recorder keeps every delivery of a spooled message to the handler.
 type recorder struct {
 	mu         sync.Mutex
-	deliveries []localstack.Delivery
+	deliveries []devstack.Delivery
 }
 
-func (r *recorder) observe(d localstack.Delivery) {
+func (r *recorder) observe(d devstack.Delivery) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.deliveries = append(r.deliveries, d)
 }
 
 // since returns the deliveries recorded from index i on.
-func (r *recorder) since(i int) []localstack.Delivery {
+func (r *recorder) since(i int) []devstack.Delivery {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]localstack.Delivery(nil), r.deliveries[i:]...)
+	return append([]devstack.Delivery(nil), r.deliveries[i:]...)
 }
 
 func (r *recorder) len() int {
@@ -253,12 +253,12 @@ func waitConverged(t testing.TB, m *model, timeout time.Duration) {
 func assertBuckets(t testing.TB, m *model) {
 	t.Helper()
 	ctx := t.Context()
-	cmp, err := localstack.Compare(ctx, fx.settings.Bucket(localstack.Primary), fx.settings.Bucket(localstack.Secondary))
+	cmp, err := devstack.Compare(ctx, fx.settings.Bucket(devstack.Primary), fx.settings.Bucket(devstack.Secondary))
 	require.NoError(t, err)
 	for _, o := range cmp.Mismatches() {
 		assert.Failf(t, "secondary differs from primary", "%q: %s", o.Key, o.Problem())
 	}
-	byKey := map[string]localstack.Compared{}
+	byKey := map[string]devstack.Compared{}
 	for _, o := range cmp.Objects {
 		byKey[o.Key] = o
 	}

@@ -16,14 +16,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/geoblob/geoblob/shared/localstack"
-	"github.com/geoblob/geoblob/shared/pgcluster"
-	"github.com/geoblob/geoblob/shared/samples"
+	"github.com/geoblob/geoblob/internal/devstack"
+	"github.com/geoblob/geoblob/internal/pgcluster"
+	"github.com/geoblob/geoblob/internal/samples"
 )
 
-func spoolCounts(t testing.TB) localstack.SpoolCounts {
+func spoolCounts(t testing.TB) devstack.SpoolCounts {
 	t.Helper()
-	c, err := localstack.CountSpool(fx.settings.SpoolDir(), fx.settings.DeadLetterDir())
+	c, err := devstack.CountSpool(fx.settings.SpoolDir(), fx.settings.DeadLetterDir())
 	require.NoError(t, err)
 	return c
 }
@@ -90,7 +90,7 @@ func TestMalformedMessageIsDeadLettered(t *testing.T) {
 	var id string
 	for _, d := range fx.rec.since(first) {
 		if string(d.Body) == body {
-			require.ErrorIs(t, d.Err, localstack.ErrHandler)
+			require.ErrorIs(t, d.Err, devstack.ErrHandler)
 			receives = append(receives, d.ReceiveCount)
 			id = d.MessageID
 		}
@@ -116,7 +116,7 @@ func TestPerKeyOrderWithTheRealHandler(t *testing.T) {
 	m := newModel()
 	keys := faultKeys(t, "order", 6)
 	first := fx.rec.len()
-	primary := fx.settings.Bucket(localstack.Primary)
+	primary := fx.settings.Bucket(devstack.Primary)
 	var wg sync.WaitGroup
 	for i, k := range keys {
 		wg.Add(1)

@@ -5,8 +5,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/shared/backfill"
-	"github.com/geoblob/geoblob/shared/localstack"
 )
 
 // runBackfill is `geoblob backfill [flags]`: one backfill pass against the
@@ -18,7 +18,7 @@ import (
 //	case "backfill":
 //		return runBackfill(ctx, defaultDir(), args, stdout, stderr)
 func runBackfill(ctx context.Context, dir string, args []string, stdout, stderr io.Writer) error {
-	s, err := localstack.LoadSettings(dir)
+	s, err := devstack.LoadSettings(dir)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,7 @@
 // `cp` and `rm` against the primary region, `backfill` and `verify` passes,
 // and `serve-events` (the event daemon `up` starts in the background: the
 // webhook receiver, its spool, the SQS-style delivery to the handler and
-// the backfill/verify schedules). All the work is in shared/localstack,
+// the backfill/verify schedules). All the work is in internal/devstack,
 // shared/backfill and shared/verify; this file only parses flags.
 package main
 
@@ -20,8 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/shared/config"
-	"github.com/geoblob/geoblob/shared/localstack"
 )
 
 const usage = `usage: geoblob <command> [flags]
@@ -88,23 +88,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("locate own binary: %w", err)
 		}
-		_, err = localstack.UpAndPrint(ctx, s, localstack.Daemon{Executable: exe, Schedules: sched.get()}, stdout, logger())
+		_, err = devstack.UpAndPrint(ctx, s, devstack.Daemon{Executable: exe, Schedules: sched.get()}, stdout, logger())
 		return err
 	case "down":
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		return localstack.Down(ctx, *dir, stdout)
+		return devstack.Down(ctx, *dir, stdout)
 	case "status":
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		return localstack.Status(ctx, *dir, stdout)
+		return devstack.Status(ctx, *dir, stdout)
 	case "env":
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		s, err := localstack.LoadSettings(*dir)
+		s, err := devstack.LoadSettings(*dir)
 		if err != nil {
 			return err
 		}
@@ -130,8 +130,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := exportCredentials(s); err != nil {
 			return err
 		}
-		return localstack.Demo(ctx, localstack.DemoOptions{
-			Settings: s, Events: localstack.Daemon{Executable: exe, Schedules: sched.get()},
+		return devstack.Demo(ctx, devstack.DemoOptions{
+			Settings: s, Events: devstack.Daemon{Executable: exe, Schedules: sched.get()},
 			Timeout: *timeout, ExtraPerType: *extra, BigSize: *bigMiB << 20,
 			Out: stdout, Logger: logger(),
 		})
@@ -142,7 +142,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if fs.NArg() != 2 {
 			return fmt.Errorf("cp needs FILE and KEY, e.g. geoblob cp ./app.jar maven/com/example/app/2.0.0/app-2.0.0.jar")
 		}
-		return localstack.Copy(ctx, *dir, fs.Arg(0), fs.Arg(1), stdout)
+		return devstack.Copy(ctx, *dir, fs.Arg(0), fs.Arg(1), stdout)
 	case "rm":
 		if err := fs.Parse(args); err != nil {
 			return err
@@ -150,7 +150,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if fs.NArg() != 1 {
 			return fmt.Errorf("rm needs KEY, e.g. geoblob rm maven/com/example/app/2.0.0/app-2.0.0.jar")
 		}
-		return localstack.Remove(ctx, *dir, fs.Arg(0), stdout)
+		return devstack.Remove(ctx, *dir, fs.Arg(0), stdout)
 	case "backfill":
 		// The flags after "backfill" are backfill.RunCLI's; -dir is ours.
 		d, rest := cutDirArg(args, *dir)
@@ -176,7 +176,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		s := localstack.Settings{Dir: *dir}
+		s := devstack.Settings{Dir: *dir}
 		if *spool == "" {
 			*spool = s.SpoolDir()
 		}
@@ -188,9 +188,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-		return localstack.ServeEvents(ctx, localstack.ServeOptions{
+		return devstack.ServeEvents(ctx, devstack.ServeOptions{
 			Addr: *listen, Config: cfg, Getenv: os.Getenv, Logger: log, Schedules: sched.get(),
-			Queue: localstack.QueueOptions{Dir: *spool, DeadLetterDir: *dlq, BatchSize: *batch, Concurrency: *conc,
+			Queue: devstack.QueueOptions{Dir: *spool, DeadLetterDir: *dlq, BatchSize: *batch, Concurrency: *conc,
 				MaxReceives: *maxReceives, Visibility: *visibility},
 		})
 	default:
@@ -203,7 +203,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // verify services read credentials through the default chain, as in
 // Lambda) at the stack in dir.
 func useStackCredentials(dir string) error {
-	s, err := localstack.LoadSettings(dir)
+	s, err := devstack.LoadSettings(dir)
 	if err != nil {
 		return err
 	}
@@ -212,7 +212,7 @@ func useStackCredentials(dir string) error {
 
 // exportCredentials sets the stack's AWS_* variables in this process's
 // environment and removes the ones that would override them.
-func exportCredentials(s localstack.Settings) error {
+func exportCredentials(s devstack.Settings) error {
 	for _, v := range s.Env() {
 		if strings.HasPrefix(v.Name, "AWS_") {
 			if err := os.Setenv(v.Name, v.Value); err != nil {
@@ -252,7 +252,7 @@ type schedules struct{ backfill, verify, first *time.Duration }
 
 // scheduleFlags are the EventBridge-Scheduler stand-ins of the event daemon.
 func scheduleFlags(fs *flag.FlagSet) schedules {
-	def := localstack.DefaultSchedules()
+	def := devstack.DefaultSchedules()
 	return schedules{
 		backfill: fs.Duration("backfill-every", def.Backfill, "event daemon: run a backfill pass this often (0: never)"),
 		verify:   fs.Duration("verify-every", def.Verify, "event daemon: run a verify pass this often (0: never)"),
@@ -260,31 +260,31 @@ func scheduleFlags(fs *flag.FlagSet) schedules {
 	}
 }
 
-func (s schedules) get() localstack.Schedules {
-	return localstack.Schedules{Backfill: *s.backfill, Verify: *s.verify, FirstRun: *s.first}
+func (s schedules) get() devstack.Schedules {
+	return devstack.Schedules{Backfill: *s.backfill, Verify: *s.verify, FirstRun: *s.first}
 }
 
 type ports struct{ pg, primary, secondary, events *int }
 
 func portFlags(fs *flag.FlagSet) ports {
 	return ports{
-		pg:        fs.Int("pg-port", localstack.DefaultPostgresPort, "PostgreSQL port"),
-		primary:   fs.Int("primary-port", localstack.DefaultPrimaryPort, "primary region MinIO port"),
-		secondary: fs.Int("secondary-port", localstack.DefaultSecondaryPort, "secondary region MinIO port"),
-		events:    fs.Int("events-port", localstack.DefaultEventsPort, "event receiver port"),
+		pg:        fs.Int("pg-port", devstack.DefaultPostgresPort, "PostgreSQL port"),
+		primary:   fs.Int("primary-port", devstack.DefaultPrimaryPort, "primary region MinIO port"),
+		secondary: fs.Int("secondary-port", devstack.DefaultSecondaryPort, "secondary region MinIO port"),
+		events:    fs.Int("events-port", devstack.DefaultEventsPort, "event receiver port"),
 	}
 }
 
 // settings returns the recorded settings of the stack in dir (or defaults
 // when there are none) with the port flags given on the command line applied.
-func settings(dir string, p ports, fs *flag.FlagSet) (localstack.Settings, error) {
+func settings(dir string, p ports, fs *flag.FlagSet) (devstack.Settings, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return localstack.Settings{}, fmt.Errorf("state dir: %w", err)
+		return devstack.Settings{}, fmt.Errorf("state dir: %w", err)
 	}
-	s, err := localstack.LoadSettings(abs)
+	s, err := devstack.LoadSettings(abs)
 	if err != nil {
-		s = localstack.DefaultSettings(abs)
+		s = devstack.DefaultSettings(abs)
 	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {

@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/geoblob/geoblob/shared/localstack"
-	"github.com/geoblob/geoblob/shared/minioproc"
+	"github.com/geoblob/geoblob/internal/devstack"
+	"github.com/geoblob/geoblob/internal/minioproc"
 )
 
 // asMain makes a copy of this test binary behave as the geoblob command, so
@@ -49,7 +49,7 @@ func TestCommands(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.Chmod(dir, 0o755))
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	free, err := localstack.FreeSettings(dir)
+	free, err := devstack.FreeSettings(dir)
 	require.NoError(t, err)
 	p := free.Ports
 	flags := []string{"-dir", dir,
@@ -80,7 +80,7 @@ func TestCommands(t *testing.T) {
 	assertAllVerified(t, out)
 
 	// The files uploaded without events were replicated by backfill.
-	secondary := free.Bucket(localstack.Secondary)
+	secondary := free.Bucket(devstack.Secondary)
 	for _, key := range []string{"generic/before-events/1.0.0/before-events-a.bin", "generic/before-events/1.0.0/before-events-b.bin"} {
 		ok, err := secondary.Exists(t.Context(), key)
 		require.NoError(t, err)

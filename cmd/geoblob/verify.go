@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/shared/config"
-	"github.com/geoblob/geoblob/shared/localstack"
 	"github.com/geoblob/geoblob/shared/verify"
 )
 
@@ -35,7 +35,7 @@ func runVerify(ctx context.Context, fs *flag.FlagSet, dir *string, args []string
 	if err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
-	s, err := localstack.LoadSettings(abs)
+	s, err := devstack.LoadSettings(abs)
 	if err != nil {
 		return err
 	}

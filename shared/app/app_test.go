@@ -12,13 +12,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/testutil/pgtest"
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/handler"
 	rt "github.com/geoblob/geoblob/shared/replication/replicationtest"
-	"github.com/geoblob/geoblob/shared/testutil/pgtest"
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -10,12 +10,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/samples"
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/registry/registrytest"
 	"github.com/geoblob/geoblob/shared/replication"
-	"github.com/geoblob/geoblob/shared/samples"
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
 )
 
 // Files uploaded while notifications are off are replicated by one pass;

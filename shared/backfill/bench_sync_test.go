@@ -16,14 +16,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/samples"
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/registry/registrytest"
 	"github.com/geoblob/geoblob/shared/replication"
-	"github.com/geoblob/geoblob/shared/samples"
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
 )
 
 // BenchmarkSyncVsRclone copies 10,000 small objects (4–64 KiB) between two

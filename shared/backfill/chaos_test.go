@@ -13,11 +13,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/samples"
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/events"
 	"github.com/geoblob/geoblob/shared/registry"
-	"github.com/geoblob/geoblob/shared/samples"
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
 )
 
 // Convergence under chaos: a seeded workload of creates, overwrites and

@@ -16,14 +16,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/testutil/pgtest"
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/registry/registrytest"
 	"github.com/geoblob/geoblob/shared/replication"
-	"github.com/geoblob/geoblob/shared/testutil/pgtest"
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

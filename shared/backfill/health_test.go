@@ -10,11 +10,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/metrics"
 	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/registry/registrytest"
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
 )
 
 // TestHealthTracksUnsyncedFailedAndQuarantined drives one row into

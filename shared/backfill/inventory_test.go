@@ -12,10 +12,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/samples"
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/blobstore"
-	"github.com/geoblob/geoblob/shared/samples"
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
 )
 
 const inventoryBucket = "inventory"

@@ -12,9 +12,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/blobstore/blobstoretest"
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
 )
 
 // Benchmark objects are generated (blobstoretest.Random), never stored in git.

@@ -16,9 +16,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/blobstore/blobstoretest"
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
 )
 
 // Small parts keep the multipart cases fast: 5 MiB parts, multipart above 5 MiB.

@@ -7,9 +7,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/blobstore/blobstoretest"
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
 )
 
 // TestGofakes3 runs the conformance suite against in-process gofakes3

@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/blobstore/blobstoretest"
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
 )
 
 // TestWireIntegrity pins what Put sends: a single PutObject carries the

@@ -18,12 +18,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/testutil/pgtest"
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/events"
 	"github.com/geoblob/geoblob/shared/handler"
 	"github.com/geoblob/geoblob/shared/registry"
 	rt "github.com/geoblob/geoblob/shared/replication/replicationtest"
-	"github.com/geoblob/geoblob/shared/testutil/pgtest"
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

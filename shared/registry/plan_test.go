@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/geoblob/geoblob/shared/testutil/pgtest"
+	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 )
 
 // TestClaimDueUsesPendingIndex guards against the plan that walks the

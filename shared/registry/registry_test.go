@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/registry/registrytest"
-	"github.com/geoblob/geoblob/shared/testutil/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

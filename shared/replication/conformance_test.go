@@ -3,8 +3,8 @@ package replication_test
 import (
 	"testing"
 
+	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/shared/replication/replicationtest"
-	"github.com/geoblob/geoblob/shared/testutil/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

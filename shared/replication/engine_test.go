@@ -11,11 +11,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/testutil/pgtest"
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/replication"
 	rt "github.com/geoblob/geoblob/shared/replication/replicationtest"
-	"github.com/geoblob/geoblob/shared/testutil/pgtest"
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
 )
 
 const key = "maven/com/example/app/1.0.0/app-1.0.0.jar"

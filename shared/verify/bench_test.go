@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/verify"
 )
 

@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/registry"
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/verify"
 )
 

@@ -20,8 +20,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/shared/registry"
-	"github.com/geoblob/geoblob/shared/testutil/pgtest"
 )
 
 // NewPool returns a pool on a fresh database with the registry schema

@@ -1,4 +1,4 @@
-package localstack
+package devstack
 
 import (
 	"context"
@@ -55,7 +55,7 @@ func ServeEvents(ctx context.Context, o ServeOptions) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("localstack: receiving MinIO events", "addr", d.srv.Addr(), "spool", o.Queue.Dir,
+	logger.Info("devstack: receiving MinIO events", "addr", d.srv.Addr(), "spool", o.Queue.Dir,
 		"dead_letters", o.Queue.DeadLetterDir, "primary", o.Config.Primary.Name, "secondary", o.Config.Secondary.Name)
 	schedCtx, stopSched := context.WithCancel(ctx)
 	schedDone := make(chan error, 1)
@@ -65,10 +65,10 @@ func ServeEvents(ctx context.Context, o ServeOptions) error {
 	case serveErr = <-d.srv.Done():
 	case err := <-d.queueDone:
 		d.queueDone <- err // for close
-		serveErr = fmt.Errorf("localstack: queue worker stopped: %w", err)
+		serveErr = fmt.Errorf("devstack: queue worker stopped: %w", err)
 	case <-ctx.Done():
 	}
-	logger.Info("localstack: stopping event daemon")
+	logger.Info("devstack: stopping event daemon")
 	stopSched()
 	closeErr := d.close(context.WithoutCancel(ctx))
 	schedErr := <-schedDone
@@ -116,7 +116,7 @@ func (d *delivery) close(ctx context.Context) error {
 	select {
 	case qErr = <-d.queueDone:
 	case <-shutdown.Done():
-		qErr = fmt.Errorf("localstack: queue worker did not stop: %w", shutdown.Err())
+		qErr = fmt.Errorf("devstack: queue worker did not stop: %w", shutdown.Err())
 	}
 	return errors.Join(srvErr, qErr)
 }
@@ -137,7 +137,7 @@ var _ EventsRunner = Daemon{}
 // StartEvents starts the daemon unless one is already running and answering.
 func (d Daemon) StartEvents(ctx context.Context, s Settings) (string, error) {
 	if d.Executable == "" {
-		return "", errors.New("localstack: Daemon.Executable is required")
+		return "", errors.New("devstack: Daemon.Executable is required")
 	}
 	bin := filepath.Join(s.Dir, "bin", "geoblob")
 	restarted := ""
@@ -266,7 +266,7 @@ func (p *InProcess) StartEvents(ctx context.Context, s Settings) (string, error)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.d != nil {
-		return "", errors.New("localstack: in-process receiver already started")
+		return "", errors.New("devstack: in-process receiver already started")
 	}
 	logger := p.Logger
 	if logger == nil {
@@ -275,7 +275,7 @@ func (p *InProcess) StartEvents(ctx context.Context, s Settings) (string, error)
 	getenv := s.Getenv(p.Getenv)
 	cfg, err := config.FromEnv(getenv)
 	if err != nil {
-		return "", fmt.Errorf("localstack: stack configuration: %w", err)
+		return "", fmt.Errorf("devstack: stack configuration: %w", err)
 	}
 	inv, closeApp := p.Invoker, func() {}
 	if inv == nil {

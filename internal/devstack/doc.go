@@ -1,4 +1,4 @@
-// Package localstack runs geoblob's whole pipeline on one machine: a
+// Package devstack runs geoblob's whole pipeline on one machine: a
 // throwaway PostgreSQL cluster with the registry schema, two MinIO processes
 // standing in for the primary and the secondary region, and an event
 // daemon that plays S3 -> SQS -> Lambda: it takes MinIO's webhook bucket
@@ -15,4 +15,4 @@
 // data directories, the spool and the dead-letter directory. Up is
 // idempotent; Down stops what the pid files name. The same code runs the CLI (cmd/geoblob) and the end-to-end tests
 // (e2e/), which start a stack in a temporary directory on free ports.
-package localstack
+package devstack

@@ -1,4 +1,4 @@
-package localstack
+package devstack
 
 import (
 	"context"
@@ -118,7 +118,7 @@ func (c Comparison) Write(w io.Writer, verbose bool) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%q\n", res, size, psum, ssum, o.Key)
 		}
 		if err := tw.Flush(); err != nil {
-			return fmt.Errorf("localstack: write comparison: %w", err)
+			return fmt.Errorf("devstack: write comparison: %w", err)
 		}
 	}
 	bad := c.Mismatches()
@@ -181,7 +181,7 @@ func WriteStatus(w io.Writer, names []string, stats []registry.TypeStats) error 
 	fmt.Fprintln(tw, strings.Repeat("-", width)+"\t\t\t\t\t\t\t\t")
 	line(total)
 	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("localstack: write status: %w", err)
+		return fmt.Errorf("devstack: write status: %w", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package localstack
+package devstack
 
 import (
 	"bytes"
@@ -96,16 +96,16 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, maxBody+1))
 	if err != nil {
-		http.Error(w, "localstack: read body: "+err.Error(), http.StatusBadRequest)
+		http.Error(w, "devstack: read body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	if len(body) > maxBody {
-		http.Error(w, "localstack: body too large", http.StatusRequestEntityTooLarge)
+		http.Error(w, "devstack: body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
 	id, err := r.queue.Append(body)
 	if err != nil {
-		r.logger.Error("localstack: cannot spool event; refused", "error", err, "bytes", len(body))
+		r.logger.Error("devstack: cannot spool event; refused", "error", err, "bytes", len(body))
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
@@ -115,7 +115,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 // ErrHandler is returned (wrapped) when the handler failed a message.
-var ErrHandler = errors.New("localstack: handler failed")
+var ErrHandler = errors.New("devstack: handler failed")
 
 // Invoke runs one payload through the invoker directly (no spool) and
 // turns a handler error or a response with batch item failures into an
@@ -146,7 +146,7 @@ type EventServer struct {
 func ListenEvents(addr string, rec *Receiver) (*EventServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("localstack: listen for events on %s: %w", addr, err)
+		return nil, fmt.Errorf("devstack: listen for events on %s: %w", addr, err)
 	}
 	s := &EventServer{
 		srv: &http.Server{Handler: rec, ReadHeaderTimeout: 10 * time.Second},
@@ -172,7 +172,7 @@ func (s *EventServer) Done() <-chan error { return s.err }
 // Close stops accepting requests and waits up to ctx for in-flight ones.
 func (s *EventServer) Close(ctx context.Context) error {
 	if err := s.srv.Shutdown(ctx); err != nil {
-		return fmt.Errorf("localstack: stop event server: %w", err)
+		return fmt.Errorf("devstack: stop event server: %w", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package localstack
+package devstack
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/geoblob/geoblob/shared/minioproc"
-	"github.com/geoblob/geoblob/shared/pgcluster"
+	"github.com/geoblob/geoblob/internal/minioproc"
+	"github.com/geoblob/geoblob/internal/pgcluster"
 )
 
 // EventsRunner starts event delivery for a stack whose registry is ready.
@@ -64,7 +64,7 @@ func (s *Stack) Minio(side Side) *minioproc.Server { return s.minio[side] }
 func Up(ctx context.Context, opts UpOptions) (*Stack, error) {
 	s := opts.Settings
 	if opts.Events == nil {
-		return nil, errors.New("localstack: UpOptions.Events is required")
+		return nil, errors.New("devstack: UpOptions.Events is required")
 	}
 	out := opts.Out
 	if out == nil {
@@ -78,7 +78,7 @@ func Up(ctx context.Context, opts UpOptions) (*Stack, error) {
 		return nil, err
 	}
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("localstack: state dir: %w", err)
+		return nil, fmt.Errorf("devstack: state dir: %w", err)
 	}
 	if err := s.save(); err != nil {
 		return nil, err
@@ -92,7 +92,7 @@ func Up(ctx context.Context, opts UpOptions) (*Stack, error) {
 	}
 	pg, err := pgcluster.Start(ctx, pgcluster.Options{Dir: s.PostgresDir(), Port: s.Ports.Postgres, FsyncOff: true, Logger: logger})
 	if err != nil {
-		return nil, fmt.Errorf("localstack: postgres: %w", err)
+		return nil, fmt.Errorf("devstack: postgres: %w", err)
 	}
 	st.pg = pg
 	if err := ensureDatabase(ctx, pg, s.Database); err != nil {
@@ -170,7 +170,7 @@ func (st *Stack) startMinio(ctx context.Context, opts UpOptions, side Side, logg
 		Logger:         logger,
 	})
 	if err != nil {
-		return nil, "", fmt.Errorf("localstack: minio %s: %w", side, err)
+		return nil, "", fmt.Errorf("devstack: minio %s: %w", side, err)
 	}
 	return srv, "started", nil
 }
@@ -178,18 +178,18 @@ func (st *Stack) startMinio(ctx context.Context, opts UpOptions, side Side, logg
 func ensureDatabase(ctx context.Context, pg *pgcluster.Cluster, name string) error {
 	conn, err := pgx.Connect(ctx, pg.DSN("postgres"))
 	if err != nil {
-		return fmt.Errorf("localstack: connect to postgres: %w", err)
+		return fmt.Errorf("devstack: connect to postgres: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var exists bool
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
-		return fmt.Errorf("localstack: look up database %s: %w", name, err)
+		return fmt.Errorf("devstack: look up database %s: %w", name, err)
 	}
 	if exists {
 		return nil
 	}
 	if err := pg.CreateDatabase(ctx, name); err != nil {
-		return fmt.Errorf("localstack: %w", err)
+		return fmt.Errorf("devstack: %w", err)
 	}
 	return nil
 }
@@ -229,7 +229,7 @@ func Down(ctx context.Context, dir string, out io.Writer) error {
 			continue
 		}
 		if err := srv.Stop(); err != nil {
-			errs = append(errs, fmt.Errorf("localstack: stop minio %s: %w", side, err))
+			errs = append(errs, fmt.Errorf("devstack: stop minio %s: %w", side, err))
 			continue
 		}
 		fmt.Fprintf(out, "minio %-9s stopped (pid %d, %s)\n", side, srv.State().Pid, srv.Endpoint())
@@ -247,7 +247,7 @@ func Down(ctx context.Context, dir string, out io.Writer) error {
 	if err != nil {
 		fmt.Fprintln(out, "postgres  not running")
 	} else if err := pg.Stop(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("localstack: stop postgres: %w", err))
+		errs = append(errs, fmt.Errorf("devstack: stop postgres: %w", err))
 	} else {
 		fmt.Fprintf(out, "postgres  stopped (port %d)\n", pg.Port())
 	}

@@ -1,4 +1,4 @@
-package localstack
+package devstack
 
 import (
 	"bytes"
@@ -66,7 +66,7 @@ type Queue struct {
 // messages a previous run left in it; they are delivered when Run starts.
 func OpenQueue(o QueueOptions) (*Queue, error) {
 	if o.Dir == "" || o.DeadLetterDir == "" || o.Invoker == nil {
-		return nil, errors.New("localstack: QueueOptions.Dir, DeadLetterDir and Invoker are required")
+		return nil, errors.New("devstack: QueueOptions.Dir, DeadLetterDir and Invoker are required")
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 10
@@ -95,7 +95,7 @@ func OpenQueue(o QueueOptions) (*Queue, error) {
 		return nil, err
 	}
 	if len(msgs) > 0 {
-		log.Info("localstack: spool holds messages from an earlier run; delivering them", "messages", len(msgs), "dir", o.Dir)
+		log.Info("devstack: spool holds messages from an earlier run; delivering them", "messages", len(msgs), "dir", o.Dir)
 	}
 	return &Queue{o: o, spool: sp, pending: msgs, log: log}, nil
 }
@@ -151,7 +151,7 @@ func (q *Queue) Run(ctx context.Context) error {
 			inFlight--
 			if err := q.settle(r); err != nil {
 				errs = append(errs, err)
-				q.log.Error("localstack: spool bookkeeping failed", "error", err)
+				q.log.Error("devstack: spool bookkeeping failed", "error", err)
 			}
 		case <-timer.C:
 		case <-ctx.Done():
@@ -167,7 +167,7 @@ func (q *Queue) Run(ctx context.Context) error {
 						errs = append(errs, err)
 					}
 				case <-grace.C:
-					q.log.Warn("localstack: invocations still running at shutdown; their messages stay spooled", "in_flight", inFlight)
+					q.log.Warn("devstack: invocations still running at shutdown; their messages stay spooled", "in_flight", inFlight)
 					return errors.Join(errs...)
 				}
 			}
@@ -250,7 +250,7 @@ func (q *Queue) sqsEvent(batch []*spoolMessage, now time.Time) ([]byte, error) {
 	}
 	b, err := json.Marshal(ev)
 	if err != nil {
-		return nil, fmt.Errorf("localstack: encode sqs event: %w", err)
+		return nil, fmt.Errorf("devstack: encode sqs event: %w", err)
 	}
 	return b, nil
 }
@@ -330,7 +330,7 @@ func (q *Queue) settle(r batchResult) error {
 				errs = append(errs, err)
 			} else {
 				done[m] = true
-				q.log.Error("localstack: message moved to the dead-letter directory", "message_id", m.id(),
+				q.log.Error("devstack: message moved to the dead-letter directory", "message_id", m.id(),
 					"receives", m.receives, "reason", reason, "dir", q.o.DeadLetterDir, "group", m.group)
 			}
 			continue
@@ -340,7 +340,7 @@ func (q *Queue) settle(r batchResult) error {
 			backoff = q.o.MaxVisibility
 		}
 		m.visibleAt = now.Add(backoff)
-		q.log.Warn("localstack: message failed; retrying after the visibility timeout", "message_id", m.id(),
+		q.log.Warn("devstack: message failed; retrying after the visibility timeout", "message_id", m.id(),
 			"receives", m.receives, "visible_in", backoff, "reason", reason, "group", m.group)
 	}
 	if len(done) > 0 {

@@ -1,4 +1,4 @@
-package localstack
+package devstack
 
 import (
 	"context"
@@ -63,7 +63,7 @@ func (sc Schedules) Run(ctx context.Context, cfg config.Config, getenv func(stri
 	if sc.Backfill > 0 {
 		svc, err := backfill.Build(ctx, cfg, getenv, logger, nil)
 		if err != nil {
-			return fmt.Errorf("localstack: backfill schedule: %w", err)
+			return fmt.Errorf("devstack: backfill schedule: %w", err)
 		}
 		defer svc.Close()
 		started++
@@ -75,7 +75,7 @@ func (sc Schedules) Run(ctx context.Context, cfg config.Config, getenv func(stri
 	if sc.Verify > 0 {
 		svc, err := verify.Build(ctx, cfg, getenv, logger)
 		if err != nil {
-			return fmt.Errorf("localstack: verify schedule: %w", err)
+			return fmt.Errorf("devstack: verify schedule: %w", err)
 		}
 		defer svc.Close()
 		started++
@@ -84,7 +84,7 @@ func (sc Schedules) Run(ctx context.Context, cfg config.Config, getenv func(stri
 			done <- struct{}{}
 		}()
 	}
-	logger.Info("localstack: schedules started", "backfill_every", sc.Backfill, "verify_every", sc.Verify, "first_run_in", sc.FirstRun)
+	logger.Info("devstack: schedules started", "backfill_every", sc.Backfill, "verify_every", sc.Verify, "first_run_in", sc.FirstRun)
 	for range started {
 		<-done
 	}
@@ -115,9 +115,9 @@ func runBackfillPass(ctx context.Context, r backfillPass, logger *slog.Logger) b
 		"claimed", rep.Sync.Claimed, "synced", rep.Sync.Synced, "deleted", rep.Sync.Deleted,
 		"failed", rep.Sync.Failed, "budget_exhausted", rep.BudgetExhausted}
 	if err != nil && !errors.Is(err, context.Canceled) {
-		logger.Error("localstack: scheduled backfill pass failed", append(attrs, "error", err)...)
+		logger.Error("devstack: scheduled backfill pass failed", append(attrs, "error", err)...)
 	} else {
-		logger.Info("localstack: scheduled backfill pass", attrs...)
+		logger.Info("devstack: scheduled backfill pass", attrs...)
 	}
 	return rep
 }
@@ -131,9 +131,9 @@ func runVerifyPass(ctx context.Context, v verifyPass, logger *slog.Logger) verif
 		"primary_changed", rep.Primary.Mismatched, "errors", rep.Secondary.Errors + rep.Primary.Errors,
 		"bytes_read", rep.Secondary.BytesRead + rep.Primary.BytesRead, "budget_exhausted", rep.BudgetExhausted}
 	if err != nil && !errors.Is(err, context.Canceled) {
-		logger.Error("localstack: scheduled verify pass failed", append(attrs, "error", err)...)
+		logger.Error("devstack: scheduled verify pass failed", append(attrs, "error", err)...)
 	} else {
-		logger.Info("localstack: scheduled verify pass", attrs...)
+		logger.Info("devstack: scheduled verify pass", attrs...)
 	}
 	return rep
 }

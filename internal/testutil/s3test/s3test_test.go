@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 )
 
 func TestGofakes3Tagging(t *testing.T) {

@@ -1,4 +1,4 @@
-package localstack
+package devstack
 
 import (
 	"context"
@@ -62,7 +62,7 @@ func Copy(ctx context.Context, dir, file, key string, out io.Writer) error {
 		key += filepath.Base(file)
 	}
 	if _, err := os.Stat(file); err != nil {
-		return fmt.Errorf("localstack: %w", err)
+		return fmt.Errorf("devstack: %w", err)
 	}
 	n, err := s.Bucket(Primary).PutFile(ctx, key, file)
 	if err != nil {

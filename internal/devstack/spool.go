@@ -1,4 +1,4 @@
-package localstack
+package devstack
 
 import (
 	"encoding/json"
@@ -23,7 +23,7 @@ import (
 // next to a <seq>.reason.txt saying why.
 
 // ErrSpool is wrapped by the errors of the spool's file operations.
-var ErrSpool = errors.New("localstack: spool")
+var ErrSpool = errors.New("devstack: spool")
 
 // spoolMessage is one spooled webhook body and what the queue knows of it.
 type spoolMessage struct {

@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/samples"
 	"github.com/geoblob/geoblob/shared/datatype"
-	"github.com/geoblob/geoblob/shared/samples"
 )
 
 func TestForCatalogCoversEveryType(t *testing.T) {

@@ -1,4 +1,4 @@
-package localstack
+package devstack
 
 import (
 	"encoding/json"
@@ -31,7 +31,7 @@ const (
 )
 
 // ErrNotUp is returned (wrapped) when a command needs a stack that is not running.
-var ErrNotUp = errors.New("localstack: stack is not up (run `geoblob up` or `make up`)")
+var ErrNotUp = errors.New("devstack: stack is not up (run `geoblob up` or `make up`)")
 
 // Ports are the TCP ports of a stack on 127.0.0.1. MinIO's console listens on
 // the S3 port + 1.
@@ -86,7 +86,7 @@ func (s Settings) validate() error {
 		errs = append(errs, "buckets, access key, secret key (8+ chars) and database are required")
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("localstack: invalid settings: %s", strings.Join(errs, "; "))
+		return fmt.Errorf("devstack: invalid settings: %s", strings.Join(errs, "; "))
 	}
 	return nil
 }
@@ -212,13 +212,13 @@ func shellQuote(v string) string {
 func (s Settings) save() error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
-		return fmt.Errorf("localstack: encode settings: %w", err)
+		return fmt.Errorf("devstack: encode settings: %w", err)
 	}
 	if err := os.WriteFile(s.stateFile(), append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("localstack: write %s: %w", s.stateFile(), err)
+		return fmt.Errorf("devstack: write %s: %w", s.stateFile(), err)
 	}
 	if err := os.WriteFile(s.EnvFile(), []byte(s.EnvFileContent()), 0o600); err != nil {
-		return fmt.Errorf("localstack: write %s: %w", s.EnvFile(), err)
+		return fmt.Errorf("devstack: write %s: %w", s.EnvFile(), err)
 	}
 	return nil
 }
@@ -228,18 +228,18 @@ func (s Settings) save() error {
 func LoadSettings(dir string) (Settings, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return Settings{}, fmt.Errorf("localstack: state dir %q: %w", dir, err)
+		return Settings{}, fmt.Errorf("devstack: state dir %q: %w", dir, err)
 	}
 	b, err := os.ReadFile(filepath.Join(abs, "stack.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return Settings{}, fmt.Errorf("%w: no %s", ErrNotUp, filepath.Join(abs, "stack.json"))
 	}
 	if err != nil {
-		return Settings{}, fmt.Errorf("localstack: read settings: %w", err)
+		return Settings{}, fmt.Errorf("devstack: read settings: %w", err)
 	}
 	var s Settings
 	if err := json.Unmarshal(b, &s); err != nil {
-		return Settings{}, fmt.Errorf("localstack: decode %s: %w", filepath.Join(abs, "stack.json"), err)
+		return Settings{}, fmt.Errorf("devstack: decode %s: %w", filepath.Join(abs, "stack.json"), err)
 	}
 	return s, nil
 }
@@ -252,7 +252,7 @@ func FreeSettings(dir string) (Settings, error) {
 	for i := range ports {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return Settings{}, fmt.Errorf("localstack: find free port: %w", err)
+			return Settings{}, fmt.Errorf("devstack: find free port: %w", err)
 		}
 		defer l.Close()
 		ports[i] = l.Addr().(*net.TCPAddr).Port

@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/geoblob/geoblob/shared/minioproc"
+	"github.com/geoblob/geoblob/internal/minioproc"
 )
 
 // NewMinio starts a MinIO server for the test in a temporary directory,

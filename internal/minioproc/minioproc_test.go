@@ -21,8 +21,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/geoblob/geoblob/shared/minioproc"
-	"github.com/geoblob/geoblob/shared/testutil/s3test"
+	"github.com/geoblob/geoblob/internal/minioproc"
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 )
 
 func TestStartAttachStop(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/geoblob/geoblob/shared/pgcluster"
+	"github.com/geoblob/geoblob/internal/pgcluster"
 )
 
 func TestFindBinDir(t *testing.T) {

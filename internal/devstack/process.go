@@ -1,4 +1,4 @@
-package localstack
+package devstack
 
 import (
 	"context"
@@ -51,7 +51,7 @@ func stopPID(ctx context.Context, pidFile string, grace time.Duration) (int, boo
 		return pid, false, nil
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return pid, false, fmt.Errorf("localstack: stop pid %d (%s): %w", pid, pidFile, err)
+		return pid, false, fmt.Errorf("devstack: stop pid %d (%s): %w", pid, pidFile, err)
 	}
 	deadline := time.Now().Add(grace)
 	for alive(pid) {
@@ -62,7 +62,7 @@ func stopPID(ctx context.Context, pidFile string, grace time.Duration) (int, boo
 		}
 		select {
 		case <-ctx.Done():
-			return pid, false, fmt.Errorf("localstack: wait for pid %d to exit: %w", pid, ctx.Err())
+			return pid, false, fmt.Errorf("devstack: wait for pid %d to exit: %w", pid, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -76,7 +76,7 @@ func stopPID(ctx context.Context, pidFile string, grace time.Duration) (int, boo
 func spawn(argv, env []string, pidFile, logFile string) (int, error) {
 	logf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return 0, fmt.Errorf("localstack: open log %s: %w", logFile, err)
+		return 0, fmt.Errorf("devstack: open log %s: %w", logFile, err)
 	}
 	defer logf.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
@@ -84,7 +84,7 @@ func spawn(argv, env []string, pidFile, logFile string) (int, error) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("localstack: start %s: %w", argv[0], err)
+		return 0, fmt.Errorf("devstack: start %s: %w", argv[0], err)
 	}
 	pid := cmd.Process.Pid
 	// Reap the child if it exits while we are still running, so alive()
@@ -92,7 +92,7 @@ func spawn(argv, env []string, pidFile, logFile string) (int, error) {
 	go func() { _ = cmd.Wait() }()
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 		_ = cmd.Process.Kill()
-		return 0, fmt.Errorf("localstack: write %s: %w", pidFile, err)
+		return 0, fmt.Errorf("devstack: write %s: %w", pidFile, err)
 	}
 	return pid, nil
 }
@@ -106,18 +106,18 @@ func waitHTTP(ctx context.Context, url string, pid int, timeout time.Duration) e
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodHead, url, nil)
 		if err != nil {
-			return fmt.Errorf("localstack: %s: %w", url, err)
+			return fmt.Errorf("devstack: %s: %w", url, err)
 		}
 		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
 			return nil
 		}
 		if pid > 0 && !alive(pid) {
-			return fmt.Errorf("localstack: process %d exited before %s answered", pid, url)
+			return fmt.Errorf("devstack: process %d exited before %s answered", pid, url)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("localstack: %s did not answer within %s: %w", url, timeout, ctx.Err())
+			return fmt.Errorf("devstack: %s did not answer within %s: %w", url, timeout, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -128,17 +128,17 @@ func waitHTTP(ctx context.Context, url string, pid int, timeout time.Duration) e
 func copyExecutable(src, dst string) error {
 	b, err := os.ReadFile(src)
 	if err != nil {
-		return fmt.Errorf("localstack: read executable: %w", err)
+		return fmt.Errorf("devstack: read executable: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return fmt.Errorf("localstack: %w", err)
+		return fmt.Errorf("devstack: %w", err)
 	}
 	tmp := dst + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o755); err != nil {
-		return fmt.Errorf("localstack: write %s: %w", tmp, err)
+		return fmt.Errorf("devstack: write %s: %w", tmp, err)
 	}
 	if err := os.Rename(tmp, dst); err != nil {
-		return fmt.Errorf("localstack: install %s: %w", dst, err)
+		return fmt.Errorf("devstack: install %s: %w", dst, err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package localstack
+package devstack
 
 import (
 	"context"
@@ -12,33 +12,33 @@ import (
 	"sync"
 	"time"
 
+	"github.com/geoblob/geoblob/internal/samples"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/registry"
-	"github.com/geoblob/geoblob/shared/samples"
 	"github.com/geoblob/geoblob/shared/verify"
 )
 
 // ErrMismatch is returned when the secondary differs from the primary.
-var ErrMismatch = errors.New("localstack: secondary differs from primary")
+var ErrMismatch = errors.New("devstack: secondary differs from primary")
 
 // ErrTimeout is returned (wrapped) when replication did not finish in time.
-var ErrTimeout = errors.New("localstack: replication did not finish in time")
+var ErrTimeout = errors.New("devstack: replication did not finish in time")
 
 // ErrNotVerified is returned (wrapped) when a live file is not verified.
-var ErrNotVerified = errors.New("localstack: files not verified")
+var ErrNotVerified = errors.New("devstack: files not verified")
 
 // Catalog returns the data-type catalog the stack's functions use (the
 // stack's configuration plus any GEOBLOB_* tuning in the environment).
 func (s Settings) Catalog() (*datatype.Catalog, error) {
 	cfg, err := config.FromEnv(s.Getenv(os.Getenv))
 	if err != nil {
-		return nil, fmt.Errorf("localstack: configuration: %w", err)
+		return nil, fmt.Errorf("devstack: configuration: %w", err)
 	}
 	cat, err := cfg.Catalog()
 	if err != nil {
-		return nil, fmt.Errorf("localstack: catalog: %w", err)
+		return nil, fmt.Errorf("devstack: catalog: %w", err)
 	}
 	return cat, nil
 }
@@ -65,7 +65,7 @@ func (s Settings) PrintStatus(ctx context.Context, out io.Writer) error {
 	defer closeReg()
 	stats, err := reg.Stats(ctx)
 	if err != nil {
-		return fmt.Errorf("localstack: %w", err)
+		return fmt.Errorf("devstack: %w", err)
 	}
 	if err := WriteStatus(out, cat.Names(), stats); err != nil {
 		return err
@@ -138,7 +138,7 @@ func Demo(ctx context.Context, opts DemoOptions) error {
 	}
 	files, err := samples.ForCatalog(cat, samples.Set{ExtraPerType: opts.ExtraPerType, BigSize: opts.BigSize, Odd: true})
 	if err != nil {
-		return fmt.Errorf("localstack: %w", err)
+		return fmt.Errorf("devstack: %w", err)
 	}
 	for i := range files {
 		if files[i].Size == 0 {
@@ -163,7 +163,7 @@ func Demo(ctx context.Context, opts DemoOptions) error {
 		delStart = time.Now()
 		body, err := del.Body()
 		if err != nil {
-			return fmt.Errorf("localstack: %w", err)
+			return fmt.Errorf("devstack: %w", err)
 		}
 		if err := s.Bucket(Primary).Put(ctx, del.Key, body, ""); err != nil {
 			return err
@@ -186,7 +186,7 @@ func Demo(ctx context.Context, opts DemoOptions) error {
 
 	cfg, err := config.FromEnv(s.Getenv(os.Getenv))
 	if err != nil {
-		return fmt.Errorf("localstack: configuration: %w", err)
+		return fmt.Errorf("devstack: configuration: %w", err)
 	}
 	fmt.Fprintf(out, "\n== 5. one backfill pass (the scheduled function: registers what no event announced, syncs what is due)\n")
 	if err := demoBackfill(ctx, cfg, s.Getenv(os.Getenv), opts.Logger, out); err != nil {
@@ -207,7 +207,7 @@ func Demo(ctx context.Context, opts DemoOptions) error {
 	}
 	stats, err := reg.Stats(ctx)
 	if err != nil {
-		return fmt.Errorf("localstack: %w", err)
+		return fmt.Errorf("devstack: %w", err)
 	}
 	var unverified []string
 	for _, st := range stats {
@@ -257,7 +257,7 @@ func uploadWithoutEvents(ctx context.Context, s Settings, cat *datatype.Catalog,
 		f := samples.File{Key: key, DataType: t.Name, Size: 8<<10 + i}
 		body, err := f.Body()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("localstack: %w", err))
+			errs = append(errs, fmt.Errorf("devstack: %w", err))
 			break
 		}
 		body = append(body, []byte(time.Now().Format(time.RFC3339Nano))...)
@@ -284,7 +284,7 @@ func demoBackfill(ctx context.Context, cfg config.Config, getenv func(string) st
 	}
 	svc, err := backfill.Build(ctx, cfg, getenv, logger, nil)
 	if err != nil {
-		return fmt.Errorf("localstack: %w", err)
+		return fmt.Errorf("devstack: %w", err)
 	}
 	defer svc.Close()
 	rep, err := svc.Runner.Run(ctx, backfill.Request{})
@@ -296,7 +296,7 @@ func demoBackfill(ctx context.Context, cfg config.Config, getenv func(string) st
 	fmt.Fprintf(out, "backfill: listed %d objects, registered %d new, %d changed, %d deletes propagated%s; synced %d, failed %d, in %s\n",
 		rc.Listed, rc.Registered, rc.Changed, rc.DeletesQueued, skipped, rep.Sync.Synced, rep.Sync.Failed, rep.Elapsed.Round(time.Millisecond))
 	if err != nil {
-		return fmt.Errorf("localstack: backfill pass: %w", err)
+		return fmt.Errorf("devstack: backfill pass: %w", err)
 	}
 	return nil
 }
@@ -310,7 +310,7 @@ func demoVerify(ctx context.Context, cfg config.Config, getenv func(string) stri
 	}
 	svc, err := verify.Build(ctx, cfg, getenv, logger)
 	if err != nil {
-		return fmt.Errorf("localstack: %w", err)
+		return fmt.Errorf("devstack: %w", err)
 	}
 	defer svc.Close()
 	deadline := time.Now().Add(timeout)
@@ -321,14 +321,14 @@ func demoVerify(ctx context.Context, cfg config.Config, getenv func(string) stri
 	for {
 		rep, err := svc.Run(ctx, verify.RunOptions{})
 		if err != nil {
-			return fmt.Errorf("localstack: verify pass: %w", err)
+			return fmt.Errorf("devstack: verify pass: %w", err)
 		}
 		total = addVerifyReports(total, rep)
 		if rep.Secondary.Checked+rep.Primary.Checked > 0 && !rep.BudgetExhausted {
 			continue
 		}
 		if sums, err = svc.Store.Summary(ctx); err != nil {
-			return fmt.Errorf("localstack: %w", err)
+			return fmt.Errorf("devstack: %w", err)
 		}
 		if allVerified(sums) || time.Now().After(deadline) {
 			break
@@ -340,7 +340,7 @@ func demoVerify(ctx context.Context, cfg config.Config, getenv func(string) stri
 		}
 	}
 	if err := verify.WriteSummary(out, total, sums); err != nil {
-		return fmt.Errorf("localstack: %w", err)
+		return fmt.Errorf("devstack: %w", err)
 	}
 	if !allVerified(sums) {
 		return fmt.Errorf("%w within %s (see the table above)", ErrNotVerified, timeout)
@@ -453,7 +453,7 @@ func waitSynced(ctx context.Context, reg *registry.Store, secondary Bucket, file
 				continue
 			}
 			if err != nil {
-				return fmt.Errorf("localstack: %w", err)
+				return fmt.Errorf("devstack: %w", err)
 			}
 			last[key] = row
 			if row.State == registry.StateSynced && !row.Tombstoned() && row.LastSyncedAt != nil && !row.LastSyncedAt.Before(started[key]) {

@@ -46,7 +46,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/geoblob/geoblob/shared/pgcluster"
+	"github.com/geoblob/geoblob/internal/pgcluster"
 )
 
 const (

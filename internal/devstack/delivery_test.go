@@ -1,4 +1,4 @@
-package localstack_test
+package devstack_test
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/geoblob/geoblob/shared/localstack"
-	"github.com/geoblob/geoblob/shared/minioproc"
+	"github.com/geoblob/geoblob/internal/devstack"
+	"github.com/geoblob/geoblob/internal/minioproc"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
@@ -96,20 +96,20 @@ func requireMinio(t *testing.T) {
 func TestMinioEventsThroughTheSpool(t *testing.T) {
 	requireMinio(t)
 	ctx := t.Context()
-	s, err := localstack.FreeSettings(stateDir(t))
+	s, err := devstack.FreeSettings(stateDir(t))
 	require.NoError(t, err)
 	h := &flakyHandler{busy: map[string]bool{}}
-	qo := localstack.QueueOptions{Visibility: 100 * time.Millisecond, MaxVisibility: 500 * time.Millisecond}
-	runner := &localstack.InProcess{Invoker: lambda.NewHandler(h.Handle), Queue: qo}
-	st, err := localstack.Up(ctx, localstack.UpOptions{Settings: s, Events: runner})
+	qo := devstack.QueueOptions{Visibility: 100 * time.Millisecond, MaxVisibility: 500 * time.Millisecond}
+	runner := &devstack.InProcess{Invoker: lambda.NewHandler(h.Handle), Queue: qo}
+	st, err := devstack.Up(ctx, devstack.UpOptions{Settings: s, Events: runner})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = runner.Close(context.Background())
 		_ = st.Close(context.Background())
 	})
-	_, err = os.Stat(s.MinioDir("primary") + "/queue-" + localstack.WebhookID)
+	_, err = os.Stat(s.MinioDir("primary") + "/queue-" + devstack.WebhookID)
 	assert.ErrorIs(t, err, os.ErrNotExist, "MinIO runs without its webhook queue")
-	primary := s.Bucket(localstack.Primary)
+	primary := s.Bucket(devstack.Primary)
 
 	keys := []string{"generic/a/1.0.0/a.bin", "generic/b/1.0.0/b.bin", "generic/c/1.0.0/c.bin"}
 	var wg sync.WaitGroup
@@ -153,14 +153,14 @@ func TestMinioEventsThroughTheSpool(t *testing.T) {
 	// and the next worker delivers it (receive count kept).
 	require.NoError(t, primary.Put(ctx, "generic/d/1.0.0/d.bin", []byte("x"), ""))
 	require.Eventually(t, func() bool {
-		c, err := localstack.CountSpool(s.SpoolDir(), s.DeadLetterDir())
+		c, err := devstack.CountSpool(s.SpoolDir(), s.DeadLetterDir())
 		return err == nil && c.Retrying == 1
 	}, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, runner.Close(ctx))
-	c, err := localstack.CountSpool(s.SpoolDir(), s.DeadLetterDir())
+	c, err := devstack.CountSpool(s.SpoolDir(), s.DeadLetterDir())
 	require.NoError(t, err)
 	require.Equal(t, 1, c.Queued, "the failed message is still spooled")
-	runner2 := &localstack.InProcess{Invoker: lambda.NewHandler(h.Handle), Queue: qo}
+	runner2 := &devstack.InProcess{Invoker: lambda.NewHandler(h.Handle), Queue: qo}
 	_, err = runner2.StartEvents(ctx, s)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = runner2.Close(context.Background()) })
@@ -177,18 +177,18 @@ func TestMinioEventsThroughTheSpool(t *testing.T) {
 func TestEventsMissedWhileDownAreBackfilled(t *testing.T) {
 	requireMinio(t)
 	ctx := t.Context()
-	s, err := localstack.FreeSettings(stateDir(t))
+	s, err := devstack.FreeSettings(stateDir(t))
 	require.NoError(t, err)
 	for _, v := range s.Env() {
 		if len(v.Name) > 4 && v.Name[:4] == "AWS_" {
 			t.Setenv(v.Name, v.Value)
 		}
 	}
-	runner := &localstack.InProcess{}
-	st, err := localstack.Up(ctx, localstack.UpOptions{Settings: s, Events: runner})
+	runner := &devstack.InProcess{}
+	st, err := devstack.Up(ctx, devstack.UpOptions{Settings: s, Events: runner})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
-	primary, secondary := s.Bucket(localstack.Primary), s.Bucket(localstack.Secondary)
+	primary, secondary := s.Bucket(devstack.Primary), s.Bucket(devstack.Secondary)
 	require.NoError(t, primary.Put(ctx, "generic/early/1.0.0/early.bin", []byte("early"), ""))
 	require.Eventually(t, func() bool {
 		ok, err := secondary.Exists(ctx, "generic/early/1.0.0/early.bin")
@@ -200,11 +200,11 @@ func TestEventsMissedWhileDownAreBackfilled(t *testing.T) {
 	require.NoError(t, primary.Put(ctx, "generic/missed/1.0.0/missed.bin", []byte("missed"), ""), "PUT succeeds with the receiver down")
 	require.NoError(t, primary.Delete(ctx, "generic/early/1.0.0/early.bin"))
 	time.Sleep(time.Second)
-	c, err := localstack.CountSpool(s.SpoolDir(), s.DeadLetterDir())
+	c, err := devstack.CountSpool(s.SpoolDir(), s.DeadLetterDir())
 	require.NoError(t, err)
 	assert.Zero(t, c.Queued, "nothing was queued while down")
 
-	scheduled := &localstack.InProcess{Schedules: localstack.Schedules{Backfill: time.Second, Verify: time.Second, FirstRun: 200 * time.Millisecond}}
+	scheduled := &devstack.InProcess{Schedules: devstack.Schedules{Backfill: time.Second, Verify: time.Second, FirstRun: 200 * time.Millisecond}}
 	_, err = scheduled.StartEvents(ctx, s)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = scheduled.Close(context.Background()) })
@@ -228,7 +228,7 @@ func TestEventsMissedWhileDownAreBackfilled(t *testing.T) {
 // (t.TempDir is private to root).
 func stateDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "localstack-test-")
+	dir, err := os.MkdirTemp("", "devstack-test-")
 	require.NoError(t, err)
 	require.NoError(t, os.Chmod(dir, 0o755))
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })

@@ -1,4 +1,4 @@
-package localstack
+package devstack
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
-	"github.com/geoblob/geoblob/shared/minioproc"
+	"github.com/geoblob/geoblob/internal/minioproc"
 )
 
 // Side names one region of the stack.
@@ -66,7 +66,7 @@ func (b Bucket) ensure(ctx context.Context) error {
 	var owned *types.BucketAlreadyOwnedByYou
 	var exists *types.BucketAlreadyExists
 	if err != nil && !errors.As(err, &owned) && !errors.As(err, &exists) {
-		return fmt.Errorf("localstack: create bucket %s (%s): %w", b.Name, b.Side, err)
+		return fmt.Errorf("devstack: create bucket %s (%s): %w", b.Name, b.Side, err)
 	}
 	return nil
 }
@@ -76,7 +76,7 @@ func (b Bucket) ensure(ctx context.Context) error {
 func (b Bucket) setNotifications(ctx context.Context, on bool) error {
 	if on {
 		if err := minioproc.ConfigureWebhook(ctx, b.Client, b.Name, WebhookID); err != nil {
-			return fmt.Errorf("localstack: %w", err)
+			return fmt.Errorf("devstack: %w", err)
 		}
 		return nil
 	}
@@ -85,7 +85,7 @@ func (b Bucket) setNotifications(ctx context.Context, on bool) error {
 		NotificationConfiguration: &types.NotificationConfiguration{},
 	})
 	if err != nil {
-		return fmt.Errorf("localstack: turn notifications of %s off: %w", b.Name, err)
+		return fmt.Errorf("devstack: turn notifications of %s off: %w", b.Name, err)
 	}
 	return nil
 }
@@ -99,12 +99,12 @@ func (b Bucket) Put(ctx context.Context, key string, body []byte, contentType st
 	}
 	if len(body) <= 16<<20 {
 		if _, err := b.Client.PutObject(ctx, in); err != nil {
-			return fmt.Errorf("localstack: put %s/%s: %w", b.Name, key, err)
+			return fmt.Errorf("devstack: put %s/%s: %w", b.Name, key, err)
 		}
 		return nil
 	}
 	if _, err := up.Upload(ctx, in); err != nil {
-		return fmt.Errorf("localstack: upload %s/%s: %w", b.Name, key, err)
+		return fmt.Errorf("devstack: upload %s/%s: %w", b.Name, key, err)
 	}
 	return nil
 }
@@ -113,16 +113,16 @@ func (b Bucket) Put(ctx context.Context, key string, body []byte, contentType st
 func (b Bucket) PutFile(ctx context.Context, key, file string) (int64, error) {
 	f, err := os.Open(file)
 	if err != nil {
-		return 0, fmt.Errorf("localstack: open %s: %w", file, err)
+		return 0, fmt.Errorf("devstack: open %s: %w", file, err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return 0, fmt.Errorf("localstack: stat %s: %w", file, err)
+		return 0, fmt.Errorf("devstack: stat %s: %w", file, err)
 	}
 	up := manager.NewUploader(b.Client, func(u *manager.Uploader) { u.PartSize = 8 << 20 })
 	if _, err := up.Upload(ctx, &s3.PutObjectInput{Bucket: aws.String(b.Name), Key: aws.String(key), Body: f}); err != nil {
-		return 0, fmt.Errorf("localstack: upload %s to %s/%s: %w", file, b.Name, key, err)
+		return 0, fmt.Errorf("devstack: upload %s to %s/%s: %w", file, b.Name, key, err)
 	}
 	return st.Size(), nil
 }
@@ -130,7 +130,7 @@ func (b Bucket) PutFile(ctx context.Context, key, file string) (int64, error) {
 // Delete removes key (deleting a missing key is not an error, as in S3).
 func (b Bucket) Delete(ctx context.Context, key string) error {
 	if _, err := b.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.Name), Key: aws.String(key)}); err != nil {
-		return fmt.Errorf("localstack: delete %s/%s: %w", b.Name, key, err)
+		return fmt.Errorf("devstack: delete %s/%s: %w", b.Name, key, err)
 	}
 	return nil
 }
@@ -143,7 +143,7 @@ func (b Bucket) Exists(ctx context.Context, key string) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("localstack: head %s/%s: %w", b.Name, key, err)
+		return false, fmt.Errorf("devstack: head %s/%s: %w", b.Name, key, err)
 	}
 	return true, nil
 }
@@ -162,7 +162,7 @@ func (b Bucket) Keys(ctx context.Context) (map[string]int64, error) {
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("localstack: list %s (%s): %w", b.Name, b.Side, err)
+			return nil, fmt.Errorf("devstack: list %s (%s): %w", b.Name, b.Side, err)
 		}
 		for _, o := range page.Contents {
 			out[aws.ToString(o.Key)] = aws.ToInt64(o.Size)
@@ -214,13 +214,13 @@ func (b Bucket) Sums(ctx context.Context) ([]ObjectSum, error) {
 func (b Bucket) hash(ctx context.Context, key string) (string, int64, error) {
 	out, err := b.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.Name), Key: aws.String(key)})
 	if err != nil {
-		return "", 0, fmt.Errorf("localstack: get %s/%s: %w", b.Name, key, err)
+		return "", 0, fmt.Errorf("devstack: get %s/%s: %w", b.Name, key, err)
 	}
 	defer out.Body.Close()
 	h := sha256.New()
 	n, err := io.Copy(h, out.Body)
 	if err != nil {
-		return "", 0, fmt.Errorf("localstack: read %s/%s: %w", b.Name, key, err)
+		return "", 0, fmt.Errorf("devstack: read %s/%s: %w", b.Name, key, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }

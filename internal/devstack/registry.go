@@ -1,4 +1,4 @@
-package localstack
+package devstack
 
 import (
 	"context"
@@ -13,11 +13,11 @@ import (
 func migrate(ctx context.Context, url string) error {
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
-		return fmt.Errorf("localstack: connect to registry: %w", err)
+		return fmt.Errorf("devstack: connect to registry: %w", err)
 	}
 	defer pool.Close()
 	if err := registry.Migrate(ctx, pool); err != nil {
-		return fmt.Errorf("localstack: %w", err)
+		return fmt.Errorf("devstack: %w", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package localstack_test
+package devstack_test
 
 import (
 	"context"
@@ -18,20 +18,20 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/shared/config"
-	"github.com/geoblob/geoblob/shared/localstack"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
 func TestReceiverSpoolsBeforeAnswering(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	q, err := localstack.OpenQueue(localstack.QueueOptions{
+	q, err := devstack.OpenQueue(devstack.QueueOptions{
 		Dir: filepath.Join(dir, "spool"), DeadLetterDir: filepath.Join(dir, "dlq"),
 		Invoker: lambda.NewHandler(func(context.Context, json.RawMessage) (any, error) { return nil, nil }),
 	})
 	require.NoError(t, err)
-	srv, err := localstack.ListenEvents("127.0.0.1:0", localstack.NewReceiver(q, nil, localstack.ReceiverOptions{}))
+	srv, err := devstack.ListenEvents("127.0.0.1:0", devstack.NewReceiver(q, nil, devstack.ReceiverOptions{}))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = srv.Close(context.Background()) })
 	url := "http://" + srv.Addr() + "/minio/events"
@@ -59,7 +59,7 @@ func TestReceiverSpoolsBeforeAnswering(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	c, err := localstack.CountSpool(filepath.Join(dir, "spool"), filepath.Join(dir, "dlq"))
+	c, err := devstack.CountSpool(filepath.Join(dir, "spool"), filepath.Join(dir, "dlq"))
 	require.NoError(t, err)
 	assert.Equal(t, 1, c.Queued)
 }
@@ -127,8 +127,8 @@ func TestQueueDeliversLikeAnSQSEventSource(t *testing.T) {
 	dir := t.TempDir()
 	spool, dlq := filepath.Join(dir, "spool"), filepath.Join(dir, "dlq")
 	h := &sqsRecorder{inFlight: map[string]bool{}}
-	open := func() *localstack.Queue {
-		q, err := localstack.OpenQueue(localstack.QueueOptions{Dir: spool, DeadLetterDir: dlq, Invoker: lambda.NewHandler(h.Handle),
+	open := func() *devstack.Queue {
+		q, err := devstack.OpenQueue(devstack.QueueOptions{Dir: spool, DeadLetterDir: dlq, Invoker: lambda.NewHandler(h.Handle),
 			MaxReceives: 3, Visibility: 10 * time.Millisecond, Concurrency: 3})
 		require.NoError(t, err)
 		return q
@@ -149,7 +149,7 @@ func TestQueueDeliversLikeAnSQSEventSource(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- q.Run(ctx) }()
 	require.Eventually(t, func() bool {
-		c, err := localstack.CountSpool(spool, dlq)
+		c, err := devstack.CountSpool(spool, dlq)
 		return err == nil && c.Queued == 0 && c.DeadLetters == 1
 	}, 20*time.Second, 10*time.Millisecond)
 	cancel()
@@ -197,7 +197,7 @@ func TestQueueDeliversLikeAnSQSEventSource(t *testing.T) {
 
 func TestSettingsEnvIsTheFunctionsConfig(t *testing.T) {
 	t.Parallel()
-	s := localstack.DefaultSettings("/tmp/x y")
+	s := devstack.DefaultSettings("/tmp/x y")
 	cfg, err := config.FromEnv(s.Getenv(nil))
 	require.NoError(t, err)
 	assert.Equal(t, "geoblob-primary", cfg.Primary.Name)
@@ -213,7 +213,7 @@ func TestSettingsEnvIsTheFunctionsConfig(t *testing.T) {
 func TestWriteStatus(t *testing.T) {
 	t.Parallel()
 	var b strings.Builder
-	err := localstack.WriteStatus(&b, []string{"maven_package_file", "npm_package_file"}, []registry.TypeStats{
+	err := devstack.WriteStatus(&b, []string{"maven_package_file", "npm_package_file"}, []registry.TypeStats{
 		{DataType: "maven_package_file", Files: 3, Synced: 2, Pending: 1, Bytes: 2048, Tombstones: 1},
 		{DataType: "helm_chart_file", Files: 1, Failed: 1},
 	})
@@ -229,9 +229,9 @@ func TestWriteStatus(t *testing.T) {
 
 func TestComparisonProblems(t *testing.T) {
 	t.Parallel()
-	a := &localstack.ObjectSum{Key: "k", Size: 1, SHA256: strings.Repeat("a", 64)}
-	b := &localstack.ObjectSum{Key: "k", Size: 1, SHA256: strings.Repeat("b", 64)}
-	c := localstack.Comparison{Objects: []localstack.Compared{
+	a := &devstack.ObjectSum{Key: "k", Size: 1, SHA256: strings.Repeat("a", 64)}
+	b := &devstack.ObjectSum{Key: "k", Size: 1, SHA256: strings.Repeat("b", 64)}
+	c := devstack.Comparison{Objects: []devstack.Compared{
 		{Key: "same", Primary: a, Secondary: a},
 		{Key: "diff", Primary: a, Secondary: b},
 		{Key: "missing", Primary: a},

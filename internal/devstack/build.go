@@ -1,4 +1,4 @@
-package localstack
+package devstack
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 func buildInvoker(ctx context.Context, cfg config.Config, logger *slog.Logger) (Invoker, func(), error) {
 	a, err := app.Build(ctx, cfg, logger)
 	if err != nil {
-		return nil, nil, fmt.Errorf("localstack: %w", err)
+		return nil, nil, fmt.Errorf("devstack: %w", err)
 	}
 	return lambda.NewHandler(a.Handler.Handle), a.Close, nil
 }
@@ -30,7 +30,7 @@ func buildInvoker(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 func (s Settings) OpenRegistry(ctx context.Context) (*registry.Store, func(), error) {
 	pool, err := pgxpool.New(ctx, s.DatabaseURL())
 	if err != nil {
-		return nil, nil, fmt.Errorf("localstack: connect to registry: %w", err)
+		return nil, nil, fmt.Errorf("devstack: connect to registry: %w", err)
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
