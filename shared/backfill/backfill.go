@@ -77,6 +77,12 @@ type Secondary interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// PassLog records the outcome of every pass; *registry.Store satisfies it.
+type PassLog interface {
+	// RecordPass stores the pass as the job's last pass.
+	RecordPass(ctx context.Context, p registry.PassResult) error
+}
+
 // InventoryStore is the bucket holding S3 Inventory reports; *blobstore.Store
 // satisfies it.
 type InventoryStore interface {
@@ -90,6 +96,7 @@ var (
 	_ Primary        = (*blobstore.Store)(nil)
 	_ Secondary      = (*blobstore.Store)(nil)
 	_ InventoryStore = (*blobstore.Store)(nil)
+	_ PassLog        = (*registry.Store)(nil)
 )
 
 // Options are a Runner's dependencies.
@@ -115,6 +122,9 @@ type Options struct {
 	Clock func() time.Time
 	// Logger receives the per-phase summaries; default slog.Default().
 	Logger *slog.Logger
+	// PassLog, when set, records every Run's outcome (registry.JobBackfill)
+	// for the health check and the console.
+	PassLog PassLog
 	// Progress, when set, is called (from the goroutine running the pass
 	// or from sync workers, never concurrently) after each unit of work.
 	Progress func(Progress)
@@ -325,7 +335,23 @@ func (r *Runner) Run(ctx context.Context, req Request) (Report, error) {
 		"claimed", p.rep.Sync.Claimed, "synced", p.rep.Sync.Synced, "deleted", p.rep.Sync.Deleted,
 		"failed", p.rep.Sync.Failed, "quarantined", p.rep.Sync.Quarantined,
 		"orphans_found", p.rep.Orphans.Found, "orphans_deleted", p.rep.Orphans.Deleted)
-	return p.rep, errors.Join(errs...)
+	err := errors.Join(errs...)
+	r.recordPass(ctx, start, p.rep, err)
+	return p.rep, err
+}
+
+// recordPass writes the pass to the pass log (when configured); a failure
+// to record is logged, never returned: it must not fail the pass.
+func (r *Runner) recordPass(ctx context.Context, start time.Time, rep Report, err error) {
+	if r.o.PassLog == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	res := registry.PassResult{Job: registry.JobBackfill, Started: start, Finished: r.o.Clock(), Err: err, Summary: rep}
+	if rerr := r.o.PassLog.RecordPass(ctx, res); rerr != nil {
+		r.log.WarnContext(ctx, "backfill: record pass", "error", rerr)
+	}
 }
 
 func phaseStrings(ps []Phase) []string {

@@ -51,6 +51,7 @@ func Build(ctx context.Context, cfg config.Config, getenv func(string) string, l
 		SyncTimeout:   cfg.SyncTimeout,
 		Logger:        a.Logger,
 		Progress:      progress,
+		PassLog:       a.Registry,
 	}
 	if bcfg.Inventory != nil {
 		b := cfg.Primary

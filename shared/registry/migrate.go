@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -37,27 +38,53 @@ func MigrateWithLogger(ctx context.Context, pool *pgxpool.Pool, logger *slog.Log
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		return fmt.Errorf("registry: migrations: %w", err)
-	}
 	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(migrationLockID), lock.WithLockTimeout(1, 600))
 	if err != nil {
 		return fmt.Errorf("registry: migration lock: %w", err)
 	}
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, sub,
-		goose.WithTableName(MigrationsTable),
-		goose.WithSessionLocker(locker),
-		goose.WithDisableGlobalRegistry(true),
-		goose.WithSlog(logger),
-	)
+	p, err := provider(db, goose.WithSessionLocker(locker), goose.WithSlog(logger))
 	if err != nil {
-		return fmt.Errorf("registry: migrations: %w", err)
+		return err
 	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("registry: migrate: %w", err)
 	}
 	return nil
+}
+
+// provider is the goose provider of the embedded migrations on db.
+func provider(db *sql.DB, opts ...goose.ProviderOption) (*goose.Provider, error) {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("registry: migrations: %w", err)
+	}
+	opts = append([]goose.ProviderOption{goose.WithTableName(MigrationsTable), goose.WithDisableGlobalRegistry(true)}, opts...)
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("registry: migrations: %w", err)
+	}
+	return p, nil
+}
+
+// SchemaVersion returns the registry schema version applied in the
+// database and the newest version embedded in this binary. They differ
+// when Migrate has not run since the binary was built (or the database is
+// newer than the binary). It reads only; it takes no lock.
+func SchemaVersion(ctx context.Context, pool *pgxpool.Pool) (applied, embedded int64, err error) {
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	p, err := provider(db)
+	if err != nil {
+		return 0, 0, err
+	}
+	if srcs := p.ListSources(); len(srcs) > 0 {
+		embedded = srcs[len(srcs)-1].Version
+	}
+	applied, err = p.GetDBVersion(ctx)
+	if err != nil {
+		return 0, embedded, fmt.Errorf("registry: schema version: %w", err)
+	}
+	return applied, embedded, nil
 }

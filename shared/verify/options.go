@@ -61,6 +61,9 @@ type Options struct {
 	// consecutive failures. Default registry.GeoBackoff capped at
 	// DefaultBackoffCap.
 	Backoff registry.RetryPolicy
+	// PassLog, when set, records every pass's outcome (registry.JobVerify)
+	// for the health check and the console.
+	PassLog PassLog
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger (default slog.Default()).

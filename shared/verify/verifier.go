@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/geoblob/geoblob/shared/registry"
 )
 
 // Store is the registry access a Verifier needs; *PGStore satisfies it.
@@ -127,11 +129,34 @@ func (v *Verifier) due() Due {
 	}
 }
 
+// PassLog records the outcome of every pass; *registry.Store satisfies it.
+type PassLog interface {
+	// RecordPass stores the pass as the job's last pass.
+	RecordPass(ctx context.Context, p registry.PassResult) error
+}
+
+var _ PassLog = (*registry.Store)(nil)
+
 // Run does one pass: recover stuck claims, then claim and check due rows
 // (secondaries and primaries alternately, at most Concurrency at once) until
 // none is due or the budget is spent. Errors checking one object are
 // recorded on its row; Run returns an error only when the registry fails.
+// With Options.PassLog set, the outcome is recorded there.
 func (v *Verifier) Run(ctx context.Context, ro RunOptions) (Report, error) {
+	start := v.opts.Now()
+	rep, err := v.run(ctx, ro)
+	if v.opts.PassLog != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		res := registry.PassResult{Job: registry.JobVerify, Started: start, Finished: v.opts.Now(), Err: err, Summary: rep}
+		if rerr := v.opts.PassLog.RecordPass(rctx, res); rerr != nil {
+			v.opts.Logger.WarnContext(rctx, "verify: record pass", "error", rerr)
+		}
+	}
+	return rep, err
+}
+
+func (v *Verifier) run(ctx context.Context, ro RunOptions) (Report, error) {
 	if ro.Mode != "" {
 		if _, err := ParseMode(string(ro.Mode)); err != nil {
 			return Report{}, err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/registry"
 )
 
 // Service is a Verifier wired from configuration, with the store it uses.
@@ -52,6 +53,7 @@ func Build(ctx context.Context, cfg config.Config, getenv func(string) string, l
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	store := NewPGStore(pool)
+	opts.PassLog = registry.New(pool, registry.Options{Logger: logger})
 	v, err := New(store, NewBucket(pc, cfg.Primary.Name), NewBucket(sc, cfg.Secondary.Name), opts)
 	if err != nil {
 		pool.Close()
