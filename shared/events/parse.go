@@ -20,7 +20,9 @@ import (
 //     or "minio:s3"), including MinIO's webhook body;
 //   - an SNS event delivered directly (Records[].EventSource "aws:sns");
 //   - an EventBridge S3 event delivered directly (source "aws.s3");
-//   - an s3:TestEvent delivered directly.
+//   - an s3:TestEvent delivered directly;
+//   - a geoblob request message (see SyncRequest), in an SQS message or
+//     directly.
 //
 // Only a payload that is none of these (or not JSON) makes Parse return an
 // error (wrapping ErrMalformed). A record whose key holds an invalid
@@ -48,7 +50,7 @@ func Parse(payload []byte) (Batch, error) {
 		return b, nil
 	}
 	msg := parseBody(payload)
-	if msg.Err != nil && len(msg.Events) == 0 && msg.Skipped == 0 && len(msg.Unsupported) == 0 {
+	if msg.Err != nil && len(msg.Events) == 0 && msg.Skipped == 0 && len(msg.Unsupported) == 0 && len(msg.Syncs) == 0 {
 		return Batch{}, msg.Err
 	}
 	return Batch{Messages: []Message{msg}}, nil
@@ -64,6 +66,7 @@ type envelopeProbe struct {
 	Event      string            `json:"Event"`
 	Type       string            `json:"Type"`
 	Message    *string           `json:"Message"`
+	Geoblob    *string           `json:"geoblob"`
 }
 
 type recordProbe struct {
@@ -100,6 +103,8 @@ func parseInto(msg *Message, body []byte, depth int) {
 		return
 	}
 	switch {
+	case probe.Geoblob != nil:
+		parseRequests(msg, body)
 	case probe.Service == "Amazon S3" && probe.Event == "s3:TestEvent":
 		msg.Skipped++
 	case probe.Source == SourceEventBridge && probe.DetailType != "":

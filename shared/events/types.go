@@ -75,6 +75,9 @@ type Message struct {
 	// act on (Kind == KindUnknown, e.g. ObjectRestore:Completed). They are
 	// counted and logged, never retried.
 	Unsupported []ObjectEvent
+	// Syncs are the sync requests of a request message (see SyncRequest),
+	// in message order.
+	Syncs []SyncRequest
 	// Err is set when the message, or one of its records, could not be
 	// decoded (it wraps ErrMalformed; record errors are joined). Events still
 	// holds every record that did decode. It must be reported as a failure

@@ -24,6 +24,9 @@ import (
 type Applier interface {
 	// Apply records and replicates one event (see replication.Engine.Apply).
 	Apply(ctx context.Context, ev events.ObjectEvent) (replication.Outcome, error)
+	// Perform does the work of a dispatched sync request (see
+	// replication.Engine.Perform).
+	Perform(ctx context.Context, req events.SyncRequest) (replication.Outcome, error)
 	// Concurrency is the engine's cap on copies in flight; the handler
 	// runs at most that many keys at once.
 	Concurrency() int
@@ -84,6 +87,7 @@ func New(engine Applier, opts Options) (*Handler, error) {
 // unsupported records and test events) plus undecodable messages.
 type Summary struct {
 	Received         int `json:"received"`
+	Requests         int `json:"sync_requests"` // of Received: dispatched sync requests
 	Synced           int `json:"synced"`
 	Deleted          int `json:"deleted"`
 	Stale            int `json:"stale"`
@@ -157,10 +161,19 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (any, err
 	return sum, nil
 }
 
-// work is one object event to apply, with the message it came from.
+// work is one object event to apply, or one sync request to perform, with
+// the message it came from.
 type work struct {
 	msg int
 	ev  events.ObjectEvent
+	req *events.SyncRequest
+}
+
+func (w work) key() string {
+	if w.req != nil {
+		return w.req.Key
+	}
+	return w.ev.Key
 }
 
 // process applies every event of the batch and reports, per message,
@@ -178,7 +191,8 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, batch events.Ba
 		if m.ID != "" {
 			mlog = log.With("message_id", m.ID)
 		}
-		sum.Received += len(m.Events) + len(m.Unsupported) + m.Skipped
+		sum.Received += len(m.Events) + len(m.Unsupported) + len(m.Syncs) + m.Skipped
+		sum.Requests += len(m.Syncs)
 		sum.TestEvents += m.Skipped
 		if m.Skipped > 0 {
 			mlog.InfoContext(ctx, "s3:TestEvent received; nothing to do", "count", m.Skipped)
@@ -214,6 +228,17 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, batch events.Ba
 				order = append(order, k)
 			}
 			g.items = append(g.items, work{msg: i, ev: ev})
+		}
+		for j := range m.Syncs {
+			w := work{msg: i, req: &m.Syncs[j]}
+			k := w.key()
+			g := groups[k]
+			if g == nil {
+				g = &group{}
+				groups[k] = g
+				order = append(order, k)
+			}
+			g.items = append(g.items, w)
 		}
 	}
 
@@ -255,9 +280,12 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, batch events.Ba
 	return sum, failed
 }
 
-// apply runs one event through the engine, turning a panic into an error so
-// one bad record can not take the whole invocation down.
+// apply runs one event or sync request through the engine, turning a panic
+// into an error so one bad record can not take the whole invocation down.
 func (h *Handler) apply(ctx context.Context, log *slog.Logger, w work) (o replication.Outcome, err error) {
+	if w.req != nil {
+		return h.perform(ctx, log, *w.req)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			o, err = replication.OutcomeFailed, fmt.Errorf("handler: panic applying %s %q: %v", w.ev.EventName, w.ev.Key, p)
@@ -273,4 +301,30 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, w work) (o replic
 	}
 	log.DebugContext(ctx, "event applied", attrs...)
 	return o, nil
+}
+
+// perform runs one sync request through the engine. A failed copy is not a
+// failed message: the engine recorded it on the row, whose retry time
+// decides when the dispatcher sends it again (redelivering the message
+// would skip the backoff). Only a registry failure (the outcome could not
+// be read or written) fails the message, so SQS delivers it again.
+func (h *Handler) perform(ctx context.Context, log *slog.Logger, req events.SyncRequest) (o replication.Outcome, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			o, err = replication.OutcomeFailed, fmt.Errorf("handler: panic performing sync request %q: %v", req.Key, p)
+			log.ErrorContext(ctx, "panic while performing sync request", "error", err)
+		}
+	}()
+	o, err = h.engine.Perform(ctx, req)
+	attrs := []any{"request", "sync", "data_type", req.DataType, "key", req.Key, "generation", req.Generation, "outcome", o.String()}
+	switch {
+	case err == nil:
+		log.DebugContext(ctx, "sync request done", attrs...)
+		return o, nil
+	case errors.Is(err, replication.ErrRegistry):
+		log.ErrorContext(ctx, "sync request failed; will be redelivered", append(attrs, "error", err)...)
+		return o, err
+	}
+	log.WarnContext(ctx, "sync request failed; the row retries after its backoff", append(attrs, "error", err)...)
+	return replication.OutcomeFailed, nil
 }

@@ -284,3 +284,21 @@ SELECT data_type,
 FROM blob_registry
 GROUP BY data_type
 ORDER BY data_type`
+
+// $1 data_type, $2 object_key, $3 generation, $4 now. Takes over a claim
+// another process took (a dispatched sync request): only while the row is
+// still started with that generation; bumps the generation so a duplicate
+// request (or the dispatcher) can no longer finish or take it, and restarts
+// the stuck-claim clock.
+const qAcceptClaim = `
+UPDATE blob_registry AS r SET
+	generation = r.generation + 1,
+	started_at = $4,
+	updated_at = $4
+WHERE r.data_type = $1 AND r.object_key = $2 AND r.state = 1 AND r.generation = $3
+RETURNING ` + RowColumns
+
+// Rows in state started: claims in flight (event copies, dispatched sync
+// requests and in-process backfill copies alike). Uses the partial index
+// blob_registry_started_idx.
+const qCountStarted = `SELECT count(*) FROM blob_registry WHERE state = 1`

@@ -264,18 +264,44 @@ func (s *Store) applied(row pgx.Row, op string, ev ObjectEvent) (Applied, error)
 // (retry_at is ignored: an event is a fresh reason to try). It returns false
 // when the row is absent, locked by another claimer, started or synced.
 func (s *Store) ClaimKey(ctx context.Context, dataType, key string) (Claim, bool, error) {
-	rows, err := s.pool.Query(ctx, qClaimKey, dataType, key, s.now())
+	return s.claimOne(ctx, "claim "+dataType+"/"+key, qClaimKey, dataType, key, s.now())
+}
+
+// claimOne runs a statement that claims at most one row.
+func (s *Store) claimOne(ctx context.Context, what, sql string, args ...any) (Claim, bool, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return Claim{}, false, fmt.Errorf("registry: claim %s/%s: %w", dataType, key, err)
+		return Claim{}, false, fmt.Errorf("registry: %s: %w", what, err)
 	}
 	claims, err := collectClaims(rows)
 	if err != nil {
-		return Claim{}, false, fmt.Errorf("registry: claim %s/%s: %w", dataType, key, err)
+		return Claim{}, false, fmt.Errorf("registry: %s: %w", what, err)
 	}
 	if len(claims) == 0 {
 		return Claim{}, false, nil
 	}
 	return claims[0], true, nil
+}
+
+// AcceptClaim takes over the claim of a row that another process claimed
+// and handed over (a dispatched sync request): it succeeds only while the
+// row is still started with generation, and bumps the generation, so of
+// several deliveries of one request exactly one gets the claim. ok is false
+// (and nothing changes) when the row is absent or has moved on: finished,
+// recovered, changed by an event, or taken by a duplicate request.
+func (s *Store) AcceptClaim(ctx context.Context, dataType, key string, generation int64) (Claim, bool, error) {
+	return s.claimOne(ctx, "accept claim "+dataType+"/"+key, qAcceptClaim, dataType, key, generation, s.now())
+}
+
+// CountStarted returns how many rows are in state started: the claims in
+// flight across every worker (events, dispatched requests, in-process
+// backfill). A dispatcher keeps it under its window.
+func (s *Store) CountStarted(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, qCountStarted).Scan(&n); err != nil {
+		return 0, fmt.Errorf("registry: count started: %w", err)
+	}
+	return n, nil
 }
 
 // ClaimOptions select rows for ClaimDue.

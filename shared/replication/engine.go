@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/datatype"
@@ -130,6 +132,8 @@ type Engine struct {
 	sem       chan struct{}
 	maxRounds int
 	log       *slog.Logger
+
+	inFlight, peak, transfers atomic.Int64
 }
 
 // New checks the options and returns an Engine.
@@ -317,10 +321,69 @@ func (e *Engine) syncOnce(ctx context.Context, claim registry.Claim, log *slog.L
 func (e *Engine) acquire(ctx context.Context) (func(), error) {
 	select {
 	case e.sem <- struct{}{}:
-		return func() { <-e.sem }, nil
+		n := e.inFlight.Add(1)
+		for p := e.peak.Load(); n > p && !e.peak.CompareAndSwap(p, n); p = e.peak.Load() {
+		}
+		e.transfers.Add(1)
+		return func() {
+			e.inFlight.Add(-1)
+			<-e.sem
+		}, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// Stats are an engine's own counters of the copies and deletes it ran.
+type Stats struct {
+	InFlight  int64 // copies and deletes running now
+	Peak      int64 // most ever running at once (never above Concurrency)
+	Transfers int64 // copies and deletes started in all
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	return Stats{InFlight: e.inFlight.Load(), Peak: e.peak.Load(), Transfers: e.transfers.Load()}
+}
+
+// Perform does the work of a sync request a dispatcher sent (see
+// events.SyncRequest): it takes the dispatched claim over with a
+// compare-and-set on the request's generation and syncs it exactly like
+// SyncClaim. When the claim is no longer there it does the row's current
+// work instead: a row that waits for a sync (an event changed it, or the
+// stuck claim was recovered) is claimed and synced; a row another worker
+// holds is OutcomeInProgress (a duplicate request copies nothing); a
+// finished or absent row is OutcomeStale.
+func (e *Engine) Perform(ctx context.Context, req events.SyncRequest) (Outcome, error) {
+	claim, ok, err := e.reg.AcceptClaim(ctx, req.DataType, req.Key, req.Generation)
+	if err != nil {
+		return OutcomeFailed, fmt.Errorf("%w: accept claim %s: %w", ErrRegistry, req.Key, err)
+	}
+	if ok {
+		return e.SyncClaim(ctx, claim)
+	}
+	row, err := e.reg.Get(ctx, req.DataType, req.Key)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return OutcomeStale, nil
+	case err != nil:
+		return OutcomeFailed, fmt.Errorf("%w: read %s: %w", ErrRegistry, req.Key, err)
+	case row.State == registry.StateStarted:
+		return OutcomeInProgress, nil
+	case !needsWork(row), row.State == registry.StateFailed && row.RetryAt != nil && row.RetryAt.After(time.Now()):
+		// Finished, or failed and waiting for its retry time.
+		return OutcomeStale, nil
+	}
+	claim, ok, err = e.reg.ClaimKey(ctx, req.DataType, req.Key)
+	if err != nil {
+		return OutcomeFailed, fmt.Errorf("%w: claim %s: %w", ErrRegistry, req.Key, err)
+	}
+	if !ok {
+		return OutcomeInProgress, nil
+	}
+	e.log.InfoContext(ctx, "sync request for a row that changed since dispatch; doing its current work",
+		"data_type", req.DataType, "key", req.Key, "requested_generation", req.Generation, "generation", claim.Generation)
+	return e.SyncClaim(ctx, claim)
 }
 
 func (e *Engine) copy(ctx context.Context, claim registry.Claim, log *slog.Logger) (Outcome, bool, error) {

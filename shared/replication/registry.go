@@ -33,6 +33,9 @@ type Registry interface {
 	MarkFailed(ctx context.Context, c registry.Claim, failure string, missingOnPrimary bool) (won bool, err error)
 	// Get returns the row, or an error wrapping registry.ErrNotFound.
 	Get(ctx context.Context, dataType, key string) (registry.Row, error)
+	// AcceptClaim takes over a claim handed over by a dispatcher; ok is
+	// false when the row is no longer started at that generation.
+	AcceptClaim(ctx context.Context, dataType, key string, generation int64) (claim registry.Claim, ok bool, err error)
 }
 
 // finishBudget bounds how long the engine keeps trying to record the outcome

@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"BackoffMissingOnPrimaryCap", testBackoffMissing},
 		{"LongFailureTruncated", testLongFailure},
 		{"RecoverStuck", testRecoverStuck},
+		{"AcceptClaimHandsOverOnce", testAcceptClaim},
 		{"Register", testRegister},
 		{"RecordBatch", testRecordBatch},
 		{"ListPaging", testList},
@@ -857,4 +858,47 @@ func claimedKeys(claims []registry.Claim) []string {
 		out = append(out, c.ObjectKey)
 	}
 	return out
+}
+
+// testAcceptClaim: a claim handed to another process (a dispatched sync
+// request) is taken over exactly once, only at its generation, and the
+// dispatcher's stale copy of the claim can no longer finish the row.
+func testAcceptClaim(t *testing.T, e *env) {
+	require.True(t, e.created(t, event(typeA, "k", "10")))
+	claims, err := e.s.ClaimDue(e.ctx, registry.ClaimOptions{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, claims, 1)
+	dispatched := claims[0]
+	n, err := e.s.CountStarted(e.ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n)
+
+	_, ok, err := e.s.AcceptClaim(e.ctx, typeA, "k", dispatched.Generation+1)
+	require.NoError(t, err)
+	assert.False(t, ok, "a generation the row never had")
+
+	e.clock.Advance(time.Minute)
+	c, ok, err := e.s.AcceptClaim(e.ctx, typeA, "k", dispatched.Generation)
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Greater(t, c.Generation, dispatched.Generation)
+	assertTime(t, e.clock.Now(), c.StartedAt, "accepting restarts the stuck-claim clock")
+
+	_, ok, err = e.s.AcceptClaim(e.ctx, typeA, "k", dispatched.Generation)
+	require.NoError(t, err)
+	assert.False(t, ok, "a duplicate request gets nothing")
+	won, err := e.s.MarkSynced(e.ctx, dispatched, registry.SyncResult{Size: 1, SHA256: sha1})
+	require.NoError(t, err)
+	assert.False(t, won, "the handed-over claim is no longer the dispatcher's")
+
+	e.synced(t, c, registry.SyncResult{Size: 1, SHA256: sha1})
+	_, ok, err = e.s.AcceptClaim(e.ctx, typeA, "k", c.Generation)
+	require.NoError(t, err)
+	assert.False(t, ok, "a synced row is not started")
+	n, err = e.s.CountStarted(e.ctx)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	_, ok, err = e.s.AcceptClaim(e.ctx, typeA, "missing", 1)
+	require.NoError(t, err)
+	assert.False(t, ok)
 }
