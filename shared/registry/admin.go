@@ -1,0 +1,312 @@
+package registry
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ErrInvalidFilter is returned (wrapped) for a filter, sort or cursor the
+// registry can not apply.
+var ErrInvalidFilter = errors.New("registry: invalid filter")
+
+// Entry is a registry row with every column, as the operator surface shows
+// it.
+type Entry struct {
+	Row
+	QuarantinedAt                 *time.Time
+	PrimaryVerificationState      VerificationState
+	PrimaryVerifiedAt             *time.Time
+	PrimaryVerificationRetryCount int
+	PrimaryVerificationRetryAt    *time.Time
+	PrimaryVerificationFailure    string
+	PrimaryChecksumMismatch       bool
+	PrimaryMismatchSHA256         string
+}
+
+const entryColumns = RowColumns + `, r.quarantined_at, r.primary_verification_state,
+	r.primary_verified_at, r.primary_verification_retry_count, r.primary_verification_retry_at,
+	coalesce(r.primary_verification_failure, ''), r.primary_checksum_mismatch, r.primary_mismatch_sha256`
+
+func scanEntry(r pgx.CollectableRow, extra ...any) (Entry, error) {
+	var e Entry
+	x := &e.Row
+	dest := []any{&x.ID, &x.DataType, &x.ObjectKey,
+		&x.State, &x.Generation, &x.RetryCount, &x.RetryAt, &x.LastSyncFailure,
+		&x.LastSyncedAt, &x.StartedAt, &x.Size, &x.ETag, &x.VersionID, &x.PrimarySHA256,
+		&x.LastSequencer, &x.MissingOnPrimary, &x.DeletedAt,
+		&x.VerificationState, &x.VerificationStartedAt, &x.VerifiedAt, &x.VerificationRetryCount,
+		&x.VerificationRetryAt, &x.VerificationFailure, &x.SecondarySHA256,
+		&x.ChecksumMismatch, &x.CreatedAt, &x.UpdatedAt,
+		&e.QuarantinedAt, &e.PrimaryVerificationState, &e.PrimaryVerifiedAt,
+		&e.PrimaryVerificationRetryCount, &e.PrimaryVerificationRetryAt,
+		&e.PrimaryVerificationFailure, &e.PrimaryChecksumMismatch, &e.PrimaryMismatchSHA256}
+	err := r.Scan(append(dest, extra...)...)
+	return e, err
+}
+
+// ParseReplicationState maps a state name (String) back to the state.
+func ParseReplicationState(name string) (ReplicationState, error) {
+	for s := StatePending; s <= StateFailed; s++ {
+		if s.String() == name {
+			return s, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: replication state %q (want pending, started, synced or failed)", ErrInvalidFilter, name)
+}
+
+// ParseVerificationState maps a state name (String) back to the state.
+func ParseVerificationState(name string) (VerificationState, error) {
+	for s := VerificationPending; s <= VerificationDisabled; s++ {
+		if s.String() == name {
+			return s, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: verification state %q (want pending, started, succeeded, failed or disabled)", ErrInvalidFilter, name)
+}
+
+// Filter selects registry rows for the list and for bulk actions. Zero
+// fields do not filter; set fields are combined with AND.
+type Filter struct {
+	DataType          string `json:"data_type,omitempty"`
+	State             string `json:"state,omitempty"`              // replication state name
+	VerificationState string `json:"verification_state,omitempty"` // verification state name
+	FailedOnly        bool   `json:"failed_only,omitempty"`        // sync failed or verification failed
+	MissingOnPrimary  bool   `json:"missing_on_primary,omitempty"`
+	Quarantined       bool   `json:"quarantined,omitempty"`
+	ChecksumMismatch  bool   `json:"checksum_mismatch,omitempty"`
+	KeyPrefix         string `json:"key_prefix,omitempty"`   // keys starting with (bytes)
+	KeyContains       string `json:"key_contains,omitempty"` // keys containing (not index-backed)
+}
+
+// sqlBuilder collects a WHERE clause and its arguments.
+type sqlBuilder struct {
+	conds []string
+	args  []any
+}
+
+func (b *sqlBuilder) arg(v any) string {
+	b.args = append(b.args, v)
+	return "$" + strconv.Itoa(len(b.args))
+}
+
+func (b *sqlBuilder) where() string {
+	if len(b.conds) == 0 {
+		return "true"
+	}
+	return strings.Join(b.conds, " AND ")
+}
+
+// apply adds the filter's conditions on alias r.
+func (f Filter) apply(b *sqlBuilder) error {
+	if f.DataType != "" {
+		b.conds = append(b.conds, "r.data_type = "+b.arg(f.DataType))
+	}
+	if f.State != "" {
+		s, err := ParseReplicationState(f.State)
+		if err != nil {
+			return err
+		}
+		b.conds = append(b.conds, fmt.Sprintf("r.state = %d", s))
+	}
+	if f.VerificationState != "" {
+		s, err := ParseVerificationState(f.VerificationState)
+		if err != nil {
+			return err
+		}
+		b.conds = append(b.conds, fmt.Sprintf("r.verification_state = %d", s))
+	}
+	if f.FailedOnly {
+		b.conds = append(b.conds, "(r.state = 3 OR r.verification_state = 3)")
+	}
+	if f.MissingOnPrimary {
+		b.conds = append(b.conds, "r.missing_on_primary")
+	}
+	if f.Quarantined {
+		b.conds = append(b.conds, "r.quarantined_at IS NOT NULL")
+	}
+	if f.ChecksumMismatch {
+		b.conds = append(b.conds, "r.checksum_mismatch")
+	}
+	if f.KeyPrefix != "" {
+		p := b.arg(f.KeyPrefix)
+		c := `(r.object_key COLLATE "C") >= ` + p + ` AND starts_with(r.object_key, ` + p + `)`
+		if upper, ok := prefixUpperBound(f.KeyPrefix); ok {
+			c += ` AND (r.object_key COLLATE "C") < ` + b.arg(upper)
+		}
+		b.conds = append(b.conds, c)
+	}
+	if f.KeyContains != "" {
+		b.conds = append(b.conds, "strpos(r.object_key, "+b.arg(f.KeyContains)+") > 0")
+	}
+	return nil
+}
+
+// prefixUpperBound returns the smallest string greater than every string
+// starting with p in byte (= code point) order, if there is one.
+func prefixUpperBound(p string) (string, bool) {
+	for p != "" {
+		r, size := utf8.DecodeLastRuneInString(p)
+		p = p[:len(p)-size]
+		if r == utf8.RuneError || r >= utf8.MaxRune {
+			continue
+		}
+		r++
+		if r >= 0xD800 && r <= 0xDFFF {
+			r = 0xE000
+		}
+		return p + string(r), true
+	}
+	return "", false
+}
+
+// Sort orders of the registry list.
+const (
+	SortID         = "id"          // by id (default ascending)
+	SortLastSynced = "last_synced" // by last_synced_at (default newest first), never-synced rows last
+	SortVerifiedAt = "verified_at" // by verified_at (default newest first), never-verified rows last
+)
+
+// PageQuery asks for one page of the registry list.
+type PageQuery struct {
+	Filter
+	Sort  string // SortID (default), SortLastSynced or SortVerifiedAt
+	Order string // "asc" or "desc"; "" = the sort's default
+	After string // cursor of the previous page's Next; "" = first page
+	Limit int    // 1..1000; <= 0 means 50
+}
+
+// Page is one page of the registry list.
+type Page struct {
+	Entries []Entry
+	Next    string // cursor of the next page; "" on the last page
+}
+
+// sortKey returns the SQL expression ordering a sort (matching the list
+// indexes of migration 00210) and its default direction.
+func sortKey(sort string) (expr string, desc bool, err error) {
+	switch sort {
+	case "", SortID:
+		return "", false, nil
+	case SortLastSynced:
+		return "coalesce(r.last_synced_at, '-infinity'::timestamptz)", true, nil
+	case SortVerifiedAt:
+		return "coalesce(r.verified_at, '-infinity'::timestamptz)", true, nil
+	}
+	return "", false, fmt.Errorf("%w: sort %q (want id, last_synced or verified_at)", ErrInvalidFilter, sort)
+}
+
+// ListPage returns one page of rows matching q's filter in q's order, with
+// keyset pagination: every page is an index range scan from the cursor, so
+// a late page costs what the first does, and rows inserted or changed while
+// paging neither repeat nor push others off a page (in id order).
+func (s *Store) ListPage(ctx context.Context, q PageQuery) (Page, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	if limit > 1000 {
+		return Page{}, fmt.Errorf("%w: limit %d above 1000", ErrInvalidFilter, limit)
+	}
+	expr, desc, err := sortKey(q.Sort)
+	if err != nil {
+		return Page{}, err
+	}
+	switch q.Order {
+	case "":
+	case "asc":
+		desc = false
+	case "desc":
+		desc = true
+	default:
+		return Page{}, fmt.Errorf("%w: order %q (want asc or desc)", ErrInvalidFilter, q.Order)
+	}
+	var b sqlBuilder
+	if err := q.Filter.apply(&b); err != nil {
+		return Page{}, err
+	}
+	cmp, dir := ">", "ASC"
+	if desc {
+		cmp, dir = "<", "DESC"
+	}
+	keyCol := "''"
+	order := "r.id " + dir
+	if expr != "" {
+		keyCol = expr + "::text"
+		order = expr + " " + dir + ", r.id " + dir
+	}
+	if q.After != "" {
+		key, id, err := decodeCursor(q.After)
+		if err != nil {
+			return Page{}, err
+		}
+		if expr == "" {
+			b.conds = append(b.conds, "r.id "+cmp+" "+b.arg(id))
+		} else {
+			b.conds = append(b.conds, "("+expr+", r.id) "+cmp+" ("+b.arg(key)+"::timestamptz, "+b.arg(id)+")")
+		}
+	}
+	sql := "SELECT " + entryColumns + ", " + keyCol + " FROM blob_registry r WHERE " + b.where() +
+		" ORDER BY " + order + " LIMIT " + strconv.Itoa(limit+1)
+	rows, err := s.pool.Query(ctx, sql, b.args...)
+	if err != nil {
+		return Page{}, fmt.Errorf("registry: list page: %w", err)
+	}
+	var keys []string
+	entries, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Entry, error) {
+		var key string
+		e, err := scanEntry(r, &key)
+		keys = append(keys, key)
+		return e, err
+	})
+	if err != nil {
+		return Page{}, fmt.Errorf("registry: list page: %w", err)
+	}
+	page := Page{Entries: entries}
+	if len(entries) > limit {
+		page.Entries = entries[:limit]
+		page.Next = encodeCursor(keys[limit-1], entries[limit-1].ID)
+	}
+	return page, nil
+}
+
+func encodeCursor(key string, id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(key + "|" + strconv.FormatInt(id, 10)))
+}
+
+func decodeCursor(c string) (string, int64, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err == nil {
+		i := strings.LastIndexByte(string(raw), '|')
+		if i >= 0 {
+			id, perr := strconv.ParseInt(string(raw[i+1:]), 10, 64)
+			if perr == nil {
+				return string(raw[:i]), id, nil
+			}
+		}
+	}
+	return "", 0, fmt.Errorf("%w: cursor %q", ErrInvalidFilter, c)
+}
+
+// GetEntry returns the row with id and every column, or ErrNotFound.
+func (s *Store) GetEntry(ctx context.Context, id int64) (Entry, error) {
+	rows, err := s.pool.Query(ctx, "SELECT "+entryColumns+" FROM blob_registry r WHERE r.id = $1", id)
+	if err != nil {
+		return Entry{}, fmt.Errorf("registry: get id %d: %w", id, err)
+	}
+	e, err := pgx.CollectExactlyOneRow(rows, func(r pgx.CollectableRow) (Entry, error) { return scanEntry(r) })
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Entry{}, fmt.Errorf("registry: get id %d: %w", id, ErrNotFound)
+	case err != nil:
+		return Entry{}, fmt.Errorf("registry: get id %d: %w", id, err)
+	}
+	return e, nil
+}
