@@ -54,6 +54,10 @@ backfill: ## One backfill pass on the running local stack (progress bar + summar
 verify: ## Verify the replicated files of the running local stack; MODE=fast uses stored checksums.
 	$(GEOBLOB) verify $(if $(MODE),-mode $(MODE))
 
+.PHONY: check
+check: ## Health check of the running local stack (gitlab:geo:check): one line per check with a fix hint.
+	$(GEOBLOB) check
+
 .PHONY: test
 test: tools ## Run the whole test suite (unit, integration, end-to-end, infra).
 	$(GO) vet ./...

@@ -35,7 +35,8 @@ commands:
   rm KEY        delete KEY from the primary bucket
   env           print the shell exports of the running stack
   backfill      one backfill pass: register what no event announced, sync what is due
-` + verifyUsage + `  serve-events  run the event daemon in the foreground (started by up)
+` + verifyUsage + `  check         health check of the local stack (Geo's gitlab:geo:check): one line per check, exit 1 on failure
+  serve-events  run the event daemon in the foreground (started by up)
 
 Every command takes -dir (default $GEOBLOB_STACK_DIR or <repo>/.local/stack).
 Run 'geoblob <command> -h' for its flags.
@@ -164,6 +165,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return runVerify(ctx, fs, dir, args, stdout, logger())
+	case "check":
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if err := useStackCredentials(*dir); err != nil {
+			return err
+		}
+		rep, err := devstack.Check(ctx, *dir, stdout, logger())
+		if err != nil {
+			return err
+		}
+		if !rep.OK {
+			return fmt.Errorf("%d of %d health checks failed", len(rep.Failed()), len(rep.Checks))
+		}
+		return nil
 	case "serve-events":
 		listen := fs.String("listen", "127.0.0.1:9300", "address to receive MinIO webhook notifications on")
 		spool := fs.String("spool", "", "spool directory (default <dir>/events-spool)")

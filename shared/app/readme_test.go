@@ -10,6 +10,7 @@ import (
 
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/health"
 	"github.com/geoblob/geoblob/shared/verify"
 )
 
@@ -23,6 +24,7 @@ func TestReadmeDocumentsEveryVariable(t *testing.T) {
 	all = append(all, config.Reference...)
 	all = append(all, backfill.Vars...)
 	all = append(all, verify.Reference...)
+	all = append(all, health.Reference...)
 	for _, v := range all {
 		assert.True(t, strings.Contains(string(readme), "| `"+v.Name+"` |"), "README.md must document %s", v.Name)
 	}

@@ -72,8 +72,8 @@ func provider(db *sql.DB, opts ...goose.ProviderOption) (*goose.Provider, error)
 // database and the newest version embedded in this binary. They differ
 // when Migrate has not run since the binary was built (or the database is
 // newer than the binary). It reads only; it takes no lock.
-func SchemaVersion(ctx context.Context, pool *pgxpool.Pool) (applied, embedded int64, err error) {
-	db := stdlib.OpenDBFromPool(pool)
+func (s *Store) SchemaVersion(ctx context.Context) (applied, embedded int64, err error) {
+	db := stdlib.OpenDBFromPool(s.pool)
 	defer db.Close()
 	p, err := provider(db)
 	if err != nil {
