@@ -8,6 +8,8 @@ ignore ./cdk.out
 
 ignore ./cdk.out.sam
 
+ignore ./cdk.out.local
+
 require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/aws/aws-cdk-go/awscdk/v2 v2.220.0

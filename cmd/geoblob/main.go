@@ -36,6 +36,7 @@ commands:
   env           print the shell exports of the running stack
   backfill      one backfill pass: register what no event announced, sync what is due
 ` + verifyUsage + `  check         health check of the local stack (Geo's gitlab:geo:check): one line per check, exit 1 on failure
+  localstack    steps of make deploy-local / make smoke-local (secret, migrate, smoke)
   serve-events  run the event daemon in the foreground (started by up)
 
 Every command takes -dir (default $GEOBLOB_STACK_DIR or <repo>/.local/stack).
@@ -180,6 +181,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%d of %d health checks failed", len(rep.Failed()), len(rep.Checks))
 		}
 		return nil
+	case "localstack":
+		return runLocalStack(ctx, args, stdout, stderr)
 	case "serve-events":
 		listen := fs.String("listen", "127.0.0.1:9300", "address to receive MinIO webhook notifications on")
 		spool := fs.String("spool", "", "spool directory (default <dir>/events-spool)")

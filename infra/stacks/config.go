@@ -124,6 +124,22 @@ type Config struct {
 	// AssetRoot is the directory holding <function>/bootstrap for each function
 	// (the Makefile builds them into build/). Context: assetRoot. Default "../build".
 	AssetRoot string
+	// Target is where the stacks deploy: TargetAWS (default) or
+	// TargetLocalStack (LocalStack 4.14's free edition: no VPC, no Aurora or
+	// RDS Proxy, no custom resources, EventBridge rules instead of Scheduler,
+	// the registry a PostgreSQL run beside LocalStack). Context: target.
+	Target string
+	// Architecture is the functions' CPU architecture: "arm64" or "x86_64".
+	// Empty means arm64 on AWS and x86_64 on LocalStack (whose Lambda runs
+	// images of the host's architecture). Context: lambdaArchitecture.
+	Architecture string
+	// RegistrySecretName names the Secrets Manager secret (RDS JSON: host,
+	// port, username, password, dbname) of the registry database on
+	// LocalStack. The secret is created outside CloudFormation (make
+	// deploy-local writes it from the URL it is given) and imported by name,
+	// so no credential is in the template. Context: registrySecretName.
+	// Default "<prefix>/registry".
+	RegistrySecretName string
 	// Functions are the functions to deploy; see KnownFunctions. The app
 	// fills it from the directories present under functions/. Context:
 	// functions (comma list) overrides the discovery.
@@ -150,7 +166,47 @@ func DefaultConfig() Config {
 		NatGateways:                1,
 		NoncurrentVersionDays:      30,
 		AssetRoot:                  "../build",
+		Target:                     TargetAWS,
 	}
+}
+
+// Deployment targets (context key target).
+const (
+	// TargetAWS is real AWS: VPC, Aurora behind RDS Proxy, Scheduler, migrations as a custom resource.
+	TargetAWS = "aws"
+	// TargetLocalStack is LocalStack 4.14 (free edition); see Config.Target and docs/localstack.md.
+	TargetLocalStack = "localstack"
+)
+
+// Lambda architectures (context key lambdaArchitecture).
+const (
+	// ArchARM64 is Graviton, the default on AWS.
+	ArchARM64 = "arm64"
+	// ArchX8664 is x86-64, the default on LocalStack.
+	ArchX8664 = "x86_64"
+)
+
+// LocalStack reports whether the stacks target LocalStack.
+func (c Config) LocalStack() bool { return c.Target == TargetLocalStack }
+
+// LambdaArchitecture returns the functions' architecture: Architecture, or
+// the target's default.
+func (c Config) LambdaArchitecture() string {
+	switch {
+	case c.Architecture != "":
+		return c.Architecture
+	case c.LocalStack():
+		return ArchX8664
+	}
+	return ArchARM64
+}
+
+// SecretName returns RegistrySecretName or its default.
+func (c Config) SecretName() string {
+	if c.RegistrySecretName != "" {
+		return c.RegistrySecretName
+	}
+	return c.Prefix + "/registry"
 }
 
 // ContextGetter returns the raw value of a CDK context key, nil when unset
@@ -199,6 +255,9 @@ func ConfigFromContext(get ContextGetter) (Config, error) {
 	r.boolean("localInvoke", &c.LocalInvoke)
 	r.str("assetRoot", &c.AssetRoot)
 	r.list("functions", &c.Functions)
+	r.str("target", &c.Target)
+	r.str("lambdaArchitecture", &c.Architecture)
+	r.str("registrySecretName", &c.RegistrySecretName)
 	if err := errors.Join(r.errs...); err != nil {
 		return Config{}, err
 	}
@@ -232,6 +291,8 @@ var (
 	}
 	logLevels = []string{"debug", "info", "warn", "error"}
 	envNameRe = regexp.MustCompile(`^GEOBLOB_[A-Z0-9_]+$`)
+	// secretNameRe is Secrets Manager's secret name rule.
+	secretNameRe = regexp.MustCompile(`^[A-Za-z0-9/_+=.@-]{1,512}$`)
 	// managedEnv are the variables the stack derives from its parameters and resources.
 	managedEnv = []string{
 		"GEOBLOB_DATABASE_URL", "GEOBLOB_DATABASE_SECRET_ARN", "GEOBLOB_DATABASE_HOST",
@@ -377,6 +438,15 @@ func (c Config) Validate() error {
 	}
 	if c.AssetRoot == "" {
 		fail("assetRoot", "is required")
+	}
+	if c.Target != TargetAWS && c.Target != TargetLocalStack {
+		fail("target", "%q must be %s or %s", c.Target, TargetAWS, TargetLocalStack)
+	}
+	if c.Architecture != "" && c.Architecture != ArchARM64 && c.Architecture != ArchX8664 {
+		fail("lambdaArchitecture", "%q must be %s or %s", c.Architecture, ArchARM64, ArchX8664)
+	}
+	if c.RegistrySecretName != "" && !secretNameRe.MatchString(c.RegistrySecretName) {
+		fail("registrySecretName", "%q must be 1-512 characters of letters, digits and /_+=.@-", c.RegistrySecretName)
 	}
 	for _, f := range c.Functions {
 		if !slices.Contains(known, f) {

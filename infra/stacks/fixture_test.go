@@ -84,7 +84,7 @@ func baseConfig() Config {
 
 // fixture synthesizes the app for config name once ("full": every function,
 // imported bucket; "minimal": only the event functions, demo bucket, and the
-// `sam local invoke` placeholders).
+// `sam local invoke` placeholders; "localstack": the LocalStack target).
 func fixture(t *testing.T, name string) *synthesized {
 	t.Helper()
 	fixtureMu.Lock()
@@ -101,6 +101,10 @@ func fixture(t *testing.T, name string) *synthesized {
 		c.DataTypes = nil
 		c.AlarmEmail = ""
 		c.LocalInvoke = true
+	case "localstack":
+		// The LocalStack target with every function; the primary bucket is
+		// created (forced by the target).
+		c.Target = TargetLocalStack
 	default:
 		t.Fatalf("unknown fixture %s", name)
 	}

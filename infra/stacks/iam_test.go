@@ -69,7 +69,7 @@ func actionsOf(s map[string]any) []string {
 // or "s3:*", no S3 action with a wildcard, and every S3 Allow names one of
 // the two buckets (never Resource "*").
 func TestNoWildcardsOnData(t *testing.T) {
-	for _, name := range []string{"full", "minimal"} {
+	for _, name := range []string{"full", "minimal", "localstack"} {
 		s := fixture(t, name)
 		for stack, tmpl := range map[string]map[string]any{"primary": s.primaryJSON, "secondary": s.secondaryJSON} {
 			// Buckets created by the stack are named by their logical id.

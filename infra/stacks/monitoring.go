@@ -137,19 +137,22 @@ func (s *SecondaryStack) monitoring(c Config, specs []FunctionSpec) {
 			Title: jsii.String("Failed and quarantined blobs"), Width: jsii.Number(8),
 			Left: &[]awscloudwatch.IMetric{failed, quarantined},
 		}),
-		awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+	}
+	// LocalStack provides no dashboards (and there is no Aurora cluster).
+	if !c.LocalStack() {
+		registryWidgets = append(registryWidgets, awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
 			Title: jsii.String("Registry database"), Width: jsii.Number(8),
 			Left:  &[]awscloudwatch.IMetric{s.Cluster.MetricServerlessDatabaseCapacity(&awscloudwatch.MetricOptions{Period: five})},
 			Right: &[]awscloudwatch.IMetric{s.Cluster.MetricDatabaseConnections(&awscloudwatch.MetricOptions{Period: five})},
-		}),
-	}
-	rows := [][]awscloudwatch.IWidget{registryWidgets, queueWidgets, fnWidgets}
-	dash := awscloudwatch.NewDashboard(scope, jsii.String("Dashboard"), &awscloudwatch.DashboardProps{
-		DashboardName: jsii.String(c.Prefix + "-replication"),
-	})
-	for _, row := range rows {
-		if len(row) > 0 {
-			dash.AddWidgets(slices.Clone(row)...)
+		}))
+		rows := [][]awscloudwatch.IWidget{registryWidgets, queueWidgets, fnWidgets}
+		dash := awscloudwatch.NewDashboard(scope, jsii.String("Dashboard"), &awscloudwatch.DashboardProps{
+			DashboardName: jsii.String(c.Prefix + "-replication"),
+		})
+		for _, row := range rows {
+			if len(row) > 0 {
+				dash.AddWidgets(slices.Clone(row)...)
+			}
 		}
 	}
 	awscdk.NewCfnOutput(s.Stack, jsii.String("AlarmTopicArn"), &awscdk.CfnOutputProps{

@@ -35,17 +35,20 @@ func newPrimaryStack(scope constructs.Construct, id string, c Config) *PrimarySt
 		Description: jsii.String("geoblob primary side: EventBridge notifications of the registry bucket, forwarded to " + c.SecondaryRegion),
 	})
 	p := &PrimaryStack{Stack: stack}
-	if c.CreatePrimaryBucket {
-		p.Bucket = awss3.NewBucket(stack, jsii.String("PrimaryBucket"), &awss3.BucketProps{
-			BucketName:         jsii.String(c.PrimaryBucket),
-			Versioned:          jsii.Bool(true),
-			Encryption:         awss3.BucketEncryption_S3_MANAGED,
-			BlockPublicAccess:  awss3.BlockPublicAccess_BLOCK_ALL(),
-			EnforceSSL:         jsii.Bool(true),
-			ObjectOwnership:    awss3.ObjectOwnership_BUCKET_OWNER_ENFORCED,
-			EventBridgeEnabled: jsii.Bool(true),
-			RemovalPolicy:      awscdk.RemovalPolicy_RETAIN,
+	if c.CreatePrimaryBucket || c.LocalStack() {
+		// LocalStack always gets a created bucket: turning EventBridge on for
+		// an imported one takes a custom resource, which LocalStack skips.
+		bucket := awss3.NewBucket(stack, jsii.String("PrimaryBucket"), &awss3.BucketProps{
+			BucketName:        jsii.String(c.PrimaryBucket),
+			Versioned:         jsii.Bool(true),
+			Encryption:        awss3.BucketEncryption_S3_MANAGED,
+			BlockPublicAccess: awss3.BlockPublicAccess_BLOCK_ALL(),
+			EnforceSSL:        jsii.Bool(true),
+			ObjectOwnership:   awss3.ObjectOwnership_BUCKET_OWNER_ENFORCED,
+			RemovalPolicy:     awscdk.RemovalPolicy_RETAIN,
 		})
+		enableEventBridge(bucket)
+		p.Bucket = bucket
 	} else {
 		p.Bucket = awss3.Bucket_FromBucketName(stack, jsii.String("PrimaryBucket"), jsii.String(c.PrimaryBucket))
 		// Adds EventBridge delivery to the bucket's notification configuration,

@@ -51,9 +51,13 @@ type SecondaryStack struct {
 	Cluster awsrds.DatabaseCluster
 	// Proxy is the RDS Proxy the functions connect to.
 	Proxy awsrds.DatabaseProxy
-	// Secret holds the registry credentials (RDS JSON format).
-	Secret  awsrds.DatabaseSecret
-	proxySG awsec2.SecurityGroup
+	// Secret holds the registry credentials (RDS JSON format): the Aurora
+	// secret on AWS, the secret imported by name on LocalStack.
+	Secret awssecretsmanager.ISecret
+	// secretID is GEOBLOB_DATABASE_SECRET_ARN: the secret's ARN, or its name
+	// when imported by name.
+	secretID *string
+	proxySG  awsec2.SecurityGroup
 	// Functions maps function names to the deployed functions.
 	Functions map[string]awslambda.Function
 	// Queues and DeadLetterQueues map queue-driven function names to their queues.
@@ -81,18 +85,14 @@ func newSecondaryStack(scope constructs.Construct, id string, c Config, specs []
 		scopes:           map[string]constructs.Construct{},
 	}
 	s.storage(c)
-	s.database(c)
+	var sg awsec2.ISecurityGroup // nil on LocalStack: no VPC
+	if c.LocalStack() {
+		s.localRegistry(c)
+	} else {
+		s.database(c)
+		sg = s.functionSecurityGroup()
+	}
 	s.eventBus(c)
-
-	sg := awsec2.NewSecurityGroup(stack, jsii.String("FunctionSecurityGroup"), &awsec2.SecurityGroupProps{
-		Vpc:              vpcOf(stack),
-		Description:      jsii.String("geoblob functions: HTTPS to AWS APIs (S3 of both regions, Secrets Manager, KMS), PostgreSQL to the RDS Proxy"),
-		AllowAllOutbound: jsii.Bool(false),
-	})
-	sg.AddEgressRule(awsec2.Peer_AnyIpv4(), awsec2.Port_Tcp(jsii.Number(443)), jsii.String("HTTPS to AWS APIs"), nil)
-	sg.AddEgressRule(awsec2.Peer_SecurityGroupId(s.proxySG.SecurityGroupId(), nil),
-		awsec2.Port_Tcp(jsii.Number(5432)), jsii.String("PostgreSQL to the RDS Proxy"), nil)
-	s.Proxy.Connections().AllowFrom(sg, awsec2.Port_Tcp(jsii.Number(5432)), jsii.String("geoblob functions"))
 
 	env := functionEnv(c, s)
 	for _, spec := range specs {
@@ -103,7 +103,7 @@ func newSecondaryStack(scope constructs.Construct, id string, c Config, specs []
 		s.Functions[spec.Name] = fn
 	}
 	var migrations awscdk.CustomResource
-	if fn, ok := s.Functions["migrate"]; ok {
+	if fn, ok := s.Functions["migrate"]; ok && !c.LocalStack() {
 		var err error
 		if migrations, err = s.migrations(c, fn); err != nil {
 			return nil, err
@@ -115,7 +115,11 @@ func newSecondaryStack(scope constructs.Construct, id string, c Config, specs []
 		case TriggerQueue:
 			s.queueTrigger(c, spec, fn, migrations)
 		case TriggerSchedule:
-			s.scheduleTrigger(c, spec, fn, migrations)
+			if c.LocalStack() {
+				s.scheduleRule(c, spec, fn)
+			} else {
+				s.scheduleTrigger(c, spec, fn, migrations)
+			}
 		}
 	}
 	s.monitoring(c, specs)
@@ -189,12 +193,13 @@ func (s *SecondaryStack) database(c Config) {
 			"S3": {Service: awsec2.GatewayVpcEndpointAwsService_S3()},
 		},
 	})
-	s.Secret = awsrds.NewDatabaseSecret(s.Stack, jsii.String("RegistrySecret"), &awsrds.DatabaseSecretProps{
+	secret := awsrds.NewDatabaseSecret(s.Stack, jsii.String("RegistrySecret"), &awsrds.DatabaseSecretProps{
 		Username: jsii.String(DatabaseUser),
 		Dbname:   jsii.String(DatabaseName),
 	})
 	// Keep the credentials with the retained cluster snapshot.
-	s.Secret.ApplyRemovalPolicy(awscdk.RemovalPolicy_RETAIN)
+	secret.ApplyRemovalPolicy(awscdk.RemovalPolicy_RETAIN)
+	s.Secret, s.secretID = secret, secret.SecretArn()
 	clusterID := c.Prefix + "-registry"
 	// The cluster's PostgreSQL log group, created here with its retention
 	// (instead of CDK's log-retention custom resource).
@@ -208,7 +213,7 @@ func (s *SecondaryStack) database(c Config) {
 		Engine: awsrds.DatabaseClusterEngine_AuroraPostgres(&awsrds.AuroraPostgresClusterEngineProps{
 			Version: awsrds.AuroraPostgresEngineVersion_VER_16_6(),
 		}),
-		Credentials:             awsrds.Credentials_FromSecret(s.Secret, nil),
+		Credentials:             awsrds.Credentials_FromSecret(secret, nil),
 		DefaultDatabaseName:     jsii.String(DatabaseName),
 		Writer:                  awsrds.ClusterInstance_ServerlessV2(jsii.String("writer"), &awsrds.ServerlessV2ClusterInstanceProps{}),
 		ServerlessV2MinCapacity: jsii.Number(c.DatabaseMinACU),
@@ -228,7 +233,7 @@ func (s *SecondaryStack) database(c Config) {
 	})
 	s.Proxy = awsrds.NewDatabaseProxy(s.Stack, jsii.String("RegistryProxy"), &awsrds.DatabaseProxyProps{
 		ProxyTarget:    awsrds.ProxyTarget_FromCluster(s.Cluster),
-		Secrets:        &[]awssecretsmanager.ISecret{s.Secret},
+		Secrets:        &[]awssecretsmanager.ISecret{secret},
 		Vpc:            vpc,
 		VpcSubnets:     &awsec2.SubnetSelection{SubnetType: privateSubnetType(c)},
 		SecurityGroups: &[]awsec2.ISecurityGroup{s.proxySG},
@@ -236,6 +241,21 @@ func (s *SecondaryStack) database(c Config) {
 		DbProxyName:    jsii.String(c.Prefix + "-registry"),
 	})
 	s.Cluster.Connections().AllowDefaultPortFrom(s.proxySG, jsii.String("RDS Proxy"))
+}
+
+// functionSecurityGroup creates the functions' security group: HTTPS out and
+// PostgreSQL to the RDS Proxy only.
+func (s *SecondaryStack) functionSecurityGroup() awsec2.ISecurityGroup {
+	sg := awsec2.NewSecurityGroup(s.Stack, jsii.String("FunctionSecurityGroup"), &awsec2.SecurityGroupProps{
+		Vpc:              vpcOf(s.Stack),
+		Description:      jsii.String("geoblob functions: HTTPS to AWS APIs (S3 of both regions, Secrets Manager, KMS), PostgreSQL to the RDS Proxy"),
+		AllowAllOutbound: jsii.Bool(false),
+	})
+	sg.AddEgressRule(awsec2.Peer_AnyIpv4(), awsec2.Port_Tcp(jsii.Number(443)), jsii.String("HTTPS to AWS APIs"), nil)
+	sg.AddEgressRule(awsec2.Peer_SecurityGroupId(s.proxySG.SecurityGroupId(), nil),
+		awsec2.Port_Tcp(jsii.Number(5432)), jsii.String("PostgreSQL to the RDS Proxy"), nil)
+	s.Proxy.Connections().AllowFrom(sg, awsec2.Port_Tcp(jsii.Number(5432)), jsii.String("geoblob functions"))
+	return sg
 }
 
 // privateSubnetType is the functions' subnet type: with egress through NAT,
@@ -260,8 +280,7 @@ func (s *SecondaryStack) eventBus(c Config) {
 // shared/config's Reference).
 func functionEnv(c Config, s *SecondaryStack) map[string]*string {
 	e := map[string]*string{
-		"GEOBLOB_DATABASE_SECRET_ARN": s.Secret.SecretArn(),
-		"GEOBLOB_DATABASE_HOST":       s.Proxy.Endpoint(),
+		"GEOBLOB_DATABASE_SECRET_ARN": s.secretID,
 		"GEOBLOB_PRIMARY_BUCKET":      jsii.String(c.PrimaryBucket),
 		"GEOBLOB_PRIMARY_REGION":      jsii.String(c.PrimaryRegion),
 		"GEOBLOB_SECONDARY_BUCKET":    s.Bucket.BucketName(),
@@ -269,6 +288,9 @@ func functionEnv(c Config, s *SecondaryStack) map[string]*string {
 		"GEOBLOB_COPY_CONCURRENCY":    jsii.String(strconv.Itoa(c.CopyConcurrency)),
 		"GEOBLOB_LOG_LEVEL":           jsii.String(strings.ToLower(c.LogLevel)),
 		"GEOBLOB_REVERIFY_INTERVAL":   jsii.String(c.ReverifyInterval.String()),
+	}
+	if s.Proxy != nil {
+		e["GEOBLOB_DATABASE_HOST"] = s.Proxy.Endpoint()
 	}
 	if len(c.DataTypes) > 0 {
 		e["GEOBLOB_DATA_TYPES"] = jsii.String(strings.Join(c.DataTypes, ","))
@@ -279,7 +301,7 @@ func functionEnv(c Config, s *SecondaryStack) map[string]*string {
 	if c.SecondaryEndpoint != "" {
 		e["GEOBLOB_SECONDARY_ENDPOINT"] = jsii.String(c.SecondaryEndpoint)
 	}
-	if c.S3PathStyle {
+	if c.S3PathStyle || c.LocalStack() {
 		e["GEOBLOB_S3_PATH_STYLE"] = jsii.String("true")
 	}
 	for k, v := range c.ExtraEnv {
@@ -315,19 +337,21 @@ func (s *SecondaryStack) function(c Config, spec FunctionSpec, sg awsec2.ISecuri
 		return nil, fmt.Errorf("infra: asset dir of %s: %w", spec.Name, err)
 	}
 	props := &awslambda.FunctionProps{
-		Description:    jsii.String(spec.Description),
-		Runtime:        awslambda.Runtime_PROVIDED_AL2023(),
-		Architecture:   awslambda.Architecture_ARM_64(),
-		Handler:        jsii.String("bootstrap"),
-		Code:           awslambda.Code_FromAsset(jsii.String(assetDir), nil),
-		MemorySize:     jsii.Number(float64(spec.MemoryMB)),
-		Timeout:        awscdk.Duration_Seconds(jsii.Number(spec.Timeout.Seconds())),
-		Environment:    &envCopy,
-		LogGroup:       logs,
-		LoggingFormat:  awslambda.LoggingFormat_JSON,
-		Vpc:            vpcOf(s.Stack),
-		VpcSubnets:     &awsec2.SubnetSelection{SubnetType: privateSubnetType(c)},
-		SecurityGroups: &[]awsec2.ISecurityGroup{sg},
+		Description:   jsii.String(spec.Description),
+		Runtime:       awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture:  architecture(c),
+		Handler:       jsii.String("bootstrap"),
+		Code:          awslambda.Code_FromAsset(jsii.String(assetDir), nil),
+		MemorySize:    jsii.Number(float64(spec.MemoryMB)),
+		Timeout:       awscdk.Duration_Seconds(jsii.Number(spec.Timeout.Seconds())),
+		Environment:   &envCopy,
+		LogGroup:      logs,
+		LoggingFormat: awslambda.LoggingFormat_JSON,
+	}
+	if sg != nil {
+		props.Vpc = vpcOf(s.Stack)
+		props.VpcSubnets = &awsec2.SubnetSelection{SubnetType: privateSubnetType(c)}
+		props.SecurityGroups = &[]awsec2.ISecurityGroup{sg}
 	}
 	if n := c.Concurrency[spec.Name]; n > 0 {
 		props.ReservedConcurrentExecutions = jsii.Number(float64(n))
@@ -486,10 +510,7 @@ func scheduleInput(task string) awsscheduler.ScheduleTargetInput {
 
 // scheduleTrigger invokes the function on its EventBridge Scheduler schedule.
 func (s *SecondaryStack) scheduleTrigger(c Config, spec FunctionSpec, fn awslambda.Function, after constructs.IConstruct) {
-	expr := c.BackfillSchedule
-	if spec.Name == "verify" {
-		expr = c.VerifySchedule
-	}
+	expr := c.ScheduleFor(spec.Name)
 	sched := awsscheduler.NewSchedule(s.scopes[spec.Name], jsii.String("Schedule"), &awsscheduler.ScheduleProps{
 		ScheduleName: jsii.String(c.Prefix + "-" + strings.ToLower(spec.Name)),
 		Description:  jsii.String("geoblob: run " + spec.Name),
@@ -556,9 +577,11 @@ func (s *SecondaryStack) outputs(c Config) {
 	}
 	out("SecondaryBucketName", s.Bucket.BucketName(), "GEOBLOB_SECONDARY_BUCKET")
 	out("SecondaryKeyArn", s.Key.KeyArn(), "KMS key of the secondary bucket")
-	out("RegistrySecretArn", s.Secret.SecretArn(), "GEOBLOB_DATABASE_SECRET_ARN")
-	out("RegistryProxyEndpoint", s.Proxy.Endpoint(), "GEOBLOB_DATABASE_HOST")
-	out("RegistryClusterEndpoint", s.Cluster.ClusterEndpoint().Hostname(), "Aurora writer endpoint (migrations and maintenance go through the proxy)")
+	out("RegistrySecretArn", s.secretID, "GEOBLOB_DATABASE_SECRET_ARN")
+	if s.Proxy != nil {
+		out("RegistryProxyEndpoint", s.Proxy.Endpoint(), "GEOBLOB_DATABASE_HOST")
+		out("RegistryClusterEndpoint", s.Cluster.ClusterEndpoint().Hostname(), "Aurora writer endpoint (migrations and maintenance go through the proxy)")
+	}
 	out("EventBusArn", s.EventBus.EventBusArn(), "bus receiving the primary bucket's events")
 	for name, q := range s.Queues {
 		out(exportID(name)+"QueueUrl", q.QueueUrl(), name+" queue")

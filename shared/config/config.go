@@ -27,7 +27,7 @@ type Var struct {
 // Reference lists every environment variable geoblob reads, in README order.
 var Reference = []Var{
 	{"GEOBLOB_DATABASE_URL", "", "PostgreSQL URL of the registry (postgres://user:pass@host:port/db). Required unless GEOBLOB_DATABASE_SECRET_ARN is set."},
-	{"GEOBLOB_DATABASE_SECRET_ARN", "", "Secrets Manager secret (RDS JSON format: host, port, username, password, dbname) used instead of GEOBLOB_DATABASE_URL."},
+	{"GEOBLOB_DATABASE_SECRET_ARN", "", "Secrets Manager secret, by ARN or name (RDS JSON format: host, port, username, password, dbname), used instead of GEOBLOB_DATABASE_URL."},
 	{"GEOBLOB_DATABASE_HOST", "", "Host that overrides the secret's host (e.g. the RDS Proxy endpoint)."},
 	{"GEOBLOB_PRIMARY_BUCKET", "", "Primary bucket (the package registry's bucket). Required."},
 	{"GEOBLOB_PRIMARY_REGION", "AWS_REGION", "Region of the primary bucket."},
