@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/geoblob/geoblob/shared/backfill"
+	"github.com/geoblob/geoblob/shared/api"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/health"
 	"github.com/geoblob/geoblob/shared/verify"
@@ -25,6 +26,7 @@ func TestReadmeDocumentsEveryVariable(t *testing.T) {
 	all = append(all, backfill.Vars...)
 	all = append(all, verify.Reference...)
 	all = append(all, health.Reference...)
+	all = append(all, api.Reference...)
 	for _, v := range all {
 		assert.True(t, strings.Contains(string(readme), "| `"+v.Name+"` |"), "README.md must document %s", v.Name)
 	}

@@ -44,7 +44,7 @@ type TypeStatus struct {
 	OldestUnsyncedAt *time.Time `json:"oldest_unsynced_at,omitempty"`
 	// OldestUnsyncedAge is now - OldestUnsyncedAt (the current RPO), 0 when
 	// nothing waits.
-	OldestUnsyncedAge time.Duration `json:"oldest_unsynced_age_ns"`
+	OldestUnsyncedAge time.Duration `json:"-"`
 }
 
 // counterColumns are the columns of registry_type_counters and
