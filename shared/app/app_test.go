@@ -21,7 +21,12 @@ import (
 	rt "github.com/geoblob/geoblob/shared/replication/replicationtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	if marker := os.Getenv(envSigtermChild); marker != "" {
+		os.Exit(sigtermChild(marker))
+	}
+	pgtest.Main(m)
+}
 
 func TestSecretURL(t *testing.T) {
 	t.Parallel()

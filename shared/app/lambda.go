@@ -19,7 +19,12 @@ type BuildFunc func(ctx context.Context, cfg config.Config, logger *slog.Logger)
 // RunLambda is the whole main of a geoblob function: JSON logs tagged with
 // the function name, configuration from the environment (exit code 2 and an
 // error naming every bad variable), dependencies built once (exit code 1 on
-// failure), then lambda.Start with the handler. It returns the exit code.
+// failure), then the Lambda runtime loop with the handler. It returns the
+// exit code only when configuration or the build fails: the runtime loop
+// never returns. closeFn runs when the runtime sends SIGTERM before it
+// stops the process (lambda.WithEnableSIGTERM registers the internal
+// extension that makes Lambda send it), so the database pool is closed
+// cleanly instead of being cut by SIGKILL.
 func RunLambda(function string, build BuildFunc) int {
 	logger := functionLogger(function, slog.LevelInfo)
 	cfg, err := config.FromEnv(os.Getenv)
@@ -33,10 +38,14 @@ func RunLambda(function string, build BuildFunc) int {
 		logger.Error("cannot build dependencies", "error", err)
 		return 1
 	}
+	var opts []lambda.Option
 	if closeFn != nil {
-		defer closeFn()
+		opts = append(opts, lambda.WithEnableSIGTERM(func() {
+			logger.Info("SIGTERM: releasing resources before shutdown")
+			closeFn()
+		}))
 	}
-	lambda.Start(handler)
+	lambda.StartWithOptions(handler, opts...)
 	return 0
 }
 
