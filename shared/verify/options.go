@@ -21,6 +21,9 @@ const (
 	DefaultReverifyInterval = 90 * 24 * time.Hour
 	DefaultSpreadFraction   = 0.10
 	DefaultBackoffCap       = 24 * time.Hour
+	// DefaultDeadlineMargin is kept free before the invocation's deadline
+	// for the checks in flight when claiming stops.
+	DefaultDeadlineMargin = time.Minute
 )
 
 // Reference lists the GEOBLOB_VERIFY_* variables (for config.Reference and
@@ -48,6 +51,11 @@ type Options struct {
 	BatchSize   int
 	// Budget bounds a pass: no claim is made after it is spent.
 	Budget time.Duration
+	// DeadlineMargin: when the context has a deadline (a Lambda
+	// invocation's), no claim is made later than this before it, so the
+	// checks in flight finish (and record their results) instead of being
+	// cut off mid-hash. Default DefaultDeadlineMargin.
+	DeadlineMargin time.Duration
 	// Timeout: claims started longer ago are recovered.
 	Timeout time.Duration
 	// ReverifyInterval is the maximum age of a verification; ReverifySpread
@@ -90,6 +98,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Budget <= 0 {
 		o.Budget = DefaultBudget
+	}
+	if o.DeadlineMargin <= 0 {
+		o.DeadlineMargin = DefaultDeadlineMargin
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout

@@ -139,7 +139,8 @@ var _ PassLog = (*registry.Store)(nil)
 
 // Run does one pass: recover stuck claims, then claim and check due rows
 // (secondaries and primaries alternately, at most Concurrency at once) until
-// none is due or the budget is spent. Errors checking one object are
+// none is due or the budget is spent (or the context's deadline is less than
+// Options.DeadlineMargin away). Errors checking one object are
 // recorded on its row; Run returns an error only when the registry fails.
 // With Options.PassLog set, the outcome is recorded there.
 func (v *Verifier) Run(ctx context.Context, ro RunOptions) (Report, error) {
@@ -168,6 +169,13 @@ func (v *Verifier) run(ctx context.Context, ro RunOptions) (Report, error) {
 	}
 	start := v.opts.Now()
 	deadline := start.Add(budget)
+	if dl, ok := ctx.Deadline(); ok {
+		// The invocation deadline is wall time; translate it onto our
+		// clock and keep the margin free for the checks in flight.
+		if d := start.Add(time.Until(dl) - v.opts.DeadlineMargin); d.Before(deadline) {
+			deadline = d
+		}
+	}
 	rep := Report{Started: start}
 	log := v.opts.Logger.With("component", "verify")
 
