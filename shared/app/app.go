@@ -117,6 +117,7 @@ func (a *App) NewHandler(function string, expect events.Kind) (*handler.Handler,
 		Function:      function,
 		Expect:        expect,
 		Logger:        a.Logger,
+		Rejecter:      a.Registry,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)

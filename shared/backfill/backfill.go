@@ -234,6 +234,7 @@ type ReconcileReport struct {
 	Skipped       string `json:"skipped"`        // why the phase did nothing ("busy", "inventory already reconciled")
 	Resumed       bool   `json:"resumed"`        // continued a pass an earlier run started
 	Listed        int64  `json:"listed"`         // primary objects read (listing entries or inventory rows)
+	Rejected      int64  `json:"rejected"`       // inventory rows that can never be registered (ErrInvalidRow): skipped and logged
 	Selected      int64  `json:"selected"`       // of those, in an enabled type and prefix
 	Registered    int64  `json:"registered"`     // new pending rows
 	Changed       int64  `json:"changed"`        // listed objects whose row was a tombstone or had another ETag: re-registered

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/geoblob/geoblob/shared/blobstore"
+	"github.com/geoblob/geoblob/shared/events"
 )
 
 // ObjectReader opens objects by key; *blobstore.Store satisfies it. The
@@ -66,6 +67,24 @@ type InventoryEntry struct {
 	Key  string // URL-decoded
 	Size int64
 	ETag string
+}
+
+// InventoryRejection is a row ScanInventory skipped because it can never be
+// registered; Err wraps ErrInvalidRow.
+type InventoryRejection struct {
+	File string // data file key
+	Line int64  // 1-based line in the file
+	Err  error
+}
+
+// CheckSource refuses a manifest that does not describe bucket (the
+// primary): reconciling another bucket's listing against the registry
+// would register foreign keys and take every primary key for deleted.
+func (m Manifest) CheckSource(bucket string) error {
+	if m.SourceBucket != bucket {
+		return fmt.Errorf("%w: manifest %s lists bucket %q, not the primary %q", ErrInventory, m.Key, m.SourceBucket, bucket)
+	}
+	return nil
 }
 
 // InventoryPosition locates a row in an inventory: the next row to read is
@@ -167,12 +186,14 @@ func (m Manifest) schema() (csvSchema, error) {
 // position from, calling fn with batches of at most batchSize entries and
 // the position just after the batch's last row. Rows of old versions and
 // delete markers (versioned inventories) are skipped but still advance the
-// position. An error from fn stops the scan and is returned as is.
+// position. Rows that can never be registered (see ErrInvalidRow) are
+// passed to reject (which must not be nil) and skipped; they advance the
+// position too. An error from fn stops the scan and is returned as is.
 //
 // Resuming at a position re-reads (decompresses) the rows of that file
 // before it, but never a file before it.
 func ScanInventory(ctx context.Context, store ObjectReader, m Manifest, from InventoryPosition, batchSize int,
-	fn func(batch []InventoryEntry, next InventoryPosition) error,
+	fn func(batch []InventoryEntry, next InventoryPosition) error, reject func(InventoryRejection),
 ) error {
 	sch, err := m.schema()
 	if err != nil {
@@ -187,7 +208,7 @@ func ScanInventory(ctx context.Context, store ObjectReader, m Manifest, from Inv
 		if fi == from.File {
 			skip = from.Line
 		}
-		err := scanFile(ctx, store, m.Files[fi].Key, sch, skip, func(e InventoryEntry, line int64, live bool) error {
+		err := scanFile(ctx, store, m.Files[fi].Key, sch, skip, reject, func(e InventoryEntry, line int64, live bool) error {
 			if live {
 				batch = append(batch, e)
 			}
@@ -216,7 +237,7 @@ func ScanInventory(ctx context.Context, store ObjectReader, m Manifest, from Inv
 var errStop = errors.New("backfill: stop")
 
 func scanFile(ctx context.Context, store ObjectReader, key string, sch csvSchema, skip int64,
-	row func(e InventoryEntry, line int64, live bool) error,
+	reject func(InventoryRejection), row func(e InventoryEntry, line int64, live bool) error,
 ) error {
 	body, _, err := store.Open(ctx, key)
 	if err != nil {
@@ -252,7 +273,10 @@ func scanFile(ctx context.Context, store ObjectReader, key string, sch csvSchema
 			}
 		}
 		e, live, err := parseRecord(rec, sch)
-		if err != nil {
+		if errors.Is(err, ErrInvalidRow) {
+			reject(InventoryRejection{File: key, Line: line + 1, Err: err})
+			live = false
+		} else if err != nil {
 			return fmt.Errorf("%w: inventory file %s line %d: %v", ErrInventory, key, line+1, err)
 		}
 		if err := row(e, line, live); err != nil {
@@ -261,6 +285,9 @@ func scanFile(ctx context.Context, store ObjectReader, key string, sch csvSchema
 	}
 }
 
+// parseRecord reads one data row. A row too short to hold the key is an
+// error of the file; a row whose key or size can never be registered is an
+// ErrInvalidRow.
 func parseRecord(rec []string, sch csvSchema) (InventoryEntry, bool, error) {
 	field := func(i int) string {
 		if i < 0 || i >= len(rec) {
@@ -273,12 +300,18 @@ func parseRecord(rec []string, sch csvSchema) (InventoryEntry, bool, error) {
 	}
 	key, err := url.QueryUnescape(rec[sch.key])
 	if err != nil {
-		return InventoryEntry{}, false, fmt.Errorf("key %q: %v", rec[sch.key], err)
+		return InventoryEntry{}, false, fmt.Errorf("%w: key %q: %v", ErrInvalidRow, rec[sch.key], err)
+	}
+	if err := events.ValidKey(key); err != nil {
+		return InventoryEntry{}, false, fmt.Errorf("%w: key %q: %v", ErrInvalidRow, rec[sch.key], err)
 	}
 	e := InventoryEntry{Key: key, ETag: field(sch.etag)}
 	if s := field(sch.size); s != "" {
 		if e.Size, err = strconv.ParseInt(s, 10, 64); err != nil {
-			return InventoryEntry{}, false, fmt.Errorf("size %q: %v", s, err)
+			return InventoryEntry{}, false, fmt.Errorf("%w: key %q: size %q: %v", ErrInvalidRow, key, s, err)
+		}
+		if err := events.ValidSize(e.Size); err != nil {
+			return InventoryEntry{}, false, fmt.Errorf("%w: key %q: %v", ErrInvalidRow, key, err)
 		}
 	}
 	live := !strings.EqualFold(field(sch.isLatest), "false") && !strings.EqualFold(field(sch.isDeleteMarker), "true")

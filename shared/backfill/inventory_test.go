@@ -140,7 +140,7 @@ func TestScanInventoryVersionedAndResume(t *testing.T) {
 			got = append(got, b...)
 			pos = append(pos, next)
 			return nil
-		}))
+		}, func(r backfill.InventoryRejection) { t.Errorf("unexpected rejection: %v", r.Err) }))
 		return got, pos
 	}
 	got, pos := scan(backfill.InventoryPosition{})
@@ -154,4 +154,79 @@ func TestScanInventoryVersionedAndResume(t *testing.T) {
 	assert.Equal(t, []backfill.InventoryEntry{{Key: "generic/€.bin", Size: 3, ETag: "e2"}}, got, "resumed after the first row")
 	got, _ = scan(backfill.InventoryPosition{File: 1})
 	assert.Empty(t, got)
+}
+
+// writeInventoryOf writes an inventory of bucket listing entries.
+func (e *env) writeInventoryOf(bucket string, created time.Time, entries []backfill.InventoryEntry) {
+	e.t.Helper()
+	_, err := backfill.WriteInventory(bucket, "inv/primary/all", created, 100,
+		func(yield func(backfill.InventoryEntry) bool) {
+			for _, en := range entries {
+				if !yield(en) {
+					return
+				}
+			}
+		},
+		func(key string, content []byte) error {
+			putRaw(e.t, e.primaryS3, inventoryBucket, key, content)
+			return nil
+		})
+	require.NoError(e.t, err)
+}
+
+func (e *env) useInventory() {
+	e.t.Helper()
+	s3test.CreateBucket(e.t, e.primaryS3, inventoryBucket)
+	e.cfg.Inventory = &backfill.S3URL{Bucket: inventoryBucket, Key: "inv/primary/all/"}
+	e.opts.Inventory = blobstore.New(s3test.Client(e.t.Context(), e.pproxy.Endpoint()), inventoryBucket, blobstore.Options{})
+}
+
+// TestInventoryRejectsInvalidRowsOneByOne: rows whose key holds NUL or is
+// not UTF-8, or whose size is negative, can never be registered; the scan
+// skips and counts them and registers the other rows, instead of failing
+// the whole pass on every run.
+func TestInventoryRejectsInvalidRowsOneByOne(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	e.useInventory()
+	good := []string{typedKey(1), typedKey(2)}
+	for _, k := range good {
+		e.put(k, samples.Bytes(k, 10))
+	}
+	e.writeInventoryOf(primaryBucket, time.Now(), []backfill.InventoryEntry{
+		{Key: good[0], Size: 10},
+		{Key: "generic/bad/nul\x00.bin", Size: 1},
+		{Key: "generic/bad/latin1-\xff.bin", Size: 1},
+		{Key: typedKey(3), Size: -1},
+		{Key: good[1], Size: 10},
+	})
+	rep := e.run(backfill.Request{Phases: []backfill.Phase{backfill.PhaseReconcile}})
+	assert.True(t, rep.Reconcile.PassComplete)
+	assert.EqualValues(t, 3, rep.Reconcile.Rejected)
+	assert.EqualValues(t, 2, rep.Reconcile.Registered)
+	rows := e.rows(false)
+	assert.Len(t, rows, 2)
+	for _, k := range good {
+		assert.Contains(t, rows, k)
+	}
+}
+
+// TestInventoryOfAnotherBucketIsRefused: a manifest whose sourceBucket is
+// not the primary is refused before any row is read (it would register
+// foreign keys and take every primary key for deleted).
+func TestInventoryOfAnotherBucketIsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	e.put(typedKey(1), samples.Bytes(typedKey(1), 10))
+	e.run(backfill.Request{})
+	require.Len(t, e.rows(false), 1)
+	e.useInventory()
+
+	e.writeInventoryOf("some-other-bucket", time.Now().Add(time.Second), []backfill.InventoryEntry{{Key: typedKey(7), Size: 3}})
+	_, err := e.runner().Run(t.Context(), backfill.Request{Phases: []backfill.Phase{backfill.PhaseReconcile}})
+	require.ErrorIs(t, err, backfill.ErrInventory)
+	assert.ErrorContains(t, err, "some-other-bucket")
+	rows := e.rows(false)
+	assert.Len(t, rows, 1, "nothing registered, nothing taken for deleted")
+	assert.Contains(t, rows, typedKey(1))
 }

@@ -334,6 +334,9 @@ func (p *pass) reconcileInventory(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := m.CheckSource(p.r.o.PrimaryBucket); err != nil {
+		return err
+	}
 	c, err := p.r.leaseCursor(ctx, "reconcile:inventory:"+p.r.o.PrimaryBucket, p.owner, p.leaseUntil())
 	if err != nil {
 		return err
@@ -458,6 +461,11 @@ func (p *pass) scanInventory(ctx context.Context, c *cursor, m Manifest) (stoppe
 				return errStop
 			}
 			return nil
+		},
+		func(r InventoryRejection) {
+			p.rep.Reconcile.Rejected++
+			p.r.log.WarnContext(ctx, "backfill: inventory row rejected; skipped", "phase", PhaseReconcile,
+				"manifest", m.Key, "file", r.File, "line", r.Line, "error", r.Err)
 		})
 	switch {
 	case errors.Is(err, errStop):

@@ -27,6 +27,12 @@ import (
 // Only a payload that is none of these (or not JSON) makes Parse return an
 // error (wrapping ErrMalformed). A record whose key holds an invalid
 // %-escape is a per-message ErrMalformed; the message's other records are kept.
+//
+// Invariants of every event in Message.Events (the fuzz tests check them):
+// Kind is KindCreated or KindRemoved; Bucket is set; Key is valid UTF-8,
+// holds no NUL and is 1 to MaxKeyBytes bytes; Size is not negative;
+// Sequencer is empty or SequencerWidth upper-case hex digits. A decoded
+// record that breaks one of them goes to Message.Invalid instead.
 func Parse(payload []byte) (Batch, error) {
 	payload = bytes.TrimSpace(payload)
 	var probe envelopeProbe
@@ -175,6 +181,11 @@ func add(msg *Message, i int, ev ObjectEvent) {
 	case ev.Kind == KindUnknown:
 		msg.Unsupported = append(msg.Unsupported, ev)
 	default:
+		raw := ev
+		if err := validate(&ev); err != nil {
+			msg.Invalid = append(msg.Invalid, Rejected{Event: raw, Err: fmt.Errorf("record %d (%s): %w", i, ev.EventName, err)})
+			return
+		}
 		msg.Events = append(msg.Events, ev)
 	}
 }

@@ -31,7 +31,11 @@ type want struct {
 }
 
 func ev(kind events.Kind, name, source, key string, size int64, seq string) events.ObjectEvent {
-	return events.ObjectEvent{Kind: kind, EventName: name, Source: source, Bucket: fixtureBucket, Key: key, Size: size, Sequencer: seq}
+	norm, err := events.NormalizeSequencer(seq)
+	if err != nil {
+		panic(err)
+	}
+	return events.ObjectEvent{Kind: kind, EventName: name, Source: source, Bucket: fixtureBucket, Key: key, Size: size, Sequencer: norm}
 }
 
 func TestParseFixtures(t *testing.T) {

@@ -36,6 +36,11 @@ var (
 	ErrMalformed = errors.New("events: malformed payload")
 	// ErrUnsupported: a well-formed event geoblob does not act on (unknown event name).
 	ErrUnsupported = errors.New("events: unsupported event")
+	// ErrInvalid: a decoded event that can never be applied, however often
+	// it is retried: its key is longer than MaxKeyBytes, not valid UTF-8 or
+	// holds NUL, its size is negative, or its sequencer is not 1 to 32 hex
+	// digits. Such events are rejected (recorded once), never retried.
+	ErrInvalid = errors.New("events: invalid event")
 )
 
 // Source values of ObjectEvent.Source.
@@ -59,6 +64,8 @@ type ObjectEvent struct {
 	Size      int64
 	ETag      string
 	VersionID string
+	// Sequencer is normalized (see NormalizeSequencer) in Message.Events;
+	// in Message.Invalid it is as delivered.
 	Sequencer string
 	EventTime time.Time
 }
@@ -78,11 +85,21 @@ type Message struct {
 	// Syncs are the sync requests of a request message (see SyncRequest),
 	// in message order.
 	Syncs []SyncRequest
+	// Invalid are decoded records geoblob would act on that can never
+	// succeed (each Err wraps ErrInvalid; see ValidKey, ValidSize,
+	// NormalizeSequencer). They must be rejected at once, never retried.
+	Invalid []Rejected
 	// Err is set when the message, or one of its records, could not be
 	// decoded (it wraps ErrMalformed; record errors are joined). Events still
 	// holds every record that did decode. It must be reported as a failure
 	// (SQS batch item failure, or an error for a direct invocation), never dropped.
 	Err error
+}
+
+// Rejected is an event that failed validation, with the reason.
+type Rejected struct {
+	Event ObjectEvent
+	Err   error // wraps ErrInvalid
 }
 
 // Batch is a decoded invocation payload.

@@ -10,13 +10,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"sync"
+	"time"
 
 	lambdaevents "github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/geoblob/geoblob/shared/events"
+	"github.com/geoblob/geoblob/shared/metrics"
+	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/replication"
 )
 
@@ -33,6 +38,15 @@ type Applier interface {
 }
 
 var _ Applier = (*replication.Engine)(nil)
+
+// Rejecter records events that can never succeed (events.ErrInvalid);
+// *registry.Store satisfies it.
+type Rejecter interface {
+	// RecordRejected stores the rejections, all or none.
+	RecordRejected(ctx context.Context, rs []registry.Rejection) error
+}
+
+var _ Rejecter = (*registry.Store)(nil)
 
 // ErrForeignBucket: an event names a bucket other than the primary. Such
 // records are counted and logged, never retried (retrying cannot help).
@@ -54,6 +68,15 @@ type Options struct {
 	Expect events.Kind
 	// Logger receives JSON logs. Default slog.Default().
 	Logger *slog.Logger
+	// Rejecter records invalid events (events.ErrInvalid) once, so their
+	// messages are acknowledged instead of retried until the dead-letter
+	// queue. When recording fails the message fails (and is retried), so
+	// nothing is lost. Nil: invalid events are only logged and counted.
+	Rejecter Rejecter
+	// Metrics receives one CloudWatch EMF line (metrics.NameRejectedEvents)
+	// per invocation that rejected events. Default os.Stdout (where Lambda
+	// turns EMF into metrics).
+	Metrics io.Writer
 }
 
 // Handler handles invocations. It is safe for concurrent use and keeps no
@@ -74,6 +97,9 @@ func New(engine Applier, opts Options) (*Handler, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = os.Stdout
 	}
 	log := opts.Logger
 	if opts.Function != "" {
@@ -98,8 +124,11 @@ type Summary struct {
 	TestEvents       int `json:"test_events"`
 	MissingOnPrimary int `json:"missing_on_primary"`
 	Kept             int `json:"kept"`
-	Malformed        int `json:"malformed"`
-	Failed           int `json:"failed"`
+	// Invalid counts records that can never succeed (events.ErrInvalid):
+	// recorded as rejected, never retried.
+	Invalid   int `json:"invalid"`
+	Malformed int `json:"malformed"`
+	Failed    int `json:"failed"`
 	// FailedMessages are the SQS message ids reported as batch item failures.
 	FailedMessages []string `json:"failed_messages,omitempty"`
 }
@@ -131,7 +160,9 @@ func (s *Summary) count(o replication.Outcome) {
 // a direct invocation it returns the Summary, and an error wrapping ErrFailed
 // if any record failed (so Lambda retries the invocation). Records for
 // another bucket, unsupported event names, test events and keys of no data
-// type are counted and logged, never failures.
+// type are counted and logged, never failures. Invalid records (see
+// events.ErrInvalid) are recorded through Options.Rejecter and are not
+// failures either: retrying them can never help.
 func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (any, error) {
 	log := h.log
 	if lc, ok := lambdacontext.FromContext(ctx); ok && lc.AwsRequestID != "" {
@@ -208,6 +239,7 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, batch events.Ba
 			failed[i] = true
 			mlog.ErrorContext(ctx, "undecodable message", "error", m.Err)
 		}
+		sum.Received += len(m.Invalid)
 		for _, ev := range m.Events {
 			if ev.Bucket != h.opts.PrimaryBucket {
 				sum.ForeignBucket++
@@ -269,6 +301,7 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, batch events.Ba
 		}()
 	}
 	wg.Wait()
+	h.reject(ctx, log, batch, &sum, failed)
 	for _, r := range results {
 		if r.err != nil {
 			sum.Failed++
@@ -278,6 +311,51 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, batch events.Ba
 		sum.count(r.outcome)
 	}
 	return sum, failed
+}
+
+// reject records the batch's invalid records (events.ErrInvalid) for the
+// primary bucket and counts them. Invalid records of another bucket are
+// counted as foreign. If they cannot be recorded, their messages fail so
+// that the rejection is retried rather than lost.
+func (h *Handler) reject(ctx context.Context, log *slog.Logger, batch events.Batch, sum *Summary, failed []bool) {
+	var (
+		rs   []registry.Rejection
+		msgs []int
+	)
+	for i, m := range batch.Messages {
+		for _, r := range m.Invalid {
+			ev := r.Event
+			if ev.Bucket != h.opts.PrimaryBucket {
+				sum.ForeignBucket++
+				continue
+			}
+			sum.Invalid++
+			log.ErrorContext(ctx, "invalid event; rejected, not retried", "error", r.Err, "message_id", m.ID,
+				"event", ev.EventName, "key", ev.Key, "size", ev.Size, "sequencer", ev.Sequencer)
+			rs = append(rs, registry.Rejection{
+				Function: h.opts.Function, MessageID: m.ID, EventName: ev.EventName, Bucket: ev.Bucket,
+				Key: ev.Key, Size: ev.Size, Sequencer: ev.Sequencer, VersionID: ev.VersionID, Reason: r.Err.Error(),
+			})
+			msgs = append(msgs, i)
+		}
+	}
+	if len(rs) == 0 {
+		return
+	}
+	if h.opts.Rejecter != nil {
+		if err := h.opts.Rejecter.RecordRejected(ctx, rs); err != nil {
+			log.ErrorContext(ctx, "cannot record rejected events; their messages will be retried", "error", err, "count", len(rs))
+			for _, i := range msgs {
+				failed[i] = true
+			}
+			sum.Invalid -= len(rs)
+			sum.Failed += len(rs)
+			return
+		}
+	}
+	if err := metrics.WriteCounts(h.opts.Metrics, map[string]int64{metrics.NameRejectedEvents: int64(len(rs))}, time.Now()); err != nil {
+		log.WarnContext(ctx, "cannot write metrics", "error", err)
+	}
 }
 
 // apply runs one event or sync request through the engine, turning a panic

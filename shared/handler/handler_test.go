@@ -1,6 +1,7 @@
 package handler_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -60,16 +61,37 @@ func eventsOf(t *testing.T, payload []byte) []events.ObjectEvent {
 }
 
 type harness struct {
-	env    *rt.Env
-	invoke lambda.Handler
+	env     *rt.Env
+	invoke  lambda.Handler
+	metrics *bytes.Buffer // CloudWatch EMF lines the handler wrote
 }
 
 func newHarness(t *testing.T, opts rt.EnvOptions) *harness {
 	t.Helper()
 	env := rt.NewEnv(t, opts)
-	h, err := handler.New(env.Engine, handler.Options{PrimaryBucket: rt.PrimaryBucket, Function: "test", Logger: env.Logger})
+	var emf bytes.Buffer
+	h, err := handler.New(env.Engine, handler.Options{
+		PrimaryBucket: rt.PrimaryBucket, Function: "test", Logger: env.Logger,
+		Rejecter: env.Registry, Metrics: &emf,
+	})
 	require.NoError(t, err)
-	return &harness{env: env, invoke: lambda.NewHandler(h.Handle)}
+	return &harness{env: env, invoke: lambda.NewHandler(h.Handle), metrics: &emf}
+}
+
+// rejected returns the keys (raw bytes) and reasons of the rejected_events rows, oldest first.
+func (h *harness) rejected(t *testing.T) (keys, reasons []string) {
+	t.Helper()
+	rows, err := h.env.Pool.Query(context.Background(), `SELECT object_key, reason FROM rejected_events ORDER BY id`)
+	require.NoError(t, err)
+	defer rows.Close()
+	for rows.Next() {
+		var k []byte
+		var r string
+		require.NoError(t, rows.Scan(&k, &r))
+		keys, reasons = append(keys, string(k)), append(reasons, r)
+	}
+	require.NoError(t, rows.Err())
+	return keys, reasons
 }
 
 func lambdaCtx() context.Context {
@@ -354,4 +376,56 @@ func sqsOf(t *testing.T, id string, body []byte) []byte {
 	}}})
 	require.NoError(t, err)
 	return b
+}
+
+// TestSQSInvalidRecordsAreRejectedNotRetried: a message whose records can
+// never succeed (NUL key, negative size) is not a batch item failure (which
+// SQS would redeliver until maxReceiveCount); its valid records are applied.
+func TestSQSInvalidRecordsAreRejectedNotRetried(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, rt.EnvOptions{})
+	h.env.PutPrimary(t, "generic/good/ok.bin", []byte("ok!"))
+	h.env.PutPrimary(t, "generic/good/other.bin", []byte("other"))
+
+	failed := h.sqs(t, fixture(t, "sqs-invalid.json"))
+	assert.Empty(t, failed, "invalid records are rejected at once, never retried")
+	h.assertSynced(t, "generic/good/ok.bin", []byte("ok!"))
+	h.assertSynced(t, "generic/good/other.bin", []byte("other"))
+
+	keys, reasons := h.rejected(t)
+	assert.Equal(t, []string{"generic/bad/nul\x00byte.bin", "generic/bad/negative.bin"}, keys, "recorded once each, exact bytes")
+	assert.Contains(t, reasons[0], "NUL")
+	assert.Contains(t, reasons[1], "negative size")
+	assert.Contains(t, h.metrics.String(), `"RejectedEvents":2`)
+	assert.False(t, h.env.HasRow(t, "generic/bad/negative.bin"), "nothing registered for an invalid event")
+}
+
+// TestDirectInvalidRecordsAreRejectedNotFailed: a direct invocation whose
+// invalid records are recorded succeeds (Lambda would otherwise retry it).
+func TestDirectInvalidRecordsAreRejectedNotFailed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, rt.EnvOptions{})
+	h.env.PutPrimary(t, "generic/good/ok.bin", []byte("ok!"))
+	big := "generic/good/" + strings.Repeat("k", 1007) + ".bin"
+	h.env.PutPrimary(t, big, []byte("1024-byte key"))
+	sum, err := h.direct(t, fixture(t, "s3-invalid-records.json"))
+	require.NoError(t, err)
+	assert.Equal(t, 7, sum.Invalid)
+	assert.Equal(t, 2, sum.Synced)
+	assert.Equal(t, 9, sum.Received)
+	keys, _ := h.rejected(t)
+	assert.Len(t, keys, 7)
+	h.assertSynced(t, big, []byte("1024-byte key"))
+}
+
+// TestInvalidRecordsAreRetriedWhenTheyCannotBeRecorded: with the registry
+// down, a rejection cannot be stored, so the message fails and SQS
+// redelivers it; nothing is dropped silently.
+func TestInvalidRecordsAreRetriedWhenTheyCannotBeRecorded(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, rt.EnvOptions{})
+	h.env.Pool.Close()
+	failed := h.sqs(t, fixture(t, "sqs-invalid.json"))
+	assert.Contains(t, failed, "a1b2c3d4-0000-4000-8000-000000000001")
+	assert.NotContains(t, h.metrics.String(), "RejectedEvents")
 }

@@ -4,8 +4,6 @@
 package metrics
 
 import (
-	"encoding/json"
-	"fmt"
 	"io"
 	"time"
 )
@@ -40,33 +38,9 @@ type Health struct {
 // CloudWatch turns it into the metrics the alarms watch; nothing else is
 // needed (no PutMetricData call, no extra permission).
 func WriteEMF(w io.Writer, h Health, at time.Time) error {
-	type metric struct {
-		Name string `json:"Name"`
-		Unit string `json:"Unit"`
-	}
-	doc := map[string]any{
-		"_aws": map[string]any{
-			"Timestamp": at.UnixMilli(),
-			"CloudWatchMetrics": []map[string]any{{
-				"Namespace":  Namespace,
-				"Dimensions": [][]string{{}},
-				"Metrics": []metric{
-					{NameOldestUnsyncedAge, "Seconds"},
-					{NameFailedBlobs, "Count"},
-					{NameQuarantinedBlobs, "Count"},
-				},
-			}},
-		},
-		NameOldestUnsyncedAge: h.OldestUnsyncedAge.Seconds(),
-		NameFailedBlobs:       h.Failed,
-		NameQuarantinedBlobs:  h.Quarantined,
-	}
-	line, err := json.Marshal(doc)
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	if _, err := w.Write(append(line, '\n')); err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	return nil
+	return writeEMF(w, at, []value{
+		{NameOldestUnsyncedAge, "Seconds", h.OldestUnsyncedAge.Seconds()},
+		{NameFailedBlobs, "Count", h.Failed},
+		{NameQuarantinedBlobs, "Count", h.Quarantined},
+	})
 }

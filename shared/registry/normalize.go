@@ -3,21 +3,24 @@ package registry
 import (
 	"strings"
 	"unicode/utf8"
+
+	"github.com/geoblob/geoblob/shared/events"
 )
 
-// SequencerWidth is the width NormalizeSequencer pads to. S3 sequencers are
-// 16-18 hex digits today; 32 leaves room.
-const SequencerWidth = 32
+// SequencerWidth is the width NormalizeSequencer pads to.
+const SequencerWidth = events.SequencerWidth
 
-// NormalizeSequencer makes S3 sequencers of one key comparable as strings:
-// upper-case, left-padded with '0' to SequencerWidth. Empty stays empty
-// (unknown order); longer inputs are kept as they are.
+// NormalizeSequencer makes S3 sequencers of one key comparable as strings
+// (events.NormalizeSequencer: upper-case, left-padded with '0' to
+// SequencerWidth). Empty stays empty (unknown order). The event parser
+// rejects invalid sequencers before they reach the registry; one that gets
+// here anyway is only upper-cased.
 func NormalizeSequencer(s string) string {
-	s = strings.ToUpper(strings.TrimSpace(s))
-	if s == "" || len(s) >= SequencerWidth {
-		return s
+	s = strings.TrimSpace(s)
+	if n, err := events.NormalizeSequencer(s); err == nil {
+		return n
 	}
-	return strings.Repeat("0", SequencerWidth-len(s)) + s
+	return strings.ToUpper(s)
 }
 
 // TruncateFailure cuts msg to at most MaxFailureLen characters (runes, as
