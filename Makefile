@@ -62,7 +62,18 @@ check: ## Health check of the running local stack (gitlab:geo:check): one line p
 test: tools ## Run the whole test suite (unit, integration, end-to-end, infra).
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) fuzz
 	$(MAKE) test-infra
+
+FUZZTIME ?= 8s
+.PHONY: fuzz
+fuzz: ## Fuzz every Fuzz* target for FUZZTIME each (plain `go test` replays their testdata/fuzz corpora).
+	@set -eo pipefail; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' shared internal cmd); do \
+	  for n in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "fuzz $$n (./$$(dirname $$f), $(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$n\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f) | tail -n 3; \
+	  done; \
+	done
 
 .PHONY: test-short
 test-short: ## Fast tests only (no MinIO processes, no >100 MiB objects).

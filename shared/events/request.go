@@ -73,7 +73,7 @@ func (r SyncRequest) check() error {
 	case r.Generation <= 0:
 		return fmt.Errorf("generation %d is not positive", r.Generation)
 	}
-	return nil
+	return ValidKey(r.Key)
 }
 
 // parseRequests decodes a request message body into msg.Syncs. A request

@@ -89,10 +89,12 @@ func TestParseRejectsOversizedRequestMessage(t *testing.T) {
 	assert.ErrorIs(t, err, events.ErrMalformed)
 }
 
-// FuzzParse feeds every fixture (and mutations of it) to Parse: it must
-// never panic, every message must either decode or carry an error wrapping
-// ErrMalformed, and decoded sync requests must be usable (type, key,
-// positive generation) and survive an encode/parse round trip.
+// FuzzParse feeds every fixture (and mutations of it, and the corpus in
+// testdata/fuzz/FuzzParse) to Parse: it must never panic, every message
+// must either decode or carry an error wrapping ErrMalformed, decoded
+// object events keep Parse's documented invariants (checkParseInvariants),
+// and decoded sync requests must be usable (type, valid key, positive
+// generation) and survive an encode/parse round trip.
 func FuzzParse(f *testing.F) {
 	files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "events", "*.json"))
 	if err != nil || len(files) == 0 {
@@ -115,6 +117,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
+		checkParseInvariants(t, b)
 		for _, m := range b.Messages {
 			for _, r := range m.Syncs {
 				if r.DataType == "" || r.Key == "" || r.Generation <= 0 {

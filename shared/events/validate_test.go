@@ -1,7 +1,6 @@
 package events_test
 
 import (
-	"math/big"
 	"strings"
 	"testing"
 
@@ -99,15 +98,8 @@ func TestCompareSequencersIsNumericOrder(t *testing.T) {
 	for _, p := range [][2]string{{"F", "e"}, {"0F", "E"}, {"100", "FF"}, {"0055AED6DCD90281E5", "55aed6dcd90281e5"}, {"1", "0000000000000000000000000000001"}} {
 		got, err := events.CompareSequencers(p[0], p[1])
 		require.NoError(t, err)
-		assert.Equal(t, numericCompare(p[0], p[1]), got, "%s vs %s", p[0], p[1])
+		assert.Equal(t, hexValue(p[0]).Cmp(hexValue(p[1])), got, "%s vs %s", p[0], p[1])
 	}
-}
-
-// numericCompare compares two hex strings by value.
-func numericCompare(a, b string) int {
-	x, _ := new(big.Int).SetString(a, 16)
-	y, _ := new(big.Int).SetString(b, 16)
-	return x.Cmp(y)
 }
 
 func TestValidKeyAndSize(t *testing.T) {
