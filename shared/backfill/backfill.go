@@ -30,6 +30,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -48,6 +51,10 @@ type Registry interface {
 	ClaimDue(ctx context.Context, opts registry.ClaimOptions) ([]registry.Claim, error)
 	// RecoverStuck fails rows started longer ago than olderThan.
 	RecoverStuck(ctx context.Context, olderThan time.Duration) (int64, error)
+	// CountStarted counts the claims in flight (rows in state started).
+	CountStarted(ctx context.Context) (int64, error)
+	// MarkFailed fails a claim (compare-and-set on its generation).
+	MarkFailed(ctx context.Context, c registry.Claim, failure string, missingOnPrimary bool) (bool, error)
 }
 
 // Engine syncs claims and applies events; *replication.Engine satisfies it.
@@ -125,6 +132,12 @@ type Options struct {
 	// PassLog, when set, records every Run's outcome (registry.JobBackfill)
 	// for the health check and the console.
 	PassLog PassLog
+	// Dispatcher, when set, makes the sync phase send sync requests to the
+	// copy workers instead of copying in process (see Config.Window).
+	Dispatcher Dispatcher
+	// PollInterval is how long sync waits when the window is full or
+	// reconcile is still registering; default 50 ms.
+	PollInterval time.Duration
 	// Progress, when set, is called (from the goroutine running the pass
 	// or from sync workers, never concurrently) after each unit of work.
 	Progress func(Progress)
@@ -196,6 +209,15 @@ func New(o Options) (*Runner, error) {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 50 * time.Millisecond
+	}
+	if o.Config.Window <= 0 {
+		o.Config.Window = def.Window
+	}
+	if o.Config.RelistInterval <= 0 {
+		o.Config.RelistInterval = def.RelistInterval
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -253,6 +275,11 @@ type SyncReport struct {
 	Other       int64 `json:"other"` // stale, in progress, kept, contended
 	Quarantined int64 `json:"quarantined"`
 	Rounds      int   `json:"rounds"`
+	// Dispatched counts sync requests sent to the workers (dispatch mode;
+	// the copy outcomes are then the workers' to count).
+	Dispatched int64 `json:"dispatched"`
+	// WindowWaits counts polls that found the window full.
+	WindowWaits int64 `json:"window_waits"`
 }
 
 // OrphanReport counts the orphans phase.
@@ -307,27 +334,8 @@ func (r *Runner) Run(ctx context.Context, req Request) (Report, error) {
 		p.rep.Resynced = n
 		errs = append(errs, err)
 	}
-	for _, ph := range phases {
-		if ctx.Err() != nil {
-			errs = append(errs, fmt.Errorf("backfill: %s: %w", ph, ctx.Err()))
-			break
-		}
-		var err error
-		switch ph {
-		case PhaseRecover:
-			err = p.recover(ctx)
-		case PhaseReconcile:
-			err = p.reconcile(ctx)
-		case PhaseSync:
-			err = p.sync(ctx)
-		case PhaseOrphans:
-			err = p.orphans(ctx)
-		}
-		if err != nil {
-			r.log.ErrorContext(ctx, "backfill phase failed", "phase", ph, "error", err)
-			errs = append(errs, err)
-		}
-	}
+	errs = append(errs, p.runPhases(ctx, phases)...)
+	p.rep.BudgetExhausted = p.exhausted.Load()
 	p.rep.Elapsed = r.o.Clock().Sub(start)
 	r.log.InfoContext(ctx, "backfill pass",
 		"elapsed", p.rep.Elapsed, "budget_exhausted", p.rep.BudgetExhausted,
@@ -363,7 +371,8 @@ func phaseStrings(ps []Phase) []string {
 	return out
 }
 
-// pass is the state of one Run.
+// pass is the state of one Run. Reconcile and sync run concurrently and
+// write only their own part of rep.
 type pass struct {
 	r          *Runner
 	deadline   time.Time
@@ -372,6 +381,64 @@ type pass struct {
 	rep        Report
 	// inventoryTime is when the inventory being reconciled was taken.
 	inventoryTime time.Time
+	// exhausted: some phase stopped at the budget (Report.BudgetExhausted).
+	exhausted atomic.Bool
+	// reconciling is true while reconcile runs; sync keeps waiting for
+	// the rows it registers instead of stopping when nothing is due.
+	reconciling atomic.Bool
+	progressMu  sync.Mutex
+}
+
+// runPhases runs the phases in order, except that reconcile and sync run
+// side by side: registration never holds up copies (the first pass over a
+// huge bucket registers batch after batch while sync already works on
+// them) and a long sync never holds up registration. Phases after a
+// failed one still run.
+func (p *pass) runPhases(ctx context.Context, phases []Phase) []error {
+	var errs []error
+	concurrent := slices.Contains(phases, PhaseReconcile) && slices.Contains(phases, PhaseSync)
+	var reconcileDone chan error
+	for _, ph := range phases {
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("backfill: %s: %w", ph, ctx.Err()))
+			break
+		}
+		var err error
+		switch ph {
+		case PhaseRecover:
+			err = p.recover(ctx)
+		case PhaseReconcile:
+			if concurrent {
+				p.reconciling.Store(true)
+				reconcileDone = make(chan error, 1)
+				go func() {
+					defer p.reconciling.Store(false)
+					reconcileDone <- p.reconcile(ctx)
+				}()
+				continue
+			}
+			err = p.reconcile(ctx)
+		case PhaseSync:
+			err = p.sync(ctx)
+			if reconcileDone != nil {
+				if rerr := <-reconcileDone; rerr != nil {
+					p.r.log.ErrorContext(ctx, "backfill phase failed", "phase", PhaseReconcile, "error", rerr)
+					errs = append(errs, rerr)
+				}
+				reconcileDone = nil
+			}
+		case PhaseOrphans:
+			err = p.orphans(ctx)
+		}
+		if err != nil {
+			p.r.log.ErrorContext(ctx, "backfill phase failed", "phase", ph, "error", err)
+			errs = append(errs, err)
+		}
+	}
+	if reconcileDone != nil {
+		errs = append(errs, <-reconcileDone)
+	}
+	return errs
 }
 
 // expired reports (and records) that the budget is used up.
@@ -379,12 +446,14 @@ func (p *pass) expired() bool {
 	if p.r.o.Clock().Before(p.deadline) {
 		return false
 	}
-	p.rep.BudgetExhausted = true
+	p.exhausted.Store(true)
 	return true
 }
 
 func (p *pass) progress(ph Phase, done, total int64) {
 	if p.r.o.Progress != nil {
+		p.progressMu.Lock()
+		defer p.progressMu.Unlock()
 		p.r.o.Progress(Progress{Phase: ph, Done: done, Total: total})
 	}
 }

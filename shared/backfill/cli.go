@@ -152,6 +152,9 @@ func (r *Runner) WriteSummary(ctx context.Context, out io.Writer, rep Report, el
 	}
 	fmt.Fprintf(tw, "sync\tclaimed %d in %d rounds\tsynced %d%s, deleted %d, missing on primary %d, failed %d, other %d, newly quarantined %d\n",
 		sy.Claimed, sy.Rounds, sy.Synced, rate, sy.Deleted, sy.Missing, sy.Failed, sy.Other, sy.Quarantined)
+	if sy.Dispatched > 0 || sy.WindowWaits > 0 {
+		fmt.Fprintf(tw, "dispatch\tsent %d sync requests to the workers\twindow full %d times\n", sy.Dispatched, sy.WindowWaits)
+	}
 	if or.Mode != "" && or.Mode != OrphansOff {
 		fmt.Fprintf(tw, "orphans\tmode %s\tlisted %d, found %d, deleted %d\n", or.Mode, or.Listed, or.Found, or.Deleted)
 	}

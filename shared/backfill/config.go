@@ -19,6 +19,9 @@ var Vars = []config.Var{
 	{Name: "GEOBLOB_BACKFILL_CLAIM_SIZE", Default: "50", Description: "Due rows claimed per sync round (FOR UPDATE SKIP LOCKED, fair across data types)."},
 	{Name: "GEOBLOB_BACKFILL_MAX_ATTEMPTS", Default: "10", Description: "Failed sync attempts after which a row is quarantined: still counted, resynced only on request."},
 	{Name: "GEOBLOB_BACKFILL_SECONDARY_ORPHANS", Default: "off", Description: "Secondary objects with no primary counterpart: off, report (dry run: count and log) or delete."},
+	{Name: "GEOBLOB_BACKFILL_RELIST_INTERVAL", Default: "1h", Description: "A completed listing pass of the primary is not started again before this long (reconcile skips until then; sync goes on)."},
+	{Name: "GEOBLOB_SYNC_QUEUE_URL", Default: "", Description: "SQS queue of sync requests consumed by onCreate. When set, backfill's sync phase dispatches claimed rows there instead of copying them itself, so event and backfill copies share onCreate's reserved concurrency."},
+	{Name: "GEOBLOB_SYNC_WINDOW", Default: "100", Description: "Most sync claims in flight (rows in state started: event copies and dispatched requests together) the dispatcher fills up to; set it to onCreate's reserved concurrency x GEOBLOB_COPY_CONCURRENCY, the shared copy cap."},
 }
 
 // Phase names a unit of backfill work.
@@ -55,6 +58,13 @@ type Config struct {
 	MaxAttempts int
 	Prefixes    []string // selective sync; set from config.Config.KeyPrefixes (GEOBLOB_KEY_PREFIXES)
 	Orphans     OrphanMode
+	// RelistInterval: a completed listing pass is not restarted before it.
+	RelistInterval time.Duration
+	// SyncQueueURL: sync dispatches to this queue (empty: sync copies in
+	// process).
+	SyncQueueURL string
+	// Window is the most sync claims in flight the dispatcher fills up to.
+	Window int
 }
 
 // S3URL is a parsed s3://bucket/key location.
@@ -75,6 +85,9 @@ func DefaultConfig() Config {
 		ClaimSize:   50,
 		MaxAttempts: 10,
 		Orphans:     OrphansOff,
+
+		RelistInterval: time.Hour,
+		Window:         100,
 	}
 }
 
@@ -106,6 +119,15 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c.BatchSize = integer("GEOBLOB_BACKFILL_BATCH_SIZE", c.BatchSize, 1, 1_000_000)
 	c.ClaimSize = integer("GEOBLOB_BACKFILL_CLAIM_SIZE", c.ClaimSize, 1, 10_000)
 	c.MaxAttempts = integer("GEOBLOB_BACKFILL_MAX_ATTEMPTS", c.MaxAttempts, 1, 1_000_000)
+	c.RelistInterval = env.Duration("GEOBLOB_BACKFILL_RELIST_INTERVAL", c.RelistInterval)
+	c.Window = integer("GEOBLOB_SYNC_WINDOW", c.Window, 1, 1_000_000)
+	if v := get("GEOBLOB_SYNC_QUEUE_URL"); v != "" {
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			fail("GEOBLOB_SYNC_QUEUE_URL", "must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>), got %q", v)
+		} else {
+			c.SyncQueueURL = v
+		}
+	}
 	if v := get("GEOBLOB_BACKFILL_SECONDARY_ORPHANS"); v != "" {
 		switch m := OrphanMode(strings.ToLower(v)); m {
 		case OrphansOff, OrphansReport, OrphansDelete:

@@ -33,6 +33,7 @@ type cursor struct {
 	pos           position
 	passStartedAt *time.Time
 	passes        int64
+	lastCompleted *time.Time
 	listed        int64
 	registered    int64
 }
@@ -41,12 +42,9 @@ type cursor struct {
 // when another run holds it.
 func (r *Runner) leaseCursor(ctx context.Context, name, owner string, until time.Time) (*cursor, error) {
 	c := &cursor{name: name, owner: owner}
-	var (
-		raw       []byte
-		completed *time.Time
-	)
+	var raw []byte
 	err := r.o.Pool.QueryRow(ctx, qCursorLease, name, owner, r.now(), until).
-		Scan(&raw, &c.passStartedAt, &c.passes, &completed, &c.listed, &c.registered)
+		Scan(&raw, &c.passStartedAt, &c.passes, &c.lastCompleted, &c.listed, &c.registered)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, fmt.Errorf("%w: %s", ErrBusy, name)

@@ -114,6 +114,8 @@ func newEnv(t testing.TB, eo envOptions) *env {
 	})
 	require.NoError(t, err)
 	e.cfg = backfill.DefaultConfig()
+	// Tests relist on every pass unless they test the interval.
+	e.cfg.RelistInterval = time.Nanosecond
 	e.opts = backfill.Options{
 		Pool: e.pool, Registry: e.reg, Engine: e.engine, Catalog: cat,
 		Primary: e.primary, PrimaryBucket: primaryBucket, Secondary: e.secondary,

@@ -60,7 +60,7 @@ func (p *pass) orphans(ctx context.Context) error {
 		}
 	}
 	p.r.log.InfoContext(ctx, "backfill orphans", "phase", PhaseOrphans, "mode", rep.Mode,
-		"listed", rep.Listed, "found", rep.Found, "deleted", rep.Deleted, "budget_exhausted", p.rep.BudgetExhausted)
+		"listed", rep.Listed, "found", rep.Found, "deleted", rep.Deleted, "budget_exhausted", p.exhausted.Load())
 	return nil
 }
 

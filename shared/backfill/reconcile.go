@@ -58,7 +58,7 @@ func (p *pass) reconcile(ctx context.Context) error {
 	p.r.log.InfoContext(ctx, "backfill reconcile", "phase", PhaseReconcile, "source", rc.Source,
 		"resumed", rc.Resumed, "listed", rc.Listed, "selected", rc.Selected, "registered", rc.Registered,
 		"orphan_rows", rc.OrphanRows, "deletes_queued", rc.DeletesQueued, "pass_complete", rc.PassComplete,
-		"skipped", rc.Skipped, "budget_exhausted", p.rep.BudgetExhausted)
+		"skipped", rc.Skipped, "budget_exhausted", p.exhausted.Load())
 	return err
 }
 
@@ -170,6 +170,10 @@ func (p *pass) reconcileListing(ctx context.Context) error {
 	defer p.r.releaseCursor(ctx, c)
 	if c.pos.After != "" || c.passStartedAt != nil {
 		p.rep.Reconcile.Resumed = true
+	} else if next := p.r.nextListing(c); p.r.now().Before(next) {
+		p.rep.Reconcile.Skipped = "listing completed " + c.lastCompleted.UTC().Format(time.RFC3339) +
+			"; next pass after " + next.UTC().Format(time.RFC3339)
+		return nil
 	} else if err := p.r.restartCursor(ctx, c, position{}); err != nil {
 		return err
 	}
@@ -241,6 +245,15 @@ func (p *pass) reconcileListing(ctx context.Context) error {
 	}
 	p.rep.Reconcile.PassComplete = true
 	return p.r.completeCursor(ctx, c, position{})
+}
+
+// nextListing is when a new listing pass may start after the cursor's
+// last completed one (GEOBLOB_BACKFILL_RELIST_INTERVAL).
+func (r *Runner) nextListing(c *cursor) time.Time {
+	if c.lastCompleted == nil {
+		return time.Time{}
+	}
+	return c.lastCompleted.Add(r.o.Config.RelistInterval)
 }
 
 // flushListing registers a batch of listed objects and propagates the

@@ -9,9 +9,13 @@ import (
 	"strings"
 	"time"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/dispatch"
 	"github.com/geoblob/geoblob/shared/metrics"
 )
 
@@ -52,6 +56,14 @@ func Build(ctx context.Context, cfg config.Config, getenv func(string) string, l
 		Logger:        a.Logger,
 		Progress:      progress,
 		PassLog:       a.Registry,
+	}
+	if bcfg.SyncQueueURL != "" {
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+		if err != nil {
+			a.Close()
+			return nil, fmt.Errorf("backfill: aws config for the sync queue: %w", err)
+		}
+		o.Dispatcher = dispatch.NewSQS(sqs.NewFromConfig(awsCfg), bcfg.SyncQueueURL, 0)
 	}
 	if bcfg.Inventory != nil {
 		b := cfg.Primary
@@ -187,6 +199,8 @@ func AddReports(a, b Report) Report {
 	as.Other += bs.Other
 	as.Quarantined += bs.Quarantined
 	as.Rounds += bs.Rounds
+	as.Dispatched += bs.Dispatched
+	as.WindowWaits += bs.WindowWaits
 	ao, bo := &a.Orphans, b.Orphans
 	ao.Mode = bo.Mode
 	ao.Listed += bo.Listed

@@ -21,16 +21,14 @@ func (p *pass) sync(ctx context.Context) error {
 		p.r.log.InfoContext(ctx, "backfill sync", "phase", PhaseSync, "rounds", rep.Rounds,
 			"claimed", rep.Claimed, "synced", rep.Synced, "deleted", rep.Deleted,
 			"missing_on_primary", rep.Missing, "failed", rep.Failed, "other", rep.Other,
-			"quarantined", rep.Quarantined, "budget_exhausted", p.rep.BudgetExhausted)
+			"quarantined", rep.Quarantined, "budget_exhausted", p.exhausted.Load())
 	}()
-	if err := p.quarantine(ctx); err != nil {
-		return err
+	if p.r.o.Dispatcher != nil {
+		return p.dispatch(ctx)
 	}
-	total := int64(-1)
-	if p.r.o.Progress != nil {
-		if n, err := p.r.CountDue(ctx); err == nil {
-			total = n
-		}
+	total, err := p.startSync(ctx)
+	if err != nil {
+		return err
 	}
 	var (
 		mu   sync.Mutex
@@ -75,6 +73,9 @@ func (p *pass) sync(ctx context.Context) error {
 			return err
 		}
 		if len(claims) == 0 {
+			if p.reconciling.Load() && p.wait(ctx) {
+				continue // reconcile is still registering rows
+			}
 			break
 		}
 		mu.Lock()
@@ -101,6 +102,21 @@ func (p *pass) sync(ctx context.Context) error {
 	}
 	finish()
 	return p.quarantine(ctx)
+}
+
+// startSync parks rows that used up their attempts and returns how many
+// rows are due (for progress; -1 when unknown or not asked for).
+func (p *pass) startSync(ctx context.Context) (int64, error) {
+	if err := p.quarantine(ctx); err != nil {
+		return 0, err
+	}
+	total := int64(-1)
+	if p.r.o.Progress != nil {
+		if n, err := p.r.CountDue(ctx); err == nil {
+			total = n
+		}
+	}
+	return total, nil
 }
 
 func (p *pass) count(out replication.Outcome, err error, c registry.Claim) {

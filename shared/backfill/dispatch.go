@@ -1,0 +1,127 @@
+package backfill
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/geoblob/geoblob/shared/events"
+	"github.com/geoblob/geoblob/shared/registry"
+)
+
+// Dispatcher sends sync requests to the queue the copy workers (onCreate)
+// consume; *dispatch.SQS satisfies it, and the local stack plugs its SQS
+// stand-in in.
+type Dispatcher interface {
+	// SendSync enqueues the requests. On error some may have been sent
+	// (a duplicate request is harmless: workers take a claim over with a
+	// compare-and-set on its generation).
+	SendSync(ctx context.Context, reqs []events.SyncRequest) error
+}
+
+// quarantineEvery is how often a long dispatch pass parks rows that used
+// up their attempts.
+const quarantineEvery = 10 * time.Second
+
+// dispatch is the sync phase when a Dispatcher is configured: it claims
+// due rows (pending first, due failed rows next, fair across types, SKIP
+// LOCKED, exactly as an in-process sync) and sends one sync request per
+// claim to the workers, never letting the claims in flight (rows in state
+// started: event copies, dispatched requests, in-process copies) exceed
+// Config.Window, which is the workers' shared copy cap. When the window is
+// full it waits; live events are then at most one window behind. It ends
+// when nothing is due (and reconcile, running alongside, is done) or at
+// the budget. A claim whose request is lost is recovered by the recover
+// phase after the sync timeout.
+func (p *pass) dispatch(ctx context.Context) error {
+	rep := &p.rep.Sync
+	defer func() {
+		p.r.log.InfoContext(ctx, "backfill sync dispatch", "phase", PhaseSync, "rounds", rep.Rounds,
+			"claimed", rep.Claimed, "dispatched", rep.Dispatched, "window", p.r.o.Config.Window,
+			"window_waits", rep.WindowWaits, "quarantined", rep.Quarantined, "budget_exhausted", p.exhausted.Load())
+	}()
+	total, err := p.startSync(ctx)
+	if err != nil {
+		return err
+	}
+	window := int64(max(p.r.o.Config.Window, 1))
+	lastQuarantine := p.r.o.Clock()
+	for !p.expired() {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("backfill: dispatch: %w", err)
+		}
+		if p.r.o.Clock().Sub(lastQuarantine) >= quarantineEvery {
+			if err := p.quarantine(ctx); err != nil {
+				return err
+			}
+			lastQuarantine = p.r.o.Clock()
+		}
+		inFlight, err := p.r.o.Registry.CountStarted(ctx)
+		if err != nil {
+			return fmt.Errorf("backfill: dispatch: %w", err)
+		}
+		room := window - inFlight
+		if room <= 0 {
+			rep.WindowWaits++
+			if !p.wait(ctx) {
+				break
+			}
+			continue
+		}
+		claims, err := p.r.claimDue(ctx, int(min(room, int64(p.r.o.Config.ClaimSize))))
+		if err != nil {
+			return err
+		}
+		if len(claims) == 0 {
+			if p.reconciling.Load() && p.wait(ctx) {
+				continue // reconcile is still registering rows
+			}
+			break
+		}
+		rep.Rounds++
+		rep.Claimed += int64(len(claims))
+		if err := p.send(ctx, claims); err != nil {
+			return err
+		}
+		rep.Dispatched += int64(len(claims))
+		if total >= 0 && rep.Dispatched > total {
+			total = rep.Dispatched
+		}
+		p.progress(PhaseSync, rep.Dispatched, total)
+	}
+	return p.quarantine(ctx)
+}
+
+// send dispatches claims as sync requests. If sending fails, the claims
+// are finished as failed (compare-and-set: a request that did get through
+// and was taken over is left alone) so they come due again after the
+// backoff instead of waiting for the stuck-claim timeout.
+func (p *pass) send(ctx context.Context, claims []registry.Claim) error {
+	reqs := make([]events.SyncRequest, len(claims))
+	for i, c := range claims {
+		reqs[i] = events.SyncRequest{DataType: c.DataType, Key: c.ObjectKey, Generation: c.Generation}
+	}
+	err := p.r.o.Dispatcher.SendSync(ctx, reqs)
+	if err == nil {
+		return nil
+	}
+	release := context.WithoutCancel(ctx)
+	for _, c := range claims {
+		if _, ferr := p.r.o.Registry.MarkFailed(release, c, "dispatch failed: "+err.Error(), false); ferr != nil {
+			p.r.log.WarnContext(ctx, "backfill: release undispatched claim", "key", c.ObjectKey, "error", ferr)
+		}
+	}
+	return fmt.Errorf("backfill: dispatch %d sync requests: %w", len(claims), err)
+}
+
+// wait sleeps for the poll interval; false when the budget or ctx ended.
+func (p *pass) wait(ctx context.Context) bool {
+	t := time.NewTimer(p.r.o.PollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	}
+	return !p.expired()
+}
