@@ -15,15 +15,16 @@ import (
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/metrics"
 )
 
 func main() {
 	os.Exit(app.RunLambda("backfill", func(ctx context.Context, cfg config.Config, logger *slog.Logger) (any, func(), error) {
-		svc, err := backfill.Build(ctx, cfg, os.Getenv, logger, nil)
+		svc, err := backfill.Build(ctx, cfg, os.Getenv, logger, nil, app.WithCopies(metrics.NewEMFCopies(os.Stdout)))
 		if err != nil {
 			return nil, nil, err
 		}
-		svc.MetricsOut = os.Stdout // registry health for the CloudWatch alarms (EMF)
+		svc.MetricsOut = os.Stdout // registry health and per-type figures for the CloudWatch alarms (EMF)
 		return svc.Handle, svc.Close, nil
 	}))
 }

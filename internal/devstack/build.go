@@ -4,25 +4,28 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/metrics/prom"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
 // buildInvoker builds the functions' handler from cfg with app.Build, as the
 // Lambda entry points do, and wraps it with lambda.NewHandler so every body
-// goes through the runtime's JSON decoding and encoding. The returned func
-// releases the handler's resources.
-func buildInvoker(ctx context.Context, cfg config.Config, logger *slog.Logger) (Invoker, func(), error) {
-	a, err := app.Build(ctx, cfg, logger)
+// goes through the runtime's JSON decoding and encoding. Its copies are
+// recorded in copies; the returned handler serves /metrics (registry gauges
+// and copies). The returned func releases the handler's resources.
+func buildInvoker(ctx context.Context, cfg config.Config, logger *slog.Logger, copies *prom.Copies) (Invoker, http.Handler, func(), error) {
+	a, err := app.Build(ctx, cfg, logger, app.WithCopies(copies))
 	if err != nil {
-		return nil, nil, fmt.Errorf("devstack: %w", err)
+		return nil, nil, nil, fmt.Errorf("devstack: %w", err)
 	}
-	return lambda.NewHandler(a.Handler.Handle), a.Close, nil
+	return lambda.NewHandler(a.Handler.Handle), prom.Handler(a.Registry, copies), a.Close, nil
 }
 
 // OpenRegistry connects to the stack's registry. The returned func closes

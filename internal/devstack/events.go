@@ -8,13 +8,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/metrics/prom"
 )
 
 // ServeOptions configure ServeEvents.
@@ -35,6 +38,11 @@ type ServeOptions struct {
 	Logger *slog.Logger
 }
 
+// MetricsPath is where the event daemon serves Prometheus metrics (per-type
+// registry gauges, replication latency and copied bytes) on its events
+// address.
+const MetricsPath = "/metrics"
+
 // ServeEvents runs the event daemon in the foreground until ctx ends: it
 // builds the functions' handler from the configuration exactly as the
 // Lambda entry points do, wraps it with lambda.NewHandler (the runtime's
@@ -46,12 +54,13 @@ func ServeEvents(ctx context.Context, o ServeOptions) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	inv, closeApp, err := buildInvoker(ctx, o.Config, logger)
+	copies := prom.NewCopies()
+	inv, metricsHandler, closeApp, err := buildInvoker(ctx, o.Config, logger, copies)
 	if err != nil {
 		return err
 	}
 	defer closeApp()
-	d, err := startDelivery(ctx, o.Addr, inv, o.Queue, logger)
+	d, err := startDelivery(ctx, o.Addr, inv, metricsHandler, o.Queue, logger)
 	if err != nil {
 		return err
 	}
@@ -59,7 +68,7 @@ func ServeEvents(ctx context.Context, o ServeOptions) error {
 		"dead_letters", o.Queue.DeadLetterDir, "primary", o.Config.Primary.Name, "secondary", o.Config.Secondary.Name)
 	schedCtx, stopSched := context.WithCancel(ctx)
 	schedDone := make(chan error, 1)
-	go func() { schedDone <- o.Schedules.Run(schedCtx, o.Config, o.Getenv, logger) }()
+	go func() { schedDone <- o.Schedules.Run(schedCtx, o.Config, o.Getenv, logger, app.WithCopies(copies)) }()
 	var serveErr error
 	select {
 	case serveErr = <-d.srv.Done():
@@ -84,8 +93,9 @@ type delivery struct {
 	queueDone chan error
 }
 
-// startDelivery opens the spool, starts the queue worker and listens on addr.
-func startDelivery(ctx context.Context, addr string, inv Invoker, qo QueueOptions, logger *slog.Logger) (*delivery, error) {
+// startDelivery opens the spool, starts the queue worker and listens on addr
+// (serving metricsHandler, when not nil, on /metrics).
+func startDelivery(ctx context.Context, addr string, inv Invoker, metricsHandler http.Handler, qo QueueOptions, logger *slog.Logger) (*delivery, error) {
 	qo.Invoker = inv
 	if qo.Logger == nil {
 		qo.Logger = logger
@@ -95,7 +105,14 @@ func startDelivery(ctx context.Context, addr string, inv Invoker, qo QueueOption
 		return nil, err
 	}
 	rec := NewReceiver(q, inv, ReceiverOptions{Logger: logger})
-	srv, err := ListenEvents(addr, rec)
+	var h http.Handler = rec
+	if metricsHandler != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/", rec)
+		mux.Handle("GET "+MetricsPath, metricsHandler)
+		h = mux
+	}
+	srv, err := ListenEvents(addr, h)
 	if err != nil {
 		return nil, err
 	}
@@ -277,22 +294,24 @@ func (p *InProcess) StartEvents(ctx context.Context, s Settings) (string, error)
 	if err != nil {
 		return "", fmt.Errorf("devstack: stack configuration: %w", err)
 	}
+	copies := prom.NewCopies()
 	inv, closeApp := p.Invoker, func() {}
+	var metricsHandler http.Handler
 	if inv == nil {
-		if inv, closeApp, err = buildInvoker(ctx, cfg, logger); err != nil {
+		if inv, metricsHandler, closeApp, err = buildInvoker(ctx, cfg, logger, copies); err != nil {
 			return "", err
 		}
 	}
 	qo := p.Queue
 	qo.Dir, qo.DeadLetterDir, qo.Observe = s.SpoolDir(), s.DeadLetterDir(), p.Observe
-	d, err := startDelivery(ctx, s.EventsAddr(), inv, qo, logger)
+	d, err := startDelivery(ctx, s.EventsAddr(), inv, metricsHandler, qo, logger)
 	if err != nil {
 		closeApp()
 		return "", err
 	}
 	schedCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	p.schedDone = make(chan error, 1)
-	go func() { p.schedDone <- p.Schedules.Run(schedCtx, cfg, getenv, logger) }()
+	go func() { p.schedDone <- p.Schedules.Run(schedCtx, cfg, getenv, logger, app.WithCopies(copies)) }()
 	p.d, p.closeApp, p.stopSched = d, closeApp, stop
 	return fmt.Sprintf("%-15s %s (in-process)", "started", s.EventsURL()), nil
 }

@@ -141,9 +141,9 @@ type EventServer struct {
 	err chan error
 }
 
-// ListenEvents starts serving rec on addr (host:port; port 0 picks one) and
-// returns once it is listening.
-func ListenEvents(addr string, rec *Receiver) (*EventServer, error) {
+// ListenEvents starts serving rec (a *Receiver, possibly behind a mux) on
+// addr (host:port; port 0 picks one) and returns once it is listening.
+func ListenEvents(addr string, rec http.Handler) (*EventServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("devstack: listen for events on %s: %w", addr, err)

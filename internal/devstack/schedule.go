@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/verify"
@@ -47,8 +48,9 @@ var (
 
 // Run builds the backfill and verify services from cfg and getenv (as
 // their Lambda entry points do) and runs their passes on schedule until
-// ctx ends. A failing pass is logged and the schedule goes on.
-func (sc Schedules) Run(ctx context.Context, cfg config.Config, getenv func(string) string, logger *slog.Logger) error {
+// ctx ends. A failing pass is logged and the schedule goes on. opts go to
+// app.Build of the backfill service (e.g. app.WithCopies).
+func (sc Schedules) Run(ctx context.Context, cfg config.Config, getenv func(string) string, logger *slog.Logger, opts ...app.Option) error {
 	if sc.Backfill <= 0 && sc.Verify <= 0 {
 		return nil
 	}
@@ -61,7 +63,7 @@ func (sc Schedules) Run(ctx context.Context, cfg config.Config, getenv func(stri
 	done := make(chan struct{}, 2)
 	started := 0
 	if sc.Backfill > 0 {
-		svc, err := backfill.Build(ctx, cfg, getenv, logger, nil)
+		svc, err := backfill.Build(ctx, cfg, getenv, logger, nil, opts...)
 		if err != nil {
 			return fmt.Errorf("devstack: backfill schedule: %w", err)
 		}

@@ -47,11 +47,28 @@ type App struct {
 	Handler *handler.Handler
 }
 
+// Option adjusts what Build wires.
+type Option func(*options)
+
+type options struct {
+	copies replication.CopyObserver
+}
+
+// WithCopies makes the engine report every finished copy to o (latency and
+// bytes metrics: metrics.EMFCopies in Lambda, prom.Copies locally).
+func WithCopies(o replication.CopyObserver) Option {
+	return func(opts *options) { opts.copies = o }
+}
+
 // Build creates the App. It does not connect to the database (the pool
 // connects on first use, so a database that is down at cold start fails the
 // first event, which is retried, not the function's init). It does not run
 // migrations. Errors are wrapped with "app:".
-func Build(ctx context.Context, cfg config.Config, logger *slog.Logger) (*App, error) {
+func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Option) (*App, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -96,6 +113,7 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger) (*App, e
 		Catalog:     catalog,
 		Concurrency: cfg.CopyConcurrency,
 		Logger:      logger,
+		Copies:      o.copies,
 	})
 	if err != nil {
 		pool.Close()

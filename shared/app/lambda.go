@@ -9,6 +9,7 @@ import (
 
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/events"
+	"github.com/geoblob/geoblob/shared/metrics"
 )
 
 // BuildFunc builds one function's Lambda handler from validated
@@ -53,7 +54,7 @@ func RunLambda(function string, build BuildFunc) int {
 // the shared handler expecting events of kind expect.
 func EventFunction(function string, expect events.Kind) BuildFunc {
 	return func(ctx context.Context, cfg config.Config, logger *slog.Logger) (any, func(), error) {
-		a, err := Build(ctx, cfg, logger)
+		a, err := Build(ctx, cfg, logger, WithCopies(metrics.NewEMFCopies(os.Stdout)))
 		if err != nil {
 			return nil, nil, err
 		}

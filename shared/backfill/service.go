@@ -33,13 +33,14 @@ type Service struct {
 // GEOBLOB_BACKFILL_* variables read through getenv: app.Build, plus the
 // inventory bucket's store (same endpoint, region and credentials as the
 // primary) when GEOBLOB_BACKFILL_INVENTORY is set. progress may be nil.
-func Build(ctx context.Context, cfg config.Config, getenv func(string) string, logger *slog.Logger, progress func(Progress)) (*Service, error) {
+// opts are passed to app.Build (e.g. app.WithCopies).
+func Build(ctx context.Context, cfg config.Config, getenv func(string) string, logger *slog.Logger, progress func(Progress), opts ...app.Option) (*Service, error) {
 	bcfg, err := ConfigFromEnv(getenv)
 	if err != nil {
 		return nil, err
 	}
 	bcfg.Prefixes = cfg.KeyPrefixes // selective sync is one setting for events and backfill
-	a, err := app.Build(ctx, cfg, logger)
+	a, err := app.Build(ctx, cfg, logger, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("backfill: %w", err)
 	}
@@ -145,6 +146,7 @@ func (s *Service) Handle(ctx context.Context, payload json.RawMessage) (Report, 
 		} else if werr := metrics.WriteEMF(s.MetricsOut, h, time.Now()); werr != nil {
 			s.App.Logger.ErrorContext(ctx, "backfill: registry health", "error", werr)
 		}
+		s.writeTypeMetrics(ctx)
 	}
 	return rep, err
 }
@@ -212,4 +214,21 @@ func AddReports(a, b Report) Report {
 		}
 	}
 	return a
+}
+
+// writeTypeMetrics writes the per-type figures (registry counters) to
+// MetricsOut as EMF lines with the DataType dimension.
+func (s *Service) writeTypeMetrics(ctx context.Context) {
+	status, err := s.App.Registry.TypeStatus(ctx)
+	if err != nil {
+		s.App.Logger.ErrorContext(ctx, "backfill: per-type metrics", "error", err)
+		return
+	}
+	figs := make([]metrics.TypeFigures, len(status))
+	for i, t := range status {
+		figs[i] = t.Figures()
+	}
+	if err := metrics.WriteTypeEMF(s.MetricsOut, figs, time.Now()); err != nil {
+		s.App.Logger.ErrorContext(ctx, "backfill: per-type metrics", "error", err)
+	}
 }

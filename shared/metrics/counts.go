@@ -1,8 +1,6 @@
 package metrics
 
 import (
-	"encoding/json"
-	"fmt"
 	"io"
 	"sort"
 	"time"
@@ -61,12 +59,5 @@ func writeEMF(w io.Writer, at time.Time, vals []value) error {
 			"Metrics":    ms,
 		}},
 	}
-	line, err := json.Marshal(doc)
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	if _, err := w.Write(append(line, '\n')); err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	return nil
+	return writeLine(w, doc)
 }

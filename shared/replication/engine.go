@@ -18,6 +18,7 @@ import (
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/events"
+	"github.com/geoblob/geoblob/shared/metrics"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
@@ -120,6 +121,16 @@ type Options struct {
 	MaxRounds int
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
+	// Copies, when set, is told about every copy marked synced (latency
+	// and bytes metrics).
+	Copies CopyObserver
+}
+
+// CopyObserver is told about finished copies; prom.Copies (Prometheus) and
+// metrics.EMFCopies (CloudWatch) satisfy it.
+type CopyObserver interface {
+	// Copied is called once per copy marked synced; it must not block.
+	Copied(metrics.Copy)
 }
 
 // Engine replicates objects. It is safe for concurrent use; it holds no
@@ -132,6 +143,7 @@ type Engine struct {
 	sem       chan struct{}
 	maxRounds int
 	log       *slog.Logger
+	copies    CopyObserver
 
 	inFlight, peak, transfers atomic.Int64
 }
@@ -171,6 +183,7 @@ func New(opts Options) (*Engine, error) {
 		sem:       make(chan struct{}, opts.Concurrency),
 		maxRounds: opts.MaxRounds,
 		log:       opts.Logger,
+		copies:    opts.Copies,
 	}, nil
 }
 
@@ -414,6 +427,13 @@ func (e *Engine) copy(ctx context.Context, claim registry.Claim, log *slog.Logge
 		return OutcomeFailed, false, nil
 	}
 	log.InfoContext(ctx, "replicated", "size", res.Size, "sha256", res.SHA256, "version_id", res.Source.VersionID)
+	if e.copies != nil {
+		var latency time.Duration
+		if !res.Source.LastModified.IsZero() {
+			latency = time.Since(res.Source.LastModified)
+		}
+		e.copies.Copied(metrics.Copy{DataType: claim.DataType, Bytes: res.Size, Latency: latency})
+	}
 	return OutcomeSynced, true, nil
 }
 
