@@ -16,6 +16,7 @@ import (
 
 	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/internal/minioproc"
+	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 )
 
 // asMain makes a copy of this test binary behave as the geoblob command, so
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	pgtest.Main(m)
 }
 
 func cli(t *testing.T, args ...string) (string, error) {

@@ -112,6 +112,8 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...
 		Secondary:   a.Secondary,
 		Catalog:     catalog,
 		Concurrency: cfg.CopyConcurrency,
+		Brake:       cfg.Brake,
+		SentinelKey: cfg.SentinelKey,
 		Logger:      logger,
 		Copies:      o.copies,
 	})

@@ -271,6 +271,7 @@ type SyncReport struct {
 	Synced      int64 `json:"synced"`
 	Deleted     int64 `json:"deleted"`
 	Missing     int64 `json:"missing_on_primary"`
+	Held        int64 `json:"held"` // deletes held by the delete brake
 	Failed      int64 `json:"failed"`
 	Other       int64 `json:"other"` // stale, in progress, kept, contended
 	Quarantined int64 `json:"quarantined"`

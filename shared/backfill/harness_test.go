@@ -55,6 +55,8 @@ type envOptions struct {
 	regOpts     registry.Options
 	sdkAttempts int // SDK attempts per request; 0 = SDK default
 	concurrency int
+	brake       registry.BrakePolicy // delete budget of the engine
+	sentinel    string               // primary sentinel key of the engine
 }
 
 const (
@@ -110,7 +112,7 @@ func newEnv(t testing.TB, eo envOptions) *env {
 	e.secondary = blobstore.New(s3test.Client(t.Context(), e.sproxy.Endpoint(), clientOpts), secondaryBucket, blobstore.Options{Logger: quiet})
 	e.engine, err = replication.New(replication.Options{
 		Registry: e.reg, Primary: e.primary, Secondary: e.secondary, Catalog: cat,
-		Concurrency: eo.concurrency, Logger: quiet,
+		Concurrency: eo.concurrency, Brake: eo.brake, SentinelKey: eo.sentinel, Logger: quiet,
 	})
 	require.NoError(t, err)
 	e.cfg = backfill.DefaultConfig()

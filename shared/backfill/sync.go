@@ -128,6 +128,8 @@ func (p *pass) count(out replication.Outcome, err error, c registry.Claim) {
 		rep.Deleted++
 	case replication.OutcomeMissingOnPrimary:
 		rep.Missing++
+	case replication.OutcomeHeld:
+		rep.Held++
 	case replication.OutcomeFailed:
 		rep.Failed++
 	default:

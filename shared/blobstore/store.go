@@ -26,6 +26,8 @@ type S3API interface {
 	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, opts ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
 	PutObjectTagging(ctx context.Context, in *s3.PutObjectTaggingInput, opts ...func(*s3.Options)) (*s3.PutObjectTaggingOutput, error)
 	GetObjectTagging(ctx context.Context, in *s3.GetObjectTaggingInput, opts ...func(*s3.Options)) (*s3.GetObjectTaggingOutput, error)
+	HeadBucket(ctx context.Context, in *s3.HeadBucketInput, opts ...func(*s3.Options)) (*s3.HeadBucketOutput, error)
+	ListObjectVersions(ctx context.Context, in *s3.ListObjectVersionsInput, opts ...func(*s3.Options)) (*s3.ListObjectVersionsOutput, error)
 }
 
 var _ S3API = (*s3.Client)(nil)
@@ -142,6 +144,14 @@ func (s *Store) Head(ctx context.Context, key string) (Object, error) {
 		Metadata:     lowerKeys(out.Metadata),
 		LastModified: aws.ToTime(out.LastModified),
 	}, nil
+}
+
+// HeadBucket checks that the bucket exists and is reachable (IAM:
+// s3:ListBucket on the bucket). A missing bucket gives an error wrapping
+// ErrNotFound with an empty Key.
+func (s *Store) HeadBucket(ctx context.Context) error {
+	_, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket})
+	return opError("head-bucket", s.bucket, "", err)
 }
 
 // Open starts reading the object. The caller must close the returned body.

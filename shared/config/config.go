@@ -8,10 +8,12 @@ import (
 	"errors"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/geoblob/geoblob/shared/datatype"
+	"github.com/geoblob/geoblob/shared/registry"
 )
 
 // ErrInvalid is returned (wrapped, naming the variable) for unusable configuration.
@@ -46,6 +48,14 @@ var Reference = []Var{
 	{"GEOBLOB_SYNC_TIMEOUT", "30m", "A row in state started longer than this is considered abandoned and retried; keep it above the function timeout (Lambda: at most 15m)."},
 	{"GEOBLOB_REVERIFY_INTERVAL", "2160h", "Re-verify each blob after this long (90 days, like Geo)."},
 	{"GEOBLOB_LOG_LEVEL", "info", "debug, info, warn or error."},
+	{"GEOBLOB_DELETE_BRAKE", "true", "Delete brake: propagate deletes to the secondary through a budget; when it is exceeded the brake trips and deletes are held for an operator (false: no budget; grace and guards still apply)."},
+	{"GEOBLOB_DELETE_BRAKE_WINDOW", "1h", "Sliding window of the delete budget."},
+	{"GEOBLOB_DELETE_BRAKE_MAX_DELETES", "1000", "Deletes of all types together the secondary may receive within the window (0: no absolute limit)."},
+	{"GEOBLOB_DELETE_BRAKE_TYPE_MAX_DELETES", "1000", "Deletes of one data type within the window (0: no absolute limit)."},
+	{"GEOBLOB_DELETE_BRAKE_MAX_FRACTION", "0.05", "Deletes within the window as a fraction of the rows, per data type and overall (0: no fraction limit)."},
+	{"GEOBLOB_DELETE_BRAKE_MIN_DELETES", "50", "Deletes the fraction limit always allows (so routine deletes in a small type do not trip it)."},
+	{"GEOBLOB_DELETE_GRACE", "0", "A delete reaches the secondary only once its tombstone is this old (e.g. 24h); a create within it cancels the delete. 0: at once."},
+	{"GEOBLOB_PRIMARY_SENTINEL_KEY", "", "Object that must exist on the primary before any delete is propagated; if it is missing the brake trips (empty: only HeadBucket is checked)."},
 }
 
 // Bucket locates one bucket.
@@ -76,6 +86,11 @@ type Config struct {
 	SyncTimeout        time.Duration
 	ReverifyInterval   time.Duration
 	LogLevel           slog.Level
+
+	// Brake is the delete budget (GEOBLOB_DELETE_BRAKE*, GEOBLOB_DELETE_GRACE).
+	Brake registry.BrakePolicy
+	// SentinelKey must exist on the primary before deletes propagate.
+	SentinelKey string
 }
 
 var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$`)
@@ -96,6 +111,16 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		SyncTimeout:        r.Duration("GEOBLOB_SYNC_TIMEOUT", 30*time.Minute),
 		ReverifyInterval:   r.Duration("GEOBLOB_REVERIFY_INTERVAL", 90*24*time.Hour),
 		LogLevel:           r.level("GEOBLOB_LOG_LEVEL"),
+		Brake: registry.BrakePolicy{
+			Disabled:       !r.Bool("GEOBLOB_DELETE_BRAKE", true),
+			Window:         r.Duration("GEOBLOB_DELETE_BRAKE_WINDOW", registry.DefaultBrakeWindow),
+			MaxDeletes:     r.Int("GEOBLOB_DELETE_BRAKE_MAX_DELETES", registry.DefaultBrakeMaxDeletes, 0, 1<<40),
+			TypeMaxDeletes: r.Int("GEOBLOB_DELETE_BRAKE_TYPE_MAX_DELETES", registry.DefaultBrakeTypeMaxDeletes, 0, 1<<40),
+			MaxFraction:    r.fraction("GEOBLOB_DELETE_BRAKE_MAX_FRACTION", registry.DefaultBrakeMaxFraction),
+			MinDeletes:     r.Int("GEOBLOB_DELETE_BRAKE_MIN_DELETES", registry.DefaultBrakeMinDeletes, 0, 1<<40),
+			Grace:          r.durationOrZero("GEOBLOB_DELETE_GRACE"),
+		},
+		SentinelKey: r.Str("GEOBLOB_PRIMARY_SENTINEL_KEY"),
 	}
 	if c.DatabaseURL == "" && c.DatabaseSecretARN == "" {
 		r.Fail("GEOBLOB_DATABASE_URL", "is required (or set GEOBLOB_DATABASE_SECRET_ARN)")
@@ -143,6 +168,28 @@ func (r *reader) level(name string) slog.Level {
 		r.Fail(name, "must be debug, info, warn or error, got %q", v)
 	}
 	return l
+}
+
+// fraction reads a number from 0 to 1, def when unset.
+func (r *reader) fraction(name string, def float64) float64 {
+	v := r.Str(name)
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 1 {
+		r.Fail(name, "must be a number from 0 to 1, got %q", v)
+		return def
+	}
+	return f
+}
+
+// durationOrZero reads a Go duration that may be 0 (the default).
+func (r *reader) durationOrZero(name string) time.Duration {
+	if v := r.Str(name); v == "0" || v == "" {
+		return 0
+	}
+	return r.Duration(name, 0)
 }
 
 func (r *reader) bucket(side, defaultRegion string) Bucket {

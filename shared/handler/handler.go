@@ -124,6 +124,8 @@ type Summary struct {
 	TestEvents       int `json:"test_events"`
 	MissingOnPrimary int `json:"missing_on_primary"`
 	Kept             int `json:"kept"`
+	Held             int `json:"held"`
+	Deferred         int `json:"deferred"`
 	// Invalid counts records that can never succeed (events.ErrInvalid):
 	// recorded as rejected, never retried.
 	Invalid   int `json:"invalid"`
@@ -149,6 +151,10 @@ func (s *Summary) count(o replication.Outcome) {
 		s.MissingOnPrimary++
 	case replication.OutcomeKept:
 		s.Kept++
+	case replication.OutcomeHeld:
+		s.Held++
+	case replication.OutcomeDeferred:
+		s.Deferred++
 	default:
 		s.Failed++
 	}

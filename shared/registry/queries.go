@@ -302,3 +302,129 @@ RETURNING ` + RowColumns
 // requests and in-process backfill copies alike). Uses the partial index
 // blob_registry_started_idx.
 const qCountStarted = `SELECT count(*) FROM blob_registry WHERE state = 1`
+
+// Delete brake (brake.go).
+
+// $1 id, $2 generation: the hold and tombstone time of a row still claimed.
+const qClaimedTombstone = `
+SELECT r.delete_hold, r.deleted_at FROM blob_registry r
+WHERE r.id = $1 AND r.generation = $2 AND r.state = 1`
+
+// $1 scopes.
+const qBrakeScopes = `
+SELECT scope, tripped_at, reason, reset_at FROM delete_brake WHERE scope = ANY($1::text[])`
+
+const qTrippedScopes = `
+SELECT scope, tripped_at, reason, reset_at FROM delete_brake WHERE tripped_at IS NOT NULL ORDER BY scope`
+
+// $1 counted since (all types), $2 counted since (the type), $3 data type.
+const qBrakeCounts = `
+SELECT (SELECT count(*) FROM delete_brake_log WHERE at > $1),
+	(SELECT count(*) FROM delete_brake_log WHERE at > $2 AND data_type = $3)`
+
+// $1 data type: population overall and of the type, the oldest count, and
+// whether the type was counted.
+const qPopulation = `
+SELECT coalesce(sum(rows), 0)::bigint,
+	coalesce(sum(rows) FILTER (WHERE data_type = $1), 0)::bigint,
+	min(counted_at),
+	bool_or(data_type = $1) IS TRUE
+FROM delete_brake_population`
+
+// $1 window start, $2 now.
+const qRecountPopulation = `
+WITH counted AS (
+	SELECT data_type, count(*) AS n FROM blob_registry
+	WHERE deleted_at IS NULL OR deleted_at > $1
+	GROUP BY data_type
+), gone AS (
+	DELETE FROM delete_brake_population p WHERE NOT EXISTS (SELECT 1 FROM counted c WHERE c.data_type = p.data_type)
+)
+INSERT INTO delete_brake_population (data_type, rows, counted_at)
+SELECT data_type, n, $2 FROM counted
+ON CONFLICT (data_type) DO UPDATE SET rows = EXCLUDED.rows, counted_at = EXCLUDED.counted_at`
+
+// $1 scope, $2 now, $3 reason.
+const qTripBrake = `
+INSERT INTO delete_brake (scope, tripped_at, reason, updated_at) VALUES ($1, $2, $3, $2)
+ON CONFLICT (scope) DO UPDATE SET
+	tripped_at = coalesce(delete_brake.tripped_at, EXCLUDED.tripped_at),
+	reason = CASE WHEN delete_brake.tripped_at IS NULL THEN EXCLUDED.reason ELSE delete_brake.reason END,
+	updated_at = EXCLUDED.updated_at`
+
+// $1 scopes (NULL = all), $2 now.
+const qResetBrake = `
+UPDATE delete_brake SET tripped_at = NULL, reason = '', reset_at = $2, updated_at = $2
+WHERE $1::text[] IS NULL OR scope = ANY($1::text[])`
+
+// $1 data type, $2 now, $3 prune before.
+const qLogDelete = `
+WITH pruned AS (DELETE FROM delete_brake_log WHERE at < $3)
+INSERT INTO delete_brake_log (data_type, at) VALUES ($1, $2)`
+
+// $1 id, $2 generation, $3 reason, $4 now.
+const qHoldDelete = `
+UPDATE blob_registry AS r SET
+	state = 3,
+	retry_at = 'infinity',
+	last_sync_failure = $3,
+	delete_hold = 1,
+	updated_at = $4
+WHERE r.id = $1 AND r.state = 1 AND r.generation = $2`
+
+// $1 id, $2 generation, $3 until, $4 reason, $5 now.
+const qDeferDelete = `
+UPDATE blob_registry AS r SET
+	state = 3,
+	retry_at = $3,
+	last_sync_failure = $4,
+	updated_at = $5
+WHERE r.id = $1 AND r.state = 1 AND r.generation = $2`
+
+// heldFilter selects held tombstones by $1 data type (” = all) and $2 key
+// prefix (” = all).
+const heldFilter = `r.delete_hold = 1 AND r.deleted_at IS NOT NULL AND r.state = 3
+	AND ($1 = '' OR r.data_type = $1) AND starts_with(r.object_key, $2)`
+
+const qCountHeld = `SELECT count(*) FROM blob_registry r WHERE ` + heldFilter
+
+// $3 after key, $4 limit.
+const qListHeld = `
+SELECT ` + RowColumns + ` FROM blob_registry r
+WHERE ` + heldFilter + ` AND (r.object_key COLLATE "C") > ($3 COLLATE "C")
+ORDER BY r.object_key COLLATE "C", r.data_type
+LIMIT $4`
+
+const qHeldCounts = `
+SELECT r.data_type, count(*), coalesce(sum(r.size), 0)::bigint FROM blob_registry r
+WHERE r.delete_hold = 1 AND r.deleted_at IS NOT NULL AND r.state = 3
+GROUP BY r.data_type ORDER BY r.data_type`
+
+// $3 now.
+const qReleaseHeld = `
+UPDATE blob_registry AS r SET
+	state = 0,
+	generation = r.generation + 1,
+	retry_at = NULL,
+	retry_count = 0,
+	last_sync_failure = NULL,
+	delete_hold = 2,
+	updated_at = $3
+WHERE ` + heldFilter
+
+// $3 now.
+const qDiscardHeld = `
+UPDATE blob_registry AS r SET
+	state = 2,
+	generation = r.generation + 1,
+	retry_at = NULL,
+	retry_count = 0,
+	last_sync_failure = NULL,
+	last_synced_at = $3,
+	delete_hold = 3,
+	updated_at = $3
+WHERE ` + heldFilter
+
+// $1 at, $2 actor, $3 action, $4 data type, $5 filter, $6 rows.
+const qAuditDR = `
+INSERT INTO registry_audit (at, actor, action, data_type, filter, rows) VALUES ($1, $2, $3, $4, $5, $6)`

@@ -29,6 +29,9 @@ type Source interface {
 	// Head returns the object's attributes, or an error wrapping
 	// blobstore.ErrNotFound when it does not exist.
 	Head(ctx context.Context, key string) (blobstore.Object, error)
+	// HeadBucket checks that the bucket exists; a missing bucket gives an
+	// error wrapping blobstore.ErrNotFound.
+	HeadBucket(ctx context.Context) error
 }
 
 // Target is the secondary bucket as the engine writes it; *blobstore.Store
@@ -68,6 +71,13 @@ const (
 	// the object again; the row is failed (retried later) and the secondary
 	// copy kept. Not an error.
 	OutcomeKept
+	// OutcomeHeld: the delete brake is tripped (or tripped now); the
+	// tombstone is held and the secondary copy kept until an operator
+	// releases or discards it. Not an error.
+	OutcomeHeld
+	// OutcomeDeferred: the tombstone is younger than the grace period; the
+	// delete is retried when it ends. Not an error.
+	OutcomeDeferred
 	// OutcomeFailed: the copy or delete failed; the row is failed with a
 	// retry time and the error is returned so the event is redelivered.
 	OutcomeFailed
@@ -77,7 +87,7 @@ const (
 	OutcomeContended
 )
 
-var outcomeNames = [...]string{"ignored", "stale", "synced", "deleted", "in_progress", "missing_on_primary", "kept", "failed", "contended"}
+var outcomeNames = [...]string{"ignored", "stale", "synced", "deleted", "in_progress", "missing_on_primary", "kept", "held", "deferred", "failed", "contended"}
 
 // String returns the outcome's snake_case name.
 func (o Outcome) String() string {
@@ -119,6 +129,12 @@ type Options struct {
 	// MaxRounds bounds how often one Apply or SyncClaim copies again after
 	// losing the compare-and-set to a concurrent event. Default 5.
 	MaxRounds int
+	// Brake is the budget deletes reach the secondary through (see
+	// registry.BrakePolicy); the zero value applies no threshold.
+	Brake registry.BrakePolicy
+	// SentinelKey, when set, names an object that must exist on the primary
+	// before any delete is propagated; its absence trips the brake.
+	SentinelKey string
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 	// Copies, when set, is told about every copy marked synced (latency
@@ -142,6 +158,8 @@ type Engine struct {
 	catalog   *datatype.Catalog
 	sem       chan struct{}
 	maxRounds int
+	brake     registry.BrakePolicy
+	sentinel  string
 	log       *slog.Logger
 	copies    CopyObserver
 
@@ -182,6 +200,8 @@ func New(opts Options) (*Engine, error) {
 		catalog:   opts.Catalog,
 		sem:       make(chan struct{}, opts.Concurrency),
 		maxRounds: opts.MaxRounds,
+		brake:     opts.Brake,
+		sentinel:  opts.SentinelKey,
 		log:       opts.Logger,
 		copies:    opts.Copies,
 	}, nil
@@ -453,6 +473,10 @@ func (e *Engine) propagateDelete(ctx context.Context, claim registry.Claim, log 
 		release()
 		return e.fail(ctx, claim, log, fmt.Errorf("%w: head primary before delete: %w", ErrCopy, headErr), false)
 	}
+	if stop, outcome, finished, err := e.admitDelete(ctx, claim, log); stop {
+		release()
+		return outcome, finished, err
+	}
 	err = e.secondary.Delete(ctx, claim.ObjectKey)
 	release()
 	if err != nil {
@@ -469,6 +493,61 @@ func (e *Engine) propagateDelete(ctx context.Context, claim registry.Claim, log 
 	}
 	log.InfoContext(ctx, "deleted secondary copy")
 	return OutcomeDeleted, true, nil
+}
+
+// admitDelete guards a delete about to reach the secondary: the primary
+// bucket must exist and the sentinel object (if configured) be there, else
+// the brake trips; then the registry's budget decides (admit, hold, defer).
+// stop is true when the delete must not happen; the other results are then
+// syncOnce's.
+func (e *Engine) admitDelete(ctx context.Context, claim registry.Claim, log *slog.Logger) (bool, Outcome, bool, error) {
+	if reason, err := e.guard(ctx); err != nil {
+		o, f, err := e.fail(ctx, claim, log, fmt.Errorf("%w: guard before delete: %w", ErrCopy, err), false)
+		return true, o, f, err
+	} else if reason != "" {
+		if err := e.reg.TripBrake(ctx, registry.ScopeAll, reason); err != nil {
+			return true, OutcomeFailed, true, fmt.Errorf("%w: trip brake: %w", ErrRegistry, err)
+		}
+	}
+	d, err := e.reg.AdmitDelete(ctx, claim, e.brake)
+	if err != nil {
+		return true, OutcomeFailed, true, fmt.Errorf("%w: %w", ErrRegistry, err)
+	}
+	switch d.Verdict {
+	case registry.VerdictAdmit:
+		return false, 0, false, nil
+	case registry.VerdictHold:
+		log.WarnContext(ctx, "delete held by the brake; secondary copy kept", "reason", d.Reason)
+		return true, OutcomeHeld, true, nil
+	case registry.VerdictDefer:
+		log.InfoContext(ctx, "delete deferred by the grace period", "until", d.Until)
+		return true, OutcomeDeferred, true, nil
+	}
+	return true, OutcomeFailed, false, nil // lost the claim: re-read
+}
+
+// guard checks the primary before a delete. It returns a reason to trip
+// the brake when the primary bucket or the sentinel object is missing, and
+// an error when the check itself failed (nothing is deleted then either).
+func (e *Engine) guard(ctx context.Context) (string, error) {
+	err := e.primary.HeadBucket(ctx)
+	switch {
+	case errors.Is(err, blobstore.ErrNotFound):
+		return fmt.Sprintf("primary bucket missing (HeadBucket: %v); deletes are held instead of propagated", err), nil
+	case err != nil:
+		return "", err
+	}
+	if e.sentinel == "" {
+		return "", nil
+	}
+	_, err = e.primary.Head(ctx, e.sentinel)
+	switch {
+	case errors.Is(err, blobstore.ErrNotFound):
+		return fmt.Sprintf("sentinel object %q missing on the primary; deletes are held instead of propagated", e.sentinel), nil
+	case err != nil:
+		return "", err
+	}
+	return "", nil
 }
 
 // resurrect handles a tombstone whose object exists on the primary again:

@@ -31,6 +31,12 @@ type Registry interface {
 	MarkSynced(ctx context.Context, c registry.Claim, res registry.SyncResult) (won bool, err error)
 	// MarkFailed fails a claim with a retry time; won as for MarkSynced.
 	MarkFailed(ctx context.Context, c registry.Claim, failure string, missingOnPrimary bool) (won bool, err error)
+	// AdmitDelete decides whether a claimed tombstone's delete may reach
+	// the secondary now (see registry.Store.AdmitDelete); held and
+	// deferred rows are written by it.
+	AdmitDelete(ctx context.Context, c registry.Claim, p registry.BrakePolicy) (registry.DeleteDecision, error)
+	// TripBrake trips the delete brake of scope with reason.
+	TripBrake(ctx context.Context, scope, reason string) error
 	// Get returns the row, or an error wrapping registry.ErrNotFound.
 	Get(ctx context.Context, dataType, key string) (registry.Row, error)
 	// AcceptClaim takes over a claim handed over by a dispatcher; ok is

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/internal/testutil/pgtest"
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
+	"github.com/geoblob/geoblob/shared/registry"
+)
+
+// drEnv points the process environment (-env) at a migrated registry and
+// two gofakes3 buckets, and returns the registry.
+func drEnv(t *testing.T) *registry.Store {
+	t.Helper()
+	dsn := pgtest.NewDBFrom(t, "registry", func(ctx context.Context, dsn string) error {
+		pool, err := pgxpool.New(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		return registry.Migrate(ctx, pool)
+	})
+	p, s := s3test.NewGofakes3(t), s3test.NewGofakes3(t)
+	s3test.CreateBucket(t, s3test.Client(t.Context(), p), "dr-primary")
+	s3test.CreateBucket(t, s3test.Client(t.Context(), s), "dr-secondary")
+	for k, v := range map[string]string{
+		"GEOBLOB_DATABASE_URL": dsn, "GEOBLOB_PRIMARY_BUCKET": "dr-primary", "GEOBLOB_SECONDARY_BUCKET": "dr-secondary",
+		"GEOBLOB_PRIMARY_ENDPOINT": p, "GEOBLOB_SECONDARY_ENDPOINT": s, "GEOBLOB_S3_PATH_STYLE": "true",
+		"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+	} {
+		t.Setenv(k, v)
+	}
+	return registry.New(pgtest.Connect(t, dsn), registry.Options{})
+}
+
+// holdOne makes key a held delete: the brake is tripped, the key's
+// tombstone claimed and refused.
+func holdOne(t *testing.T, reg *registry.Store, typ, key string) {
+	t.Helper()
+	ctx := t.Context()
+	_, err := reg.RecordRemoved(ctx, registry.ObjectEvent{DataType: typ, Key: key})
+	require.NoError(t, err)
+	c, ok, err := reg.ClaimKey(ctx, typ, key)
+	require.NoError(t, err)
+	require.True(t, ok)
+	d, err := reg.AdmitDelete(ctx, c, registry.BrakePolicy{})
+	require.NoError(t, err)
+	require.Equal(t, registry.VerdictHold, d.Verdict)
+}
+
+func TestBrakeCommands(t *testing.T) {
+	reg := drEnv(t)
+	require.NoError(t, reg.TripBrake(t.Context(), registry.ScopeAll, "test trip"))
+	holdOne(t, reg, "npm_package_file", "npm/a/-/a-1.0.0.tgz")
+	holdOne(t, reg, "maven_package_file", "maven/x/y/1.0/y-1.0.jar")
+
+	out, err := cli(t, "brake", "-env")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "TRIPPED")
+	assert.Contains(t, out, "test trip")
+	assert.Regexp(t, `held deletes\s+2`, out)
+
+	out, err = cli(t, "brake", "release", "-env", "-type", "npm_package_file", "-dry-run")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "would change 1 held deletes")
+
+	out, err = cli(t, "brake", "-env", "release", "-type", "npm_package_file")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "released 1 held deletes")
+	row, err := reg.Get(t.Context(), "npm_package_file", "npm/a/-/a-1.0.0.tgz")
+	require.NoError(t, err)
+	assert.Equal(t, registry.StatePending, row.State)
+
+	out, err = cli(t, "brake", "discard", "-env")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "discarded 1 held deletes")
+	row, err = reg.Get(t.Context(), "maven_package_file", "maven/x/y/1.0/y-1.0.jar")
+	require.NoError(t, err)
+	assert.Equal(t, registry.StateSynced, row.State)
+
+	out, err = cli(t, "brake", "-env", "-json")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, `"tripped": []`)
+	audit, err := reg.Audit(t.Context(), 10)
+	require.NoError(t, err)
+	require.Len(t, audit, 2)
+	assert.Equal(t, "delete_brake_discard", audit[0].Action)
+	assert.True(t, strings.HasPrefix(audit[0].Actor, "cli:"), audit[0].Actor)
+}
