@@ -75,6 +75,13 @@ type Config struct {
 	// maximum concurrency). 0 leaves the function unreserved. Context:
 	// concurrency.<function>, e.g. concurrency.onCreate=20.
 	Concurrency map[string]int
+	// Dispatch makes backfill send sync requests to onCreate through the
+	// sync-request queue instead of copying itself (when both functions
+	// are deployed). Context: dispatch. Default true.
+	Dispatch bool
+	// SyncWindowOverride sets GEOBLOB_SYNC_WINDOW (see SyncWindow).
+	// Context: syncWindow. Default 0: derived from the caps.
+	SyncWindowOverride int
 	// MaxReceiveCount is how often a message is received before it moves to
 	// the dead-letter queue. Context: maxReceiveCount. Default 5.
 	MaxReceiveCount int
@@ -157,6 +164,7 @@ func DefaultConfig() Config {
 		Concurrency:                map[string]int{"onCreate": 10, "onDelete": 5, "backfill": 1, "verify": 2, "migrate": 1},
 		MaxReceiveCount:            5,
 		BatchSize:                  10,
+		Dispatch:                   true,
 		LogRetentionDays:           30,
 		LogLevel:                   "info",
 		OldestUnsyncedAlarmMinutes: 60,
@@ -237,6 +245,8 @@ func ConfigFromContext(get ContextGetter) (Config, error) {
 			c.Concurrency[f.Name] = n
 		}
 	}
+	r.boolean("dispatch", &c.Dispatch)
+	r.integer("syncWindow", &c.SyncWindowOverride)
 	r.integer("maxReceiveCount", &c.MaxReceiveCount)
 	r.integer("batchSize", &c.BatchSize)
 	r.integer("logRetentionDays", &c.LogRetentionDays)
@@ -393,6 +403,9 @@ func (c Config) Validate() error {
 		if n < 0 || n > 1000 {
 			fail("concurrency."+name, "must be from 0 (unreserved) to 1000, got %d", n)
 		}
+	}
+	if c.SyncWindowOverride < 0 || c.SyncWindowOverride > 1_000_000 {
+		fail("syncWindow", "must be from 0 (derived: concurrency.onCreate x copyConcurrency) to 1000000, got %d", c.SyncWindowOverride)
 	}
 	if c.MaxReceiveCount < 1 || c.MaxReceiveCount > 1000 {
 		fail("maxReceiveCount", "must be from 1 to 1000, got %d", c.MaxReceiveCount)

@@ -74,6 +74,7 @@ func registryMetric(name, stat string) awscloudwatch.Metric {
 func (s *SecondaryStack) monitoring(c Config, specs []FunctionSpec) {
 	scope := constructs.NewConstruct(s.Stack, jsii.String("Monitoring"))
 	topic := alarmTopic(scope, c)
+	s.alarmTopic = topic
 	minute := awscdk.Duration_Minutes(jsii.Number(1))
 	five := awscdk.Duration_Minutes(jsii.Number(5))
 

@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsscheduler"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsschedulertargets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/customresources"
 	"github.com/aws/constructs-go/constructs/v10"
@@ -65,6 +66,10 @@ type SecondaryStack struct {
 
 	// scopes maps function names to the construct grouping each function's resources.
 	scopes map[string]constructs.Construct
+	// alarmTopic is the SNS topic of the stack's alarms (set by monitoring).
+	alarmTopic awssns.ITopic
+	// syncScope groups the sync-request queue's resources.
+	syncScope constructs.Construct
 }
 
 // EventBusName is the name of the secondary region's event bus (known to the
@@ -122,7 +127,9 @@ func newSecondaryStack(scope constructs.Construct, id string, c Config, specs []
 			}
 		}
 	}
+	s.syncQueue(c, migrations)
 	s.monitoring(c, specs)
+	s.syncQueueAlarms(c)
 	s.outputs(c)
 	return s, nil
 }

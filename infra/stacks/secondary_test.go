@@ -79,7 +79,7 @@ func TestLogRetentionEverywhere(t *testing.T) {
 
 func TestQueuesAndDeadLetters(t *testing.T) {
 	s := fixture(t, "full")
-	check(t, "queue count", func() { s.secondary.ResourceCountIs(jsii.String("AWS::SQS::Queue"), jsii.Number(4)) })
+	check(t, "queue count", func() { s.secondary.ResourceCountIs(jsii.String("AWS::SQS::Queue"), jsii.Number(6)) })
 	for _, spec := range KnownFunctions() {
 		if spec.Trigger != TriggerQueue {
 			continue
