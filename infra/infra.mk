@@ -155,6 +155,14 @@ synth-local: cdk-install ## Synthesize the LocalStack target into infra/cdk.out.
 test-infra: infra-dirs ## Run the infra tests (CDK assertions on the synthesized stacks, samconfig check).
 	cd $(INFRA_DIR) && $(INFRA_ENV) $(INFRA_GO) vet ./... && $(INFRA_ENV) $(INFRA_GO) test -count=1 ./...
 
+## Rewrite the least-privilege fixtures: the roles' policies from the
+## synthesized template, then the functions' S3 calls from the scenario that
+## runs each function as a MinIO user with that policy (docs/infrastructure.md).
+.PHONY: iam-fixtures
+iam-fixtures: infra-dirs ## Rewrite internal/iamcheck/testdata (roles' policies from the template, recorded S3 calls).
+	cd $(INFRA_DIR) && $(INFRA_ENV) $(INFRA_GO) test -count=1 -run '^TestIAMPoliciesFixture$$' ./stacks -update-iam
+	cd $(INFRA_ROOT) && $(INFRA_GO) test -count=1 -run '^TestScenario$$' ./internal/iamcheck -update
+
 ## Remove the synthesized templates and the function binaries.
 .PHONY: clean-infra
 clean-infra: ## Remove infra/cdk.out, infra/cdk.out.sam and build/.

@@ -28,19 +28,26 @@ const (
 // S3Access is the S3 access a function needs. Each flag maps to explicit actions (no
 // wildcards) on the named bucket only; see bucketStatements.
 type S3Access struct {
-	// PrimaryRead: s3:GetObject, s3:GetObjectVersion on the primary's objects
-	// and s3:ListBucket on the primary (needed for HeadObject to answer 404
-	// instead of 403 on a missing key, and for listing in backfill).
+	// PrimaryRead: s3:GetObject on the primary's objects and s3:ListBucket on
+	// the primary (listing in backfill, and HeadObject/GetObject answer 404
+	// instead of 403 on a missing key only with it); kms:Decrypt on
+	// PrimaryKMSKeyARN when set.
 	PrimaryRead bool
-	// SecondaryRead: s3:GetObject, s3:GetObjectVersion on the secondary's
-	// objects and s3:ListBucket on the secondary; kms:Decrypt on its key.
+	// SecondaryRead: s3:GetObject on the secondary's objects and
+	// s3:ListBucket on the secondary; kms:Decrypt on its key.
 	SecondaryRead bool
-	// SecondaryWrite: s3:PutObject, s3:AbortMultipartUpload,
-	// s3:ListMultipartUploadParts on the secondary's objects; kms:GenerateDataKey
-	// and kms:Decrypt on its key (multipart uploads under SSE-KMS need both).
+	// SecondaryWrite: s3:PutObject (also multipart), s3:PutObjectTagging (the
+	// checksum tag sent with PutObject), s3:PutObjectVersionTagging (the tag
+	// added to the version a multipart upload completed),
+	// s3:AbortMultipartUpload, s3:GetObjectVersion (HEAD of the version
+	// written) and s3:DeleteObject (removing a write that failed its check)
+	// on the secondary's objects, s3:ListBucket on the secondary;
+	// kms:GenerateDataKey and kms:Decrypt on its key (multipart uploads
+	// under SSE-KMS need both).
 	SecondaryWrite bool
 	// SecondaryDelete: s3:DeleteObject on the secondary's objects (a delete
-	// marker in the versioned bucket; noncurrent versions expire by lifecycle).
+	// marker in the versioned bucket; noncurrent versions expire by
+	// lifecycle; deleting a missing key succeeds, so no s3:ListBucket).
 	SecondaryDelete bool
 }
 
@@ -74,7 +81,7 @@ func KnownFunctions() []FunctionSpec {
 			// 1,769 MB is one full vCPU: SHA-256 and the copy stream are CPU bound.
 			MemoryMB: 1769, Timeout: 10 * time.Minute,
 			Trigger: TriggerQueue, EventTypes: []string{"Object Created"},
-			S3: S3Access{PrimaryRead: true, SecondaryRead: true, SecondaryWrite: true},
+			S3: S3Access{PrimaryRead: true, SecondaryWrite: true},
 		},
 		{
 			Name: "onDelete", LogicalID: "OnDeleteFunction",
@@ -82,14 +89,14 @@ func KnownFunctions() []FunctionSpec {
 			MemoryMB:    512, Timeout: 2 * time.Minute,
 			// "Object Deleted" covers DeleteObject and lifecycle expiration (detail.reason).
 			Trigger: TriggerQueue, EventTypes: []string{"Object Deleted"},
-			S3: S3Access{PrimaryRead: true, SecondaryRead: true, SecondaryDelete: true},
+			S3: S3Access{PrimaryRead: true, SecondaryDelete: true},
 		},
 		{
 			Name: "backfill", LogicalID: "BackfillFunction",
 			Description: "geoblob: registry consistency, pending and failed syncs, orphan removal",
 			MemoryMB:    1769, Timeout: 15 * time.Minute,
 			Trigger: TriggerSchedule,
-			S3:      S3Access{PrimaryRead: true, SecondaryRead: true, SecondaryWrite: true, SecondaryDelete: true},
+			S3:      S3Access{PrimaryRead: true, SecondaryWrite: true, SecondaryDelete: true},
 		},
 		{
 			Name: "verify", LogicalID: "VerifyFunction",

@@ -152,11 +152,15 @@ func (a *App) Close() {
 	}
 }
 
-// S3Client returns an S3 client for bucket b: the default credential chain,
-// the bucket's region, its endpoint (BaseEndpoint) when set and path-style
-// addressing when asked for.
+// S3Client returns an S3 client for bucket b: b.Credentials, or the default
+// credential chain when nil, the bucket's region, its endpoint
+// (BaseEndpoint) when set and path-style addressing when asked for.
 func S3Client(ctx context.Context, b config.Bucket, pathStyle bool) (*s3.Client, error) {
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(b.Region))
+	loadOpts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(b.Region)}
+	if b.Credentials != nil {
+		loadOpts = append(loadOpts, awsconfig.WithCredentialsProvider(b.Credentials))
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("app: aws config for bucket %s: %w", b.Name, err)
 	}

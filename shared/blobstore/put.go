@@ -362,11 +362,16 @@ func (s *Store) abort(ctx context.Context, key, uploadID string) {
 }
 
 // removeWritten deletes an object this Put completed but could not finish
-// (tag, verify), so that no unverified object stays behind.
+// (tag, verify), so that no unverified object stays current. It deletes by
+// key, not by versionID: in a versioned bucket that is a delete marker (the
+// unverified version stays noncurrent until the lifecycle rule expires
+// it), and the writers' roles need s3:DeleteObject only, never
+// s3:DeleteObjectVersion, which could destroy the disaster-recovery copy's
+// history (see internal/iamcheck).
 func (s *Store) removeWritten(ctx context.Context, key, versionID string) {
 	cctx, cancel := cleanupContext(ctx)
 	defer cancel()
-	if err := s.deleteVersion(cctx, key, versionID); err != nil {
+	if err := s.Delete(cctx, key); err != nil {
 		s.log.WarnContext(ctx, "blobstore: removing unverified object failed", "key", key, "version_id", versionID, "err", err)
 	}
 }

@@ -176,15 +176,7 @@ func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, Object, er
 // Delete removes the object. Deleting a missing object succeeds; a missing
 // bucket gives an error wrapping ErrNotFound.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	return s.deleteVersion(ctx, key, "")
-}
-
-func (s *Store) deleteVersion(ctx context.Context, key, versionID string) error {
-	in := &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}
-	if versionID != "" {
-		in.VersionId = &versionID
-	}
-	_, err := s.client.DeleteObject(ctx, in)
+	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil && isNotFound(err) && !isNoSuchBucket(err) {
 		return nil
 	}

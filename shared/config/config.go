@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/registry"
 )
@@ -63,6 +65,10 @@ type Bucket struct {
 	Name     string
 	Region   string
 	Endpoint string
+	// Credentials, when set, sign this bucket's requests instead of the AWS
+	// default credential chain. Never read from the environment: code sets
+	// it (e.g. a test that gives each function its own S3 user).
+	Credentials aws.CredentialsProvider
 }
 
 // Config is geoblob's validated configuration.

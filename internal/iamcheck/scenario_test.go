@@ -1,0 +1,416 @@
+package iamcheck_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/minio/madmin-go/v3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/internal/iamcheck"
+	"github.com/geoblob/geoblob/internal/testutil/pgtest"
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
+	"github.com/geoblob/geoblob/shared/app"
+	"github.com/geoblob/geoblob/shared/backfill"
+	"github.com/geoblob/geoblob/shared/config"
+	geoevents "github.com/geoblob/geoblob/shared/events"
+	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/verify"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/calls.json from the calls the scenario records")
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// Local bucket names; the policies name them symbolically.
+const (
+	primaryBucket   = "iam-primary"
+	secondaryBucket = "iam-secondary"
+)
+
+var localBuckets = map[string]string{iamcheck.Primary: primaryBucket, iamcheck.Secondary: secondaryBucket}
+
+// partSize is the multipart threshold and part size of the scenario: objects
+// of bigSize bytes are copied in two parts.
+const (
+	partSize = 5 << 20
+	bigSize  = partSize + 1<<20
+)
+
+// world is one MinIO server (both buckets, the secondary versioned as in
+// AWS), a registry database, and every function built as in
+// functions/<name>/main.go, each signing as its own MinIO user whose policy
+// is its role's statements, each talking through its own recording proxy.
+type world struct {
+	root     *s3.Client
+	rec      *iamcheck.Recorder
+	handlers map[string]lambda.Handler
+
+	mu     sync.Mutex
+	faults map[string]string // key -> S3 operation failed with a 500 while set
+}
+
+func newWorld(t *testing.T, pols iamcheck.Policies) *world {
+	t.Helper()
+	ctx := t.Context()
+	srv := s3test.NewMinio(t)
+	w := &world{root: s3test.Client(ctx, srv.Endpoint()), rec: &iamcheck.Recorder{}, handlers: map[string]lambda.Handler{}, faults: map[string]string{}}
+	s3test.CreateBucket(t, w.root, primaryBucket)
+	s3test.CreateBucket(t, w.root, secondaryBucket)
+	_, err := w.root.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(secondaryBucket),
+		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}})
+	require.NoError(t, err)
+
+	dsn := pgtest.NewDB(t)
+	pool := pgtest.Connect(t, dsn)
+	require.NoError(t, registry.Migrate(ctx, pool))
+
+	u, err := url.Parse(srv.Endpoint())
+	require.NoError(t, err)
+	adm, err := madmin.New(u.Host, s3test.AccessKey, s3test.SecretKey, false)
+	require.NoError(t, err)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	for _, fn := range []string{"onCreate", "onDelete", "backfill", "verify"} {
+		doc, dropped, err := iamcheck.MinIOPolicy(pols[fn], localBuckets)
+		require.NoError(t, err)
+		// MinIO has no KMS: the KMS statements are checked by the
+		// recorded-calls proof (infra/stacks/iam_proof_test.go) only.
+		t.Logf("%s: MinIO policy %s (dropped: %v)", fn, doc, dropped)
+		user, secret := "geoblob-"+strings.ToLower(fn), "secret-"+strings.ToLower(fn)+"-0123456789"
+		require.NoError(t, adm.AddCannedPolicy(ctx, user, doc))
+		require.NoError(t, adm.AddUser(ctx, user, secret))
+		_, err = adm.AttachPolicy(ctx, madmin.PolicyAssociationReq{Policies: []string{user}, User: user})
+		require.NoError(t, err)
+
+		proxy := s3test.NewFaultProxy(t, srv.Endpoint(), w.rule(fn))
+		env := map[string]string{
+			"GEOBLOB_DATABASE_URL":        dsn,
+			"GEOBLOB_PRIMARY_BUCKET":      primaryBucket,
+			"GEOBLOB_PRIMARY_REGION":      s3test.Region,
+			"GEOBLOB_PRIMARY_ENDPOINT":    proxy.Endpoint(),
+			"GEOBLOB_SECONDARY_BUCKET":    secondaryBucket,
+			"GEOBLOB_SECONDARY_REGION":    s3test.Region,
+			"GEOBLOB_SECONDARY_ENDPOINT":  proxy.Endpoint(),
+			"GEOBLOB_S3_PATH_STYLE":       "true",
+			"GEOBLOB_MULTIPART_THRESHOLD": fmt.Sprint(partSize),
+			"GEOBLOB_PART_SIZE":           fmt.Sprint(partSize),
+			"GEOBLOB_COPY_CONCURRENCY":    "4",
+		}
+		getenv := func(k string) string { return env[k] }
+		cfg, err := config.FromEnv(getenv)
+		require.NoError(t, err)
+		creds := credentials.NewStaticCredentialsProvider(user, secret, "")
+		cfg.Primary.Credentials, cfg.Secondary.Credentials = creds, creds
+		w.handlers[fn] = build(t, fn, cfg, getenv, logger)
+	}
+	return w
+}
+
+// build wires function fn as functions/<fn>/main.go does.
+func build(t *testing.T, fn string, cfg config.Config, getenv func(string) string, logger *slog.Logger) lambda.Handler {
+	t.Helper()
+	var (
+		h       any
+		closeFn func()
+		err     error
+	)
+	switch fn {
+	case "onCreate":
+		h, closeFn, err = app.EventFunction("onCreate", geoevents.KindCreated)(t.Context(), cfg, logger)
+	case "onDelete":
+		h, closeFn, err = app.EventFunction("onDelete", geoevents.KindRemoved)(t.Context(), cfg, logger)
+	case "backfill":
+		var svc *backfill.Service
+		svc, err = backfill.Build(t.Context(), cfg, getenv, logger, nil)
+		if err == nil {
+			h, closeFn = svc.Handle, svc.Close
+		}
+	case "verify":
+		var svc *verify.Service
+		svc, err = verify.Build(t.Context(), cfg, getenv, logger)
+		if err == nil {
+			h, closeFn = svc.Handle, svc.Close
+		}
+	}
+	require.NoError(t, err, fn)
+	t.Cleanup(closeFn)
+	return lambda.NewHandler(h)
+}
+
+// rule records every request of function fn and fails the operations set
+// in w.faults.
+func (w *world) rule(fn string) func(*http.Request) s3test.Fault {
+	bucketOf := func(name string) string {
+		for sym, local := range localBuckets {
+			if local == name {
+				return sym
+			}
+		}
+		return ""
+	}
+	return func(r *http.Request) s3test.Fault {
+		c := iamcheck.Classify(r, bucketOf)
+		c.Function = fn
+		w.rec.Add(c)
+		_, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if op, ok := w.faults[key]; ok && op == c.Operation {
+			return s3test.Fault{Status: http.StatusInternalServerError}
+		}
+		return s3test.Fault{}
+	}
+}
+
+func (w *world) fail(key, op string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if op == "" {
+		delete(w.faults, key)
+	} else {
+		w.faults[key] = op
+	}
+}
+
+func (w *world) invoke(t *testing.T, fn string, payload any) []byte {
+	t.Helper()
+	b, err := json.Marshal(payload)
+	require.NoError(t, err)
+	out, err := w.handlers[fn].Invoke(t.Context(), b)
+	require.NoError(t, err, "%s", fn)
+	return out
+}
+
+func (w *world) put(t *testing.T, bucket, key string, size int) {
+	t.Helper()
+	body := bytes.Repeat([]byte(key[:1]), size)
+	_, err := w.root.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(body)})
+	require.NoError(t, err)
+}
+
+func (w *world) delete(t *testing.T, key string) {
+	t.Helper()
+	_, err := w.root.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: aws.String(primaryBucket), Key: aws.String(key)})
+	require.NoError(t, err)
+}
+
+// onSecondary reports whether key has a current version on the secondary.
+func (w *world) onSecondary(t *testing.T, key string) bool {
+	t.Helper()
+	_, err := w.root.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(secondaryBucket), Key: aws.String(key)})
+	var nf *s3types.NotFound
+	if errors.As(err, &nf) {
+		return false
+	}
+	require.NoError(t, err)
+	return true
+}
+
+// sequencer orders the scenario's events: later events carry greater sequencers.
+var sequencer atomic.Int64
+
+// sqsBatch wraps one EventBridge S3 event per key in an SQS batch, as the
+// functions' queues deliver them in AWS; created objects carry their size
+// and ETag as read from the primary.
+func (w *world) sqsBatch(t *testing.T, detailType string, keys ...string) events.SQSEvent {
+	t.Helper()
+	var ev events.SQSEvent
+	for _, key := range keys {
+		object := map[string]any{"key": key, "sequencer": fmt.Sprintf("%016X", sequencer.Add(1))}
+		reason := "DeleteObject"
+		if detailType == "Object Created" {
+			reason = "PutObject"
+			head, err := w.root.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(primaryBucket), Key: aws.String(key)})
+			require.NoError(t, err)
+			object["size"], object["etag"] = aws.ToInt64(head.ContentLength), strings.Trim(aws.ToString(head.ETag), `"`)
+		}
+		body, err := json.Marshal(map[string]any{
+			"version": "0", "id": "evt-" + object["sequencer"].(string), "detail-type": detailType, "source": "aws.s3",
+			"account": "123456789012", "time": "2026-11-30T12:00:00Z", "region": s3test.Region,
+			"resources": []string{"arn:aws:s3:::" + primaryBucket},
+			"detail": map[string]any{
+				"version": "0", "bucket": map[string]any{"name": primaryBucket}, "object": object, "reason": reason,
+			},
+		})
+		require.NoError(t, err)
+		ev.Records = append(ev.Records, events.SQSMessage{MessageId: key, Body: string(body), EventSource: "aws:sqs"})
+	}
+	return ev
+}
+
+func failedItems(t *testing.T, out []byte) []string {
+	t.Helper()
+	var resp events.SQSEventResponse
+	require.NoError(t, json.Unmarshal(out, &resp))
+	var ids []string
+	for _, f := range resp.BatchItemFailures {
+		ids = append(ids, f.ItemIdentifier)
+	}
+	return ids
+}
+
+// Keys of the scenario (each matches a built-in data type).
+const (
+	smallKey       = "npm/iam-small/-/iam-small-1.0.0.tgz"
+	deletedKey     = "npm/iam-deleted/-/iam-deleted-1.0.0.tgz"
+	bigKey         = "maven/com/acme/iam-big/1.0.0/iam-big-1.0.0.jar"
+	badTagKey      = "maven/com/acme/iam-badtag/1.0.0/iam-badtag-1.0.0.jar"
+	badPartKey     = "maven/com/acme/iam-badpart/1.0.0/iam-badpart-1.0.0.jar"
+	lateKey        = "npm/iam-late/-/iam-late-1.0.0.tgz"
+	lateBigKey     = "maven/com/acme/iam-late-big/1.0.0/iam-late-big-1.0.0.jar"
+	lateBadPartKey = "maven/com/acme/iam-late-badpart/1.0.0/iam-late-badpart-1.0.0.jar"
+	orphanKey      = "npm/iam-orphan/-/iam-orphan-1.0.0.tgz"
+	lostDelKey     = "npm/iam-lost-delete/-/iam-lost-delete-1.0.0.tgz"
+	neverSynced    = "generic/iam/1.0.0/never.bin"
+)
+
+// scenario runs every function through each of its S3 code paths and
+// asserts the outcomes (objects on the secondary, function reports).
+func (w *world) scenario(t *testing.T) {
+	// onCreate: small copies (PutObject with the checksum tag header),
+	// multipart copies (tag by version id, HEAD by version id), a copy whose
+	// tagging fails (the unverified object is removed) and one whose part
+	// upload fails (the upload is aborted).
+	for _, k := range []string{smallKey, deletedKey, lostDelKey} {
+		w.put(t, primaryBucket, k, 10<<10)
+	}
+	for _, k := range []string{bigKey, badTagKey, badPartKey} {
+		w.put(t, primaryBucket, k, bigSize)
+	}
+	w.fail(badTagKey, "PutObjectTagging")
+	w.fail(badPartKey, "UploadPart")
+	out := w.invoke(t, "onCreate", w.sqsBatch(t, "Object Created", smallKey, deletedKey, lostDelKey, bigKey, badTagKey, badPartKey))
+	assert.ElementsMatch(t, []string{badTagKey, badPartKey}, failedItems(t, out))
+	w.fail(badTagKey, "")
+	w.fail(badPartKey, "")
+	for _, k := range []string{smallKey, deletedKey, lostDelKey, bigKey} {
+		assert.True(t, w.onSecondary(t, k), "onCreate copied %s", k)
+	}
+	assert.False(t, w.onSecondary(t, badTagKey), "an object whose checksum tag failed is not left current")
+	assert.False(t, w.onSecondary(t, badPartKey), "a failed multipart upload leaves no object")
+
+	// onDelete: HEAD-guarded delete of the secondary copy.
+	w.delete(t, deletedKey)
+	out = w.invoke(t, "onDelete", w.sqsBatch(t, "Object Deleted", deletedKey, neverSynced))
+	assert.Empty(t, failedItems(t, out))
+	assert.False(t, w.onSecondary(t, deletedKey), "onDelete removed the copy")
+
+	// backfill: objects no event announced (small and multipart), a delete
+	// no event announced, an orphan on the secondary.
+	w.put(t, primaryBucket, lateKey, 3<<10)
+	w.put(t, primaryBucket, lateBigKey, bigSize)
+	w.put(t, primaryBucket, lateBadPartKey, bigSize)
+	w.put(t, secondaryBucket, orphanKey, 100)
+	w.delete(t, lostDelKey)
+	w.fail(lateBadPartKey, "UploadPart")
+	out = w.invoke(t, "backfill", map[string]any{"phases": []string{"recover", "reconcile", "sync", "orphans"}, "orphans": "delete"})
+	w.fail(lateBadPartKey, "")
+	var brep backfill.Report
+	require.NoError(t, json.Unmarshal(out, &brep), "%s", out)
+	assert.GreaterOrEqual(t, brep.Sync.Synced, int64(2), "%s", out)
+	assert.GreaterOrEqual(t, brep.Sync.Failed, int64(1), "%s", out)
+	assert.False(t, w.onSecondary(t, lateBadPartKey), "a failed multipart upload leaves no object")
+	assert.True(t, w.onSecondary(t, lateKey), "backfill copied %s", lateKey)
+	assert.True(t, w.onSecondary(t, lateBigKey), "backfill copied %s", lateBigKey)
+	assert.False(t, w.onSecondary(t, lostDelKey), "backfill propagated the lost delete")
+	assert.False(t, w.onSecondary(t, orphanKey), "backfill deleted the orphan")
+
+	// verify: fast mode reads stored checksums (HEAD in checksum mode) and
+	// falls back to reading the bytes (multipart copies, primaries).
+	out = w.invoke(t, "verify", map[string]any{"mode": "fast"})
+	var vrep verify.Report
+	require.NoError(t, json.Unmarshal(out, &vrep), "%s", out)
+	assert.GreaterOrEqual(t, vrep.Secondary.Matched, int64(4), "%s", out)
+	assert.Positive(t, vrep.Secondary.Fast, "%s", out)
+	assert.Zero(t, vrep.Secondary.Errors+vrep.Primary.Errors+vrep.Secondary.Mismatched, "%s", out)
+}
+
+// TestScenario runs every function against MinIO, each as its own user
+// limited to its role's statements (proof 2: enforcement by a real server),
+// records every S3 request each one makes and checks the recording against
+// testdata/calls.json, which the infra test checks against the synthesized
+// template (proof 1). `go test ./internal/iamcheck -run TestScenario -update`
+// (or `make iam-fixtures`) rewrites the fixture.
+func TestScenario(t *testing.T) {
+	pols, err := iamcheck.ReadPolicies()
+	require.NoError(t, err)
+	w := newWorld(t, pols)
+	w.scenario(t)
+	got := w.rec.Calls()
+	for _, c := range got {
+		assert.NotContains(t, c.Operation, "Unknown", "unclassified request %s: teach iamcheck.Classify", c)
+	}
+	if *update {
+		require.NoError(t, iamcheck.WriteCalls(got))
+		return
+	}
+	want, err := iamcheck.ReadCalls()
+	require.NoError(t, err)
+	assert.Equal(t, want, got, "the functions' S3 calls changed: run `make iam-fixtures` and check the grants (docs/infrastructure.md)")
+}
+
+// TestEnforcementFailsWithOneActionRemoved is the other half of proof 2:
+// with one action removed from a role, MinIO refuses the call and the
+// function's work fails. (MinIO does not check the x-amz-tagging header of
+// PutObject, so the tagging case uses a multipart copy, whose
+// PutObjectTagging call it does check.)
+func TestEnforcementFailsWithOneActionRemoved(t *testing.T) {
+	pols, err := iamcheck.ReadPolicies()
+	require.NoError(t, err)
+	cut := iamcheck.Policies{}
+	for fn, sts := range pols {
+		cut[fn] = sts
+	}
+	cut["onCreate"] = iamcheck.Without(pols["onCreate"], "s3:PutObjectTagging")
+	cut["onDelete"] = iamcheck.Without(pols["onDelete"], "s3:DeleteObject")
+	cut["verify"] = iamcheck.Without(pols["verify"], "s3:GetObject")
+	cut["backfill"] = iamcheck.Without(pols["backfill"], "s3:ListBucket")
+	w := newWorld(t, cut)
+
+	w.put(t, primaryBucket, bigKey, bigSize)
+	w.put(t, primaryBucket, smallKey, 1000)
+	out := w.invoke(t, "onCreate", w.sqsBatch(t, "Object Created", bigKey, smallKey))
+	assert.Equal(t, []string{bigKey}, failedItems(t, out), "without s3:PutObjectTagging the multipart copy's tagging is refused")
+	assert.False(t, w.onSecondary(t, bigKey))
+
+	w.delete(t, smallKey)
+	out = w.invoke(t, "onDelete", w.sqsBatch(t, "Object Deleted", smallKey))
+	assert.Equal(t, []string{smallKey}, failedItems(t, out), "without s3:DeleteObject the secondary copy cannot be deleted")
+	assert.True(t, w.onSecondary(t, smallKey))
+
+	_, err = w.handlers["backfill"].Invoke(t.Context(), []byte(`{"phases":["reconcile"]}`))
+	assert.Error(t, err, "without s3:ListBucket backfill cannot list the primary")
+
+	out = w.invoke(t, "verify", map[string]any{"mode": "deep"})
+	var vrep verify.Report
+	require.NoError(t, json.Unmarshal(out, &vrep))
+	assert.Positive(t, vrep.Secondary.Errors+vrep.Primary.Errors+vrep.Primary.Missing, "without s3:GetObject verify cannot read: %s", out)
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
