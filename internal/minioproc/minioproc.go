@@ -315,7 +315,10 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 		if resp, err := client.Do(req); err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// Live answers 200 before the object layer is up; until then it
+			// says so in x-minio-server-status ("offline") and S3 requests
+			// fail with XMinioServerNotInitialized.
+			if resp.StatusCode == http.StatusOK && resp.Header.Get("X-Minio-Server-Status") == "" {
 				return nil
 			}
 		}
