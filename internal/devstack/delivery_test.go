@@ -16,6 +16,7 @@ import (
 
 	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/internal/minioproc"
+	geoevents "github.com/geoblob/geoblob/shared/events"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
@@ -204,7 +205,26 @@ func TestEventsMissedWhileDownAreBackfilled(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, c.Queued, "nothing was queued while down")
 
-	scheduled := &devstack.InProcess{Schedules: devstack.Schedules{Backfill: time.Second, Verify: time.Second, FirstRun: 200 * time.Millisecond}}
+	var (
+		mu         sync.Mutex
+		dispatched []string
+	)
+	scheduled := &devstack.InProcess{
+		Schedules: devstack.Schedules{Backfill: time.Second, Verify: time.Second, FirstRun: 200 * time.Millisecond},
+		Observe: func(d devstack.Delivery) {
+			b, err := geoevents.Parse(d.Body)
+			if err != nil || d.Err != nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, m := range b.Messages {
+				for _, r := range m.Syncs {
+					dispatched = append(dispatched, r.Key)
+				}
+			}
+		},
+	}
 	_, err = scheduled.StartEvents(ctx, s)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = scheduled.Close(context.Background()) })
@@ -218,6 +238,9 @@ func TestEventsMissedWhileDownAreBackfilled(t *testing.T) {
 	ok, err := secondary.Exists(ctx, "generic/missed/1.0.0/missed.bin")
 	require.NoError(t, err)
 	assert.True(t, ok)
+	mu.Lock()
+	assert.Contains(t, dispatched, "generic/missed/1.0.0/missed.bin", "backfill dispatched the copy to the handler through the sync-request queue")
+	mu.Unlock()
 	require.Eventually(t, func() bool {
 		ok, err := secondary.Exists(ctx, "generic/early/1.0.0/early.bin")
 		return err == nil && !ok

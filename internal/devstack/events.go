@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/geoblob/geoblob/shared/app"
+	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/metrics/prom"
 )
@@ -68,7 +69,9 @@ func ServeEvents(ctx context.Context, o ServeOptions) error {
 		"dead_letters", o.Queue.DeadLetterDir, "primary", o.Config.Primary.Name, "secondary", o.Config.Secondary.Name)
 	schedCtx, stopSched := context.WithCancel(ctx)
 	schedDone := make(chan error, 1)
-	go func() { schedDone <- o.Schedules.Run(schedCtx, o.Config, o.Getenv, logger, app.WithCopies(copies)) }()
+	sched := o.Schedules
+	sched.Dispatcher = d.dispatcher()
+	go func() { schedDone <- sched.Run(schedCtx, o.Config, o.Getenv, logger, app.WithCopies(copies)) }()
 	var serveErr error
 	select {
 	case serveErr = <-d.srv.Done():
@@ -86,11 +89,13 @@ func ServeEvents(ctx context.Context, o ServeOptions) error {
 
 // delivery is a running receiver with its queue worker.
 type delivery struct {
-	srv       *EventServer
-	rec       *Receiver
-	queue     *Queue
+	srv   *EventServer
+	rec   *Receiver
+	queue *Queue
+	// syncQueue carries backfill's sync requests to the same handler.
+	syncQueue *Queue
 	stopQueue context.CancelFunc
-	queueDone chan error
+	queueDone chan error // one result per queue worker
 }
 
 // startDelivery opens the spool, starts the queue worker and listens on addr
@@ -116,11 +121,20 @@ func startDelivery(ctx context.Context, addr string, inv Invoker, metricsHandler
 	if err != nil {
 		return nil, err
 	}
+	sq, err := OpenQueue(syncQueueOptions(qo))
+	if err != nil {
+		_ = srv.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	qctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	d := &delivery{srv: srv, rec: rec, queue: q, stopQueue: stop, queueDone: make(chan error, 1)}
+	d := &delivery{srv: srv, rec: rec, queue: q, syncQueue: sq, stopQueue: stop, queueDone: make(chan error, 2)}
 	go func() { d.queueDone <- q.Run(qctx) }()
+	go func() { d.queueDone <- sq.Run(qctx) }()
 	return d, nil
 }
+
+// dispatcher is backfill's way into the local sync-request queue.
+func (d *delivery) dispatcher() backfill.Dispatcher { return QueueDispatcher{Queue: d.syncQueue} }
 
 // close stops accepting POSTs, then stops the queue worker (waiting for
 // the invocations in flight; what is not acknowledged stays spooled).
@@ -129,13 +143,16 @@ func (d *delivery) close(ctx context.Context) error {
 	defer cancel()
 	srvErr := d.srv.Close(shutdown)
 	d.stopQueue()
-	var qErr error
-	select {
-	case qErr = <-d.queueDone:
-	case <-shutdown.Done():
-		qErr = fmt.Errorf("devstack: queue worker did not stop: %w", shutdown.Err())
+	var qErrs []error
+	for range 2 {
+		select {
+		case err := <-d.queueDone:
+			qErrs = append(qErrs, err)
+		case <-shutdown.Done():
+			return errors.Join(srvErr, fmt.Errorf("devstack: queue worker did not stop: %w", shutdown.Err()))
+		}
 	}
-	return errors.Join(srvErr, qErr)
+	return errors.Join(srvErr, errors.Join(qErrs...))
 }
 
 // Daemon runs the event receiver as a background process of the geoblob
@@ -311,7 +328,9 @@ func (p *InProcess) StartEvents(ctx context.Context, s Settings) (string, error)
 	}
 	schedCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	p.schedDone = make(chan error, 1)
-	go func() { p.schedDone <- p.Schedules.Run(schedCtx, cfg, getenv, logger, app.WithCopies(copies)) }()
+	sched := p.Schedules
+	sched.Dispatcher = d.dispatcher()
+	go func() { p.schedDone <- sched.Run(schedCtx, cfg, getenv, logger, app.WithCopies(copies)) }()
 	p.d, p.closeApp, p.stopSched = d, closeApp, stop
 	return fmt.Sprintf("%-15s %s (in-process)", "started", s.EventsURL()), nil
 }

@@ -24,6 +24,10 @@ type Schedules struct {
 	Verify   time.Duration
 	// FirstRun is the delay before the first pass of each (default 5 s).
 	FirstRun time.Duration
+	// Dispatcher, when set, makes backfill dispatch sync requests to it
+	// (the local sync-request queue) instead of copying in process, with a
+	// window of SyncQueueConcurrency x GEOBLOB_COPY_CONCURRENCY claims.
+	Dispatcher backfill.Dispatcher
 }
 
 // DefaultSchedules are the daemon's: both every minute, first after 5 s.
@@ -68,6 +72,9 @@ func (sc Schedules) Run(ctx context.Context, cfg config.Config, getenv func(stri
 			return fmt.Errorf("devstack: backfill schedule: %w", err)
 		}
 		defer svc.Close()
+		if sc.Dispatcher != nil {
+			svc.Runner = svc.Runner.WithDispatcher(sc.Dispatcher, SyncQueueConcurrency*cfg.CopyConcurrency)
+		}
 		started++
 		go func() {
 			every(ctx, sc.FirstRun, sc.Backfill, func() { runBackfillPass(ctx, svc.Runner, logger) })

@@ -19,6 +19,18 @@ type Dispatcher interface {
 	SendSync(ctx context.Context, reqs []events.SyncRequest) error
 }
 
+// WithDispatcher returns a Runner like r whose sync phase dispatches to d
+// with at most window claims in flight (the local stack plugs its queue in
+// this way; in AWS, Build does it from GEOBLOB_SYNC_QUEUE_URL).
+func (r *Runner) WithDispatcher(d Dispatcher, window int) *Runner {
+	o := r.o
+	o.Dispatcher = d
+	if window > 0 {
+		o.Config.Window = window
+	}
+	return &Runner{o: o, log: r.log}
+}
+
 // quarantineEvery is how often a long dispatch pass parks rows that used
 // up their attempts.
 const quarantineEvery = 10 * time.Second
