@@ -102,6 +102,7 @@ func TestLocalStackSameFunctionsQueuesAndAlarms(t *testing.T) {
 		assert.Equal(t, "geoblob/registry", vars["GEOBLOB_DATABASE_SECRET_ARN"], "%s: the secret imported by name", spec.Name)
 		assert.NotContains(t, vars, "GEOBLOB_DATABASE_HOST", spec.Name)
 		assert.NotContains(t, vars, "GEOBLOB_DATABASE_URL", spec.Name)
+		assert.Equal(t, "disable", vars["GEOBLOB_DATABASE_SSLMODE"], "%s: LocalStack's PostgreSQL has no TLS", spec.Name)
 		assert.Equal(t, "true", vars["GEOBLOB_S3_PATH_STYLE"], "%s: LocalStack's AWS_ENDPOINT_URL is an IP address", spec.Name)
 
 		// Each function may read the registry secret, by its name.

@@ -299,6 +299,7 @@ func functionEnv(c Config, s *SecondaryStack) map[string]*string {
 	if s.Proxy != nil {
 		e["GEOBLOB_DATABASE_HOST"] = s.Proxy.Endpoint()
 	}
+	e["GEOBLOB_DATABASE_SSLMODE"] = jsii.String(databaseSSLMode(c))
 	if len(c.DataTypes) > 0 {
 		e["GEOBLOB_DATA_TYPES"] = jsii.String(strings.Join(c.DataTypes, ","))
 	}

@@ -53,6 +53,8 @@ func TestFunctions(t *testing.T) {
 			assert.Equal(t, "info", vars["GEOBLOB_LOG_LEVEL"])
 			assert.Equal(t, "9m", vars["GEOBLOB_BACKFILL_BUDGET"], "extraEnv")
 			assert.NotContains(t, vars, "GEOBLOB_DATABASE_URL", "no password in the environment")
+			assert.Equal(t, "verify-full", vars["GEOBLOB_DATABASE_SSLMODE"], "the proxy's certificate and host name are verified")
+			assert.NotContains(t, vars, "GEOBLOB_DATABASE_CA_FILE", "system roots: RDS Proxy's ACM certificates chain to the Amazon roots")
 
 			// Its log group keeps logs for the configured retention.
 			lg := p["LoggingConfig"].(map[string]any)["LogGroup"].(map[string]any)["Ref"].(string)

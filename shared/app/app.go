@@ -187,8 +187,10 @@ var _ SecretGetter = (*secretsmanager.Client)(nil)
 var ErrSecret = errors.New("app: database secret")
 
 // DatabaseURL returns the registry's PostgreSQL URL: GEOBLOB_DATABASE_URL when
-// set, else one built from the Secrets Manager secret (RDS JSON: host, port,
-// username, password, dbname) with GEOBLOB_DATABASE_HOST overriding the host.
+// set (as is), else one built from the Secrets Manager secret (RDS JSON:
+// host, port, username, password, dbname) with GEOBLOB_DATABASE_HOST
+// overriding the host and TLS verified (WithTLS: GEOBLOB_DATABASE_SSLMODE,
+// GEOBLOB_DATABASE_CA_FILE).
 // sm may be nil, in which case a client is created for the secret's region.
 func DatabaseURL(ctx context.Context, cfg config.Config, sm SecretGetter) (string, error) {
 	if cfg.DatabaseURL != "" {
@@ -212,7 +214,35 @@ func DatabaseURL(ctx context.Context, cfg config.Config, sm SecretGetter) (strin
 	if err != nil {
 		return "", fmt.Errorf("app: read secret GEOBLOB_DATABASE_SECRET_ARN=%s: %w", cfg.DatabaseSecretARN, err)
 	}
-	return SecretURL(aws.ToString(out.SecretString), cfg.DatabaseHost)
+	u, err := SecretURL(aws.ToString(out.SecretString), cfg.DatabaseHost)
+	if err != nil {
+		return "", err
+	}
+	return WithTLS(u, cfg.DatabaseSSLMode, cfg.DatabaseCAFile)
+}
+
+// WithTLS returns dsn with TLS settings: sslmode (default verify-full: the
+// server's certificate must chain to a trusted CA and name the host we
+// dialled) and, when caFile is set, sslrootcert=caFile (those CAs only);
+// otherwise the system trust store is used. RDS Proxy presents ACM
+// certificates that chain to the Amazon roots of the system store, so no
+// bundle needs to ship with the functions; a direct Aurora connection needs
+// the RDS CA bundle in caFile.
+func WithTLS(dsn, sslmode, caFile string) (string, error) {
+	if sslmode == "" {
+		sslmode = "verify-full"
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", fmt.Errorf("%w: database URL: %v", ErrSecret, redact(err))
+	}
+	q := u.Query()
+	q.Set("sslmode", sslmode)
+	if caFile != "" && sslmode != "disable" {
+		q.Set("sslrootcert", caFile)
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 // dbSecret is the RDS secret JSON format. Port may be a number or a string.

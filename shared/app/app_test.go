@@ -63,7 +63,7 @@ func TestDatabaseURL(t *testing.T) {
 	cfg := config.Config{DatabaseSecretARN: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:geoblob-db-AbCdEf", DatabaseHost: "proxy.internal"}
 	u, err = app.DatabaseURL(ctx, cfg, staticSecret(`{"host":"writer.internal","port":5432,"username":"u","password":"p","dbname":"geoblob"}`))
 	require.NoError(t, err)
-	assert.Equal(t, "postgres://u:p@proxy.internal:5432/geoblob", u)
+	assert.Equal(t, "postgres://u:p@proxy.internal:5432/geoblob?sslmode=verify-full", u, "TLS verified by default")
 }
 
 // TestBuildReplicates builds the App from environment-style configuration

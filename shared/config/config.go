@@ -33,6 +33,8 @@ var Reference = []Var{
 	{"GEOBLOB_DATABASE_URL", "", "PostgreSQL URL of the registry (postgres://user:pass@host:port/db). Required unless GEOBLOB_DATABASE_SECRET_ARN is set."},
 	{"GEOBLOB_DATABASE_SECRET_ARN", "", "Secrets Manager secret, by ARN or name (RDS JSON format: host, port, username, password, dbname), used instead of GEOBLOB_DATABASE_URL."},
 	{"GEOBLOB_DATABASE_HOST", "", "Host that overrides the secret's host (e.g. the RDS Proxy endpoint)."},
+	{"GEOBLOB_DATABASE_SSLMODE", "verify-full", "TLS to the registry when the URL is built from the secret: verify-full (certificate chain and host name), verify-ca, require or disable (local stacks without TLS only)."},
+	{"GEOBLOB_DATABASE_CA_FILE", "(system roots)", "PEM file of the CAs the registry's certificate must chain to (e.g. the RDS CA bundle for a direct Aurora connection); empty uses the system trust store, which holds the Amazon roots RDS Proxy certificates chain to."},
 	{"GEOBLOB_PRIMARY_BUCKET", "", "Primary bucket (the package registry's bucket). Required."},
 	{"GEOBLOB_PRIMARY_REGION", "AWS_REGION", "Region of the primary bucket."},
 	{"GEOBLOB_PRIMARY_ENDPOINT", "", "S3 endpoint URL of the primary (LocalStack, MinIO); empty for AWS."},
@@ -76,6 +78,10 @@ type Config struct {
 	DatabaseURL       string
 	DatabaseSecretARN string
 	DatabaseHost      string
+	// DatabaseSSLMode and DatabaseCAFile set TLS for URLs built from the
+	// secret (GEOBLOB_DATABASE_URL carries its own sslmode).
+	DatabaseSSLMode string
+	DatabaseCAFile  string
 
 	Primary   Bucket
 	Secondary Bucket
@@ -109,6 +115,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		DatabaseURL:       r.Str("GEOBLOB_DATABASE_URL"),
 		DatabaseSecretARN: r.Str("GEOBLOB_DATABASE_SECRET_ARN"),
 		DatabaseHost:      r.Str("GEOBLOB_DATABASE_HOST"),
+		DatabaseSSLMode:   r.sslMode("GEOBLOB_DATABASE_SSLMODE"),
+		DatabaseCAFile:    r.Str("GEOBLOB_DATABASE_CA_FILE"),
 		PathStyle:         r.Bool("GEOBLOB_S3_PATH_STYLE", false),
 		CopyConcurrency:   int(r.Int("GEOBLOB_COPY_CONCURRENCY", 10, 1, 10_000)),
 		// S3 multipart: parts are 5 MiB..5 GiB; a single PUT takes at most 5 GiB.
@@ -163,6 +171,20 @@ func (c Config) Catalog() (*datatype.Catalog, error) {
 }
 
 type reader struct{ *Env }
+
+// sslMode reads a libpq sslmode that never falls back to plain text
+// silently (allow and prefer do); default verify-full.
+func (r *reader) sslMode(name string) string {
+	switch v := r.Str(name); v {
+	case "":
+		return "verify-full"
+	case "verify-full", "verify-ca", "require", "disable":
+		return v
+	default:
+		r.Fail(name, "must be verify-full, verify-ca, require or disable, got %q", v)
+		return "verify-full"
+	}
+}
 
 func (r *reader) level(name string) slog.Level {
 	var l slog.Level
