@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/shared/config"
@@ -69,7 +68,7 @@ func acceptPrimary(ctx context.Context, getenv func(string) string, id int64, st
 		return err
 	}
 	defer svc.Close()
-	if err := svc.Store.AcceptPrimary(ctx, id, time.Now()); err != nil {
+	if err := svc.Store.AcceptPrimary(ctx, id); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "row %d: primary content accepted; it will be copied to the secondary by the next sync\n", id)

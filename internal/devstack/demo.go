@@ -327,7 +327,7 @@ func demoVerify(ctx context.Context, cfg config.Config, getenv func(string) stri
 		if rep.Secondary.Checked+rep.Primary.Checked > 0 && !rep.BudgetExhausted {
 			continue
 		}
-		if sums, err = svc.Store.Summary(ctx); err != nil {
+		if sums, err = svc.Store.VerificationSummaries(ctx); err != nil {
 			return fmt.Errorf("devstack: %w", err)
 		}
 		if allVerified(sums) || time.Now().After(deadline) {

@@ -101,7 +101,7 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...
 		Config:    cfg,
 		Logger:    logger,
 		Pool:      pool,
-		Registry:  registry.New(pool, registry.Options{Logger: logger}),
+		Registry:  registry.New(pool, registry.Options{KeyPrefixes: catalog.Prefixes(), Logger: logger}),
 		Primary:   blobstore.New(primaryClient, cfg.Primary.Name, storeOpts),
 		Secondary: blobstore.New(secondaryClient, cfg.Secondary.Name, storeOpts),
 		Catalog:   catalog,

@@ -35,6 +35,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/geoblob/geoblob/shared/blobstore"
@@ -45,7 +46,7 @@ import (
 )
 
 // Registry is the part of the registry backfill uses; *registry.Store
-// satisfies it.
+// satisfies it. Selective sync (key prefixes) is applied by the registry.
 type Registry interface {
 	// ClaimDue claims due rows, pending first, fair across types, SKIP LOCKED.
 	ClaimDue(ctx context.Context, opts registry.ClaimOptions) ([]registry.Claim, error)
@@ -55,6 +56,26 @@ type Registry interface {
 	CountStarted(ctx context.Context) (int64, error)
 	// MarkFailed fails a claim (compare-and-set on its generation).
 	MarkFailed(ctx context.Context, c registry.Claim, failure string, missingOnPrimary bool) (bool, error)
+	// CountDue counts the rows ClaimDue would claim now.
+	CountDue(ctx context.Context, dataTypes []string) (int64, error)
+	// StageListed registers a batch of listed objects in tx.
+	StageListed(ctx context.Context, tx pgx.Tx, objs []registry.ListedObject, now, unchangedSince time.Time) (int64, []registry.KeyRef, error)
+	// ListingOrphans returns live rows in a key range not in tx's batch.
+	ListingOrphans(ctx context.Context, tx pgx.Tx, dataTypes []string, after string, upTo *string, createdBefore time.Time) ([]registry.KeyRef, error)
+	// RememberStaged records tx's batch as seen by an inventory pass.
+	RememberStaged(ctx context.Context, tx pgx.Tx, cursor string) error
+	// InventoryOrphans returns live rows an inventory pass did not see.
+	InventoryOrphans(ctx context.Context, cursor string, dataTypes []string, createdBefore time.Time, afterID int64, limit int) ([]registry.KeyRef, int64, error)
+	// Quarantine parks failed rows that used up their attempts.
+	Quarantine(ctx context.Context, maxAttempts int, dataTypes []string) (int64, error)
+	// ResyncQuarantined ends the quarantine of rows.
+	ResyncQuarantined(ctx context.Context, dataTypes []string, key string) (int64, error)
+	// QuarantineStatus counts quarantined, pending and failed rows per type.
+	QuarantineStatus(ctx context.Context, dataTypes []string) ([]registry.QuarantineStats, error)
+	// LiveKeys returns the keys that have a live row.
+	LiveKeys(ctx context.Context, keys, dataTypes []string) ([]string, error)
+	// Health reads the replication health of data types.
+	Health(ctx context.Context, dataTypes []string) (registry.Health, error)
 }
 
 // Engine syncs claims and applies events; *replication.Engine satisfies it.
@@ -109,10 +130,10 @@ var (
 // Options are a Runner's dependencies.
 type Options struct {
 	Config   Config
-	Pool     *pgxpool.Pool // the registry's database (cursor, staging, quarantine SQL)
+	Pool     *pgxpool.Pool // the registry's database (cursors, and the transactions of a batch)
 	Registry Registry
 	Engine   Engine
-	Catalog  *datatype.Catalog // enabled data types (selective sync)
+	Catalog  *datatype.Catalog // enabled data types and selected key prefixes
 	Primary  Primary
 	// PrimaryBucket names the primary in cursor names; default "primary".
 	PrimaryBucket string

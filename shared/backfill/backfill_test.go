@@ -248,13 +248,13 @@ func TestRecoverStuckRows(t *testing.T) {
 // and synced; turning a type off stops its work but deletes nothing.
 func TestSelectiveSync(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{types: []string{"npm_package_file", "generic_package_file"}})
+	e := newEnv(t, envOptions{types: []string{"npm_package_file", "generic_package_file"},
+		keyPrefixes: []string{"npm/", "generic/team-x/"}})
 	e.put("npm/a/-/a-1.0.0.tgz", []byte("a"))
 	e.put("npm/b/-/b-1.0.0.tgz", []byte("b"))
 	e.put("generic/team-x/f.bin", []byte("x"))
 	e.put("generic/team-y/f.bin", []byte("y"))
 	e.put("maven/com/x/1/x.jar", []byte("maven is off"))
-	e.cfg.Prefixes = []string{"npm/", "generic/team-x/"}
 
 	rep := e.run(backfill.Request{Orphans: backfill.OrphansDelete, Phases: []backfill.Phase{
 		backfill.PhaseReconcile, backfill.PhaseSync, backfill.PhaseOrphans}})
@@ -272,6 +272,7 @@ func TestSelectiveSync(t *testing.T) {
 	// Turn npm off: its copies and rows stay; its new objects are ignored.
 	cat, err := datatypeCatalog("generic_package_file")
 	require.NoError(t, err)
+	cat = cat.WithPrefixes(e.catalog.Prefixes()...)
 	engine, err := replication.New(replication.Options{Registry: e.reg, Primary: e.primary, Secondary: e.secondary,
 		Catalog: cat, Logger: e.opts.Logger})
 	require.NoError(t, err)

@@ -56,7 +56,6 @@ type Config struct {
 	BatchSize   int
 	ClaimSize   int
 	MaxAttempts int
-	Prefixes    []string // selective sync; set from config.Config.KeyPrefixes (GEOBLOB_KEY_PREFIXES)
 	Orphans     OrphanMode
 	// RelistInterval: a completed listing pass is not restarted before it.
 	RelistInterval time.Duration
@@ -175,18 +174,4 @@ func ParseS3URL(s string) (S3URL, error) {
 		return S3URL{}, fmt.Errorf("%w: %q is not an s3://bucket/key URL", ErrInvalidConfig, s)
 	}
 	return S3URL{Bucket: u.Host, Key: strings.TrimPrefix(u.Path, "/")}, nil
-}
-
-// Selected reports whether key falls under the configured prefixes (always
-// true without prefixes).
-func (c Config) Selected(key string) bool {
-	if len(c.Prefixes) == 0 {
-		return true
-	}
-	for _, p := range c.Prefixes {
-		if strings.HasPrefix(key, p) {
-			return true
-		}
-	}
-	return false
 }

@@ -30,11 +30,7 @@ func TestConfigFromEnv(t *testing.T) {
 	assert.Equal(t, []backfill.Phase{backfill.PhaseReconcile, backfill.PhaseSync}, c.Phases, "canonical order")
 	assert.Equal(t, &backfill.S3URL{Bucket: "inv-bucket", Key: "inventory/primary/all/"}, c.Inventory)
 	assert.Equal(t, 4, c.MaxAttempts)
-	assert.Empty(t, c.Prefixes, "prefixes come from GEOBLOB_KEY_PREFIXES (shared/config)")
 	assert.Equal(t, backfill.OrphansReport, c.Orphans)
-	c.Prefixes = []string{"npm/", "maven/com/"}
-	assert.True(t, c.Selected("npm/x.tgz"))
-	assert.False(t, c.Selected("pypi/x.whl"))
 
 	_, err = backfill.ConfigFromEnv(env(map[string]string{
 		"GEOBLOB_BACKFILL_BUDGET":            "soon",

@@ -52,6 +52,7 @@ type env struct {
 
 type envOptions struct {
 	types       []string // enabled data types; nil = all built-in
+	keyPrefixes []string // selective sync (catalog and registry); nil = all keys
 	regOpts     registry.Options
 	sdkAttempts int // SDK attempts per request; 0 = SDK default
 	concurrency int
@@ -68,6 +69,7 @@ func newEnv(t testing.TB, eo envOptions) *env {
 	t.Helper()
 	e := &env{t: t}
 	e.pool = registrytest.NewPool(t)
+	eo.regOpts.KeyPrefixes = eo.keyPrefixes
 	e.reg = registry.New(e.pool, eo.regOpts)
 	types := datatype.Builtin()
 	if eo.types != nil {
@@ -77,6 +79,7 @@ func newEnv(t testing.TB, eo envOptions) *env {
 	}
 	cat, err := datatype.NewCatalog(types...)
 	require.NoError(t, err)
+	cat = cat.WithPrefixes(eo.keyPrefixes...)
 	e.catalog = cat
 
 	pEndpoint, sEndpoint := s3test.NewGofakes3(t), s3test.NewGofakes3(t)

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/geoblob/geoblob/shared/blobstore"
 )
 
@@ -75,11 +73,7 @@ func (p *pass) orphanPage(ctx context.Context, page []blobstore.Object) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	rows, err := p.r.o.Pool.Query(ctx, qLiveKeys, keys, p.r.typeNames())
-	if err != nil {
-		return fmt.Errorf("backfill: orphans: live rows: %w", err)
-	}
-	live, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	live, err := p.r.o.Registry.LiveKeys(ctx, keys, p.r.typeNames())
 	if err != nil {
 		return fmt.Errorf("backfill: orphans: live rows: %w", err)
 	}

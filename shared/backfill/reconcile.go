@@ -10,26 +10,13 @@ import (
 
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/events"
+	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/replication"
 )
-
-// staged is one listed object of an enabled type, ready for COPY.
-type staged struct {
-	dataType, key, etag string
-	size                int64
-}
-
-// keyRef names a registry row.
-type keyRef struct {
-	dataType, key string
-}
 
 // select returns the data type of a listed key, or false when the key is
 // outside the selection (no enabled type, or outside the prefixes).
 func (r *Runner) selectKey(key string) (string, bool) {
-	if !r.o.Config.Selected(key) {
-		return "", false
-	}
 	t, ok := r.o.Catalog.Match(key)
 	return t.Name, ok
 }
@@ -62,82 +49,37 @@ func (p *pass) reconcile(ctx context.Context) error {
 	return err
 }
 
-// stage copies batch into the transaction's staging table and registers
-// the objects without a row. It returns the staged objects whose row, not
-// changed since unchangedSince, disagrees with the listing (see
-// qStagedChanged).
-func (p *pass) stage(ctx context.Context, tx pgx.Tx, batch []staged, unchangedSince time.Time) ([]keyRef, error) {
-	if _, err := tx.Exec(ctx, qStageCreate); err != nil {
-		return nil, fmt.Errorf("backfill: staging table: %w", err)
-	}
-	if len(batch) == 0 {
-		return nil, nil
-	}
-	i := 0
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, stageColumns, pgx.CopyFromFunc(func() ([]any, error) {
-		if i == len(batch) {
-			return nil, nil
-		}
-		s := batch[i]
-		i++
-		return []any{s.dataType, s.key, s.size, s.etag}, nil
-	})); err != nil {
-		return nil, fmt.Errorf("backfill: copy %d objects: %w", len(batch), err)
-	}
-	rows, err := tx.Query(ctx, qRegisterStaged, p.r.now(), unchangedSince)
+// stage registers a batch of listed objects in tx (see
+// registry.StageListed) and returns the objects whose row, not changed
+// since unchangedSince, disagrees with the listing.
+func (p *pass) stage(ctx context.Context, tx pgx.Tx, batch []registry.ListedObject, unchangedSince time.Time) ([]registry.KeyRef, error) {
+	n, changed, err := p.r.o.Registry.StageListed(ctx, tx, batch, p.r.now(), unchangedSince)
 	if err != nil {
-		return nil, fmt.Errorf("backfill: register %d objects: %w", len(batch), err)
-	}
-	var (
-		changed []keyRef
-		n       int64
-	)
-	for rows.Next() {
-		var (
-			inserted bool
-			k        keyRef
-		)
-		if err := rows.Scan(&inserted, &k.dataType, &k.key); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("backfill: register %d objects: %w", len(batch), err)
-		}
-		if inserted {
-			n++
-		} else {
-			changed = append(changed, k)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("backfill: register %d objects: %w", len(batch), err)
+		return nil, fmt.Errorf("backfill: %w", err)
 	}
 	p.rep.Reconcile.Registered += n
 	return changed, nil
-}
-
-func scanKeyRef(row pgx.CollectableRow) (keyRef, error) {
-	var k keyRef
-	return k, row.Scan(&k.dataType, &k.key)
 }
 
 // recreate handles listed objects whose row is a tombstone or names
 // another ETag: when a HEAD shows the object on the primary, it goes through
 // the engine like an ObjectCreated event (no sequencer: never stale, keeps
 // the stored one), which copies it.
-func (p *pass) recreate(ctx context.Context, keys []keyRef) error {
+func (p *pass) recreate(ctx context.Context, keys []registry.KeyRef) error {
 	for _, k := range keys {
-		obj, err := p.r.o.Primary.Head(ctx, k.key)
+		obj, err := p.r.o.Primary.Head(ctx, k.Key)
 		switch {
 		case errors.Is(err, blobstore.ErrNotFound):
 			continue // deleted since it was listed
 		case err != nil:
-			return fmt.Errorf("backfill: head %s: %w", k.key, err)
+			return fmt.Errorf("backfill: head %s: %w", k.Key, err)
 		}
 		p.rep.Reconcile.Changed++
 		out, err := p.r.o.Engine.Apply(ctx, events.ObjectEvent{
 			Kind:      events.KindCreated,
 			EventName: "ObjectCreated:Backfill",
 			Source:    EventSource,
-			Key:       k.key,
+			Key:       k.Key,
 			Size:      obj.Size,
 			ETag:      obj.ETag,
 			VersionID: obj.VersionID,
@@ -145,21 +87,13 @@ func (p *pass) recreate(ctx context.Context, keys []keyRef) error {
 		})
 		if err != nil {
 			if ctx.Err() != nil {
-				return fmt.Errorf("backfill: re-register %s: %w", k.key, err)
+				return fmt.Errorf("backfill: re-register %s: %w", k.Key, err)
 			}
 			p.r.log.WarnContext(ctx, "backfill: changed object not copied yet; sync retries it",
-				"data_type", k.dataType, "key", k.key, "outcome", out.String(), "error", err)
+				"data_type", k.DataType, "key", k.Key, "outcome", out.String(), "error", err)
 		}
 	}
 	return nil
-}
-
-// prefixes returns the selected prefixes, nil (SQL NULL) for all keys.
-func (r *Runner) prefixes() []string {
-	if len(r.o.Config.Prefixes) == 0 {
-		return nil
-	}
-	return r.o.Config.Prefixes
 }
 
 func (p *pass) reconcileListing(ctx context.Context) error {
@@ -178,7 +112,7 @@ func (p *pass) reconcileListing(ctx context.Context) error {
 		return err
 	}
 	var (
-		batch      []staged
+		batch      []registry.ListedObject
 		listed     int64
 		batchStart = p.r.now() // when the listing of the batch's first page began
 		fetchStart = batchStart
@@ -206,7 +140,7 @@ func (p *pass) reconcileListing(ctx context.Context) error {
 		for _, o := range page {
 			listed++
 			if t, ok := p.r.selectKey(o.Key); ok {
-				batch = append(batch, staged{dataType: t, key: o.Key, size: o.Size, etag: trimETag(o.ETag)})
+				batch = append(batch, registry.ListedObject{DataType: t, Key: o.Key, Size: o.Size, ETag: trimETag(o.ETag)})
 			}
 		}
 		p.rep.Reconcile.Listed += int64(len(page))
@@ -260,7 +194,7 @@ func (r *Runner) nextListing(c *cursor) time.Time {
 // deletes of live rows in the batch's key range (c.pos.After, upTo] (upTo
 // nil = to the end) that the listing did not contain. Then the cursor moves
 // to upTo.
-func (p *pass) flushListing(ctx context.Context, c *cursor, batch []staged, listed int64, upTo *string, listedSince time.Time) error {
+func (p *pass) flushListing(ctx context.Context, c *cursor, batch []registry.ListedObject, listed int64, upTo *string, listedSince time.Time) error {
 	p.rep.Reconcile.Selected += int64(len(batch))
 	tx, err := p.r.o.Pool.Begin(ctx)
 	if err != nil {
@@ -273,12 +207,7 @@ func (p *pass) flushListing(ctx context.Context, c *cursor, batch []staged, list
 		p.rep.Reconcile.Registered = before
 		return err
 	}
-	rows, err := tx.Query(ctx, qListingOrphans, p.r.typeNames(), c.pos.After, upTo, listedSince, p.r.prefixes())
-	if err != nil {
-		p.rep.Reconcile.Registered = before
-		return fmt.Errorf("backfill: orphan rows: %w", err)
-	}
-	orphans, err := pgx.CollectRows(rows, scanKeyRef)
+	orphans, err := p.r.o.Registry.ListingOrphans(ctx, tx, p.r.typeNames(), c.pos.After, upTo, listedSince)
 	if err != nil {
 		p.rep.Reconcile.Registered = before
 		return fmt.Errorf("backfill: orphan rows: %w", err)
@@ -305,34 +234,34 @@ func (p *pass) flushListing(ctx context.Context, c *cursor, batch []staged, list
 // through the engine exactly like an ObjectRemoved event (tombstone, delete
 // the secondary copy). A failed delete stays a pending tombstone that sync
 // retries, so it does not fail the phase.
-func (p *pass) propagateDeletes(ctx context.Context, orphans []keyRef) error {
+func (p *pass) propagateDeletes(ctx context.Context, orphans []registry.KeyRef) error {
 	for _, o := range orphans {
 		p.rep.Reconcile.OrphanRows++
-		_, err := p.r.o.Primary.Head(ctx, o.key)
+		_, err := p.r.o.Primary.Head(ctx, o.Key)
 		switch {
 		case err == nil:
 			continue // created after the listing page was read
 		case !errors.Is(err, blobstore.ErrNotFound):
-			return fmt.Errorf("backfill: head %s before propagating its delete: %w", o.key, err)
+			return fmt.Errorf("backfill: head %s before propagating its delete: %w", o.Key, err)
 		}
 		p.rep.Reconcile.DeletesQueued++
 		out, err := p.r.o.Engine.Apply(ctx, events.ObjectEvent{
 			Kind:      events.KindRemoved,
 			EventName: "ObjectRemoved:Backfill",
 			Source:    EventSource,
-			Key:       o.key,
+			Key:       o.Key,
 			EventTime: p.r.now(),
 		})
 		if err != nil {
 			if ctx.Err() != nil {
-				return fmt.Errorf("backfill: propagate delete of %s: %w", o.key, err)
+				return fmt.Errorf("backfill: propagate delete of %s: %w", o.Key, err)
 			}
 			p.r.log.WarnContext(ctx, "backfill: delete not propagated yet; sync retries it",
-				"data_type", o.dataType, "key", o.key, "outcome", out.String(), "error", err)
+				"data_type", o.DataType, "key", o.Key, "outcome", out.String(), "error", err)
 			continue
 		}
 		if out == replication.OutcomeIgnored {
-			p.r.log.WarnContext(ctx, "backfill: orphan row of a type the engine ignores", "data_type", o.dataType, "key", o.key)
+			p.r.log.WarnContext(ctx, "backfill: orphan row of a type the engine ignores", "data_type", o.DataType, "key", o.Key)
 		}
 	}
 	return nil
@@ -417,37 +346,10 @@ const orphanBatch = 10_000
 
 // inventoryOrphans returns up to orphanBatch live rows after the cursor's
 // orphan id that the inventory did not list, and the last id.
-func (p *pass) inventoryOrphans(ctx context.Context, c *cursor, createdBefore time.Time) ([]keyRef, int64, error) {
-	// A nested-loop anti-join over the unindexed seen table would take
-	// hours at a million keys; make the planner hash it.
-	tx, err := p.r.o.Pool.Begin(ctx)
+func (p *pass) inventoryOrphans(ctx context.Context, c *cursor, createdBefore time.Time) ([]registry.KeyRef, int64, error) {
+	out, lastID, err := p.r.o.Registry.InventoryOrphans(ctx, c.name, p.r.typeNames(), createdBefore, c.pos.OrphansAfterID, orphanBatch)
 	if err != nil {
-		return nil, 0, fmt.Errorf("backfill: inventory orphan rows: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, "SET LOCAL enable_nestloop = off"); err != nil {
-		return nil, 0, fmt.Errorf("backfill: inventory orphan rows: %w", err)
-	}
-	rows, err := tx.Query(ctx, qInventoryOrphans, c.name, p.r.typeNames(), createdBefore, c.pos.OrphansAfterID, p.r.prefixes())
-	if err != nil {
-		return nil, 0, fmt.Errorf("backfill: inventory orphan rows: %w", err)
-	}
-	defer rows.Close()
-	var (
-		out    []keyRef
-		lastID int64
-	)
-	for len(out) < orphanBatch && rows.Next() {
-		var k keyRef
-		if err := rows.Scan(&lastID, &k.dataType, &k.key); err != nil {
-			return nil, 0, fmt.Errorf("backfill: inventory orphan rows: %w", err)
-		}
-		out = append(out, k)
-	}
-	if len(out) < orphanBatch {
-		if err := rows.Err(); err != nil {
-			return nil, 0, fmt.Errorf("backfill: inventory orphan rows: %w", err)
-		}
+		return nil, 0, fmt.Errorf("backfill: %w", err)
 	}
 	return out, lastID, nil
 }
@@ -455,13 +357,13 @@ func (p *pass) inventoryOrphans(ctx context.Context, c *cursor, createdBefore ti
 // scanInventory registers the manifest's objects from the cursor on; stopped
 // is true when the budget ran out first.
 func (p *pass) scanInventory(ctx context.Context, c *cursor, m Manifest) (stopped bool, err error) {
-	batch := make([]staged, 0, p.r.o.Config.BatchSize)
+	batch := make([]registry.ListedObject, 0, p.r.o.Config.BatchSize)
 	err = ScanInventory(ctx, p.r.o.Inventory, m, c.pos.Inventory, p.r.o.Config.BatchSize,
 		func(entries []InventoryEntry, next InventoryPosition) error {
 			batch = batch[:0]
 			for _, e := range entries {
 				if t, ok := p.r.selectKey(e.Key); ok {
-					batch = append(batch, staged{dataType: t, key: e.Key, size: e.Size, etag: trimETag(e.ETag)})
+					batch = append(batch, registry.ListedObject{DataType: t, Key: e.Key, Size: e.Size, ETag: trimETag(e.ETag)})
 				}
 			}
 			// Rows that are not live (old versions) advance the position
@@ -492,7 +394,7 @@ func (p *pass) scanInventory(ctx context.Context, c *cursor, m Manifest) (stoppe
 
 // flushInventory registers one batch, remembers its keys for the orphan
 // sweep and moves the cursor, all in one transaction.
-func (p *pass) flushInventory(ctx context.Context, c *cursor, batch []staged, listed int64, next InventoryPosition) error {
+func (p *pass) flushInventory(ctx context.Context, c *cursor, batch []registry.ListedObject, listed int64, next InventoryPosition) error {
 	p.rep.Reconcile.Listed += listed
 	p.rep.Reconcile.Selected += int64(len(batch))
 	tx, err := p.r.o.Pool.Begin(ctx)
@@ -509,9 +411,9 @@ func (p *pass) flushInventory(ctx context.Context, c *cursor, batch []staged, li
 	}
 	t1 := time.Now()
 	if len(batch) > 0 {
-		if _, err := tx.Exec(ctx, qSeenStaged, c.name); err != nil {
+		if err := p.r.o.Registry.RememberStaged(ctx, tx, c.name); err != nil {
 			p.rep.Reconcile.Registered = before
-			return fmt.Errorf("backfill: remember seen keys: %w", err)
+			return fmt.Errorf("backfill: %w", err)
 		}
 	}
 	defer func() {

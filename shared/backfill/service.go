@@ -39,7 +39,6 @@ func Build(ctx context.Context, cfg config.Config, getenv func(string) string, l
 	if err != nil {
 		return nil, err
 	}
-	bcfg.Prefixes = cfg.KeyPrefixes // selective sync is one setting for events and backfill
 	a, err := app.Build(ctx, cfg, logger, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("backfill: %w", err)

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/replication"
 )
@@ -146,7 +144,7 @@ func (p *pass) count(out replication.Outcome, err error, c registry.Claim) {
 // rows, round-robin across types, SKIP LOCKED).
 func (r *Runner) claimDue(ctx context.Context, limit int) ([]registry.Claim, error) {
 	claims, err := r.o.Registry.ClaimDue(ctx, registry.ClaimOptions{
-		Limit: limit, DataTypes: r.typeNames(), KeyPrefixes: r.o.Config.Prefixes,
+		Limit: limit, DataTypes: r.typeNames(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("backfill: claim: %w", err)
@@ -157,20 +155,20 @@ func (r *Runner) claimDue(ctx context.Context, limit int) ([]registry.Claim, err
 // CountDue returns how many rows of the enabled types and prefixes a sync
 // would claim now.
 func (r *Runner) CountDue(ctx context.Context) (int64, error) {
-	var n int64
-	if err := r.o.Pool.QueryRow(ctx, qCountDue, r.typeNames(), r.now(), r.prefixes()).Scan(&n); err != nil {
-		return 0, fmt.Errorf("backfill: count due: %w", err)
+	n, err := r.o.Registry.CountDue(ctx, r.typeNames())
+	if err != nil {
+		return 0, fmt.Errorf("backfill: %w", err)
 	}
 	return n, nil
 }
 
 // quarantine parks failed rows that used up their attempts.
 func (p *pass) quarantine(ctx context.Context) error {
-	tag, err := p.r.o.Pool.Exec(ctx, qQuarantine, p.r.o.Config.MaxAttempts, p.r.typeNames(), p.r.now())
+	n, err := p.r.o.Registry.Quarantine(ctx, p.r.o.Config.MaxAttempts, p.r.typeNames())
 	if err != nil {
-		return fmt.Errorf("backfill: quarantine: %w", err)
+		return fmt.Errorf("backfill: %w", err)
 	}
-	if n := tag.RowsAffected(); n > 0 {
+	if n > 0 {
 		p.rep.Sync.Quarantined += n
 		p.r.log.WarnContext(ctx, "backfill: rows quarantined after too many failed attempts",
 			"rows", n, "max_attempts", p.r.o.Config.MaxAttempts)
@@ -187,11 +185,10 @@ func (r *Runner) ResyncQuarantined(ctx context.Context, dataTypes []string, key 
 	if len(dataTypes) == 0 {
 		dataTypes = r.typeNames()
 	}
-	tag, err := r.o.Pool.Exec(ctx, qResyncQuarantined, dataTypes, key, r.now())
+	n, err := r.o.Registry.ResyncQuarantined(ctx, dataTypes, key)
 	if err != nil {
-		return 0, fmt.Errorf("backfill: resync quarantined: %w", err)
+		return 0, fmt.Errorf("backfill: %w", err)
 	}
-	n := tag.RowsAffected()
 	if key != "" && n == 0 {
 		return 0, fmt.Errorf("%w: %s", ErrNotQuarantined, key)
 	}
@@ -200,24 +197,12 @@ func (r *Runner) ResyncQuarantined(ctx context.Context, dataTypes []string, key 
 }
 
 // TypeStatus is the backfill view of one data type.
-type TypeStatus struct {
-	DataType    string
-	Quarantined int64 // failed rows parked until a resync is requested
-	Pending     int64
-	Failed      int64 // failed rows still retried
-}
+type TypeStatus = registry.QuarantineStats
 
 // Status returns per enabled type the quarantined, pending and retried
 // failed rows.
 func (r *Runner) Status(ctx context.Context) ([]TypeStatus, error) {
-	rows, err := r.o.Pool.Query(ctx, qQuarantineStats, r.typeNames())
-	if err != nil {
-		return nil, fmt.Errorf("backfill: status: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (TypeStatus, error) {
-		var s TypeStatus
-		return s, row.Scan(&s.DataType, &s.Quarantined, &s.Pending, &s.Failed)
-	})
+	out, err := r.o.Registry.QuarantineStatus(ctx, r.typeNames())
 	if err != nil {
 		return nil, fmt.Errorf("backfill: status: %w", err)
 	}

@@ -18,7 +18,7 @@ import (
 var ErrInvalidFilter = errors.New("registry: invalid filter")
 
 // Entry is a registry row with every column, as the operator surface shows
-// it.
+// it. The Primary* fields repeat Row.Primary for the operator surface.
 type Entry struct {
 	Row
 	QuarantinedAt                 *time.Time
@@ -31,24 +31,16 @@ type Entry struct {
 	PrimaryMismatchSHA256         string
 }
 
-const entryColumns = RowColumns + `, r.quarantined_at, r.primary_verification_state,
-	r.primary_verified_at, r.primary_verification_retry_count, r.primary_verification_retry_at,
-	coalesce(r.primary_verification_failure, ''), r.primary_checksum_mismatch, r.primary_mismatch_sha256`
+const entryColumns = RowColumns + `, r.quarantined_at`
 
 func scanEntry(r pgx.CollectableRow, extra ...any) (Entry, error) {
 	var e Entry
-	x := &e.Row
-	dest := []any{&x.ID, &x.DataType, &x.ObjectKey,
-		&x.State, &x.Generation, &x.RetryCount, &x.RetryAt, &x.LastSyncFailure,
-		&x.LastSyncedAt, &x.StartedAt, &x.Size, &x.ETag, &x.VersionID, &x.PrimarySHA256,
-		&x.LastSequencer, &x.MissingOnPrimary, &x.DeletedAt,
-		&x.VerificationState, &x.VerificationStartedAt, &x.VerifiedAt, &x.VerificationRetryCount,
-		&x.VerificationRetryAt, &x.VerificationFailure, &x.SecondarySHA256,
-		&x.ChecksumMismatch, &x.CreatedAt, &x.UpdatedAt,
-		&e.QuarantinedAt, &e.PrimaryVerificationState, &e.PrimaryVerifiedAt,
-		&e.PrimaryVerificationRetryCount, &e.PrimaryVerificationRetryAt,
-		&e.PrimaryVerificationFailure, &e.PrimaryChecksumMismatch, &e.PrimaryMismatchSHA256}
+	dest := append(rowDest(&e.Row), &e.QuarantinedAt)
 	err := r.Scan(append(dest, extra...)...)
+	p := e.Row.Primary
+	e.PrimaryVerificationState, e.PrimaryVerifiedAt = p.State, p.VerifiedAt
+	e.PrimaryVerificationRetryCount, e.PrimaryVerificationRetryAt = p.RetryCount, p.RetryAt
+	e.PrimaryVerificationFailure, e.PrimaryChecksumMismatch, e.PrimaryMismatchSHA256 = p.Failure, p.ChecksumMismatch, p.MismatchSHA256
 	return e, err
 }
 

@@ -5,16 +5,20 @@ package registry
 // always r so RowColumns can be used in RETURNING of joins.
 
 // RowColumns is the select list ScanRow reads, in order, for a query whose
-// blob_registry alias is r. Exported so packages with their own queries on
-// blob_registry (backfill, verify) can return Rows and Claims that stay in
-// step with this package.
+// blob_registry alias is r. Every statement of this package that returns
+// rows uses it.
 const RowColumns = `r.id, r.data_type, r.object_key,
 	r.state, r.generation, r.retry_count, r.retry_at, coalesce(r.last_sync_failure, ''),
 	r.last_synced_at, r.started_at, r.size, r.etag, r.version_id, r.primary_sha256,
 	r.last_sequencer, r.missing_on_primary, r.deleted_at,
 	r.verification_state, r.verification_started_at, r.verified_at, r.verification_retry_count,
 	r.verification_retry_at, coalesce(r.verification_failure, ''), r.secondary_sha256,
-	r.checksum_mismatch, r.created_at, r.updated_at`
+	r.checksum_mismatch,
+	r.primary_verification_state, r.primary_verification_started_at, r.primary_verified_at,
+	r.primary_verification_retry_count, r.primary_verification_retry_at,
+	coalesce(r.primary_verification_failure, ''), r.primary_checksum_mismatch,
+	r.primary_mismatch_sha256, r.primary_verification_generation,
+	r.created_at, r.updated_at`
 
 // staleCondition is true when the incoming event (EXCLUDED) is not newer than
 // the stored one: both sequencers known and incoming <= stored.
@@ -119,22 +123,21 @@ ON CONFLICT (data_type, object_key) DO NOTHING
 RETURNING r.id`
 
 // $1 data_type, $2 object_key, $3 now.
-const qClaimKey = `
-UPDATE blob_registry AS r SET
-	state = 1,
-	started_at = $3,
-	generation = r.generation + 1,
-	updated_at = $3
-WHERE r.id = (
+var qClaimKey = `
+WITH chosen AS (
 	SELECT b.id FROM blob_registry b
 	WHERE b.data_type = $1 AND b.object_key = $2 AND b.state IN (0, 3)
 	FOR UPDATE SKIP LOCKED)
-RETURNING ` + RowColumns
+` + syncMachine.claimChosen("$3")
 
-// keyPrefixFilter restricts a claim to keys starting with one of $4
-// (NULL = all keys).
-const keyPrefixFilter = `($4::text[] IS NULL
-			OR EXISTS (SELECT 1 FROM unnest($4::text[]) AS kp(prefix) WHERE starts_with(b.object_key, kp.prefix)))`
+// keyPrefixFilter is selective sync, the one place it is written in SQL:
+// true when the key of the row aliased alias starts with one of the
+// prefixes in parameter param (NULL = all keys). Every claim and every
+// backfill query on rows uses it with the Store's KeyPrefixes.
+func keyPrefixFilter(alias, param string) string {
+	return `(` + param + `::text[] IS NULL
+			OR EXISTS (SELECT 1 FROM unnest(` + param + `::text[]) AS kp(prefix) WHERE starts_with(` + alias + `.object_key, kp.prefix)))`
+}
 
 // $1 limit, $2 data types (NULL = all), $3 now, $4 key prefixes (NULL = all).
 //
@@ -144,7 +147,7 @@ const keyPrefixFilter = `($4::text[] IS NULL
 // order; then it ranks rows within their type and takes the first $1 by
 // (pending before failed, rank, type): round-robin across types. The types
 // of the whole table are found with a loose index scan.
-const qClaimDue = `
+var qClaimDue = `
 WITH RECURSIVE all_types(data_type) AS (
 	(SELECT data_type FROM blob_registry ORDER BY data_type LIMIT 1)
 	UNION ALL
@@ -162,7 +165,7 @@ pending AS (
 		row_number() OVER (PARTITION BY p.data_type ORDER BY p.updated_at, p.id) AS rn
 	FROM types t CROSS JOIN LATERAL (
 		SELECT b.id, b.data_type, b.updated_at FROM blob_registry b
-		WHERE b.data_type = t.data_type AND b.state = 0 AND ` + keyPrefixFilter + `
+		WHERE b.data_type = t.data_type AND b.state = 0 AND ` + keyPrefixFilter("b", "$4") + `
 		ORDER BY b.updated_at, b.id
 		LIMIT $1
 		FOR UPDATE SKIP LOCKED) p
@@ -172,7 +175,7 @@ failed AS (
 		row_number() OVER (PARTITION BY f.data_type ORDER BY f.retry_at, f.id) AS rn
 	FROM types t CROSS JOIN LATERAL (
 		SELECT b.id, b.data_type, b.retry_at FROM blob_registry b
-		WHERE b.data_type = t.data_type AND b.state = 3 AND b.retry_at <= $3 AND ` + keyPrefixFilter + `
+		WHERE b.data_type = t.data_type AND b.state = 3 AND b.retry_at <= $3 AND ` + keyPrefixFilter("b", "$4") + `
 		ORDER BY b.retry_at
 		LIMIT greatest($1 - (SELECT count(*) FROM pending), 0)
 		FOR UPDATE SKIP LOCKED) f
@@ -181,50 +184,47 @@ chosen AS (
 	SELECT id FROM (SELECT * FROM pending UNION ALL SELECT * FROM failed) c
 	ORDER BY prio, rn, data_type LIMIT $1
 )
-UPDATE blob_registry AS r SET
-	state = 1,
-	started_at = $3,
-	generation = r.generation + 1,
-	updated_at = $3
-FROM chosen
-WHERE r.id = chosen.id
-RETURNING ` + RowColumns
+` + syncMachine.claimChosen("$3")
 
-// $1 id, $2 generation, $3 size, $4 sha256, $5 etag, $6 version_id, $7 now.
+// Finish statements of every machine: $1 id, $2 generation, $3 claim time
+// (the token, see machine.token), $4 now, then their own parameters.
+
+// $5 size, $6 sha256, $7 etag, $8 version_id.
 // Tombstones keep their metadata: syncing them means the delete was
 // propagated.
-const qMarkSynced = `
+var qMarkSynced = `
 UPDATE blob_registry AS r SET
 	state = 2,
-	last_synced_at = $7,
+	last_synced_at = $4,
 	retry_count = 0,
 	retry_at = NULL,
 	last_sync_failure = NULL,
 	missing_on_primary = false,
-	size = CASE WHEN r.deleted_at IS NULL THEN $3 ELSE r.size END,
-	primary_sha256 = CASE WHEN r.deleted_at IS NULL AND $4 <> '' THEN $4 ELSE r.primary_sha256 END,
-	etag = CASE WHEN r.deleted_at IS NULL AND $5 <> '' THEN $5 ELSE r.etag END,
-	version_id = CASE WHEN r.deleted_at IS NULL AND $6 <> '' THEN $6 ELSE r.version_id END,
-	verification_state = CASE WHEN r.deleted_at IS NULL AND ($4 <> '' OR r.primary_sha256 <> '')
+	size = CASE WHEN r.deleted_at IS NULL THEN $5 ELSE r.size END,
+	primary_sha256 = CASE WHEN r.deleted_at IS NULL AND $6 <> '' THEN $6 ELSE r.primary_sha256 END,
+	etag = CASE WHEN r.deleted_at IS NULL AND $7 <> '' THEN $7 ELSE r.etag END,
+	version_id = CASE WHEN r.deleted_at IS NULL AND $8 <> '' THEN $8 ELSE r.version_id END,
+	verification_state = CASE WHEN r.deleted_at IS NULL AND ($6 <> '' OR r.primary_sha256 <> '')
 		THEN 0 ELSE 4 END,
 	verification_started_at = NULL,
-	updated_at = $7
-WHERE r.id = $1 AND r.state = 1 AND r.generation = $2`
+	updated_at = $4
+WHERE ` + syncMachine.token()
 
-// $1 id, $2 generation, $3 new retry_count, $4 retry_at, $5 failure,
-// $6 missing_on_primary, $7 now.
-const qMarkFailed = `
+// $5 new retry_count, $6 retry_at, $7 failure, $8 missing_on_primary.
+var qMarkFailed = `
 UPDATE blob_registry AS r SET
 	state = 3,
-	retry_count = $3,
-	retry_at = $4,
-	last_sync_failure = $5,
-	missing_on_primary = $6,
-	updated_at = $7
-WHERE r.id = $1 AND r.state = 1 AND r.generation = $2`
+	retry_count = $5,
+	retry_at = $6,
+	last_sync_failure = $7,
+	missing_on_primary = $8,
+	updated_at = $4
+WHERE ` + syncMachine.token()
 
-// $1 started before, $2 now, $3 failure.
-const qRecoverStuck = `
+// Recover statements of every machine: $1 started before, $2 now, $3
+// failure. Sync: stuck rows fail, due now, and the generation moves so the
+// stuck worker can not finish them.
+var qRecoverStuck = `
 UPDATE blob_registry AS r SET
 	state = 3,
 	retry_at = $2,
@@ -232,7 +232,7 @@ UPDATE blob_registry AS r SET
 	last_sync_failure = $3,
 	generation = r.generation + 1,
 	updated_at = $2
-WHERE r.state = 1 AND r.started_at < $1`
+WHERE ` + syncMachine.stuck()
 
 // $1 data_type, $2 object_key, $3 now. Returns one row when the key exists
 // (changed or already pending).
@@ -428,3 +428,396 @@ WHERE ` + heldFilter
 // $1 at, $2 actor, $3 action, $4 data type, $5 filter, $6 rows.
 const qAuditDR = `
 INSERT INTO registry_audit (at, actor, action, data_type, filter, rows) VALUES ($1, $2, $3, $4, $5, $6)`
+
+// ---- Verification (secondary and primary machines, migration 00020) ----
+
+// dueOffset is the stable per-row reverification offset as a fraction of
+// the spread, in [0, 1): the fractional part of id times the golden ratio
+// (a low-discrepancy sequence), so any run of consecutive ids (rows
+// registered in one burst), however short, is spread evenly over the window.
+const dueOffset = `(r.id * 0.6180339887498949::float8 - floor(r.id * 0.6180339887498949::float8))`
+
+// reverifyDue is true when a row last checked at ts is due for
+// reverification: $3 interval and $4 spread (µs), $2 now; the row's due
+// time is ts + interval - spread·dueOffset.
+func reverifyDue(ts string) string {
+	return ts + ` <= $2 - ($3::bigint - $4::bigint) * interval '1 microsecond'
+	  AND ` + ts + ` + ($3::bigint * interval '1 microsecond')
+	      - ($4::bigint * ` + dueOffset + `) * interval '1 microsecond' <= $2`
+}
+
+// secondaryEligible: rows whose secondary can be verified at all.
+const secondaryEligible = `r.state = 2 AND r.deleted_at IS NULL AND r.primary_sha256 <> ''`
+
+// secondaryReset is the state a secondary claim given back returns to:
+// pending, or disabled when the row is no longer verifiable.
+const secondaryReset = `CASE WHEN ` + secondaryEligible + ` THEN 0 ELSE 4 END`
+
+// giveBack is the statement that returns claims of a verification machine
+// (state and claim-time columns) to resetTo without a result. Recover
+// (stuck claims, recording failure $3): $1 started before, $2 now. Release
+// (one claim, whatever happened to its generation): $1 id, $2 claim time,
+// $3 now.
+func giveBack(state, startedAt, resetTo, failure string, recover bool) string {
+	if recover {
+		return `
+UPDATE blob_registry AS r SET ` + state + ` = ` + resetTo + `, ` + startedAt + ` = NULL,
+	` + failure + ` = $3, updated_at = $2
+WHERE r.` + state + ` = 1 AND r.` + startedAt + ` < $1`
+	}
+	return `
+UPDATE blob_registry AS r SET ` + state + ` = ` + resetTo + `, ` + startedAt + ` = NULL, updated_at = $3
+WHERE r.id = $1 AND r.` + state + ` = 1 AND r.` + startedAt + ` = $2`
+}
+
+var (
+	qRecoverSecondary = giveBack("verification_state", "verification_started_at", secondaryReset, "verification_failure", true)
+	qSecondaryRelease = giveBack("verification_state", "verification_started_at", secondaryReset, "", false)
+	qRecoverPrimary   = giveBack("primary_verification_state", "primary_verification_started_at", "0", "primary_verification_failure", true)
+	qPrimaryRelease   = giveBack("primary_verification_state", "primary_verification_started_at", "0", "", false)
+)
+
+// Verification claims: $1 limit, $2 now, $3 reverify interval (µs), $4
+// reverify spread (µs), $5 key prefixes (NULL = all).
+//
+// Secondary candidates, in priority order: pending rows (never verified
+// since their last copy) in id order; failed verifications whose retry time
+// has come; verified rows due for reverification (oldest first). Each
+// candidate set is locked with SKIP LOCKED so concurrent passes take
+// disjoint rows.
+var qClaimSecondary = `
+WITH pending AS (
+	SELECT r.id, 0 AS prio, 0::float8 AS ord FROM blob_registry r
+	WHERE r.verification_state = 0 AND ` + secondaryEligible + ` AND ` + keyPrefixFilter("r", "$5") + `
+	ORDER BY r.id LIMIT $1 FOR UPDATE SKIP LOCKED
+), failed AS (
+	SELECT r.id, 1, extract(epoch FROM r.verification_retry_at) FROM blob_registry r
+	WHERE r.verification_state = 3 AND r.verification_retry_at <= $2 AND ` + secondaryEligible + `
+	  AND ` + keyPrefixFilter("r", "$5") + `
+	ORDER BY r.verification_retry_at LIMIT $1 FOR UPDATE SKIP LOCKED
+), reverify AS (
+	SELECT r.id, 2, extract(epoch FROM r.verified_at) FROM blob_registry r
+	WHERE r.verification_state = 2 AND ` + secondaryEligible + `
+	  AND ` + reverifyDue("r.verified_at") + `
+	  AND ` + keyPrefixFilter("r", "$5") + `
+	ORDER BY r.verified_at LIMIT $1 FOR UPDATE SKIP LOCKED
+), cand AS (
+	SELECT * FROM pending UNION ALL SELECT * FROM failed UNION ALL SELECT * FROM reverify
+), chosen AS (
+	SELECT id FROM cand ORDER BY prio, ord, id LIMIT $1
+)
+` + secondaryMachine.claimChosen("$2")
+
+// $5 observed sha256, $6 expected sha256.
+var qSecondaryMatch = `
+UPDATE blob_registry AS r SET
+	verification_state = 2,
+	verification_started_at = NULL,
+	verified_at = $4,
+	verification_retry_count = 0,
+	verification_retry_at = NULL,
+	verification_failure = NULL,
+	secondary_sha256 = $5,
+	checksum_mismatch = false,
+	updated_at = $4
+WHERE ` + secondaryMachine.token() + ` AND r.primary_sha256 = $6 AND r.state = 2`
+
+// $5 observed sha256 (” when missing), $6 mismatch, $7 failure, $8
+// retry_at.
+//
+// The secondary is bad: keep the observed checksum, count the failure
+// (verification_retry_count is reset only by qSecondaryMatch, never by a
+// sync, so the backoff keeps growing across repeated mismatches) and send the
+// row back to sync with the same retry time (state failed, generation+1:
+// ClaimDue takes it when retry_at is due and MarkSynced sets verification
+// back to pending). When the primary itself is flagged, copying it would
+// not help: the row only records the failure.
+var qSecondaryBad = `
+UPDATE blob_registry AS r SET
+	verification_state = 3,
+	verification_started_at = NULL,
+	verification_retry_count = r.verification_retry_count + 1,
+	verification_retry_at = $8,
+	verification_failure = $7,
+	secondary_sha256 = $5,
+	checksum_mismatch = $6,
+	state = CASE WHEN r.primary_checksum_mismatch THEN r.state ELSE 3 END,
+	generation = CASE WHEN r.primary_checksum_mismatch THEN r.generation ELSE r.generation + 1 END,
+	retry_at = CASE WHEN r.primary_checksum_mismatch THEN r.retry_at ELSE $8 END,
+	last_sync_failure = CASE WHEN r.primary_checksum_mismatch THEN r.last_sync_failure ELSE $7 END,
+	updated_at = $4
+WHERE ` + secondaryMachine.token() + ` AND r.state = 2
+RETURNING r.state = 3`
+
+// $5 failure, $6 retry_at.
+var qSecondaryError = `
+UPDATE blob_registry AS r SET
+	verification_state = 3,
+	verification_started_at = NULL,
+	verification_retry_count = r.verification_retry_count + 1,
+	verification_retry_at = $6,
+	verification_failure = $5,
+	updated_at = $4
+WHERE ` + secondaryMachine.token()
+
+// primaryLive: rows whose primary can be read.
+const primaryLive = `r.deleted_at IS NULL AND NOT r.missing_on_primary AND r.state <> 1`
+
+// primaryChecked is when the primary's bytes were last hashed, by verify or
+// by the copy that computed primary_sha256 (same expression as the index).
+const primaryChecked = `greatest(coalesce(r.primary_verified_at, '-infinity'), coalesce(r.last_synced_at, '-infinity'))`
+
+// Primary candidates: rows without a primary checksum that are not waiting
+// for a copy (synced or failed; a pending copy computes it anyway);
+// quarantined rows whose generation moved since they were flagged (an event
+// announced new content: check again); failed checks whose retry time has
+// come; rows whose primary was last hashed longer ago than the interval
+// (with spread).
+var qClaimPrimary = `
+WITH unchecked AS (
+	SELECT r.id, 0 AS prio, r.id::float8 AS ord FROM blob_registry r
+	WHERE r.primary_sha256 = '' AND r.deleted_at IS NULL AND NOT r.missing_on_primary
+	  AND r.state IN (2, 3) AND r.primary_verification_state <> 1
+	  AND (r.primary_verification_state <> 3 OR r.primary_verification_retry_at <= $2)
+	  AND ` + keyPrefixFilter("r", "$5") + `
+	ORDER BY r.id LIMIT $1 FOR UPDATE SKIP LOCKED
+), recheck AS (
+	SELECT r.id, 1, r.id::float8 FROM blob_registry r
+	WHERE r.primary_verification_state = 3 AND ` + primaryLive + ` AND r.primary_sha256 <> ''
+	  AND ((r.primary_checksum_mismatch AND r.generation <> r.primary_verification_generation)
+	    OR (NOT r.primary_checksum_mismatch AND r.primary_verification_retry_at <= $2))
+	  AND ` + keyPrefixFilter("r", "$5") + `
+	ORDER BY r.primary_verification_retry_at LIMIT $1 FOR UPDATE SKIP LOCKED
+), reverify AS (
+	SELECT r.id, 2, extract(epoch FROM ` + primaryChecked + `) FROM blob_registry r
+	WHERE r.primary_sha256 <> '' AND r.deleted_at IS NULL AND r.primary_verification_state IN (0, 2, 4)
+	  AND NOT r.missing_on_primary AND r.state <> 1
+	  AND ` + reverifyDue(primaryChecked) + `
+	  AND ` + keyPrefixFilter("r", "$5") + `
+	ORDER BY ` + primaryChecked + ` LIMIT $1 FOR UPDATE SKIP LOCKED
+), cand AS (
+	SELECT * FROM unchecked UNION ALL SELECT * FROM recheck UNION ALL SELECT * FROM reverify
+), chosen AS (
+	SELECT id FROM cand ORDER BY prio, ord, id LIMIT $1
+)
+` + primaryMachine.claimChosen("$2")
+
+// $5 sha256, $6 expected sha256 (” = the row had none: record it). Also
+// turns on secondary verification of a synced row that was waiting for its
+// primary checksum.
+var qPrimaryMatch = `
+UPDATE blob_registry AS r SET
+	primary_sha256 = $5,
+	primary_verification_state = 2,
+	primary_verification_started_at = NULL,
+	primary_verified_at = $4,
+	primary_verification_retry_count = 0,
+	primary_verification_retry_at = NULL,
+	primary_verification_failure = NULL,
+	primary_checksum_mismatch = false,
+	primary_mismatch_sha256 = '',
+	primary_verification_generation = r.generation,
+	verification_state = CASE WHEN r.state = 2 AND r.verification_state = 4 THEN 0 ELSE r.verification_state END,
+	updated_at = $4
+WHERE ` + primaryMachine.token() + ` AND r.primary_sha256 = $6`
+
+// $5 observed sha256, $6 failure. Quarantine: no retry time; the row is
+// looked at again when its generation moves (an event) or an operator
+// decides.
+var qPrimaryMismatch = `
+UPDATE blob_registry AS r SET
+	primary_verification_state = 3,
+	primary_verification_started_at = NULL,
+	primary_verification_retry_count = r.primary_verification_retry_count + 1,
+	primary_verification_retry_at = NULL,
+	primary_verification_failure = $6,
+	primary_checksum_mismatch = true,
+	primary_mismatch_sha256 = $5,
+	primary_verification_generation = r.generation,
+	updated_at = $4
+WHERE ` + primaryMachine.token() + ` AND r.primary_sha256 <> ''`
+
+// $5 failure, $6 retry_at.
+var qPrimaryError = `
+UPDATE blob_registry AS r SET
+	primary_verification_state = 3,
+	primary_verification_started_at = NULL,
+	primary_verification_retry_count = r.primary_verification_retry_count + 1,
+	primary_verification_retry_at = $6,
+	primary_verification_failure = $5,
+	primary_checksum_mismatch = false,
+	primary_verification_generation = r.generation,
+	updated_at = $4
+WHERE ` + primaryMachine.token()
+
+// $1 id, $2 now. An operator accepts the primary's current content: clear the
+// quarantine and send the row to sync (state pending, generation+1); the copy
+// computes the new primary checksum and verification follows.
+const qAcceptPrimary = `
+UPDATE blob_registry AS r SET
+	primary_verification_state = 0,
+	primary_verification_started_at = NULL,
+	primary_verification_retry_count = 0,
+	primary_verification_retry_at = NULL,
+	primary_verification_failure = NULL,
+	primary_checksum_mismatch = false,
+	primary_mismatch_sha256 = '',
+	state = 0,
+	generation = r.generation + 1,
+	retry_count = 0,
+	retry_at = NULL,
+	verification_state = 4,
+	verification_started_at = NULL,
+	updated_at = $2
+WHERE r.id = $1 AND r.primary_checksum_mismatch AND r.deleted_at IS NULL
+RETURNING r.id`
+
+// qVerificationSummary counts live rows per data type.
+const qVerificationSummary = `
+SELECT data_type,
+	count(*),
+	count(*) FILTER (WHERE state = 2),
+	count(*) FILTER (WHERE verification_state = 2),
+	count(*) FILTER (WHERE verification_state = 3),
+	count(*) FILTER (WHERE checksum_mismatch),
+	count(*) FILTER (WHERE verification_state IN (0, 1)),
+	count(*) FILTER (WHERE primary_sha256 <> ''),
+	count(*) FILTER (WHERE primary_verification_state = 2),
+	count(*) FILTER (WHERE primary_checksum_mismatch)
+FROM blob_registry
+WHERE deleted_at IS NULL
+GROUP BY data_type
+ORDER BY data_type`
+
+// ---- Backfill: reconciliation with the primary, quarantine, health ----
+// Keys are compared COLLATE "C" (bytes), the order in which S3 lists them.
+
+// qStageCreate makes the per-connection staging table for one batch of
+// listed objects; ON COMMIT DELETE ROWS empties it after every transaction.
+const qStageCreate = `
+CREATE TEMP TABLE IF NOT EXISTS backfill_batch (
+	data_type  text   NOT NULL,
+	object_key text   NOT NULL,
+	size       bigint NOT NULL,
+	etag       text   NOT NULL
+) ON COMMIT DELETE ROWS`
+
+// stageTable and stageColumns name the COPY target.
+const stageTable = "backfill_batch"
+
+var stageColumns = []string{"data_type", "object_key", "size", "etag"}
+
+// $1 now, $2 not changed since. Registers the staged objects that have no
+// row as pending, in the same index lookups that find the staged objects
+// whose row says something else: a tombstone (the newer truth until a HEAD
+// says otherwise), or a synced row with another ETag. Those get a no-op
+// update so RETURNING reports them (inserted = false). Other existing rows
+// are left alone.
+const qRegisterStaged = `
+INSERT INTO blob_registry AS r (data_type, object_key, state, generation, size, etag,
+	verification_state, created_at, updated_at)
+SELECT DISTINCT ON (data_type, object_key) data_type, object_key, 0, 1, size, etag, 4, $1::timestamptz, $1::timestamptz
+FROM backfill_batch
+ORDER BY data_type, object_key
+ON CONFLICT (data_type, object_key) DO UPDATE SET updated_at = r.updated_at
+WHERE r.updated_at < $2 AND (r.deleted_at IS NOT NULL
+	OR (r.state = 2 AND r.etag <> '' AND EXCLUDED.etag <> '' AND r.etag <> EXCLUDED.etag))
+RETURNING (r.xmax = 0) AS inserted, r.data_type, r.object_key`
+
+// $1 data types, $2 after key (exclusive, ” = from the start), $3 up to key
+// (inclusive, NULL = to the end), $4 created before, $5 prefixes (NULL = all).
+//
+// Live rows in the key range of a listed batch that the batch does not
+// contain: their primary object was deleted (or the listing raced a
+// create, which the caller rules out with a HEAD).
+var qListingOrphans = `
+SELECT r.data_type, r.object_key FROM blob_registry r
+WHERE r.deleted_at IS NULL
+	AND r.data_type = ANY($1::text[])
+	AND (r.object_key COLLATE "C") > ($2::text COLLATE "C")
+	AND ($3::text IS NULL OR (r.object_key COLLATE "C") <= ($3::text COLLATE "C"))
+	AND r.created_at < $4
+	AND ` + keyPrefixFilter("r", "$5") + `
+	AND NOT EXISTS (SELECT 1 FROM backfill_batch b
+		WHERE b.data_type = r.data_type AND b.object_key = r.object_key)
+ORDER BY (r.object_key COLLATE "C")`
+
+// $1 cursor name. Remembers the staged keys for an inventory pass.
+const qSeenStaged = `
+INSERT INTO backfill_seen (cursor, data_type, object_key)
+SELECT $1, data_type, object_key FROM backfill_batch`
+
+// $1 cursor name, $2 data types, $3 created before, $4 after id, $5
+// prefixes (NULL = all). Live rows an inventory pass did not see. No LIMIT
+// on purpose: with one the planner picks a nested-loop anti-join over the
+// unindexed seen table; without, one hash anti-join. The caller reads a
+// bounded number of rows.
+var qInventoryOrphans = `
+SELECT r.id, r.data_type, r.object_key FROM blob_registry r
+WHERE r.deleted_at IS NULL
+	AND r.data_type = ANY($2::text[])
+	AND r.created_at < $3
+	AND r.id > $4
+	AND ` + keyPrefixFilter("r", "$5") + `
+	AND NOT EXISTS (SELECT 1 FROM backfill_seen s
+		WHERE s.cursor = $1 AND s.data_type = r.data_type AND s.object_key = r.object_key)
+ORDER BY r.id`
+
+// quarantineUntil is the retry_at of quarantined rows: never due.
+const quarantineUntil = "9999-12-31T00:00:00Z"
+
+// $1 max attempts, $2 data types, $3 now. Quarantines failed rows that
+// used up their attempts.
+const qQuarantine = `
+UPDATE blob_registry SET quarantined_at = $3, retry_at = '` + quarantineUntil + `'::timestamptz, updated_at = $3
+WHERE state = 3 AND retry_count >= $1 AND quarantined_at IS NULL AND data_type = ANY($2::text[])`
+
+// $1 data types (NULL = all), $2 object key (” = every quarantined row of
+// the types), $3 now. Ends the quarantine of rows: pending, attempts reset, generation
+// bumped (the trigger clears quarantined_at).
+const qResyncQuarantined = `
+UPDATE blob_registry AS r SET
+	state = 0,
+	generation = r.generation + 1,
+	retry_count = 0,
+	retry_at = NULL,
+	verification_state = 4,
+	verification_started_at = NULL,
+	updated_at = $3
+WHERE r.quarantined_at IS NOT NULL AND r.state = 3
+	AND ($1::text[] IS NULL OR r.data_type = ANY($1::text[]))
+	AND ($2 = '' OR r.object_key = $2)`
+
+// $1 data types. Per type: quarantined rows, and rows waiting for sync.
+const qQuarantineStats = `
+SELECT data_type,
+	count(*) FILTER (WHERE quarantined_at IS NOT NULL AND state = 3),
+	count(*) FILTER (WHERE state = 0),
+	count(*) FILTER (WHERE state = 3 AND quarantined_at IS NULL)
+FROM blob_registry
+WHERE data_type = ANY($1::text[])
+GROUP BY data_type ORDER BY data_type`
+
+// $1 data types, $2 now, $3 prefixes (NULL = all). Rows ClaimDue would
+// claim now (for progress totals).
+var qCountDue = `
+SELECT count(*) FROM blob_registry b
+WHERE b.data_type = ANY($1::text[])
+	AND (b.state = 0 OR (b.state = 3 AND b.retry_at <= $2))
+	AND ` + keyPrefixFilter("b", "$3")
+
+// $1 keys, $2 data types. Live rows among listed secondary keys.
+const qLiveKeys = `
+SELECT object_key FROM blob_registry
+WHERE object_key = ANY($1::text[]) AND data_type = ANY($2::text[]) AND deleted_at IS NULL`
+
+// $1 data types. Registry health: the oldest last change among live rows
+// still waiting for a sync (pending, started, retried failures; each subquery
+// walks one partial index), and the failed and quarantined counts.
+const qHealth = `
+SELECT least(
+	(SELECT min(updated_at) FROM blob_registry WHERE state = 0 AND data_type = ANY($1::text[])),
+	(SELECT min(started_at) FROM blob_registry WHERE state = 1 AND data_type = ANY($1::text[])),
+	(SELECT min(updated_at) FROM blob_registry WHERE state = 3 AND quarantined_at IS NULL AND data_type = ANY($1::text[]))),
+	(SELECT count(*) FROM blob_registry WHERE state = 3 AND quarantined_at IS NULL AND data_type = ANY($1::text[])),
+	(SELECT count(*) FROM blob_registry WHERE state = 3 AND quarantined_at IS NOT NULL AND data_type = ANY($1::text[]))`

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -19,23 +20,40 @@ type Options struct {
 	Clock func() time.Time
 	// Retry computes retry_at after a failure; nil = GeoBackoff{}.
 	Retry RetryPolicy
+	// VerificationRetry computes the retry time of failed verifications
+	// (secondary and primary) from their count of consecutive failures;
+	// nil = GeoBackoff capped at DefaultVerificationBackoffCap.
+	VerificationRetry RetryPolicy
+	// KeyPrefixes is selective sync (GEOBLOB_KEY_PREFIXES): every claim and
+	// every backfill query on rows is limited to keys starting with one of
+	// them; empty means all keys.
+	KeyPrefixes []string
 	// Logger receives debug messages about lost compare-and-sets and
 	// recoveries; nil discards them.
 	Logger *slog.Logger
 }
 
+// DefaultVerificationBackoffCap caps the default verification retry policy.
+const DefaultVerificationBackoffCap = 24 * time.Hour
+
 // Store is the PostgreSQL registry. It is safe for concurrent use; the
 // schema must have been created with Migrate.
 type Store struct {
-	pool   *pgxpool.Pool
-	clock  func() time.Time
-	retry  RetryPolicy
-	logger *slog.Logger
+	pool        *pgxpool.Pool
+	clock       func() time.Time
+	retry       RetryPolicy
+	verifyRetry RetryPolicy
+	prefixes    []string // nil = all keys (SQL NULL)
+	logger      *slog.Logger
 }
 
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool, opts Options) *Store {
-	s := &Store{pool: pool, clock: opts.Clock, retry: opts.Retry, logger: opts.Logger}
+	s := &Store{pool: pool, clock: opts.Clock, retry: opts.Retry, verifyRetry: opts.VerificationRetry, logger: opts.Logger}
+	s = s.WithKeyPrefixes(opts.KeyPrefixes...)
+	if s.verifyRetry == nil {
+		s.verifyRetry = GeoBackoff{Cap: DefaultVerificationBackoffCap, MissingCap: DefaultVerificationBackoffCap}
+	}
 	if s.clock == nil {
 		s.clock = time.Now
 	}
@@ -46,6 +64,17 @@ func New(pool *pgxpool.Pool, opts Options) *Store {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
 	return s
+}
+
+// WithKeyPrefixes returns a Store on the same database limited to keys
+// starting with one of prefixes (selective sync); none means all keys.
+func (s *Store) WithKeyPrefixes(prefixes ...string) *Store {
+	out := *s
+	out.prefixes = slices.DeleteFunc(slices.Clone(prefixes), func(p string) bool { return p == "" })
+	if len(out.prefixes) == 0 {
+		out.prefixes = nil // SQL NULL: all keys
+	}
+	return &out
 }
 
 // now is the clock's time at PostgreSQL's precision, so values written
@@ -264,21 +293,14 @@ func (s *Store) applied(row pgx.Row, op string, ev ObjectEvent) (Applied, error)
 // (retry_at is ignored: an event is a fresh reason to try). It returns false
 // when the row is absent, locked by another claimer, started or synced.
 func (s *Store) ClaimKey(ctx context.Context, dataType, key string) (Claim, bool, error) {
-	return s.claimOne(ctx, "claim "+dataType+"/"+key, qClaimKey, dataType, key, s.now())
+	return s.claimOne(ctx, syncMachine, "claim "+dataType+"/"+key, qClaimKey, dataType, key, s.now())
 }
 
-// claimOne runs a statement that claims at most one row.
-func (s *Store) claimOne(ctx context.Context, what, sql string, args ...any) (Claim, bool, error) {
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return Claim{}, false, fmt.Errorf("registry: %s: %w", what, err)
-	}
-	claims, err := collectClaims(rows)
-	if err != nil {
-		return Claim{}, false, fmt.Errorf("registry: %s: %w", what, err)
-	}
-	if len(claims) == 0 {
-		return Claim{}, false, nil
+// claimOne runs a claim statement of m that claims at most one row.
+func (s *Store) claimOne(ctx context.Context, m *machine, what, sql string, args ...any) (Claim, bool, error) {
+	claims, err := s.claim(ctx, m, what, sql, args...)
+	if err != nil || len(claims) == 0 {
+		return Claim{}, false, err
 	}
 	return claims[0], true, nil
 }
@@ -290,7 +312,7 @@ func (s *Store) claimOne(ctx context.Context, what, sql string, args ...any) (Cl
 // (and nothing changes) when the row is absent or has moved on: finished,
 // recovered, changed by an event, or taken by a duplicate request.
 func (s *Store) AcceptClaim(ctx context.Context, dataType, key string, generation int64) (Claim, bool, error) {
-	return s.claimOne(ctx, "accept claim "+dataType+"/"+key, qAcceptClaim, dataType, key, generation, s.now())
+	return s.claimOne(ctx, syncMachine, "accept claim "+dataType+"/"+key, qAcceptClaim, dataType, key, generation, s.now())
 }
 
 // CountStarted returns how many rows are in state started: the claims in
@@ -310,9 +332,6 @@ type ClaimOptions struct {
 	Limit int
 	// DataTypes restricts the claim to these types; empty means all.
 	DataTypes []string
-	// KeyPrefixes restricts the claim to keys starting with one of these
-	// (selective sync); empty means all keys.
-	KeyPrefixes []string
 }
 
 // DefaultClaimLimit is the ClaimDue limit when none is given.
@@ -320,30 +339,19 @@ const DefaultClaimLimit = 100
 
 // ClaimDue claims up to Limit rows in one statement: pending rows first,
 // then failed rows whose retry_at has passed, round-robin across data types
-// so no type starves another. Rows locked by concurrent claimers are
-// skipped, so concurrent callers never get the same row. The order of the
-// result is unspecified.
+// so no type starves another, only keys under the Store's KeyPrefixes. Rows
+// locked by concurrent claimers are skipped, so concurrent callers never get
+// the same row. The order of the result is unspecified.
 func (s *Store) ClaimDue(ctx context.Context, opts ClaimOptions) ([]Claim, error) {
 	limit := opts.Limit
 	if limit <= 0 {
 		limit = DefaultClaimLimit
 	}
-	var types, prefixes []string // nil = all
+	var types []string // nil = all
 	if len(opts.DataTypes) > 0 {
 		types = opts.DataTypes
 	}
-	if len(opts.KeyPrefixes) > 0 {
-		prefixes = opts.KeyPrefixes
-	}
-	rows, err := s.pool.Query(ctx, qClaimDue, limit, types, s.now(), prefixes)
-	if err != nil {
-		return nil, fmt.Errorf("registry: claim due: %w", err)
-	}
-	claims, err := collectClaims(rows)
-	if err != nil {
-		return nil, fmt.Errorf("registry: claim due: %w", err)
-	}
-	return claims, nil
+	return s.claim(ctx, syncMachine, "claim due", qClaimDue, limit, types, s.now(), s.prefixes)
 }
 
 // MarkSynced finishes a claim successfully: the row becomes synced with the
@@ -353,12 +361,8 @@ func (s *Store) ClaimDue(ctx context.Context, opts ClaimOptions) ([]Claim, error
 // claimed state and generation (an event or another claim came in): the row
 // must then be synced again.
 func (s *Store) MarkSynced(ctx context.Context, c Claim, res SyncResult) (bool, error) {
-	sha := strings.ToLower(res.SHA256)
-	tag, err := s.pool.Exec(ctx, qMarkSynced, c.ID, c.Generation, res.Size, sha, res.ETag, res.VersionID, s.now())
-	if err != nil {
-		return false, fmt.Errorf("registry: mark synced %s/%s: %w", c.DataType, c.ObjectKey, err)
-	}
-	return s.casResult(tag.RowsAffected(), "mark synced", c), nil
+	return s.finish(ctx, syncMachine, c, "mark synced", qMarkSynced, s.now(),
+		[]any{res.Size, strings.ToLower(res.SHA256), res.ETag, res.VersionID})
 }
 
 // MarkFailed finishes a claim unsuccessfully: retry_count+1, retry_at after
@@ -367,38 +371,15 @@ func (s *Store) MarkSynced(ctx context.Context, c Claim, res SyncResult) (bool, 
 func (s *Store) MarkFailed(ctx context.Context, c Claim, failure string, missingOnPrimary bool) (bool, error) {
 	now := s.now()
 	attempt := c.RetryCount + 1
-	retryAt := now.Add(s.retry.Backoff(attempt, missingOnPrimary)).Truncate(time.Microsecond)
-	tag, err := s.pool.Exec(ctx, qMarkFailed, c.ID, c.Generation, attempt, retryAt,
-		TruncateFailure(failure), missingOnPrimary, now)
-	if err != nil {
-		return false, fmt.Errorf("registry: mark failed %s/%s: %w", c.DataType, c.ObjectKey, err)
-	}
-	return s.casResult(tag.RowsAffected(), "mark failed", c), nil
-}
-
-func (s *Store) casResult(n int64, op string, c Claim) bool {
-	if n == 0 {
-		s.logger.Debug("registry: claim lost", "op", op, "data_type", c.DataType, "key", c.ObjectKey,
-			"id", c.ID, "generation", c.Generation)
-		return false
-	}
-	return true
+	return s.finish(ctx, syncMachine, c, "mark failed", qMarkFailed, now,
+		[]any{attempt, s.retryAt(s.retry, now, attempt, missingOnPrimary), TruncateFailure(failure), missingOnPrimary})
 }
 
 // RecoverStuck moves rows that have been started for longer than olderThan
 // to failed (due now, retry_count+1, generation bumped so the stuck worker
 // can not finish them) and returns how many it moved.
 func (s *Store) RecoverStuck(ctx context.Context, olderThan time.Duration) (int64, error) {
-	now := s.now()
-	msg := TruncateFailure(fmt.Sprintf("sync timed out after %s", olderThan))
-	tag, err := s.pool.Exec(ctx, qRecoverStuck, now.Add(-olderThan), now, msg)
-	if err != nil {
-		return 0, fmt.Errorf("registry: recover stuck: %w", err)
-	}
-	if n := tag.RowsAffected(); n > 0 {
-		s.logger.Info("registry: recovered stuck rows", "rows", n, "older_than", olderThan)
-	}
-	return tag.RowsAffected(), nil
+	return s.recoverStuck(ctx, syncMachine, qRecoverStuck, olderThan)
 }
 
 // Resync puts a row back to pending (retries reset, generation bumped, so
@@ -486,23 +467,26 @@ func (s *Store) Stats(ctx context.Context) ([]TypeStats, error) {
 	return out, nil
 }
 
-func collectClaims(rows pgx.Rows) ([]Claim, error) {
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claim, error) {
-		row, err := ScanRow(r)
-		return Claim{Row: row}, err
-	})
-}
-
 // ScanRow reads one row selected with RowColumns; use it with
 // pgx.CollectRows.
 func ScanRow(r pgx.CollectableRow) (Row, error) {
 	var x Row
-	err := r.Scan(&x.ID, &x.DataType, &x.ObjectKey,
+	err := r.Scan(rowDest(&x)...)
+	return x, err
+}
+
+// rowDest lists the scan destinations of RowColumns in x.
+func rowDest(x *Row) []any {
+	return []any{&x.ID, &x.DataType, &x.ObjectKey,
 		&x.State, &x.Generation, &x.RetryCount, &x.RetryAt, &x.LastSyncFailure,
 		&x.LastSyncedAt, &x.StartedAt, &x.Size, &x.ETag, &x.VersionID, &x.PrimarySHA256,
 		&x.LastSequencer, &x.MissingOnPrimary, &x.DeletedAt,
 		&x.VerificationState, &x.VerificationStartedAt, &x.VerifiedAt, &x.VerificationRetryCount,
 		&x.VerificationRetryAt, &x.VerificationFailure, &x.SecondarySHA256,
-		&x.ChecksumMismatch, &x.CreatedAt, &x.UpdatedAt)
-	return x, err
+		&x.ChecksumMismatch,
+		&x.Primary.State, &x.Primary.StartedAt, &x.Primary.VerifiedAt,
+		&x.Primary.RetryCount, &x.Primary.RetryAt,
+		&x.Primary.Failure, &x.Primary.ChecksumMismatch,
+		&x.Primary.MismatchSHA256, &x.Primary.Generation,
+		&x.CreatedAt, &x.UpdatedAt}
 }

@@ -103,8 +103,25 @@ type Row struct {
 	SecondarySHA256        string
 	ChecksumMismatch       bool
 
+	// Primary is the verification state of the primary's bytes.
+	Primary PrimaryVerification
+
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// PrimaryVerification is the primary-side verification state of a row
+// (columns of migration 00020).
+type PrimaryVerification struct {
+	State            VerificationState
+	StartedAt        *time.Time
+	VerifiedAt       *time.Time
+	RetryCount       int
+	RetryAt          *time.Time
+	Failure          string
+	ChecksumMismatch bool   // the primary's bytes differ from the registry's checksum
+	MismatchSHA256   string // what the primary's bytes hash to when flagged
+	Generation       int64  // row generation when the state was last decided
 }
 
 // Tombstoned reports whether the row records a deletion.
@@ -124,10 +141,12 @@ type ObjectEvent struct {
 // Applied says whether an event changed the registry.
 type Applied bool
 
-// Claim is a row this worker owns in state started; only the holder of the
-// claim's generation may finish it.
+// Claim is a row this worker owns in the started state of one of the
+// registry's state machines; only the holder of the claim's token (the
+// generation, and for verification the claim's start time) may finish it.
 type Claim struct {
 	Row
+	token time.Time // started_at of the machine's claim (verification machines)
 }
 
 // SyncResult is what a finished copy reports.

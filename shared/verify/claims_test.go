@@ -2,6 +2,8 @@ package verify_test
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,10 +16,8 @@ import (
 	"github.com/geoblob/geoblob/shared/verify"
 )
 
-func (e *env) due() verify.Due {
-	now := e.clock.Now()
-	return verify.Due{Now: now, StuckBefore: now.Add(-verify.DefaultTimeout),
-		ReverifyInterval: verify.DefaultReverifyInterval, ReverifySpread: 0}
+func (e *env) due(limit int) registry.VerifyClaimOptions {
+	return registry.VerifyClaimOptions{Limit: limit, ReverifyInterval: verify.DefaultReverifyInterval, ReverifySpread: 0}
 }
 
 func TestConcurrentClaimsAreDisjoint(t *testing.T) {
@@ -37,7 +37,7 @@ func TestConcurrentClaimsAreDisjoint(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for {
-				claims, err := e.store.ClaimSecondary(context.Background(), 7, e.due())
+				claims, err := e.reg.ClaimSecondary(context.Background(), e.due(7))
 				if !assert.NoError(t, err) || len(claims) == 0 {
 					return
 				}
@@ -64,7 +64,7 @@ func TestStuckClaimsRecoveredAfterTimeout(t *testing.T) {
 	v := e.verifier(verify.Options{Timeout: 30 * time.Minute, NoPrimary: true})
 	key := e.upload(content(1, 100))
 	require.Equal(t, 1, e.syncDue())
-	abandoned, err := e.store.ClaimSecondary(e.ctx, 10, e.due())
+	abandoned, err := e.reg.ClaimSecondary(e.ctx, e.due(10))
 	require.NoError(t, err)
 	require.Len(t, abandoned, 1)
 
@@ -81,9 +81,8 @@ func TestStuckClaimsRecoveredAfterTimeout(t *testing.T) {
 	assert.Equal(t, registry.VerificationSucceeded, e.row(key).VerificationState)
 
 	// The crashed owner wakes up with a bogus result: compare-and-set fails.
-	won, _, err := e.store.FinishSecondary(e.ctx, abandoned[0], verify.Finish{
-		Now: e.clock.Now(), Check: verify.Check{Outcome: verify.OutcomeMismatch, SHA256: sha([]byte("x"))},
-		Failure: "stale", RetryAt: e.clock.Now(),
+	won, _, err := e.reg.FinishSecondary(e.ctx, abandoned[0], registry.VerifyResult{
+		Outcome: verify.OutcomeMismatch, SHA256: sha([]byte("x")), Failure: "stale",
 	})
 	require.NoError(t, err)
 	assert.False(t, won)
@@ -100,14 +99,14 @@ func TestResultOfChangedRowIsDiscarded(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	key := e.upload(content(2, 100))
 	require.Equal(t, 1, e.syncDue())
-	claims, err := e.store.ClaimSecondary(e.ctx, 10, e.due())
+	claims, err := e.reg.ClaimSecondary(e.ctx, e.due(10))
 	require.NoError(t, err)
 	require.Len(t, claims, 1)
 	e.putPrimary(key, content(3, 200))
 	e.recordCreated(key) // new content: pending sync, generation+1
 
-	won, resync, err := e.store.FinishSecondary(e.ctx, claims[0], verify.Finish{
-		Now: e.clock.Now(), Check: verify.Check{Outcome: verify.OutcomeMismatch}, Failure: "x", RetryAt: e.clock.Now().Add(time.Hour),
+	won, resync, err := e.reg.FinishSecondary(e.ctx, claims[0], registry.VerifyResult{
+		Outcome: verify.OutcomeMismatch, Failure: "x",
 	})
 	require.NoError(t, err)
 	assert.False(t, won)
@@ -150,12 +149,13 @@ func TestConcurrencyCapAndBudgetResume(t *testing.T) {
 	require.Equal(t, rows, e.syncDue())
 
 	sec := &limitSide{Side: verify.NewBucket(e.sc, e.secondary.Bucket())}
-	// A clock that moves a minute every time it is read: a 10-minute budget
-	// runs out after a few batches.
+	// A budget clock that moves three minutes every time the pass reads it
+	// (once per claim round): a 10-minute budget runs out after a few
+	// batches.
 	var ticks atomic.Int64
 	base := e.clock.Now()
-	tick := func() time.Time { return base.Add(time.Duration(ticks.Add(1)) * time.Minute) }
-	v, err := verify.New(e.store, verify.NewBucket(e.pc, e.primary.Bucket()), sec, verify.Options{
+	tick := func() time.Time { return base.Add(time.Duration(ticks.Add(1)) * 3 * time.Minute) }
+	v, err := verify.New(e.reg, verify.NewBucket(e.pc, e.primary.Bucket()), sec, verify.Options{
 		Concurrency: 3, BatchSize: 4, Budget: 10 * time.Minute, Now: tick, NoPrimary: true,
 		ReverifyInterval: 1000 * time.Hour,
 	})
@@ -184,4 +184,41 @@ func TestConcurrencyCapAndBudgetResume(t *testing.T) {
 	assert.Zero(t, rep.Secondary.Checked)
 	assert.False(t, rep.BudgetExhausted)
 	assert.Equal(t, int64(3), sec.peak.Load(), "the cap was reached, never passed")
+}
+
+// Selective sync applies to verification too: a registry limited to key
+// prefixes claims only rows under them, for both sides.
+func TestVerificationHonoursKeyPrefixes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	inside := e.upload(content(1, 100))
+	outside := e.upload(content(2, 100))
+	require.Equal(t, 2, e.syncDue())
+	prefix := inside[:strings.LastIndex(inside, "/")+1]
+	require.False(t, strings.HasPrefix(outside, prefix))
+	selected := e.reg.WithKeyPrefixes(prefix)
+
+	claims, err := selected.ClaimSecondary(e.ctx, e.due(10))
+	require.NoError(t, err)
+	require.Len(t, claims, 1)
+	assert.Equal(t, inside, claims[0].ObjectKey)
+	require.NoError(t, selected.ReleaseSecondary(e.ctx, claims[0]))
+
+	// Primary side: both rows come due for reverification; only one is claimed.
+	e.clock.Advance(2 * verify.DefaultReverifyInterval)
+	claims, err = selected.ClaimPrimary(e.ctx, e.due(10))
+	require.NoError(t, err)
+	require.Len(t, claims, 1)
+	assert.Equal(t, inside, claims[0].ObjectKey)
+	require.NoError(t, selected.ReleasePrimary(e.ctx, claims[0]))
+
+	v, err := verify.New(selected, verify.NewBucket(e.pc, e.primary.Bucket()), verify.NewBucket(e.sc, e.secondary.Bucket()),
+		verify.Options{Now: e.clock.Now, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	rep, err := v.Run(e.ctx, verify.RunOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), rep.Secondary.Matched)
+	assert.Equal(t, int64(1), rep.Primary.Matched)
+	assert.Equal(t, registry.VerificationSucceeded, e.row(inside).VerificationState)
+	assert.Equal(t, registry.VerificationPending, e.row(outside).VerificationState, "outside the prefixes: never claimed")
 }

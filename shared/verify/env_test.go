@@ -40,7 +40,6 @@ type env struct {
 	clock     *registrytest.Clock
 	pool      *pgxpool.Pool
 	reg       *registry.Store
-	store     *verify.PGStore
 	pc, sc    *s3.Client
 	primary   *blobstore.Store
 	secondary *blobstore.Store
@@ -91,8 +90,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	e := &env{t: t, ctx: ctx, clock: registrytest.NewClock(time.Time{})}
 	e.pool = migrated(t)
-	e.reg = registry.New(e.pool, registry.Options{Clock: e.clock.Now, Retry: registry.GeoBackoff{Rand: noJitter}})
-	e.store = verify.NewPGStore(e.pool)
+	e.reg = registry.New(e.pool, registry.Options{Clock: e.clock.Now, Retry: registry.GeoBackoff{Rand: noJitter},
+		VerificationRetry: registry.GeoBackoff{Cap: verify.DefaultBackoffCap, MissingCap: verify.DefaultBackoffCap, Rand: noJitter}})
 	e.pc = s3test.Client(ctx, o.primaryEndpoint)
 	e.sc = s3test.Client(ctx, o.secondaryEndpoint)
 	s3test.CreateBucket(t, e.pc, o.primaryBucket)
@@ -110,8 +109,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	return e
 }
 
-// verifier returns a verifier over the env with opts (clock, logger and an
-// exact backoff filled in).
+// verifier returns a verifier over the env with opts (clock and logger
+// filled in; the registry's verification backoff is exact).
 func (e *env) verifier(opts verify.Options) *verify.Verifier {
 	e.t.Helper()
 	if opts.Now == nil {
@@ -120,10 +119,7 @@ func (e *env) verifier(opts verify.Options) *verify.Verifier {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Backoff == nil {
-		opts.Backoff = registry.GeoBackoff{Cap: verify.DefaultBackoffCap, MissingCap: verify.DefaultBackoffCap, Rand: noJitter}
-	}
-	v, err := verify.New(e.store,
+	v, err := verify.New(e.reg,
 		verify.NewBucket(e.pc, e.primary.Bucket()), verify.NewBucket(e.sc, e.secondary.Bucket()), opts)
 	require.NoError(e.t, err)
 	return v
@@ -184,15 +180,13 @@ func (e *env) syncDue() int {
 	return n
 }
 
-func (e *env) row(key string) verify.Item {
+func (e *env) row(key string) registry.Row {
 	e.t.Helper()
 	typ, ok := e.catalog.Match(key)
 	require.True(e.t, ok)
 	r, err := e.reg.Get(e.ctx, typ.Name, key)
 	require.NoError(e.t, err)
-	it, err := e.store.Item(e.ctx, r.ID)
-	require.NoError(e.t, err)
-	return it
+	return r
 }
 
 func (e *env) secondaryBytes(key string) []byte {

@@ -20,7 +20,7 @@ const (
 	DefaultTimeout          = time.Hour
 	DefaultReverifyInterval = 90 * 24 * time.Hour
 	DefaultSpreadFraction   = 0.10
-	DefaultBackoffCap       = 24 * time.Hour
+	DefaultBackoffCap       = registry.DefaultVerificationBackoffCap
 	// DefaultDeadlineMargin is kept free before the invocation's deadline
 	// for the checks in flight when claiming stops.
 	DefaultDeadlineMargin = time.Minute
@@ -65,14 +65,16 @@ type Options struct {
 	// Primary turns primary checksumming and reverification on (NoPrimary
 	// off): the zero value verifies primaries.
 	NoPrimary bool
-	// Backoff schedules retries of failed verifications by their count of
-	// consecutive failures. Default registry.GeoBackoff capped at
-	// DefaultBackoffCap.
-	Backoff registry.RetryPolicy
 	// PassLog, when set, records every pass's outcome (registry.JobVerify)
 	// for the health check and the console.
 	PassLog PassLog
-	// Now is the clock (default time.Now).
+	// BackoffCap (GEOBLOB_VERIFY_BACKOFF_CAP) caps the registry's retry
+	// policy for failed verifications: the wiring builds
+	// registry.Options.VerificationRetry from it (see RetryPolicy). The
+	// Verifier itself computes no retry times.
+	BackoffCap time.Duration
+	// Now is the clock of the pass budget (default time.Now); the times
+	// written to the registry come from the registry's clock.
 	Now func() time.Time
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
@@ -111,8 +113,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.ReverifySpread < 0 || o.ReverifySpread >= o.ReverifyInterval {
 		return o, fmt.Errorf("%w: reverify spread %s must be at least 0 and below the interval %s", ErrInvalid, o.ReverifySpread, o.ReverifyInterval)
 	}
-	if o.Backoff == nil {
-		o.Backoff = registry.GeoBackoff{Cap: DefaultBackoffCap, MissingCap: DefaultBackoffCap}
+	if o.BackoffCap <= 0 {
+		o.BackoffCap = DefaultBackoffCap
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -121,6 +123,17 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = slog.Default()
 	}
 	return o, nil
+}
+
+// RetryPolicy is the registry retry policy of failed verifications these
+// options ask for: Geo's backoff capped at BackoffCap (DefaultBackoffCap
+// when unset).
+func (o Options) RetryPolicy() registry.RetryPolicy {
+	c := o.BackoffCap
+	if c <= 0 {
+		c = DefaultBackoffCap
+	}
+	return registry.GeoBackoff{Cap: c, MissingCap: c}
 }
 
 // modeFor returns the mode of a data type.
@@ -177,8 +190,7 @@ func OptionsFromEnv(getenv func(string) string, reverifyInterval time.Duration) 
 		fail("GEOBLOB_VERIFY_REVERIFY_SPREAD", "%v", err)
 	}
 	o.ReverifySpread = spread
-	capD := duration("GEOBLOB_VERIFY_BACKOFF_CAP", DefaultBackoffCap)
-	o.Backoff = registry.GeoBackoff{Cap: capD, MissingCap: capD}
+	o.BackoffCap = duration("GEOBLOB_VERIFY_BACKOFF_CAP", DefaultBackoffCap)
 	o.NoPrimary = !env.Bool("GEOBLOB_VERIFY_PRIMARY", true)
 	if err := env.Err(); err != nil {
 		return Options{}, err

@@ -114,8 +114,8 @@ func TestPrimaryChangedWithoutEventIsFlaggedAndSecondaryKept(t *testing.T) {
 	putBehindBack(t, e.sc, e.secondary.Bucket(), key, good) // restore
 
 	// The operator accepts the new primary content.
-	require.NoError(t, e.store.AcceptPrimary(e.ctx, it.ID, e.clock.Now()))
-	require.ErrorIs(t, e.store.AcceptPrimary(e.ctx, it.ID, e.clock.Now()), verify.ErrNotFound, "only flagged rows")
+	require.NoError(t, e.reg.AcceptPrimary(e.ctx, it.ID))
+	require.ErrorIs(t, e.reg.AcceptPrimary(e.ctx, it.ID), verify.ErrNotFound, "only flagged rows")
 	require.Equal(t, 1, e.syncDue())
 	assert.Equal(t, tampered, e.secondaryBytes(key))
 	e.clock.Advance(verify.DefaultBackoffCap)

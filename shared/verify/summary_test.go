@@ -17,7 +17,7 @@ func TestRunUntilDoneReportsEveryFileVerified(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	svcV := e.verifier(verify.Options{})
-	svc := &verify.Service{Verifier: svcV, Store: e.store}
+	svc := &verify.Service{Verifier: svcV, Store: e.reg}
 	data := content(1, 2048)
 	key := e.upload(data)
 	e.upload(content(2, 10))

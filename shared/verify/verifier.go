@@ -13,24 +13,6 @@ import (
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
-// Store is the registry access a Verifier needs; *PGStore satisfies it.
-type Store interface {
-	// RecoverStuck gives back claims started before d.StuckBefore.
-	RecoverStuck(ctx context.Context, d Due) (int64, error)
-	// ClaimSecondary and ClaimPrimary claim up to limit due rows (SKIP LOCKED).
-	ClaimSecondary(ctx context.Context, limit int, d Due) ([]Claim, error)
-	ClaimPrimary(ctx context.Context, limit int, d Due) ([]Claim, error)
-	// FinishSecondary and FinishPrimary write a result (compare-and-set on
-	// the claim; won is false when the row changed and the claim was released).
-	FinishSecondary(ctx context.Context, c Claim, f Finish) (won, resync bool, err error)
-	FinishPrimary(ctx context.Context, c Claim, f Finish) (won bool, err error)
-	// ReleaseSecondary and ReleasePrimary give a claim back without a result.
-	ReleaseSecondary(ctx context.Context, c Claim, now time.Time) error
-	ReleasePrimary(ctx context.Context, c Claim, now time.Time) error
-}
-
-var _ Store = (*PGStore)(nil)
-
 // Verifier runs verification passes. It is safe for concurrent use; passes
 // in several processes share the work through the registry's row locks.
 type Verifier struct {
@@ -117,13 +99,9 @@ func (c *counters) add(chk Check) {
 // cleanupTimeout bounds registry writes made after ctx may be cancelled.
 const cleanupTimeout = 10 * time.Second
 
-func (v *Verifier) now() time.Time { return v.opts.Now().Truncate(time.Microsecond) }
-
-func (v *Verifier) due() Due {
-	now := v.now()
-	return Due{
-		Now:              now,
-		StuckBefore:      now.Add(-v.opts.Timeout),
+func (v *Verifier) claimOptions() registry.VerifyClaimOptions {
+	return registry.VerifyClaimOptions{
+		Limit:            v.opts.BatchSize,
 		ReverifyInterval: v.opts.ReverifyInterval,
 		ReverifySpread:   v.opts.ReverifySpread,
 	}
@@ -179,7 +157,7 @@ func (v *Verifier) run(ctx context.Context, ro RunOptions) (Report, error) {
 	rep := Report{Started: start}
 	log := v.opts.Logger.With("component", "verify")
 
-	n, err := v.store.RecoverStuck(ctx, v.due())
+	n, err := v.store.RecoverVerification(ctx, v.opts.Timeout)
 	if err != nil {
 		return rep, err
 	}
@@ -225,28 +203,28 @@ func (v *Verifier) run(ctx context.Context, ro RunOptions) (Report, error) {
 			break
 		}
 		if !secondaryDone {
-			claims, err := v.store.ClaimSecondary(ctx, v.opts.BatchSize, v.due())
+			claims, err := v.store.ClaimSecondary(ctx, v.claimOptions())
 			if err != nil {
 				fail(err)
 				break
 			}
 			secondaryDone = len(claims) == 0
 			claimed += len(claims)
-			v.dispatch(ctx, &wg, sem, claims, func(ctx context.Context, c Claim) {
+			v.dispatch(ctx, &wg, sem, claims, func(ctx context.Context, c registry.Claim) {
 				if err := v.verifySecondary(ctx, c, ro.Mode, &sec, log); err != nil {
 					fail(err)
 				}
 			})
 		}
 		if !primaryDone {
-			claims, err := v.store.ClaimPrimary(ctx, v.opts.BatchSize, v.due())
+			claims, err := v.store.ClaimPrimary(ctx, v.claimOptions())
 			if err != nil {
 				fail(err)
 				break
 			}
 			primaryDone = len(claims) == 0
 			claimed += len(claims)
-			v.dispatch(ctx, &wg, sem, claims, func(ctx context.Context, c Claim) {
+			v.dispatch(ctx, &wg, sem, claims, func(ctx context.Context, c registry.Claim) {
 				if err := v.verifyPrimary(ctx, c, ro.Mode, &pri, log); err != nil {
 					fail(err)
 				}
@@ -267,7 +245,7 @@ func (v *Verifier) run(ctx context.Context, ro RunOptions) (Report, error) {
 // dispatch runs fn for every claim with at most cap(sem) running at once;
 // it blocks while all slots are busy, so claims are made only as fast as
 // they are worked off.
-func (v *Verifier) dispatch(ctx context.Context, wg *sync.WaitGroup, sem chan struct{}, claims []Claim, fn func(context.Context, Claim)) {
+func (v *Verifier) dispatch(ctx context.Context, wg *sync.WaitGroup, sem chan struct{}, claims []registry.Claim, fn func(context.Context, registry.Claim)) {
 	for _, c := range claims {
 		sem <- struct{}{}
 		wg.Add(1)
@@ -285,21 +263,16 @@ func (v *Verifier) mode(override Mode, dataType string) Mode {
 	return v.opts.modeFor(dataType)
 }
 
-func (v *Verifier) retryAt(now time.Time, failures int) time.Time {
-	return now.Add(v.opts.Backoff.Backoff(failures, false))
-}
-
-func (v *Verifier) verifySecondary(ctx context.Context, c Claim, override Mode, cnt *counters, log *slog.Logger) error {
+func (v *Verifier) verifySecondary(ctx context.Context, c registry.Claim, override Mode, cnt *counters, log *slog.Logger) error {
 	log = log.With("side", "secondary", "data_type", c.DataType, "key", c.ObjectKey, "id", c.ID)
 	chk := CheckObject(ctx, v.secondary, c.ObjectKey, c.PrimarySHA256, c.Size, v.mode(override, c.DataType))
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	now := v.now()
 	if chk.Outcome == OutcomeError && ctx.Err() != nil {
-		return v.store.ReleaseSecondary(wctx, c, now)
+		return v.store.ReleaseSecondary(wctx, c)
 	}
 	cnt.add(chk)
-	f := Finish{Now: now, Check: chk, Expected: c.PrimarySHA256}
+	f := registry.VerifyResult{Outcome: chk.Outcome, SHA256: chk.SHA256, Expected: c.PrimarySHA256}
 	switch chk.Outcome {
 	case OutcomeMismatch:
 		f.Failure = fmt.Sprintf("verification: checksum mismatch: secondary sha256 %s (%d bytes), primary %s (%d bytes)",
@@ -308,9 +281,6 @@ func (v *Verifier) verifySecondary(ctx context.Context, c Claim, override Mode, 
 		f.Failure = "verification: secondary object missing"
 	case OutcomeError:
 		f.Failure = "verification: " + chk.Err.Error()
-	}
-	if chk.Outcome != OutcomeMatch {
-		f.RetryAt = v.retryAt(now, c.VerificationRetryCount+1)
 	}
 	won, resync, err := v.store.FinishSecondary(wctx, c, f)
 	if err != nil {
@@ -323,24 +293,23 @@ func (v *Verifier) verifySecondary(ctx context.Context, c Claim, override Mode, 
 	case resync:
 		cnt.resynced.Add(1)
 		log.Warn("secondary bad; sent back to sync", "outcome", chk.Outcome.String(), "failure", f.Failure,
-			"consecutive_failures", c.VerificationRetryCount+1, "retry_at", f.RetryAt)
+			"consecutive_failures", c.VerificationRetryCount+1)
 	case chk.Outcome == OutcomeMatch:
 		log.Debug("secondary verified", "fast", chk.Fast, "bytes_read", chk.BytesRead)
 	default:
-		log.Warn("secondary verification failed", "outcome", chk.Outcome.String(), "failure", f.Failure, "retry_at", f.RetryAt)
+		log.Warn("secondary verification failed", "outcome", chk.Outcome.String(), "failure", f.Failure)
 	}
 	return nil
 }
 
-func (v *Verifier) verifyPrimary(ctx context.Context, c Claim, override Mode, cnt *counters, log *slog.Logger) error {
+func (v *Verifier) verifyPrimary(ctx context.Context, c registry.Claim, override Mode, cnt *counters, log *slog.Logger) error {
 	log = log.With("side", "primary", "data_type", c.DataType, "key", c.ObjectKey, "id", c.ID)
 	want := c.PrimarySHA256
 	chk := CheckObject(ctx, v.primary, c.ObjectKey, want, c.Size, v.mode(override, c.DataType))
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	now := v.now()
 	if chk.Outcome == OutcomeError && ctx.Err() != nil {
-		return v.store.ReleasePrimary(wctx, c, now)
+		return v.store.ReleasePrimary(wctx, c)
 	}
 	sameObject := sameETag(c.ETag, chk.ETag)
 	if want == "" && chk.Outcome == OutcomeMatch && (!sameObject || chk.Size != c.Size) {
@@ -350,7 +319,7 @@ func (v *Verifier) verifyPrimary(ctx context.Context, c Claim, override Mode, cn
 			errChanged, c.ETag, c.Size, chk.ETag, chk.Size)}
 	}
 	cnt.add(chk)
-	f := Finish{Now: now, Check: chk, Expected: want}
+	f := registry.VerifyResult{Outcome: chk.Outcome, SHA256: chk.SHA256, Expected: want}
 	switch chk.Outcome {
 	case OutcomeMismatch:
 		if sameObject {
@@ -362,9 +331,6 @@ func (v *Verifier) verifyPrimary(ctx context.Context, c Claim, override Mode, cn
 		f.Failure = "primary verification: primary object missing"
 	case OutcomeError:
 		f.Failure = "primary verification: " + chk.Err.Error()
-	}
-	if chk.Outcome != OutcomeMatch {
-		f.RetryAt = v.retryAt(now, c.Primary.RetryCount+1)
 	}
 	won, err := v.store.FinishPrimary(wctx, c, f)
 	if err != nil {
@@ -379,7 +345,7 @@ func (v *Verifier) verifyPrimary(ctx context.Context, c Claim, override Mode, cn
 	case chk.Outcome == OutcomeMatch:
 		log.Debug("primary verified", "computed", want == "", "bytes_read", chk.BytesRead)
 	default:
-		log.Warn("primary verification failed", "outcome", chk.Outcome.String(), "failure", f.Failure, "retry_at", f.RetryAt)
+		log.Warn("primary verification failed", "outcome", chk.Outcome.String(), "failure", f.Failure)
 	}
 	return nil
 }

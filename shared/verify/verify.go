@@ -37,6 +37,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/geoblob/geoblob/shared/registry"
 )
 
 // Sentinel errors; test with errors.Is.
@@ -47,8 +49,8 @@ var (
 	ErrShortRead = errors.New("verify: body length differs from content-length")
 	// ErrInvalid: unusable options or input.
 	ErrInvalid = errors.New("verify: invalid")
-	// ErrNotFound: no registry row with that id.
-	ErrNotFound = errors.New("verify: registry row not found")
+	// ErrNotFound: no registry row with that id (the registry's sentinel).
+	ErrNotFound = registry.ErrNotFound
 )
 
 // Mode says how an object's content is checked.
@@ -72,32 +74,18 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("%w: mode %q: must be deep or fast", ErrInvalid, s)
 }
 
-// Outcome is the result of checking one object.
-type Outcome int
+// Outcome is the result of checking one object (the registry's
+// verification outcome, which it records).
+type Outcome = registry.VerifyOutcome
 
 // Outcomes.
 const (
 	// OutcomeMatch: the content's SHA-256 equals the expected one.
-	OutcomeMatch Outcome = iota + 1
+	OutcomeMatch = registry.VerifyMatch
 	// OutcomeMismatch: the content's SHA-256 differs.
-	OutcomeMismatch
+	OutcomeMismatch = registry.VerifyMismatch
 	// OutcomeMissing: the object does not exist.
-	OutcomeMissing
+	OutcomeMissing = registry.VerifyMissing
 	// OutcomeError: the check could not be completed (transport, throttling).
-	OutcomeError
+	OutcomeError = registry.VerifyError
 )
-
-// String returns the outcome's lower-case name.
-func (o Outcome) String() string {
-	switch o {
-	case OutcomeMatch:
-		return "match"
-	case OutcomeMismatch:
-		return "mismatch"
-	case OutcomeMissing:
-		return "missing"
-	case OutcomeError:
-		return "error"
-	}
-	return "unknown"
-}

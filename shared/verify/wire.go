@@ -22,7 +22,7 @@ import (
 // Service is a Verifier wired from configuration, with the store it uses.
 type Service struct {
 	*Verifier
-	Store *PGStore
+	Store *registry.Store
 	pool  *pgxpool.Pool
 }
 
@@ -52,8 +52,12 @@ func Build(ctx context.Context, cfg config.Config, getenv func(string) string, l
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
-	store := NewPGStore(pool)
-	opts.PassLog = registry.New(pool, registry.Options{Logger: logger})
+	store := registry.New(pool, registry.Options{
+		VerificationRetry: opts.RetryPolicy(),
+		KeyPrefixes:       cfg.KeyPrefixes,
+		Logger:            logger,
+	})
+	opts.PassLog = store
 	v, err := New(store, NewBucket(pc, cfg.Primary.Name), NewBucket(sc, cfg.Secondary.Name), opts)
 	if err != nil {
 		pool.Close()
@@ -140,7 +144,7 @@ func (s *Service) RunUntilDone(ctx context.Context, ro RunOptions, maxPasses int
 			break
 		}
 	}
-	sums, err := s.Store.Summary(ctx)
+	sums, err := s.Store.VerificationSummaries(ctx)
 	if err != nil {
 		return total, err
 	}

@@ -626,7 +626,7 @@ func testClaimDueFilter(t *testing.T, e *env) {
 	require.True(t, e.created(t, event(typeA, "com/acme/failed.jar", "1")))
 	e.failed(t, e.claim(t, typeA, "com/acme/failed.jar"), "boom", false)
 	e.clock.Advance(time.Hour)
-	claims, err = e.s.ClaimDue(e.ctx, registry.ClaimOptions{KeyPrefixes: []string{"com/acme/", "net/"}})
+	claims, err = e.s.WithKeyPrefixes("com/acme/", "net/").ClaimDue(e.ctx, registry.ClaimOptions{})
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"com/acme/x.jar", "com/acme/failed.jar"}, claimedKeys(claims))
 	assert.Equal(t, registry.StatePending, e.get(t, typeA, "org/other/y.jar").State)
