@@ -12,6 +12,7 @@ import (
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/registry/registrytest"
 )
 
 // drEnv points the process environment (-env) at a migrated registry and
@@ -39,26 +40,11 @@ func drEnv(t *testing.T) *registry.Store {
 	return registry.New(pgtest.Connect(t, dsn), registry.Options{})
 }
 
-// holdOne makes key a held delete: the brake is tripped, the key's
-// tombstone claimed and refused.
-func holdOne(t *testing.T, reg *registry.Store, typ, key string) {
-	t.Helper()
-	ctx := t.Context()
-	_, err := reg.RecordRemoved(ctx, registry.ObjectEvent{DataType: typ, Key: key})
-	require.NoError(t, err)
-	c, ok, err := reg.ClaimKey(ctx, typ, key)
-	require.NoError(t, err)
-	require.True(t, ok)
-	d, err := reg.AdmitDelete(ctx, c, registry.BrakePolicy{})
-	require.NoError(t, err)
-	require.Equal(t, registry.VerdictHold, d.Verdict)
-}
-
 func TestBrakeCommands(t *testing.T) {
 	reg := drEnv(t)
 	require.NoError(t, reg.TripBrake(t.Context(), registry.ScopeAll, "test trip"))
-	holdOne(t, reg, "npm_package_file", "npm/a/-/a-1.0.0.tgz")
-	holdOne(t, reg, "maven_package_file", "maven/x/y/1.0/y-1.0.jar")
+	registrytest.HoldDelete(t, reg, "npm_package_file", "npm/a/-/a-1.0.0.tgz")
+	registrytest.HoldDelete(t, reg, "maven_package_file", "maven/x/y/1.0/y-1.0.jar")
 
 	out, err := cli(t, "brake", "-env")
 	require.NoError(t, err, out)

@@ -33,6 +33,10 @@ type Registry interface {
 	BulkOperation(ctx context.Context, id int64) (registry.BulkOperation, error)
 	BulkOperations(ctx context.Context, limit int) ([]registry.BulkOperation, error)
 	Audit(ctx context.Context, limit int) ([]registry.AuditEntry, error)
+	// BrakeStatus, Held and ResolveHeld: the delete brake (see registry).
+	BrakeStatus(ctx context.Context) (registry.BrakeStatus, error)
+	Held(ctx context.Context, f registry.HoldFilter, afterKey string, limit int) ([]registry.Row, error)
+	ResolveHeld(ctx context.Context, a registry.HoldAction, f registry.HoldFilter, actor string, dryRun bool) (int64, error)
 }
 
 var _ Registry = (*registry.Store)(nil)

@@ -491,7 +491,7 @@ func (s *Server) getOpenAPI(w http.ResponseWriter, _ *http.Request) {
 
 // apiRoutes are the JSON API's endpoints (documented in openapi.json).
 func (s *Server) apiRoutes() []route {
-	return []route{
+	return append([]route{
 		{"GET", "/api/v1/status", s.jsonHandler(s.getStatus)},
 		{"GET", "/api/v1/health", s.jsonHandler(s.getHealth)},
 		{"GET", "/api/v1/rows", s.jsonHandler(s.getRows)},
@@ -503,5 +503,5 @@ func (s *Server) apiRoutes() []route {
 		{"GET", "/api/v1/bulk/{id}", s.jsonHandler(s.getBulk)},
 		{"GET", "/api/v1/audit", s.jsonHandler(s.getAudit)},
 		{"GET", "/api/v1/openapi.json", http.HandlerFunc(s.getOpenAPI)},
-	}
+	}, s.drRoutes()...)
 }

@@ -45,6 +45,7 @@ const (
 	CheckVerifyPass    = "verify_pass"
 	CheckDeadLetters   = "dead_letters"
 	CheckClockSkew     = "clock_skew"
+	CheckDeleteBrake   = "delete_brake"
 )
 
 // Result is the outcome of one check.
@@ -83,6 +84,8 @@ type Registry interface {
 	SchemaVersion(ctx context.Context) (applied, embedded int64, err error)
 	// Passes returns the last pass of every job.
 	Passes(ctx context.Context) ([]registry.Pass, error)
+	// BrakeStatus returns the tripped delete-brake scopes and held deletes.
+	BrakeStatus(ctx context.Context) (registry.BrakeStatus, error)
 }
 
 // Primary is the primary bucket as the checks probe it; *blobstore.Store
@@ -241,6 +244,11 @@ func (c *Checker) Run(ctx context.Context) Report {
 	}
 	add(c.checkDeadLetters(ctx))
 	add(c.checkClock(ctx))
+	if reachable := passErr == nil || applied != 0; reachable {
+		add(c.checkBrake(ctx))
+	} else {
+		add(fail(CheckDeleteBrake, "not checked: registry unreachable", "fix the registry check first"))
+	}
 
 	rep.OK = len(rep.Failed()) == 0
 	return rep
@@ -387,6 +395,33 @@ func (c *Checker) checkDeadLetters(ctx context.Context) (res Result) {
 				"read why they failed (the message and its reason), fix the cause, then redrive them or run a backfill pass, which registers what they announced")
 		default:
 			res = ok(CheckDeadLetters, "none in "+where)
+		}
+	})
+	return res
+}
+
+// checkBrake fails while the delete brake is tripped or deletes are held:
+// the secondary may be keeping objects the primary lost (a disaster) or
+// deletes an operator must let through.
+func (c *Checker) checkBrake(ctx context.Context) (res Result) {
+	c.timed(ctx, func(ctx context.Context) {
+		st, err := c.o.Registry.BrakeStatus(ctx)
+		switch {
+		case err != nil:
+			res = fail(CheckDeleteBrake, err.Error(), "fix the registry check first")
+		case len(st.Tripped) > 0 || st.HeldTotal > 0:
+			var scopes []string
+			for _, sc := range st.Tripped {
+				scopes = append(scopes, fmt.Sprintf("%s: %s", sc.Scope, sc.Reason))
+			}
+			detail := fmt.Sprintf("%d deletes held", st.HeldTotal)
+			if len(scopes) > 0 {
+				detail = "tripped (" + strings.Join(scopes, "; ") + "); " + detail
+			}
+			res = fail(CheckDeleteBrake, detail,
+				"find out why the primary lost objects; then geoblob brake release (the deletes were intended) or geoblob brake discard (keep the secondary copies; geoblob restore brings them back)")
+		default:
+			res = ok(CheckDeleteBrake, "armed, no deletes held")
 		}
 	})
 	return res

@@ -149,11 +149,11 @@ func TestEachCheckFailsOnItsOwnCondition(t *testing.T) {
 	t.Run("healthy", func(t *testing.T) {
 		rep := w.check()
 		requireOnlyFailed(t, rep)
-		require.Len(t, rep.Checks, 10)
+		require.Len(t, rep.Checks, 11)
 		var text strings.Builder
 		require.NoError(t, health.WriteText(&text, rep))
 		assert.Contains(t, text.String(), "healthy")
-		assert.Len(t, strings.Split(strings.TrimSpace(text.String()), "\n"), 11, "one line per check and a verdict")
+		assert.Len(t, strings.Split(strings.TrimSpace(text.String()), "\n"), 12, "one line per check and a verdict")
 		out, err := w.s3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("secondary")})
 		require.NoError(t, err)
 		assert.Empty(t, out.Contents, "the probe object was deleted")
@@ -192,6 +192,16 @@ func TestEachCheckFailsOnItsOwnCondition(t *testing.T) {
 		f := requireOnlyFailed(t, w.check(), health.CheckDeadLetters)
 		assert.Contains(t, f[health.CheckDeadLetters].Detail, "1 dead letters in "+w.dlq)
 		require.NoError(t, os.Remove(path))
+	})
+
+	t.Run("delete brake tripped", func(t *testing.T) {
+		require.NoError(t, w.reg.TripBrake(ctx, registry.ScopeAll, "primary bucket missing"))
+		f := requireOnlyFailed(t, w.check(), health.CheckDeleteBrake)
+		assert.Contains(t, f[health.CheckDeleteBrake].Detail, "tripped (*: primary bucket missing)")
+		assert.Contains(t, f[health.CheckDeleteBrake].Hint, "geoblob brake release")
+		_, err := w.reg.ResolveHeld(ctx, registry.ActionRelease, registry.HoldFilter{}, "test", false)
+		require.NoError(t, err)
+		requireOnlyFailed(t, w.check())
 	})
 
 	t.Run("skewed clock", func(t *testing.T) {
@@ -266,14 +276,14 @@ func TestEachCheckFailsOnItsOwnCondition(t *testing.T) {
 	t.Run("database stopped", func(t *testing.T) {
 		require.NoError(t, w.cluster.Stop(ctx))
 		f := requireOnlyFailed(t, w.check(), health.CheckRegistry, health.CheckMigrations,
-			health.CheckBackfillPass, health.CheckVerifyPass)
+			health.CheckBackfillPass, health.CheckVerifyPass, health.CheckDeleteBrake)
 		assert.Contains(t, f[health.CheckMigrations].Detail, "registry unreachable")
 	})
 
 	t.Run("MinIO stopped", func(t *testing.T) {
 		require.NoError(t, w.minio.Stop())
 		f := requireOnlyFailed(t, w.check(), health.CheckRegistry, health.CheckMigrations,
-			health.CheckBackfillPass, health.CheckVerifyPass,
+			health.CheckBackfillPass, health.CheckVerifyPass, health.CheckDeleteBrake,
 			health.CheckPrimary, health.CheckSecondary, health.CheckNotifications, health.CheckClockSkew)
 		assert.Contains(t, f[health.CheckPrimary].Detail, "list primary")
 	})

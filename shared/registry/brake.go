@@ -20,7 +20,7 @@ const (
 	// HoldNone: the row was never held.
 	HoldNone DeleteHold = 0
 	// HoldHeld: the delete waits for an operator; the secondary keeps its
-	// copy. The row is failed with retry_at = infinity.
+	// copy. The row is failed with retry_at = 9999-12-31 (never due).
 	HoldHeld DeleteHold = 1
 	// HoldReleased: an operator allowed the delete; it bypasses the budget.
 	HoldReleased DeleteHold = 2

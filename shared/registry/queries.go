@@ -366,7 +366,7 @@ INSERT INTO delete_brake_log (data_type, at) VALUES ($1, $2)`
 const qHoldDelete = `
 UPDATE blob_registry AS r SET
 	state = 3,
-	retry_at = 'infinity',
+	retry_at = '9999-12-31T00:00:00Z', -- never due: only an operator moves a held row
 	last_sync_failure = $3,
 	delete_hold = 1,
 	updated_at = $4

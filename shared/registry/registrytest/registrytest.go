@@ -83,3 +83,25 @@ func (c *Clock) Advance(d time.Duration) time.Time {
 	c.now = c.now.Add(d)
 	return c.now
 }
+
+// HoldDelete makes key of dataType a held delete, as a tripped delete brake
+// leaves it: it records the removal, trips the brake for all types, claims
+// the tombstone and has the brake refuse it.
+func HoldDelete(t testing.TB, s *registry.Store, dataType, key string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := s.RecordRemoved(ctx, registry.ObjectEvent{DataType: dataType, Key: key}); err != nil {
+		t.Fatalf("registrytest: record removed: %v", err)
+	}
+	if err := s.TripBrake(ctx, registry.ScopeAll, "registrytest.HoldDelete"); err != nil {
+		t.Fatalf("registrytest: trip brake: %v", err)
+	}
+	c, ok, err := s.ClaimKey(ctx, dataType, key)
+	if err != nil || !ok {
+		t.Fatalf("registrytest: claim %s: ok=%v err=%v", key, ok, err)
+	}
+	d, err := s.AdmitDelete(ctx, c, registry.BrakePolicy{})
+	if err != nil || d.Verdict != registry.VerdictHold {
+		t.Fatalf("registrytest: admit delete %s: %v %v", key, d.Verdict, err)
+	}
+}

@@ -1,0 +1,69 @@
+package api_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/shared/api"
+	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/registry/registrytest"
+)
+
+func TestDeleteBrakeAPI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	registrytest.HoldDelete(t, e.store, "npm_package_file", "npm/a/-/a-1.0.0.tgz")
+	registrytest.HoldDelete(t, e.store, "npm_package_file", "npm/b/-/b-1.0.0.tgz")
+	registrytest.HoldDelete(t, e.store, "maven_package_file", "maven/x/y/1.0/y-1.0.jar")
+
+	var b api.BrakeJSON
+	require.Equal(t, http.StatusOK, e.getJSON(t, "/api/v1/delete-brake", &b))
+	require.Len(t, b.Tripped, 1)
+	assert.Equal(t, registry.ScopeAll, b.Tripped[0].Scope)
+	assert.EqualValues(t, 3, b.HeldTotal)
+	assert.EqualValues(t, 2, b.Held["npm_package_file"])
+	require.Len(t, b.HeldKeys, 3)
+	assert.Equal(t, "maven/x/y/1.0/y-1.0.jar", b.HeldKeys[0].Key)
+
+	code, body := e.do(t, "POST", "/api/v1/delete-brake/release", api.HoldRequest{DataType: "npm_package_file", DryRun: true})
+	require.Equal(t, http.StatusOK, code, string(body))
+	var res api.HoldResultJSON
+	require.NoError(t, json.Unmarshal(body, &res))
+	assert.EqualValues(t, 2, res.Rows)
+	row, err := e.store.Get(t.Context(), "npm_package_file", "npm/a/-/a-1.0.0.tgz")
+	require.NoError(t, err)
+	assert.Equal(t, registry.StateFailed, row.State, "a dry run changes nothing")
+
+	code, body = e.do(t, "POST", "/api/v1/delete-brake/release", api.HoldRequest{Prefix: "npm/a/"}, "X-User", "alice")
+	require.Equal(t, http.StatusOK, code, string(body))
+	require.NoError(t, json.Unmarshal(body, &res))
+	assert.EqualValues(t, 1, res.Rows)
+	row, err = e.store.Get(t.Context(), "npm_package_file", "npm/a/-/a-1.0.0.tgz")
+	require.NoError(t, err)
+	assert.Equal(t, registry.StatePending, row.State)
+
+	code, body = e.do(t, "POST", "/api/v1/delete-brake/discard", api.HoldRequest{}, "X-User", "bob")
+	require.Equal(t, http.StatusOK, code, string(body))
+	require.NoError(t, json.Unmarshal(body, &res))
+	assert.EqualValues(t, 2, res.Rows)
+	require.Equal(t, http.StatusOK, e.getJSON(t, "/api/v1/delete-brake", &b))
+	assert.Empty(t, b.Tripped)
+	assert.Zero(t, b.HeldTotal)
+
+	audit, err := e.store.Audit(t.Context(), 10)
+	require.NoError(t, err)
+	require.Len(t, audit, 2)
+	assert.Equal(t, "delete_brake_discard", audit[0].Action)
+	assert.Equal(t, "test:bob", audit[0].Actor)
+	assert.Equal(t, "test:alice", audit[1].Actor)
+
+	code, _ = e.do(t, "POST", "/api/v1/delete-brake/release", map[string]any{"bogus": 1})
+	assert.Equal(t, http.StatusBadRequest, code)
+	ro := newEnv(t, func(o *api.Options) { o.ActionsEnabled = false })
+	code, _ = ro.do(t, "POST", "/api/v1/delete-brake/release", api.HoldRequest{})
+	assert.Equal(t, http.StatusForbidden, code)
+}
