@@ -156,6 +156,9 @@ type Options struct {
 	// Dispatcher, when set, makes the sync phase send sync requests to the
 	// copy workers instead of copying in process (see Config.Window).
 	Dispatcher Dispatcher
+	// DispatchParallel is how many claim-and-send loops a dispatching
+	// sync phase runs (sharing one window); default 4.
+	DispatchParallel int
 	// PollInterval is how long sync waits when the window is full or
 	// reconcile is still registering; default 50 ms.
 	PollInterval time.Duration
@@ -229,6 +232,9 @@ func New(o Options) (*Runner, error) {
 	}
 	if o.Clock == nil {
 		o.Clock = time.Now
+	}
+	if o.DispatchParallel <= 0 {
+		o.DispatchParallel = 4
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 50 * time.Millisecond

@@ -2,7 +2,9 @@ package backfill
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/geoblob/geoblob/shared/events"
@@ -44,43 +46,71 @@ const quarantineEvery = 10 * time.Second
 // full it waits; live events are then at most one window behind. It ends
 // when nothing is due (and reconcile, running alongside, is done) or at
 // the budget. A claim whose request is lost is recovered by the recover
-// phase after the sync timeout.
+// phase after the sync timeout. Options.DispatchParallel claim loops share
+// the window (a claim-and-send round trip is mostly waiting on the
+// database and on SQS).
 func (p *pass) dispatch(ctx context.Context) error {
 	rep := &p.rep.Sync
+	d := &dispatcher{p: p, window: int64(max(p.r.o.Config.Window, 1)), lastQuarantine: p.r.o.Clock()}
 	defer func() {
 		p.r.log.InfoContext(ctx, "backfill sync dispatch", "phase", PhaseSync, "rounds", rep.Rounds,
 			"claimed", rep.Claimed, "dispatched", rep.Dispatched, "window", p.r.o.Config.Window,
 			"window_waits", rep.WindowWaits, "quarantined", rep.Quarantined, "budget_exhausted", p.exhausted.Load())
 	}()
-	total, err := p.startSync(ctx)
-	if err != nil {
+	var err error
+	if d.total, err = p.startSync(ctx); err != nil {
 		return err
 	}
-	window := int64(max(p.r.o.Config.Window, 1))
-	lastQuarantine := p.r.o.Clock()
+	var (
+		wg   sync.WaitGroup
+		errs = make([]error, max(p.r.o.DispatchParallel, 1))
+	)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = d.loop(ctx)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return p.quarantine(ctx)
+}
+
+// dispatcher is the state the claim loops of one dispatch phase share.
+type dispatcher struct {
+	p      *pass
+	window int64
+
+	mu             sync.Mutex // guards the fields below and p.rep.Sync
+	reserved       int64      // rows being claimed right now (not yet counted as started)
+	total          int64
+	lastQuarantine time.Time
+}
+
+// loop claims and sends until nothing is due, the budget ends or an
+// error occurs.
+func (d *dispatcher) loop(ctx context.Context) error {
+	p := d.p
+	rep := &p.rep.Sync
 	for !p.expired() {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("backfill: dispatch: %w", err)
 		}
-		if p.r.o.Clock().Sub(lastQuarantine) >= quarantineEvery {
-			if err := p.quarantine(ctx); err != nil {
-				return err
-			}
-			lastQuarantine = p.r.o.Clock()
-		}
-		inFlight, err := p.r.o.Registry.CountStarted(ctx)
+		take, err := d.reserve(ctx)
 		if err != nil {
-			return fmt.Errorf("backfill: dispatch: %w", err)
+			return err
 		}
-		room := window - inFlight
-		if room <= 0 {
-			rep.WindowWaits++
+		if take == 0 {
 			if !p.wait(ctx) {
 				break
 			}
 			continue
 		}
-		claims, err := p.r.claimDue(ctx, int(min(room, int64(p.r.o.Config.ClaimSize))))
+		claims, err := p.r.claimDue(ctx, int(take))
+		d.release(take)
 		if err != nil {
 			return err
 		}
@@ -90,18 +120,55 @@ func (p *pass) dispatch(ctx context.Context) error {
 			}
 			break
 		}
-		rep.Rounds++
-		rep.Claimed += int64(len(claims))
 		if err := p.send(ctx, claims); err != nil {
 			return err
 		}
+		d.mu.Lock()
+		rep.Rounds++
+		rep.Claimed += int64(len(claims))
 		rep.Dispatched += int64(len(claims))
-		if total >= 0 && rep.Dispatched > total {
-			total = rep.Dispatched
+		d.total = max(d.total, rep.Dispatched)
+		if d.total >= 0 {
+			p.progress(PhaseSync, rep.Dispatched, d.total)
 		}
-		p.progress(PhaseSync, rep.Dispatched, total)
+		d.mu.Unlock()
 	}
-	return p.quarantine(ctx)
+	return nil
+}
+
+// reserve returns how many rows this loop may claim now (0: the window is
+// full), counting the claims in flight and what other loops are claiming;
+// it also parks exhausted rows every quarantineEvery.
+func (d *dispatcher) reserve(ctx context.Context) (int64, error) {
+	p := d.p
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p.r.o.Clock().Sub(d.lastQuarantine) >= quarantineEvery {
+		if err := p.quarantine(ctx); err != nil {
+			return 0, err
+		}
+		d.lastQuarantine = p.r.o.Clock()
+	}
+	inFlight, err := p.r.o.Registry.CountStarted(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("backfill: dispatch: %w", err)
+	}
+	room := d.window - inFlight - d.reserved
+	if room <= 0 {
+		p.rep.Sync.WindowWaits++
+		return 0, nil
+	}
+	take := min(room, int64(p.r.o.Config.ClaimSize))
+	d.reserved += take
+	return take, nil
+}
+
+// release ends a reservation once its rows are claimed (and so counted as
+// started) or the claim failed.
+func (d *dispatcher) release(n int64) {
+	d.mu.Lock()
+	d.reserved -= n
+	d.mu.Unlock()
 }
 
 // send dispatches claims as sync requests. If sending fails, the claims
