@@ -101,6 +101,9 @@ func fixture(t *testing.T, name string) *synthesized {
 		c.DataTypes = nil
 		c.AlarmEmail = ""
 		c.LocalInvoke = true
+	case "nodispatch":
+		// Backfill copies in process (the mode the IAM scenario records).
+		c.Dispatch = false
 	case "localstack":
 		// The LocalStack target with every function; the primary bucket is
 		// created (forced by the target).

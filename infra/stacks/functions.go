@@ -49,6 +49,8 @@ type S3Access struct {
 	// marker in the versioned bucket; noncurrent versions expire by
 	// lifecycle; deleting a missing key succeeds, so no s3:ListBucket).
 	SecondaryDelete bool
+	// SecondaryList: s3:ListBucket on the secondary (backfill's orphan scan).
+	SecondaryList bool
 }
 
 // FunctionSpec describes one Lambda function. Adding a function is one entry
@@ -96,7 +98,8 @@ func KnownFunctions() []FunctionSpec {
 			Description: "geoblob: registry consistency, pending and failed syncs, orphan removal",
 			MemoryMB:    1769, Timeout: 15 * time.Minute,
 			Trigger: TriggerSchedule,
-			S3:      S3Access{PrimaryRead: true, SecondaryWrite: true, SecondaryDelete: true},
+			// effectiveS3 drops SecondaryWrite while backfill dispatches its copies to onCreate.
+			S3: S3Access{PrimaryRead: true, SecondaryWrite: true, SecondaryDelete: true, SecondaryList: true},
 		},
 		{
 			Name: "verify", LogicalID: "VerifyFunction",

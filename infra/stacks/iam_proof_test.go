@@ -67,6 +67,18 @@ func rolePolicies(t *testing.T, s *synthesized) iamcheck.Policies {
 	return out
 }
 
+// provenPolicies are the policies the recorded scenario exercises: the
+// "full" deployment's, except backfill's, which come from the "nodispatch"
+// deployment (the scenario's backfill copies in process; while it
+// dispatches, TestIAMGrantsPerRole shows its role is that one minus the
+// secondary writes, which onCreate then makes).
+func provenPolicies(t *testing.T) iamcheck.Policies {
+	t.Helper()
+	p := rolePolicies(t, fixture(t, "full"))
+	p["backfill"] = rolePolicies(t, fixture(t, "nodispatch"))["backfill"]
+	return p
+}
+
 // symbolic names a statement resource: "primary", "primary/*", "secondary",
 // "secondary/*", "kms:secondary", "kms:primary"; anything else as JSON.
 func symbolic(tmpl map[string]any, c Config, r any) string {
@@ -108,7 +120,7 @@ func encryptedBuckets(c Config) map[string]bool {
 // policies the MinIO enforcement test gives each function's user) equal to
 // the synthesized template. After changing a grant run `make iam-fixtures`.
 func TestIAMPoliciesFixture(t *testing.T) {
-	got := rolePolicies(t, fixture(t, "full"))
+	got := provenPolicies(t)
 	if *updateIAM {
 		require.NoError(t, iamcheck.WritePolicies(got))
 		return
@@ -126,7 +138,7 @@ func TestIAMRecordedCallsGranted(t *testing.T) {
 	s := fixture(t, "full")
 	calls, err := iamcheck.ReadCalls()
 	require.NoError(t, err)
-	pols := rolePolicies(t, s)
+	pols := provenPolicies(t)
 	for _, c := range calls {
 		_, known := pols[c.Function]
 		assert.True(t, known, "recorded call of unknown function: %s", c)
@@ -147,7 +159,7 @@ func TestIAMCheckFailsWithOneActionRemoved(t *testing.T) {
 	s := fixture(t, "full")
 	calls, err := iamcheck.ReadCalls()
 	require.NoError(t, err)
-	pols := rolePolicies(t, s)
+	pols := provenPolicies(t)
 	enc := encryptedBuckets(s.cfg)
 	removed := 0
 	for fn, sts := range pols {
@@ -181,9 +193,14 @@ func TestIAMCheckFailsWithOneActionRemoved(t *testing.T) {
 // grant change shows up here as well as in the recorded-calls proof.
 func TestIAMGrantsPerRole(t *testing.T) {
 	pols := rolePolicies(t, fixture(t, "full"))
+	noDispatch := rolePolicies(t, fixture(t, "nodispatch"))
 	grantsOf := func(fn string) map[string][]string {
+		sts := pols[fn]
+		if fn == "backfill (copying)" {
+			sts = noDispatch["backfill"]
+		}
 		out := map[string][]string{}
-		for _, st := range pols[fn] {
+		for _, st := range sts {
 			for _, r := range st.Resources {
 				out[r] = append(out[r], st.Actions...)
 			}
@@ -211,7 +228,12 @@ func TestIAMGrantsPerRole(t *testing.T) {
 		"kms:secondary": {"kms:Decrypt", "kms:GenerateDataKey"},
 	}
 	assert.Equal(t, with(primaryRead, writer), grantsOf("onCreate"))
-	assert.Equal(t, with(primaryRead, writer), grantsOf("backfill"))
+	assert.Equal(t, with(primaryRead, writer), grantsOf("backfill (copying)"))
+	// Dispatching, backfill lists and deletes on the secondary (orphans, lost
+	// deletes) but copies nothing: onCreate does.
+	assert.Equal(t, with(primaryRead, map[string][]string{
+		"secondary": {"s3:ListBucket"}, "secondary/*": {"s3:DeleteObject"},
+	}), grantsOf("backfill"))
 	assert.Equal(t, with(primaryRead, map[string][]string{"secondary/*": {"s3:DeleteObject"}}), grantsOf("onDelete"))
 	assert.Equal(t, with(primaryRead, map[string][]string{
 		"secondary": {"s3:ListBucket"}, "secondary/*": {"s3:GetObject"}, "kms:secondary": {"kms:Decrypt"},

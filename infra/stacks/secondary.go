@@ -373,7 +373,7 @@ func (s *SecondaryStack) function(c Config, spec FunctionSpec, sg awsec2.ISecuri
 	fn := awslambda.NewFunction(scope, jsii.String("Function"), props)
 	fn.Node().DefaultChild().(awslambda.CfnFunction).OverrideLogicalId(jsii.String(spec.LogicalID))
 
-	for _, st := range s.bucketStatements(c, spec.S3) {
+	for _, st := range s.bucketStatements(c, effectiveS3(c, spec)) {
 		fn.AddToRolePolicy(st)
 	}
 	// The registry credentials: read the one secret, nothing else.
@@ -412,7 +412,7 @@ func (s *SecondaryStack) bucketStatements(c Config, a S3Access) []awsiam.PolicyS
 	if a.PrimaryRead && c.PrimaryKMSKeyARN != "" {
 		stmt("PrimaryKey", []string{"kms:Decrypt"}, jsii.String(c.PrimaryKMSKeyARN))
 	}
-	if a.SecondaryRead || a.SecondaryWrite {
+	if a.SecondaryRead || a.SecondaryWrite || a.SecondaryList {
 		stmt("SecondaryList", []string{"s3:ListBucket"}, secondary)
 	}
 	if a.SecondaryRead {
