@@ -46,6 +46,10 @@ demo: tools ## Start the local stack, upload sample packages of every type, show
 status: ## Per-type replication table of the running local stack.
 	$(GEOBLOB) status
 
+.PHONY: console
+console: ## Operator console of the running local stack on 127.0.0.1 (the daemon also serves one, see `make up`).
+	$(GEOBLOB) console $(ARGS)
+
 .PHONY: backfill
 backfill: ## One backfill pass on the running local stack (progress bar + summary); ARGS="-until-quiet".
 	$(GEOBLOB) backfill $(ARGS)

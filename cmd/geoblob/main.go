@@ -37,7 +37,7 @@ commands:
   backfill      one backfill pass: register what no event announced, sync what is due
 ` + verifyUsage + drUsage + `  check         health check of the local stack (Geo's gitlab:geo:check): one line per check, exit 1 on failure
   localstack    steps of make deploy-local / make smoke-local (secret, migrate, smoke)
-  serve-events  run the event daemon in the foreground (started by up)
+` + apiUsage + `  serve-events  run the event daemon in the foreground (started by up)
 
 Every command takes -dir (default $GEOBLOB_STACK_DIR or <repo>/.local/stack).
 Run 'geoblob <command> -h' for its flags.
@@ -97,11 +97,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return devstack.Down(ctx, *dir, stdout)
-	case "status":
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		return devstack.Status(ctx, *dir, stdout)
+	case "status", "list", "resync", "reverify", "console":
+		return runAPICommand(ctx, cmd, fs, dir, args, stdout, logger())
 	case "env":
 		if err := fs.Parse(args); err != nil {
 			return err
@@ -193,6 +190,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		conc := fs.Int("concurrency", 2, "most handler invocations in flight")
 		maxReceives := fs.Int("max-receives", 5, "deliveries of a message before it goes to the dead-letter directory")
 		visibility := fs.Duration("visibility", 2*time.Second, "visibility timeout after a message's first failure (doubles per failure, max 1m)")
+		console := fs.String("console", "", "serve the operator console on this 127.0.0.1 address (empty: none)")
 		sched := scheduleFlags(fs)
 		if err := fs.Parse(args); err != nil {
 			return err
@@ -210,7 +208,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 		return devstack.ServeEvents(ctx, devstack.ServeOptions{
-			Addr: *listen, Config: cfg, Getenv: os.Getenv, Logger: log, Schedules: sched.get(),
+			Addr: *listen, Config: cfg, Getenv: os.Getenv, Logger: log, Schedules: sched.get(), ConsoleAddr: *console,
 			Queue: devstack.QueueOptions{Dir: *spool, DeadLetterDir: *dlq, BatchSize: *batch, Concurrency: *conc,
 				MaxReceives: *maxReceives, Visibility: *visibility},
 		})
@@ -285,7 +283,7 @@ func (s schedules) get() devstack.Schedules {
 	return devstack.Schedules{Backfill: *s.backfill, Verify: *s.verify, FirstRun: *s.first}
 }
 
-type ports struct{ pg, primary, secondary, events *int }
+type ports struct{ pg, primary, secondary, events, console *int }
 
 func portFlags(fs *flag.FlagSet) ports {
 	return ports{
@@ -293,6 +291,7 @@ func portFlags(fs *flag.FlagSet) ports {
 		primary:   fs.Int("primary-port", devstack.DefaultPrimaryPort, "primary region MinIO port"),
 		secondary: fs.Int("secondary-port", devstack.DefaultSecondaryPort, "secondary region MinIO port"),
 		events:    fs.Int("events-port", devstack.DefaultEventsPort, "event receiver port"),
+		console:   fs.Int("console-port", devstack.DefaultConsolePort, "operator console port (served by the event daemon)"),
 	}
 }
 
@@ -317,6 +316,8 @@ func settings(dir string, p ports, fs *flag.FlagSet) (devstack.Settings, error) 
 			s.Ports.Secondary = *p.secondary
 		case "events-port":
 			s.Ports.Events = *p.events
+		case "console-port":
+			s.Ports.Console = *p.console
 		}
 	})
 	return s, nil

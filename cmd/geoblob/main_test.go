@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +20,7 @@ import (
 	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/internal/minioproc"
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
+	"github.com/geoblob/geoblob/shared/api"
 )
 
 // asMain makes a copy of this test binary behave as the geoblob command, so
@@ -55,7 +59,8 @@ func TestCommands(t *testing.T) {
 	p := free.Ports
 	flags := []string{"-dir", dir,
 		"-pg-port", strconv.Itoa(p.Postgres), "-primary-port", strconv.Itoa(p.Primary),
-		"-secondary-port", strconv.Itoa(p.Secondary), "-events-port", strconv.Itoa(p.Events)}
+		"-secondary-port", strconv.Itoa(p.Secondary), "-events-port", strconv.Itoa(p.Events),
+		"-console-port", strconv.Itoa(p.Console)}
 	t.Cleanup(func() {
 		out, err := cli(t, "down", "-dir", dir)
 		if err != nil {
@@ -76,6 +81,8 @@ func TestCommands(t *testing.T) {
 	out, err = cli(t, "demo", "-dir", dir, "-extra", "1", "-big-mib", "17", "-timeout", "2m")
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "primary and secondary are identical")
+	assert.True(t, strings.HasSuffix(strings.TrimSpace(out), fmt.Sprintf("Operator console: http://127.0.0.1:%d/", p.Console)),
+		"the demo ends with the console URL")
 	assert.Contains(t, out, "every file replicated and verified: VERIFIED == FILES for every data type")
 	assert.Contains(t, out, "uploaded generic/before-events/1.0.0/before-events-a.bin")
 	assertAllVerified(t, out)
@@ -110,6 +117,25 @@ func TestCommands(t *testing.T) {
 	assert.Contains(t, out, "maven_package_file")
 	assert.Contains(t, out, "TOTAL")
 	assert.Contains(t, out, "0 dead letters")
+
+	// The daemon serves the operator console; status -json reads the same
+	// API in-process.
+	consoleURL := fmt.Sprintf("http://127.0.0.1:%d/", p.Console)
+	resp, err := http.Get(consoleURL)
+	require.NoError(t, err)
+	page, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, string(page), `data-type="maven_package_file"`)
+	out, err = cli(t, "status", "-json", "-dir", dir)
+	require.NoError(t, err, out)
+	var st api.StatusJSON
+	require.NoError(t, json.Unmarshal([]byte(out), &st), out)
+	require.NotEmpty(t, st.Types)
+	out, err = cli(t, "status", "-url", consoleURL, "-dir", dir)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "maven_package_file")
 
 	// The scheduled passes run in the daemon; the commands run one on demand.
 	out, err = cli(t, "backfill", "-dir", dir, "-progress=false")

@@ -27,12 +27,13 @@ func PrintAccess(out io.Writer, s Settings) {
 primary    %s  bucket %s  region %s
 secondary  %s  bucket %s  region %s
 registry   %s
+console    %s   (operator console: status per data type, registry, resync/reverify)
 access key %s
 secret key %s
 env file   %s   (source it: GEOBLOB_* for the functions, AWS_* for the aws CLI)
 `, s.PrimaryEndpoint(), s.PrimaryBucket, s.PrimaryRegion,
 		s.SecondaryEndpoint(), s.SecondaryBucket, s.SecondaryRegion,
-		s.DatabaseURL(), s.AccessKey, s.SecretKey, s.EnvFile())
+		s.DatabaseURL(), s.ConsoleURL(), s.AccessKey, s.SecretKey, s.EnvFile())
 }
 
 // PrintHowTo prints how to upload and delete by hand and how to stop.
@@ -48,8 +49,10 @@ or with the aws CLI:
   aws s3 ls --recursive s3://%s/ --endpoint-url %s --region %s
   (credentials: AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_REGION=%s)
 Stop the stack with: make down   (state stays in %s; make clean removes it)
+
+Operator console: %s
 `, s.EnvFile(), s.PrimaryBucket, s.PrimaryEndpoint(), s.SecondaryBucket, s.SecondaryEndpoint(), s.SecondaryRegion,
-		s.AccessKey, s.SecretKey, s.PrimaryRegion, s.Dir)
+		s.AccessKey, s.SecretKey, s.PrimaryRegion, s.Dir, s.ConsoleURL())
 }
 
 // Copy uploads a local file to the primary bucket of the stack in dir.

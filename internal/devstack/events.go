@@ -37,6 +37,9 @@ type ServeOptions struct {
 	Schedules Schedules
 	// Logger receives the handler's and the daemon's logs.
 	Logger *slog.Logger
+	// ConsoleAddr is where the daemon serves the operator console
+	// (127.0.0.1:port); "" serves none.
+	ConsoleAddr string
 }
 
 // MetricsPath is where the event daemon serves Prometheus metrics (per-type
@@ -72,19 +75,45 @@ func ServeEvents(ctx context.Context, o ServeOptions) error {
 	sched := o.Schedules
 	sched.Dispatcher = d.dispatcher()
 	go func() { schedDone <- sched.Run(schedCtx, o.Config, o.Getenv, logger, app.WithCopies(copies)) }()
+	consoleDone, closeConsole, err := startConsole(schedCtx, o, logger)
+	if err != nil {
+		stopSched()
+		return errors.Join(err, d.close(context.WithoutCancel(ctx)), <-schedDone)
+	}
+	defer closeConsole()
 	var serveErr error
 	select {
 	case serveErr = <-d.srv.Done():
 	case err := <-d.queueDone:
 		d.queueDone <- err // for close
 		serveErr = fmt.Errorf("devstack: queue worker stopped: %w", err)
+	case err := <-consoleDone:
+		consoleDone <- err // for the wait below
+		serveErr = err
 	case <-ctx.Done():
 	}
 	logger.Info("devstack: stopping event daemon")
 	stopSched()
 	closeErr := d.close(context.WithoutCancel(ctx))
 	schedErr := <-schedDone
-	return errors.Join(serveErr, closeErr, schedErr)
+	return errors.Join(serveErr, closeErr, schedErr, <-consoleDone)
+}
+
+// startConsole serves the operator console on o.ConsoleAddr until ctx
+// ends (nothing when it is empty); done receives its end.
+func startConsole(ctx context.Context, o ServeOptions, logger *slog.Logger) (done chan error, closeConsole func(), err error) {
+	done = make(chan error, 1)
+	if o.ConsoleAddr == "" {
+		done <- nil
+		return done, func() {}, nil
+	}
+	h, closeConsole, err := NewConsole(ctx, ConsoleOptions{Config: o.Config, Getenv: o.Getenv,
+		DeadLetterDir: o.Queue.DeadLetterDir, Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	go func() { done <- ServeConsole(ctx, o.ConsoleAddr, h, logger) }()
+	return done, closeConsole, nil
 }
 
 // delivery is a running receiver with its queue worker.
@@ -194,7 +223,7 @@ func (d Daemon) StartEvents(ctx context.Context, s Settings) (string, error) {
 	env := daemonEnv(os.Environ(), s)
 	argv := []string{bin, "serve-events", "-listen", s.EventsAddr(), "-spool", s.SpoolDir(), "-dead-letters", s.DeadLetterDir(),
 		"-backfill-every", d.Schedules.Backfill.String(), "-verify-every", d.Schedules.Verify.String(),
-		"-first-run", d.Schedules.FirstRun.String()}
+		"-first-run", d.Schedules.FirstRun.String(), "-console", s.ConsoleAddr()}
 	pid, err := spawn(argv, env, s.EventsPIDFile(), s.EventsLogFile())
 	if err != nil {
 		return "", err

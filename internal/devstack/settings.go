@@ -40,6 +40,7 @@ type Ports struct {
 	Primary   int `json:"primary"`
 	Secondary int `json:"secondary"`
 	Events    int `json:"events"`
+	Console   int `json:"console,omitempty"` // 0: Events + 100 (see ConsolePort)
 }
 
 // Settings describe one stack; Up records them in <Dir>/stack.json.
@@ -60,7 +61,7 @@ type Settings struct {
 func DefaultSettings(dir string) Settings {
 	return Settings{
 		Dir:             dir,
-		Ports:           Ports{Postgres: DefaultPostgresPort, Primary: DefaultPrimaryPort, Secondary: DefaultSecondaryPort, Events: DefaultEventsPort},
+		Ports:           Ports{Postgres: DefaultPostgresPort, Primary: DefaultPrimaryPort, Secondary: DefaultSecondaryPort, Events: DefaultEventsPort, Console: DefaultConsolePort},
 		PrimaryBucket:   DefaultPrimaryBucket,
 		SecondaryBucket: DefaultSecondaryBucket,
 		PrimaryRegion:   DefaultPrimaryRegion,
@@ -248,7 +249,7 @@ func LoadSettings(dir string) (Settings, error) {
 // ports that were free a moment ago (tests).
 func FreeSettings(dir string) (Settings, error) {
 	s := DefaultSettings(dir)
-	var ports [4]int
+	var ports [5]int
 	for i := range ports {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -257,6 +258,6 @@ func FreeSettings(dir string) (Settings, error) {
 		defer l.Close()
 		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	s.Ports = Ports{Postgres: ports[0], Primary: ports[1], Secondary: ports[2], Events: ports[3]}
+	s.Ports = Ports{Postgres: ports[0], Primary: ports[1], Secondary: ports[2], Events: ports[3], Console: ports[4]}
 	return s, nil
 }

@@ -249,7 +249,11 @@ func (s *Server) derivedHealth(st StatusJSON) Health {
 		}
 	}
 	now := s.o.Now()
-	for job, maxAge := range map[string]time.Duration{registry.JobBackfill: s.o.BackfillMaxAge, registry.JobVerify: s.o.VerifyMaxAge} {
+	for _, j := range []struct {
+		job    string
+		maxAge time.Duration
+	}{{registry.JobBackfill, s.o.BackfillMaxAge}, {registry.JobVerify, s.o.VerifyMaxAge}} {
+		job, maxAge := j.job, j.maxAge
 		i := slices.IndexFunc(st.Passes, func(p registry.Pass) bool { return p.Job == job })
 		switch {
 		case i < 0:

@@ -37,4 +37,3 @@ func Seed(t testing.TB, pool *pgxpool.Pool, perType int, types ...string) {
 		t.Fatalf("registrytest: seed: %v", err)
 	}
 }
-
