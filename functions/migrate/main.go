@@ -1,5 +1,7 @@
 // Command migrate is the geoblob Lambda function that applies the registry
-// migrations (registry.Migrate). The infrastructure runs it during every
+// migrations (registry.Migrate) as the database owner and makes the runtime
+// login of GEOBLOB_DATABASE_RUNTIME_SECRET_ARN (app.MigrateRegistry); it is
+// the only function that connects as the owner. The infrastructure runs it during every
 // deploy through a CloudFormation custom resource (CDK Provider framework),
 // so the schema is never changed by hand. Invoked directly (any payload that
 // is not a custom-resource event) it migrates too.
@@ -29,16 +31,7 @@ func main() {
 
 func databaseMigrator(cfg config.Config, logger *slog.Logger) func(context.Context) error {
 	return func(ctx context.Context) error {
-		dsn, err := app.DatabaseURL(ctx, cfg, nil)
-		if err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-		pool, err := app.NewPool(ctx, dsn, 1)
-		if err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-		defer pool.Close()
-		if err := registry.MigrateWithLogger(ctx, pool, logger); err != nil {
+		if err := app.MigrateRegistry(ctx, cfg, logger, nil); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
 		return nil

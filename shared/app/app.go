@@ -199,22 +199,11 @@ func DatabaseURL(ctx context.Context, cfg config.Config, sm SecretGetter) (strin
 	if cfg.DatabaseSecretARN == "" {
 		return "", fmt.Errorf("app: %w: neither GEOBLOB_DATABASE_URL nor GEOBLOB_DATABASE_SECRET_ARN is set", config.ErrInvalid)
 	}
-	if sm == nil {
-		var opts []func(*awsconfig.LoadOptions) error
-		if a, err := awsarn.Parse(cfg.DatabaseSecretARN); err == nil && a.Region != "" {
-			opts = append(opts, awsconfig.WithRegion(a.Region))
-		}
-		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
-		if err != nil {
-			return "", fmt.Errorf("app: aws config for secrets manager: %w", err)
-		}
-		sm = secretsmanager.NewFromConfig(awsCfg)
-	}
-	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(cfg.DatabaseSecretARN)})
+	secret, err := readSecret(ctx, "GEOBLOB_DATABASE_SECRET_ARN", cfg.DatabaseSecretARN, sm)
 	if err != nil {
-		return "", fmt.Errorf("app: read secret GEOBLOB_DATABASE_SECRET_ARN=%s: %w", cfg.DatabaseSecretARN, err)
+		return "", err
 	}
-	u, err := SecretURL(aws.ToString(out.SecretString), cfg.DatabaseHost)
+	u, err := SecretURL(secret, cfg.DatabaseHost)
 	if err != nil {
 		return "", err
 	}
@@ -243,6 +232,60 @@ func WithTLS(dsn, sslmode, caFile string) (string, error) {
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
+}
+
+// readSecret returns the string of the Secrets Manager secret id (named by
+// variable in errors). sm may be nil: a client for the secret's region is
+// made.
+func readSecret(ctx context.Context, variable, id string, sm SecretGetter) (string, error) {
+	if sm == nil {
+		var opts []func(*awsconfig.LoadOptions) error
+		if a, err := awsarn.Parse(id); err == nil && a.Region != "" {
+			opts = append(opts, awsconfig.WithRegion(a.Region))
+		}
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+		if err != nil {
+			return "", fmt.Errorf("app: aws config for secrets manager: %w", err)
+		}
+		sm = secretsmanager.NewFromConfig(awsCfg)
+	}
+	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
+	if err != nil {
+		return "", fmt.Errorf("app: read secret %s=%s: %w", variable, id, err)
+	}
+	return aws.ToString(out.SecretString), nil
+}
+
+// MigrateRegistry is the migrate function's work: it connects as the
+// registry's owner (GEOBLOB_DATABASE_URL or _SECRET_ARN), applies the
+// migrations and, when GEOBLOB_DATABASE_RUNTIME_SECRET_ARN is set, makes
+// that secret's user the runtime login (registry.EnsureRuntimeLogin: DML
+// only, with the secret's current password). sm may be nil.
+func MigrateRegistry(ctx context.Context, cfg config.Config, logger *slog.Logger, sm SecretGetter) error {
+	dsn, err := DatabaseURL(ctx, cfg, sm)
+	if err != nil {
+		return err
+	}
+	pool, err := NewPool(ctx, dsn, 1)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := registry.MigrateWithLogger(ctx, pool, logger); err != nil {
+		return err
+	}
+	if cfg.DatabaseRuntimeSecretARN == "" {
+		return nil
+	}
+	secret, err := readSecret(ctx, "GEOBLOB_DATABASE_RUNTIME_SECRET_ARN", cfg.DatabaseRuntimeSecretARN, sm)
+	if err != nil {
+		return err
+	}
+	var creds dbSecret
+	if err := json.Unmarshal([]byte(secret), &creds); err != nil || creds.Username == "" || creds.Password == "" {
+		return fmt.Errorf("%w: GEOBLOB_DATABASE_RUNTIME_SECRET_ARN: needs username and password", ErrSecret)
+	}
+	return registry.EnsureRuntimeLogin(ctx, pool, creds.Username, creds.Password)
 }
 
 // dbSecret is the RDS secret JSON format. Port may be a number or a string.

@@ -35,6 +35,7 @@ var Reference = []Var{
 	{"GEOBLOB_DATABASE_HOST", "", "Host that overrides the secret's host (e.g. the RDS Proxy endpoint)."},
 	{"GEOBLOB_DATABASE_SSLMODE", "verify-full", "TLS to the registry when the URL is built from the secret: verify-full (certificate chain and host name), verify-ca, require or disable (local stacks without TLS only)."},
 	{"GEOBLOB_DATABASE_CA_FILE", "(system roots)", "PEM file of the CAs the registry's certificate must chain to (e.g. the RDS CA bundle for a direct Aurora connection); empty uses the system trust store, which holds the Amazon roots RDS Proxy certificates chain to."},
+	{"GEOBLOB_DATABASE_RUNTIME_SECRET_ARN", "", "migrate only: secret (RDS JSON) of the runtime login, which migrate creates or updates as a DML-only member of geoblob_runtime with the secret's current password."},
 	{"GEOBLOB_PRIMARY_BUCKET", "", "Primary bucket (the package registry's bucket). Required."},
 	{"GEOBLOB_PRIMARY_REGION", "AWS_REGION", "Region of the primary bucket."},
 	{"GEOBLOB_PRIMARY_ENDPOINT", "", "S3 endpoint URL of the primary (LocalStack, MinIO); empty for AWS."},
@@ -82,6 +83,8 @@ type Config struct {
 	// secret (GEOBLOB_DATABASE_URL carries its own sslmode).
 	DatabaseSSLMode string
 	DatabaseCAFile  string
+	// DatabaseRuntimeSecretARN (migrate only) names the runtime login's secret.
+	DatabaseRuntimeSecretARN string
 
 	Primary   Bucket
 	Secondary Bucket
@@ -112,13 +115,14 @@ var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$`)
 func FromEnv(getenv func(string) string) (Config, error) {
 	r := reader{NewEnv(getenv, ErrInvalid)}
 	c := Config{
-		DatabaseURL:       r.Str("GEOBLOB_DATABASE_URL"),
-		DatabaseSecretARN: r.Str("GEOBLOB_DATABASE_SECRET_ARN"),
-		DatabaseHost:      r.Str("GEOBLOB_DATABASE_HOST"),
-		DatabaseSSLMode:   r.sslMode("GEOBLOB_DATABASE_SSLMODE"),
-		DatabaseCAFile:    r.Str("GEOBLOB_DATABASE_CA_FILE"),
-		PathStyle:         r.Bool("GEOBLOB_S3_PATH_STYLE", false),
-		CopyConcurrency:   int(r.Int("GEOBLOB_COPY_CONCURRENCY", 10, 1, 10_000)),
+		DatabaseURL:              r.Str("GEOBLOB_DATABASE_URL"),
+		DatabaseSecretARN:        r.Str("GEOBLOB_DATABASE_SECRET_ARN"),
+		DatabaseHost:             r.Str("GEOBLOB_DATABASE_HOST"),
+		DatabaseSSLMode:          r.sslMode("GEOBLOB_DATABASE_SSLMODE"),
+		DatabaseCAFile:           r.Str("GEOBLOB_DATABASE_CA_FILE"),
+		DatabaseRuntimeSecretARN: r.Str("GEOBLOB_DATABASE_RUNTIME_SECRET_ARN"),
+		PathStyle:                r.Bool("GEOBLOB_S3_PATH_STYLE", false),
+		CopyConcurrency:          int(r.Int("GEOBLOB_COPY_CONCURRENCY", 10, 1, 10_000)),
 		// S3 multipart: parts are 5 MiB..5 GiB; a single PUT takes at most 5 GiB.
 		MultipartThreshold: r.Int("GEOBLOB_MULTIPART_THRESHOLD", 16<<20, 5<<20, 5<<30),
 		PartSize:           r.Int("GEOBLOB_PART_SIZE", 8<<20, 5<<20, 5<<30),
