@@ -37,6 +37,8 @@ func (s *SecondaryStack) localRegistry(c Config) {
 	// The name is a valid SecretId for GetSecretValue; the partial ARN of a
 	// secret imported by name is not one everywhere.
 	s.secretID = jsii.String(c.SecretName())
+	// One PostgreSQL user there: the runtime functions use the same secret.
+	s.RuntimeSecret, s.runtimeSecretID = s.Secret, s.secretID
 }
 
 // scheduleRule invokes the function on a scheduled EventBridge rule (the

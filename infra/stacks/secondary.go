@@ -58,7 +58,11 @@ type SecondaryStack struct {
 	// secretID is GEOBLOB_DATABASE_SECRET_ARN: the secret's ARN, or its name
 	// when imported by name.
 	secretID *string
-	proxySG  awsec2.SecurityGroup
+	// RuntimeSecret holds the runtime login's credentials (see dbroles.go);
+	// runtimeSecretID is its GEOBLOB_DATABASE_SECRET_ARN.
+	RuntimeSecret   awssecretsmanager.ISecret
+	runtimeSecretID *string
+	proxySG         awsec2.SecurityGroup
 	// Functions maps function names to the deployed functions.
 	Functions map[string]awslambda.Function
 	// Queues and DeadLetterQueues map queue-driven function names to their queues.
@@ -114,6 +118,7 @@ func newSecondaryStack(scope constructs.Construct, id string, c Config, specs []
 			return nil, err
 		}
 	}
+	s.rotateSecrets(c, migrations)
 	for _, spec := range specs {
 		fn := s.Functions[spec.Name]
 		switch spec.Trigger {
@@ -240,7 +245,7 @@ func (s *SecondaryStack) database(c Config) {
 	})
 	s.Proxy = awsrds.NewDatabaseProxy(s.Stack, jsii.String("RegistryProxy"), &awsrds.DatabaseProxyProps{
 		ProxyTarget:    awsrds.ProxyTarget_FromCluster(s.Cluster),
-		Secrets:        &[]awssecretsmanager.ISecret{secret},
+		Secrets:        &[]awssecretsmanager.ISecret{secret, s.runtimeSecret()},
 		Vpc:            vpc,
 		VpcSubnets:     &awsec2.SubnetSelection{SubnetType: privateSubnetType(c)},
 		SecurityGroups: &[]awsec2.ISecurityGroup{s.proxySG},
@@ -340,6 +345,7 @@ func (s *SecondaryStack) function(c Config, spec FunctionSpec, sg awsec2.ISecuri
 	for k, v := range env {
 		envCopy[k] = v
 	}
+	s.databaseEnv(spec, envCopy)
 	assetDir, err := filepath.Abs(filepath.Join(c.AssetRoot, spec.Name))
 	if err != nil {
 		return nil, fmt.Errorf("infra: asset dir of %s: %w", spec.Name, err)
@@ -376,8 +382,8 @@ func (s *SecondaryStack) function(c Config, spec FunctionSpec, sg awsec2.ISecuri
 	for _, st := range s.bucketStatements(c, effectiveS3(c, spec)) {
 		fn.AddToRolePolicy(st)
 	}
-	// The registry credentials: read the one secret, nothing else.
-	s.Secret.GrantRead(fn, nil)
+	// The registry credentials: read its own secret(s), nothing else.
+	s.grantDatabase(spec, fn)
 	return fn, nil
 }
 

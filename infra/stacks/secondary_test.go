@@ -45,7 +45,11 @@ func TestFunctions(t *testing.T) {
 			assert.Equal(t, "us-east-1", vars["GEOBLOB_PRIMARY_REGION"])
 			assert.Equal(t, "us-west-2", vars["GEOBLOB_SECONDARY_REGION"])
 			assert.Equal(t, ref(logicalIDOf(t, s.secondaryJSON, "AWS::S3::Bucket", "SecondaryBucket")), vars["GEOBLOB_SECONDARY_BUCKET"])
-			assert.Equal(t, ref(logicalIDOf(t, s.secondaryJSON, "AWS::SecretsManager::Secret", "RegistrySecret")), vars["GEOBLOB_DATABASE_SECRET_ARN"])
+			if spec.Name == "migrate" {
+				assert.Equal(t, ref(logicalIDOf(t, s.secondaryJSON, "AWS::SecretsManager::Secret", "RegistrySecret")), vars["GEOBLOB_DATABASE_SECRET_ARN"], "only migrate connects as the owner")
+			} else {
+				assert.Equal(t, ref(logicalIDOf(t, s.secondaryJSON, "AWS::SecretsManager::SecretTargetAttachment", "RuntimeSecret")), vars["GEOBLOB_DATABASE_SECRET_ARN"], "the runtime login (DML only)")
+			}
 			assert.Equal(t, getAtt(logicalIDOf(t, s.secondaryJSON, "AWS::RDS::DBProxy", "RegistryProxy"), "Endpoint"), vars["GEOBLOB_DATABASE_HOST"])
 			assert.Equal(t, "npm_package_file,maven_package_file", vars["GEOBLOB_DATA_TYPES"])
 			assert.Equal(t, "10", vars["GEOBLOB_COPY_CONCURRENCY"])
@@ -213,7 +217,10 @@ func TestDatabase(t *testing.T) {
 		s.secondary.HasResourceProperties(jsii.String("AWS::RDS::DBProxy"), map[string]any{
 			"EngineFamily": "POSTGRESQL",
 			"RequireTLS":   true,
-			"Auth":         []any{assertions.Match_ObjectLike(&map[string]any{"AuthScheme": "SECRETS", "SecretArn": ref(secretID)})},
+			"Auth": []any{
+				assertions.Match_ObjectLike(&map[string]any{"AuthScheme": "SECRETS", "SecretArn": ref(secretID)}),
+				assertions.Match_ObjectLike(&map[string]any{"AuthScheme": "SECRETS", "SecretArn": ref(logicalIDOf(t, s.secondaryJSON, "AWS::SecretsManager::SecretTargetAttachment", "RuntimeSecret"))}),
+			},
 		})
 	})
 	secret := props(resource(t, s.secondaryJSON, secretID))
