@@ -508,3 +508,7 @@ func direction(d time.Duration) string {
 	}
 	return "ahead of"
 }
+
+// DeadLetters returns the checker's dead-letter source (nil when none is
+// configured), so a status page can show the same count.
+func (c *Checker) DeadLetters() DeadLetters { return c.o.DeadLetters }
