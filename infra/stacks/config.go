@@ -97,6 +97,10 @@ type Config struct {
 	// OldestUnsyncedAlarmMinutes raises the "oldest unsynced blob" alarm when a
 	// blob stays unsynced longer. Context: oldestUnsyncedAlarmMinutes. Default 60.
 	OldestUnsyncedAlarmMinutes int
+	// APIActions sets GEOBLOB_API_ACTIONS=true on the api function: resync
+	// and reverify through the operator API and console, audited with the
+	// caller's IAM ARN; read-only otherwise. Context: apiActions. Default false.
+	APIActions bool
 	// DatabaseMinACU and DatabaseMaxACU bound Aurora Serverless v2 capacity.
 	// Context: databaseMinAcu (default 0.5), databaseMaxAcu (default 4).
 	DatabaseMinACU, DatabaseMaxACU float64
@@ -161,7 +165,7 @@ func DefaultConfig() Config {
 		VerifySchedule:             "rate(5 minutes)",
 		ReverifyInterval:           2160 * time.Hour,
 		CopyConcurrency:            10,
-		Concurrency:                map[string]int{"onCreate": 10, "onDelete": 5, "backfill": 1, "verify": 2, "migrate": 1},
+		Concurrency:                map[string]int{"onCreate": 10, "onDelete": 5, "backfill": 1, "verify": 2, "migrate": 1, "api": 2},
 		MaxReceiveCount:            5,
 		BatchSize:                  10,
 		Dispatch:                   true,
@@ -246,6 +250,7 @@ func ConfigFromContext(get ContextGetter) (Config, error) {
 		}
 	}
 	r.boolean("dispatch", &c.Dispatch)
+	r.boolean("apiActions", &c.APIActions)
 	r.integer("syncWindow", &c.SyncWindowOverride)
 	r.integer("maxReceiveCount", &c.MaxReceiveCount)
 	r.integer("batchSize", &c.BatchSize)

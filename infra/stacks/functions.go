@@ -23,6 +23,8 @@ const (
 	// TriggerDeploy: the migrations custom resource, on every deploy that
 	// changes the function's code.
 	TriggerDeploy
+	// TriggerURL: a Lambda function URL with AuthType AWS_IAM (see api.go).
+	TriggerURL
 )
 
 // S3Access is the S3 access a function needs. Each flag maps to explicit actions (no
@@ -113,6 +115,15 @@ func KnownFunctions() []FunctionSpec {
 			Description: "geoblob: apply the registry migrations (CloudFormation custom resource)",
 			MemoryMB:    256, Timeout: 5 * time.Minute,
 			Trigger: TriggerDeploy,
+		},
+		{
+			Name: APIFunction, LogicalID: "ApiFunction",
+			Description: "geoblob: operator API and console behind a function URL (AWS_IAM)",
+			// Bulk resync/reverify runs inside the request (batched, resumable).
+			MemoryMB: 512, Timeout: 5 * time.Minute,
+			Trigger: TriggerURL,
+			// Read-only: the health check probes the secondary with list and head.
+			S3: S3Access{PrimaryRead: true, SecondaryRead: true},
 		},
 	}
 }

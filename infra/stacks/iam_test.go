@@ -114,7 +114,7 @@ func TestNoWildcardsOnData(t *testing.T) {
 // primary bucket, and each function gets only the secondary access its job needs.
 func TestPrimaryIsReadOnly(t *testing.T) {
 	s := fixture(t, "full")
-	readOnly := []string{"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}
+	readOnly := []string{"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:GetBucketNotification"}
 	perFunction := map[string][]string{} // function -> actions on the secondary
 	for _, ps := range allStatements(s.secondaryJSON) {
 		if ps.stmt["Effect"] != "Allow" {

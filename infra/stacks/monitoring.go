@@ -129,6 +129,7 @@ func (s *SecondaryStack) monitoring(c Config, specs []FunctionSpec) {
 	alarm(scope, "QuarantinedBlobs", c.Prefix+"-quarantined-blobs",
 		"geoblob: registry rows quarantined; they need a human", quarantined, 1, 1, topic)
 
+	typeWidgets := s.typeMonitoring(c, scope, topic)
 	registryWidgets := []awscloudwatch.IWidget{
 		awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
 			Title: jsii.String("Oldest unsynced blob (s)"), Width: jsii.Number(8),
@@ -146,7 +147,7 @@ func (s *SecondaryStack) monitoring(c Config, specs []FunctionSpec) {
 			Left:  &[]awscloudwatch.IMetric{s.Cluster.MetricServerlessDatabaseCapacity(&awscloudwatch.MetricOptions{Period: five})},
 			Right: &[]awscloudwatch.IMetric{s.Cluster.MetricDatabaseConnections(&awscloudwatch.MetricOptions{Period: five})},
 		}))
-		rows := [][]awscloudwatch.IWidget{registryWidgets, queueWidgets, fnWidgets}
+		rows := [][]awscloudwatch.IWidget{registryWidgets, typeWidgets, queueWidgets, fnWidgets}
 		dash := awscloudwatch.NewDashboard(scope, jsii.String("Dashboard"), &awscloudwatch.DashboardProps{
 			DashboardName: jsii.String(c.Prefix + "-replication"),
 		})

@@ -133,6 +133,7 @@ func newSecondaryStack(scope constructs.Construct, id string, c Config, specs []
 		}
 	}
 	s.syncQueue(c, migrations)
+	s.operatorAPI(c)
 	s.monitoring(c, specs)
 	s.syncQueueAlarms(c)
 	s.outputs(c)

@@ -14,8 +14,8 @@ import (
 
 func TestFunctions(t *testing.T) {
 	s := fixture(t, "full")
-	// Five geoblob functions plus the Provider framework's own handler.
-	check(t, "function count", func() { s.secondary.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(6)) })
+	// Six geoblob functions plus the Provider framework's own handler.
+	check(t, "function count", func() { s.secondary.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(7)) })
 	for _, spec := range KnownFunctions() {
 		t.Run(spec.Name, func(t *testing.T) {
 			check(t, "properties", func() {
