@@ -41,7 +41,21 @@ func (s *SecondaryStack) operatorAPI(c Config) {
 
 	fn.AddEnvironment(jsii.String("GEOBLOB_API_ACTIONS"), jsii.String(strconv.FormatBool(c.APIActions)), nil)
 
-	// Health check: the primary's notification configuration ...
+	// Health check: a read-only probe of the secondary (ListObjectsV2 and a
+	// HEAD of an absent key, which answers 404 with s3:ListBucket) ...
+	fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("SecondaryList"),
+		Effect:    awsiam.Effect_ALLOW,
+		Actions:   jsii.Strings("s3:ListBucket"),
+		Resources: &[]*string{s.Bucket.BucketArn()},
+	}))
+	fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("SecondaryProbe"),
+		Effect:    awsiam.Effect_ALLOW,
+		Actions:   jsii.Strings("s3:GetObject"),
+		Resources: &[]*string{s.Bucket.ArnForObjects(jsii.String("*"))},
+	}))
+	// ... the primary's notification configuration ...
 	fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:       jsii.String("PrimaryNotificationConfig"),
 		Effect:    awsiam.Effect_ALLOW,

@@ -122,8 +122,9 @@ func KnownFunctions() []FunctionSpec {
 			// Bulk resync/reverify runs inside the request (batched, resumable).
 			MemoryMB: 512, Timeout: 5 * time.Minute,
 			Trigger: TriggerURL,
-			// Read-only: the health check probes the secondary with list and head.
-			S3: S3Access{PrimaryRead: true, SecondaryRead: true},
+			// Read-only; its secondary grants (list and head for the health
+			// check's probe, no kms:Decrypt: it reads no object) are in api.go.
+			S3: S3Access{PrimaryRead: true},
 		},
 	}
 }

@@ -239,11 +239,15 @@ func TestIAMGrantsPerRole(t *testing.T) {
 		"secondary": {"s3:ListBucket"}, "secondary/*": {"s3:GetObject"}, "kms:secondary": {"kms:Decrypt"},
 	}), grantsOf("verify"))
 	assert.Empty(t, grantsOf("migrate"))
+	assert.Equal(t, map[string][]string{
+		"primary": {"s3:GetBucketNotification", "s3:ListBucket"}, "primary/*": {"s3:GetObject"},
+		"secondary": {"s3:ListBucket"}, "secondary/*": {"s3:GetObject"},
+	}, grantsOf("api"), "api: reads only (health probes), writes and deletes nothing")
 	for fn := range pols {
 		for r, acts := range grantsOf(fn) {
 			assert.NotContains(t, acts, "s3:DeleteObjectVersion", "%s may not destroy versions of %s: the lifecycle rule expires them", fn, r)
 			if strings.HasPrefix(r, "primary") {
-				assert.Subset(t, []string{"s3:GetObject", "s3:ListBucket"}, acts, "%s: the primary is read-only", fn)
+				assert.Subset(t, []string{"s3:GetObject", "s3:ListBucket", "s3:GetBucketNotification"}, acts, "%s: the primary is read-only", fn)
 			}
 		}
 	}

@@ -122,6 +122,9 @@ var rules = map[string]rule{
 	"ListObjectVersions": {bucket: []string{"s3:ListBucketVersions"}},
 	// [API:GetBucketLocation] s3:GetBucketLocation on the bucket.
 	"GetBucketLocation": {bucket: []string{"s3:GetBucketLocation"}},
+	// [API:GetBucketNotificationConfiguration] "you must be the bucket owner or
+	// have the s3:GetBucketNotification permission" (the health check).
+	"GetBucketNotificationConfiguration": {bucket: []string{"s3:GetBucketNotification"}},
 }
 
 // Required returns the IAM actions AWS requires for c. encrypted says

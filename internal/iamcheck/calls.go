@@ -107,6 +107,8 @@ func Classify(r *http.Request, bucketOf func(string) string) Call {
 		c.Operation = "ListMultipartUploads"
 	case key == "" && m == http.MethodGet && has("location"):
 		c.Operation = "GetBucketLocation"
+	case key == "" && m == http.MethodGet && has("notification"):
+		c.Operation = "GetBucketNotificationConfiguration"
 	case key == "" && m == http.MethodGet && len(q) == 0:
 		c.Operation = "ListObjects"
 	case key == "" && m == http.MethodHead:

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdaurl"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -28,10 +30,12 @@ import (
 	"github.com/geoblob/geoblob/internal/iamcheck"
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
+	"github.com/geoblob/geoblob/shared/api"
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/config"
 	geoevents "github.com/geoblob/geoblob/shared/events"
+	"github.com/geoblob/geoblob/shared/health"
 	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/verify"
 )
@@ -91,7 +95,7 @@ func newWorld(t *testing.T, pols iamcheck.Policies) *world {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	for _, fn := range []string{"onCreate", "onDelete", "backfill", "verify"} {
+	for _, fn := range []string{"onCreate", "onDelete", "backfill", "verify", "api"} {
 		doc, dropped, err := iamcheck.MinIOPolicy(pols[fn], localBuckets)
 		require.NoError(t, err)
 		// MinIO has no KMS: the KMS statements are checked by the
@@ -151,6 +155,12 @@ func build(t *testing.T, fn string, cfg config.Config, getenv func(string) strin
 		svc, err = verify.Build(t.Context(), cfg, getenv, logger)
 		if err == nil {
 			h, closeFn = svc.Handle, svc.Close
+		}
+	case "api":
+		var srv http.Handler
+		srv, closeFn, err = api.BuildFunction(t.Context(), cfg, getenv, logger)
+		if err == nil {
+			h = lambdaurl.Wrap(srv)
 		}
 	}
 	require.NoError(t, err, fn)
@@ -344,6 +354,25 @@ func (w *world) scenario(t *testing.T) {
 	assert.GreaterOrEqual(t, vrep.Secondary.Matched, int64(4), "%s", out)
 	assert.Positive(t, vrep.Secondary.Fast, "%s", out)
 	assert.Zero(t, vrep.Secondary.Errors+vrep.Primary.Errors+vrep.Secondary.Mismatched, "%s", out)
+
+	// api: the health check's read-only probes (GET /api/v1/health through
+	// the function URL event AWS sends).
+	url, err := os.ReadFile("../../testdata/sam/api-url.json")
+	require.NoError(t, err)
+	out = w.invoke(t, "api", json.RawMessage(url))
+	// A streamed function URL response: JSON prelude, 8 NUL bytes, body.
+	_, body, ok := bytes.Cut(out, make([]byte, 8))
+	require.True(t, ok, "%q", out)
+	var rep health.Report
+	require.NoError(t, json.Unmarshal(body, &rep), "%s", body)
+	status := map[string]health.Result{}
+	for _, c := range rep.Checks {
+		status[c.Name] = c
+	}
+	assert.Equal(t, health.StatusOK, status[health.CheckPrimary].Status, "%+v", status[health.CheckPrimary])
+	assert.Equal(t, health.StatusOK, status[health.CheckSecondary].Status, "%+v", status[health.CheckSecondary])
+	// The bucket has no notification configuration; the read is allowed.
+	assert.Contains(t, status[health.CheckNotifications].Detail, "sends no ObjectCreated notifications")
 }
 
 // TestScenario runs every function against MinIO, each as its own user
