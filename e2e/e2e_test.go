@@ -16,6 +16,7 @@ import (
 	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/internal/pgcluster"
 	"github.com/geoblob/geoblob/internal/samples"
+	"github.com/geoblob/geoblob/internal/sqsspool"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
@@ -294,7 +295,7 @@ func TestDeliveryFailureIsRetried(t *testing.T) {
 		require.NoError(t, err)
 	})
 	_, err := fx.runner.Receiver().Invoke(ctx, body)
-	require.ErrorIs(t, err, devstack.ErrHandler)
+	require.ErrorIs(t, err, sqsspool.ErrHandler)
 	_, err = pgcluster.Start(ctx, pgcluster.Options{Dir: pg.Dir(), Port: pg.Port(), FsyncOff: true})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/internal/minioproc"
+	"github.com/geoblob/geoblob/internal/sqsspool"
 	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/registry"
 )
@@ -107,7 +108,7 @@ func run(m *testing.M) int {
 
 // queueOptions make retries quick: a failed message is received again
 // after 0.3, 0.6, 1.2, 2.4 s and dead-lettered on its 5th failure (~8.5 s).
-var queueOptions = devstack.QueueOptions{MaxReceives: 5, Visibility: 300 * time.Millisecond, MaxVisibility: 4 * time.Second}
+var queueOptions = sqsspool.QueueOptions{MaxReceives: 5, Visibility: 300 * time.Millisecond, MaxVisibility: 4 * time.Second}
 
 // startStack starts a stack in a new temporary directory on free ports,
 // cleaning up after itself when it fails.
@@ -140,20 +141,20 @@ func startStack(rec *recorder, logger *slog.Logger) (devstack.Settings, *devstac
 // recorder keeps every delivery of a spooled message to the handler.
 type recorder struct {
 	mu         sync.Mutex
-	deliveries []devstack.Delivery
+	deliveries []sqsspool.Delivery
 }
 
-func (r *recorder) observe(d devstack.Delivery) {
+func (r *recorder) observe(d sqsspool.Delivery) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.deliveries = append(r.deliveries, d)
 }
 
 // since returns the deliveries recorded from index i on.
-func (r *recorder) since(i int) []devstack.Delivery {
+func (r *recorder) since(i int) []sqsspool.Delivery {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]devstack.Delivery(nil), r.deliveries[i:]...)
+	return append([]sqsspool.Delivery(nil), r.deliveries[i:]...)
 }
 
 func (r *recorder) len() int {

@@ -19,11 +19,12 @@ import (
 	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/internal/pgcluster"
 	"github.com/geoblob/geoblob/internal/samples"
+	"github.com/geoblob/geoblob/internal/sqsspool"
 )
 
-func spoolCounts(t testing.TB) devstack.SpoolCounts {
+func spoolCounts(t testing.TB) sqsspool.SpoolCounts {
 	t.Helper()
-	c, err := devstack.CountSpool(fx.settings.SpoolDir(), fx.settings.DeadLetterDir())
+	c, err := sqsspool.CountSpool(fx.settings.SpoolDir(), fx.settings.DeadLetterDir())
 	require.NoError(t, err)
 	return c
 }
@@ -90,7 +91,7 @@ func TestMalformedMessageIsDeadLettered(t *testing.T) {
 	var id string
 	for _, d := range fx.rec.since(first) {
 		if string(d.Body) == body {
-			require.ErrorIs(t, d.Err, devstack.ErrHandler)
+			require.ErrorIs(t, d.Err, sqsspool.ErrHandler)
 			receives = append(receives, d.ReceiveCount)
 			id = d.MessageID
 		}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/geoblob/geoblob/internal/devstack"
+	"github.com/geoblob/geoblob/internal/sqsspool"
 	"github.com/geoblob/geoblob/shared/config"
 )
 
@@ -195,7 +196,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		s := devstack.Settings{Dir: *dir}
+		s, err := devstack.LoadSettings(*dir)
+		if err != nil {
+			return fmt.Errorf("serve-events needs the stack's settings (its events token): %w", err)
+		}
 		if *spool == "" {
 			*spool = s.SpoolDir()
 		}
@@ -208,8 +212,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 		return devstack.ServeEvents(ctx, devstack.ServeOptions{
-			Addr: *listen, Config: cfg, Getenv: os.Getenv, Logger: log, Schedules: sched.get(), ConsoleAddr: *console,
-			Queue: devstack.QueueOptions{Dir: *spool, DeadLetterDir: *dlq, BatchSize: *batch, Concurrency: *conc,
+			Addr: *listen, Token: s.EventsToken, Config: cfg, Getenv: os.Getenv, Logger: log, Schedules: sched.get(), ConsoleAddr: *console,
+			Queue: sqsspool.QueueOptions{Dir: *spool, DeadLetterDir: *dlq, BatchSize: *batch, Concurrency: *conc,
 				MaxReceives: *maxReceives, Visibility: *visibility},
 		})
 	default:

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/geoblob/geoblob/internal/sqsspool"
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/metrics/prom"
@@ -20,7 +21,7 @@ import (
 // goes through the runtime's JSON decoding and encoding. Its copies are
 // recorded in copies; the returned handler serves /metrics (registry gauges
 // and copies). The returned func releases the handler's resources.
-func buildInvoker(ctx context.Context, cfg config.Config, logger *slog.Logger, copies *prom.Copies) (Invoker, http.Handler, func(), error) {
+func buildInvoker(ctx context.Context, cfg config.Config, logger *slog.Logger, copies *prom.Copies) (sqsspool.Invoker, http.Handler, func(), error) {
 	a, err := app.Build(ctx, cfg, logger, app.WithCopies(copies))
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("devstack: %w", err)

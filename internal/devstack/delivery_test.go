@@ -16,6 +16,7 @@ import (
 
 	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/internal/minioproc"
+	"github.com/geoblob/geoblob/internal/sqsspool"
 	geoevents "github.com/geoblob/geoblob/shared/events"
 	"github.com/geoblob/geoblob/shared/registry"
 )
@@ -100,7 +101,7 @@ func TestMinioEventsThroughTheSpool(t *testing.T) {
 	s, err := devstack.FreeSettings(stateDir(t))
 	require.NoError(t, err)
 	h := &flakyHandler{busy: map[string]bool{}}
-	qo := devstack.QueueOptions{Visibility: 100 * time.Millisecond, MaxVisibility: 500 * time.Millisecond}
+	qo := sqsspool.QueueOptions{Visibility: 100 * time.Millisecond, MaxVisibility: 500 * time.Millisecond}
 	runner := &devstack.InProcess{Invoker: lambda.NewHandler(h.Handle), Queue: qo}
 	st, err := devstack.Up(ctx, devstack.UpOptions{Settings: s, Events: runner})
 	require.NoError(t, err)
@@ -154,11 +155,11 @@ func TestMinioEventsThroughTheSpool(t *testing.T) {
 	// and the next worker delivers it (receive count kept).
 	require.NoError(t, primary.Put(ctx, "generic/d/1.0.0/d.bin", []byte("x"), ""))
 	require.Eventually(t, func() bool {
-		c, err := devstack.CountSpool(s.SpoolDir(), s.DeadLetterDir())
+		c, err := sqsspool.CountSpool(s.SpoolDir(), s.DeadLetterDir())
 		return err == nil && c.Retrying == 1
 	}, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, runner.Close(ctx))
-	c, err := devstack.CountSpool(s.SpoolDir(), s.DeadLetterDir())
+	c, err := sqsspool.CountSpool(s.SpoolDir(), s.DeadLetterDir())
 	require.NoError(t, err)
 	require.Equal(t, 1, c.Queued, "the failed message is still spooled")
 	runner2 := &devstack.InProcess{Invoker: lambda.NewHandler(h.Handle), Queue: qo}
@@ -201,7 +202,7 @@ func TestEventsMissedWhileDownAreBackfilled(t *testing.T) {
 	require.NoError(t, primary.Put(ctx, "generic/missed/1.0.0/missed.bin", []byte("missed"), ""), "PUT succeeds with the receiver down")
 	require.NoError(t, primary.Delete(ctx, "generic/early/1.0.0/early.bin"))
 	time.Sleep(time.Second)
-	c, err := devstack.CountSpool(s.SpoolDir(), s.DeadLetterDir())
+	c, err := sqsspool.CountSpool(s.SpoolDir(), s.DeadLetterDir())
 	require.NoError(t, err)
 	assert.Zero(t, c.Queued, "nothing was queued while down")
 
@@ -211,7 +212,7 @@ func TestEventsMissedWhileDownAreBackfilled(t *testing.T) {
 	)
 	scheduled := &devstack.InProcess{
 		Schedules: devstack.Schedules{Backfill: time.Second, Verify: time.Second, FirstRun: 200 * time.Millisecond},
-		Observe: func(d devstack.Delivery) {
+		Observe: func(d sqsspool.Delivery) {
 			b, err := geoevents.Parse(d.Body)
 			if err != nil || d.Err != nil {
 				return

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/geoblob/geoblob/internal/samples"
+	"github.com/geoblob/geoblob/internal/sqsspool"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/datatype"
@@ -70,7 +71,7 @@ func (s Settings) PrintStatus(ctx context.Context, out io.Writer) error {
 	if err := WriteStatus(out, cat.Names(), stats); err != nil {
 		return err
 	}
-	c, err := CountSpool(s.SpoolDir(), s.DeadLetterDir())
+	c, err := sqsspool.CountSpool(s.SpoolDir(), s.DeadLetterDir())
 	if err != nil {
 		return err
 	}

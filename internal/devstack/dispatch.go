@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/geoblob/geoblob/internal/sqsspool"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/events"
 )
@@ -18,7 +19,7 @@ const SyncQueueConcurrency = 4
 // hands it to the onCreate handler exactly as the sync-request queue's
 // event source mapping does in AWS.
 type QueueDispatcher struct {
-	Queue *Queue
+	Queue *sqsspool.Queue
 }
 
 var _ backfill.Dispatcher = QueueDispatcher{}
@@ -41,7 +42,7 @@ func (d QueueDispatcher) SendSync(_ context.Context, reqs []events.SyncRequest) 
 // event queue's: its own spool and dead-letter directories next to the
 // event spool's, SyncQueueConcurrency invocations at once; Observe sees
 // its deliveries too (from its own goroutine).
-func syncQueueOptions(qo QueueOptions) QueueOptions {
+func syncQueueOptions(qo sqsspool.QueueOptions) sqsspool.QueueOptions {
 	so := qo
 	so.Dir, so.DeadLetterDir = qo.Dir+"-sync", qo.DeadLetterDir+"-sync"
 	so.Concurrency = SyncQueueConcurrency

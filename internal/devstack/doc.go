@@ -2,9 +2,9 @@
 // throwaway PostgreSQL cluster with the registry schema, two MinIO processes
 // standing in for the primary and the secondary region, and an event
 // daemon that plays S3 -> SQS -> Lambda: it takes MinIO's webhook bucket
-// notifications into a durable spool (Receiver, the SQS queue's stand-in),
+// notifications into a durable spool (sqsspool.Receiver, the SQS queue's stand-in),
 // delivers the spool in SQS-event batches to the same handler the Lambda
-// functions run (Queue, the event source mapping, through
+// functions run (sqsspool.Queue, the event source mapping, through
 // lambda.NewHandler(...).Invoke, the runtime's JSON path) with retries and a
 // dead-letter directory, and runs the backfill and verify passes on a
 // schedule (Schedules, the EventBridge Scheduler rules).

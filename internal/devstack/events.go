@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/geoblob/geoblob/internal/sqsspool"
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/config"
@@ -25,14 +26,17 @@ import (
 type ServeOptions struct {
 	// Addr is the listen address (host:port) for MinIO's webhook POSTs.
 	Addr string
+	// Token is the stack's secret MinIO's webhook sends (Settings.EventsToken);
+	// POSTs without it are refused.
+	Token string
 	// Config is the functions' configuration (config.FromEnv); Getenv
 	// supplies the GEOBLOB_BACKFILL_* and GEOBLOB_VERIFY_* variables of the
 	// scheduled functions.
 	Config config.Config
 	Getenv func(string) string
 	// Queue tunes the spool and its worker; Dir and DeadLetterDir are
-	// required, Invoker is set by ServeEvents.
-	Queue QueueOptions
+	// required, sqsspool.Invoker is set by ServeEvents.
+	Queue sqsspool.QueueOptions
 	// Schedules of the backfill and verify passes (zero: none).
 	Schedules Schedules
 	// Logger receives the handler's and the daemon's logs.
@@ -64,7 +68,7 @@ func ServeEvents(ctx context.Context, o ServeOptions) error {
 		return err
 	}
 	defer closeApp()
-	d, err := startDelivery(ctx, o.Addr, inv, metricsHandler, o.Queue, logger)
+	d, err := startDelivery(ctx, o.Addr, o.Token, inv, metricsHandler, o.Queue, logger)
 	if err != nil {
 		return err
 	}
@@ -118,27 +122,27 @@ func startConsole(ctx context.Context, o ServeOptions, logger *slog.Logger) (don
 
 // delivery is a running receiver with its queue worker.
 type delivery struct {
-	srv   *EventServer
-	rec   *Receiver
-	queue *Queue
+	srv   *sqsspool.EventServer
+	rec   *sqsspool.Receiver
+	queue *sqsspool.Queue
 	// syncQueue carries backfill's sync requests to the same handler.
-	syncQueue *Queue
+	syncQueue *sqsspool.Queue
 	stopQueue context.CancelFunc
 	queueDone chan error // one result per queue worker
 }
 
 // startDelivery opens the spool, starts the queue worker and listens on addr
 // (serving metricsHandler, when not nil, on /metrics).
-func startDelivery(ctx context.Context, addr string, inv Invoker, metricsHandler http.Handler, qo QueueOptions, logger *slog.Logger) (*delivery, error) {
+func startDelivery(ctx context.Context, addr, token string, inv sqsspool.Invoker, metricsHandler http.Handler, qo sqsspool.QueueOptions, logger *slog.Logger) (*delivery, error) {
 	qo.Invoker = inv
 	if qo.Logger == nil {
 		qo.Logger = logger
 	}
-	q, err := OpenQueue(qo)
+	q, err := sqsspool.OpenQueue(qo)
 	if err != nil {
 		return nil, err
 	}
-	rec := NewReceiver(q, inv, ReceiverOptions{Logger: logger})
+	rec := sqsspool.NewReceiver(q, inv, sqsspool.ReceiverOptions{Token: token, Logger: logger})
 	var h http.Handler = rec
 	if metricsHandler != nil {
 		mux := http.NewServeMux()
@@ -146,11 +150,11 @@ func startDelivery(ctx context.Context, addr string, inv Invoker, metricsHandler
 		mux.Handle("GET "+MetricsPath, metricsHandler)
 		h = mux
 	}
-	srv, err := ListenEvents(addr, h)
+	srv, err := sqsspool.ListenEvents(addr, h)
 	if err != nil {
 		return nil, err
 	}
-	sq, err := OpenQueue(syncQueueOptions(qo))
+	sq, err := sqsspool.OpenQueue(syncQueueOptions(qo))
 	if err != nil {
 		_ = srv.Close(context.WithoutCancel(ctx))
 		return nil, err
@@ -221,7 +225,7 @@ func (d Daemon) StartEvents(ctx context.Context, s Settings) (string, error) {
 		return "", err
 	}
 	env := daemonEnv(os.Environ(), s)
-	argv := []string{bin, "serve-events", "-listen", s.EventsAddr(), "-spool", s.SpoolDir(), "-dead-letters", s.DeadLetterDir(),
+	argv := []string{bin, "serve-events", "-dir", s.Dir, "-listen", s.EventsAddr(), "-spool", s.SpoolDir(), "-dead-letters", s.DeadLetterDir(),
 		"-backfill-every", d.Schedules.Backfill.String(), "-verify-every", d.Schedules.Verify.String(),
 		"-first-run", d.Schedules.FirstRun.String(), "-console", s.ConsoleAddr()}
 	pid, err := spawn(argv, env, s.EventsPIDFile(), s.EventsLogFile())
@@ -300,17 +304,17 @@ func tailFile(path string, n int64) string {
 // SQS delivery, no daemon.
 type InProcess struct {
 	// Observe, when set, sees every delivered message (see QueueOptions.Observe).
-	Observe func(Delivery)
+	Observe func(sqsspool.Delivery)
 	// Logger receives the handler's logs; nil discards.
 	Logger *slog.Logger
 	// Getenv supplies tuning variables beyond the stack's own (nil: none).
 	Getenv func(string) string
 	// Invoker, when set, replaces the functions' handler (tests of the
 	// delivery path itself, e.g. a handler that fails on purpose).
-	Invoker Invoker
-	// Queue tunes the queue worker (Dir, DeadLetterDir, Invoker and
+	Invoker sqsspool.Invoker
+	// Queue tunes the queue worker (Dir, DeadLetterDir, sqsspool.Invoker and
 	// Observe are set from the stack and the fields above).
-	Queue QueueOptions
+	Queue sqsspool.QueueOptions
 	// Schedules of the backfill and verify passes (zero: none).
 	Schedules Schedules
 
@@ -350,7 +354,7 @@ func (p *InProcess) StartEvents(ctx context.Context, s Settings) (string, error)
 	}
 	qo := p.Queue
 	qo.Dir, qo.DeadLetterDir, qo.Observe = s.SpoolDir(), s.DeadLetterDir(), p.Observe
-	d, err := startDelivery(ctx, s.EventsAddr(), inv, metricsHandler, qo, logger)
+	d, err := startDelivery(ctx, s.EventsAddr(), s.EventsToken, inv, metricsHandler, qo, logger)
 	if err != nil {
 		closeApp()
 		return "", err
@@ -366,7 +370,7 @@ func (p *InProcess) StartEvents(ctx context.Context, s Settings) (string, error)
 
 // Receiver returns the receiver (nil before StartEvents); tests replay
 // captured bodies through its Invoke.
-func (p *InProcess) Receiver() *Receiver {
+func (p *InProcess) Receiver() *sqsspool.Receiver {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.d == nil {

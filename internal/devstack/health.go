@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/geoblob/geoblob/internal/sqsspool"
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/health"
@@ -19,7 +20,7 @@ var _ health.DeadLetters = DeadLetterDir("")
 
 // DeadLetters returns the number of messages in the directory.
 func (d DeadLetterDir) DeadLetters(context.Context) (int64, string, error) {
-	c, err := CountSpool("", string(d))
+	c, err := sqsspool.CountSpool("", string(d))
 	return int64(c.DeadLetters), string(d), err
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/geoblob/geoblob/shared/app"
@@ -55,48 +56,75 @@ var (
 // ctx ends. A failing pass is logged and the schedule goes on. opts go to
 // app.Build of the backfill service (e.g. app.WithCopies).
 func (sc Schedules) Run(ctx context.Context, cfg config.Config, getenv func(string) string, logger *slog.Logger, opts ...app.Option) error {
-	if sc.Backfill <= 0 && sc.Verify <= 0 {
-		return nil
-	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	return sc.run(ctx, logger, []scheduledJob{
+		{name: "backfill", interval: sc.Backfill, build: func(ctx context.Context) (func(context.Context), func(), error) {
+			svc, err := backfill.Build(ctx, cfg, getenv, logger, nil, opts...)
+			if err != nil {
+				return nil, nil, err
+			}
+			if sc.Dispatcher != nil {
+				svc.Runner = svc.Runner.WithDispatcher(sc.Dispatcher, SyncQueueConcurrency*cfg.CopyConcurrency)
+			}
+			return func(ctx context.Context) { runBackfillPass(ctx, svc.Runner, logger) }, svc.Close, nil
+		}},
+		{name: "verify", interval: sc.Verify, build: func(ctx context.Context) (func(context.Context), func(), error) {
+			svc, err := verify.Build(ctx, cfg, getenv, logger)
+			if err != nil {
+				return nil, nil, err
+			}
+			return func(ctx context.Context) { runVerifyPass(ctx, svc, logger) }, svc.Close, nil
+		}},
+	})
+}
+
+// scheduledJob is one schedule: build returns its pass and what releases
+// the pass's resources.
+type scheduledJob struct {
+	name     string
+	interval time.Duration // <= 0: off
+	build    func(ctx context.Context) (pass func(context.Context), closeFn func(), err error)
+}
+
+// run builds every job that is on before it starts any, so a failed build
+// leaves nothing running, then runs the passes on schedule until ctx ends
+// and returns after every schedule goroutine has stopped (and only then
+// releases the jobs' resources).
+func (sc Schedules) run(ctx context.Context, logger *slog.Logger, jobs []scheduledJob) error {
 	if sc.FirstRun <= 0 {
 		sc.FirstRun = 5 * time.Second
 	}
-	done := make(chan struct{}, 2)
-	started := 0
-	if sc.Backfill > 0 {
-		svc, err := backfill.Build(ctx, cfg, getenv, logger, nil, opts...)
-		if err != nil {
-			return fmt.Errorf("devstack: backfill schedule: %w", err)
-		}
-		defer svc.Close()
-		if sc.Dispatcher != nil {
-			svc.Runner = svc.Runner.WithDispatcher(sc.Dispatcher, SyncQueueConcurrency*cfg.CopyConcurrency)
-		}
-		started++
-		go func() {
-			every(ctx, sc.FirstRun, sc.Backfill, func() { runBackfillPass(ctx, svc.Runner, logger) })
-			done <- struct{}{}
-		}()
+	type ready struct {
+		interval time.Duration
+		pass     func(context.Context)
 	}
-	if sc.Verify > 0 {
-		svc, err := verify.Build(ctx, cfg, getenv, logger)
-		if err != nil {
-			return fmt.Errorf("devstack: verify schedule: %w", err)
+	var runs []ready
+	for _, j := range jobs {
+		if j.interval <= 0 {
+			continue
 		}
-		defer svc.Close()
-		started++
-		go func() {
-			every(ctx, sc.FirstRun, sc.Verify, func() { runVerifyPass(ctx, svc, logger) })
-			done <- struct{}{}
-		}()
+		pass, closeFn, err := j.build(ctx)
+		if err != nil {
+			return fmt.Errorf("devstack: %s schedule: %w", j.name, err)
+		}
+		defer closeFn()
+		runs = append(runs, ready{j.interval, pass})
+	}
+	if len(runs) == 0 {
+		return nil
 	}
 	logger.Info("devstack: schedules started", "backfill_every", sc.Backfill, "verify_every", sc.Verify, "first_run_in", sc.FirstRun)
-	for range started {
-		<-done
+	var wg sync.WaitGroup
+	for _, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			every(ctx, sc.FirstRun, r.interval, func() { r.pass(ctx) })
+		}()
 	}
+	wg.Wait()
 	return nil
 }
 

@@ -1,6 +1,8 @@
 package devstack
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,6 +57,10 @@ type Settings struct {
 	AccessKey       string `json:"access_key"`
 	SecretKey       string `json:"secret_key"`
 	Database        string `json:"database"`
+	// EventsToken is the per-stack secret MinIO's webhook sends to the
+	// event receiver (MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_<ID>); Up generates it
+	// once and keeps it in stack.json (0600).
+	EventsToken string `json:"events_token"`
 }
 
 // DefaultSettings returns the user's stack settings in dir.
@@ -207,6 +213,24 @@ func shellQuote(v string) string {
 		return v
 	}
 	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
+}
+
+// withEventsToken returns s with an events token: s's own, the one stack.json
+// in s.Dir already holds (MinIO may be running with it), or a new random one.
+func (s Settings) withEventsToken() (Settings, error) {
+	if s.EventsToken != "" {
+		return s, nil
+	}
+	if old, err := LoadSettings(s.Dir); err == nil && old.EventsToken != "" {
+		s.EventsToken = old.EventsToken
+		return s, nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return s, fmt.Errorf("devstack: events token: %w", err)
+	}
+	s.EventsToken = hex.EncodeToString(b)
+	return s, nil
 }
 
 // save writes stack.json and env.

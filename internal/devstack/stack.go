@@ -17,7 +17,7 @@ import (
 )
 
 // EventsRunner starts event delivery for a stack whose registry is ready.
-// When StartEvents returns, a Receiver must be listening on s.EventsAddr(),
+// When StartEvents returns, an sqsspool.Receiver must be listening on s.EventsAddr(),
 // because MinIO checks its webhook target when it starts.
 type EventsRunner interface {
 	// StartEvents starts (or finds running) the receiver and describes it
@@ -56,6 +56,17 @@ func (s *Stack) Postgres() *pgcluster.Cluster { return s.pg }
 // Minio returns the MinIO server of one region.
 func (s *Stack) Minio(side Side) *minioproc.Server { return s.minio[side] }
 
+// stateDirMode is the mode of the state directory: 0700, owner only. Run
+// as root, PostgreSQL runs as the postgres user (initdb refuses root),
+// which must traverse the state dir to its data dir: 0711 then, which lists
+// nothing (the files in it are 0600 and the spool's directories 0700).
+func stateDirMode() os.FileMode {
+	if os.Geteuid() == 0 {
+		return 0o711
+	}
+	return 0o700
+}
+
 // Up starts whatever part of the stack is not running yet, in dependency
 // order: PostgreSQL (with the registry schema migrated), the event receiver,
 // the two MinIO processes with the webhook target, the buckets and the
@@ -77,8 +88,16 @@ func Up(ctx context.Context, opts UpOptions) (*Stack, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+	// The state dir holds credentials and the events token: owner only.
+	if err := os.MkdirAll(s.Dir, stateDirMode()); err != nil {
 		return nil, fmt.Errorf("devstack: state dir: %w", err)
+	}
+	if err := os.Chmod(s.Dir, stateDirMode()); err != nil {
+		return nil, fmt.Errorf("devstack: state dir: %w", err)
+	}
+	s, err := s.withEventsToken()
+	if err != nil {
+		return nil, err
 	}
 	if err := s.save(); err != nil {
 		return nil, err
@@ -147,9 +166,10 @@ func (st *Stack) startMinio(ctx context.Context, opts UpOptions, side Side, logg
 		return srv, "already running", nil
 	}
 	port := s.Ports.Primary
-	var hooks map[string]string
+	var hooks, tokens map[string]string
 	if side == Primary {
 		hooks = map[string]string{WebhookID: s.EventsURL()}
+		tokens = map[string]string{WebhookID: s.EventsToken}
 	} else {
 		port = s.Ports.Secondary
 	}
@@ -160,6 +180,8 @@ func (st *Stack) startMinio(ctx context.Context, opts UpOptions, side Side, logg
 		SecretKey: s.SecretKey,
 		Region:    regionOf(s, side),
 		Webhooks:  hooks,
+		// The receiver refuses POSTs without the stack's token.
+		WebhookAuthTokens: tokens,
 		// No MinIO queue: events are posted at once (MinIO replays its
 		// queue only every 3 s); the receiver's spool is the durable queue.
 		// Sync events: a PUT is answered after its event is spooled.

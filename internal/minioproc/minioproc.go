@@ -62,6 +62,10 @@ type Options struct {
 	// Dir/queue-<id> so that events survive the endpoint being down; the
 	// target's ARN is WebhookARN(id).
 	Webhooks map[string]string
+	// WebhookAuthTokens maps a webhook target id to the token MinIO sends
+	// as "Authorization: Bearer <token>" with every POST
+	// (MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_<ID>).
+	WebhookAuthTokens map[string]string
 	// NoWebhookQueue turns the on-disk webhook queue off: MinIO posts each
 	// event as soon as it happens (no 3 s replay ticker) and drops an event
 	// that cannot be delivered instead of retrying it. The receiver must
@@ -274,6 +278,9 @@ func env(opts Options) []string {
 			"MINIO_NOTIFY_WEBHOOK_ENABLE_"+up+"=on",
 			"MINIO_NOTIFY_WEBHOOK_ENDPOINT_"+up+"="+opts.Webhooks[id],
 		)
+		if tok := opts.WebhookAuthTokens[id]; tok != "" {
+			e = append(e, "MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_"+up+"="+tok)
+		}
 		if !opts.NoWebhookQueue {
 			e = append(e,
 				"MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_"+up+"="+filepath.Join(opts.Dir, "queue-"+id),

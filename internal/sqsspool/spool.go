@@ -1,4 +1,4 @@
-package devstack
+package sqsspool
 
 import (
 	"encoding/json"
@@ -23,7 +23,14 @@ import (
 // next to a <seq>.reason.txt saying why.
 
 // ErrSpool is wrapped by the errors of the spool's file operations.
-var ErrSpool = errors.New("devstack: spool")
+var ErrSpool = errors.New("sqsspool: spool")
+
+// Modes of the spool's directories and files: the bodies are the bucket's
+// notifications, readable by their owner only.
+const (
+	dirMode  os.FileMode = 0o700
+	fileMode os.FileMode = 0o600
+)
 
 // spoolMessage is one spooled webhook body and what the queue knows of it.
 type spoolMessage struct {
@@ -80,7 +87,10 @@ type spool struct {
 // left behind and returns the spool with the messages already in dir.
 func openSpool(dir, dlq string) (*spool, []*spoolMessage, error) {
 	for _, d := range []string{dir, filepath.Join(dir, "tmp"), dlq} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, dirMode); err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", ErrSpool, err)
+		}
+		if err := os.Chmod(d, dirMode); err != nil { // made by an older version
 			return nil, nil, fmt.Errorf("%w: %w", ErrSpool, err)
 		}
 	}
@@ -193,7 +203,7 @@ func (s *spool) failed(m *spoolMessage) error {
 func (s *spool) deadLetter(m *spoolMessage, reason string) error {
 	from := filepath.Join(s.dir, spoolName(m.seq, m.receives))
 	to := filepath.Join(s.dlq, spoolName(m.seq, m.receives))
-	if err := os.WriteFile(filepath.Join(s.dlq, formatSeq(m.seq)+".reason.txt"), []byte(reason+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(s.dlq, formatSeq(m.seq)+".reason.txt"), []byte(reason+"\n"), fileMode); err != nil {
 		return fmt.Errorf("%w: %w", ErrSpool, err)
 	}
 	if err := os.Rename(from, to); err != nil {
@@ -203,7 +213,7 @@ func (s *spool) deadLetter(m *spoolMessage, reason string) error {
 }
 
 func writeSynced(name string, body []byte) error {
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, fileMode)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrSpool, err)
 	}

@@ -1,8 +1,9 @@
-package devstack
+package sqsspool
 
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,8 +16,11 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 )
 
-// Invoker runs one payload through the Lambda runtime's JSON path; the
-// lambda.Handler returned by lambda.NewHandler is one.
+// Invoker delivers one payload (an SQS event's JSON) to a function and
+// returns the function's response: the delivery interface of the queue.
+// The lambda.Handler returned by lambda.NewHandler is one (the runtime's
+// JSON path in process); a client of the Lambda Runtime Interface Emulator
+// running the function's real binary can be another.
 type Invoker interface {
 	Invoke(ctx context.Context, payload []byte) ([]byte, error)
 }
@@ -54,11 +58,15 @@ var _ Enqueuer = (*Queue)(nil)
 // notifications to: the SQS SendMessage of the local stack. Each POST body
 // is appended, unchanged, to the spool (fsync'd) and answered 200 with its
 // message id; a body the spool cannot persist is answered 503, so no event
-// is acknowledged before it is on disk. HEAD and GET answer 200 (MinIO's
-// liveness check). Invoke runs a body through the handler directly.
+// is acknowledged before it is on disk. A POST must carry the stack's
+// secret as MinIO's webhook sends it (Authorization: Bearer <token>, from
+// MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_<ID>); others are answered 401 and never
+// spooled. HEAD and GET answer 200 and touch nothing (liveness checks).
+// Invoke runs a body through the handler directly.
 type Receiver struct {
 	queue   Enqueuer
 	invoker Invoker
+	auth    []byte // "Bearer <token>"; nil refuses every POST
 	logger  *slog.Logger
 }
 
@@ -66,6 +74,9 @@ var _ http.Handler = (*Receiver)(nil)
 
 // ReceiverOptions configure NewReceiver.
 type ReceiverOptions struct {
+	// Token is the per-stack secret every POST must carry as
+	// "Authorization: Bearer <Token>". Empty refuses every POST.
+	Token string
 	// Logger receives one line per refused POST; nil discards.
 	Logger *slog.Logger
 }
@@ -77,6 +88,9 @@ const maxBody = 256 << 10
 // NewReceiver returns a Receiver that spools into queue; inv serves Invoke.
 func NewReceiver(queue Enqueuer, inv Invoker, opts ReceiverOptions) *Receiver {
 	r := &Receiver{queue: queue, invoker: inv, logger: opts.Logger}
+	if opts.Token != "" {
+		r.auth = []byte("Bearer " + opts.Token)
+	}
 	if r.logger == nil {
 		r.logger = slog.New(slog.DiscardHandler)
 	}
@@ -94,18 +108,23 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	if r.auth == nil || subtle.ConstantTimeCompare([]byte(req.Header.Get("Authorization")), r.auth) != 1 {
+		r.logger.Warn("sqsspool: POST without the stack's token; refused", "remote", req.RemoteAddr)
+		http.Error(w, "sqsspool: missing or wrong authorization", http.StatusUnauthorized)
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, maxBody+1))
 	if err != nil {
-		http.Error(w, "devstack: read body: "+err.Error(), http.StatusBadRequest)
+		http.Error(w, "sqsspool: read body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	if len(body) > maxBody {
-		http.Error(w, "devstack: body too large", http.StatusRequestEntityTooLarge)
+		http.Error(w, "sqsspool: body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
 	id, err := r.queue.Append(body)
 	if err != nil {
-		r.logger.Error("devstack: cannot spool event; refused", "error", err, "bytes", len(body))
+		r.logger.Error("sqsspool: cannot spool event; refused", "error", err, "bytes", len(body))
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
@@ -115,7 +134,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 // ErrHandler is returned (wrapped) when the handler failed a message.
-var ErrHandler = errors.New("devstack: handler failed")
+var ErrHandler = errors.New("sqsspool: handler failed")
 
 // Invoke runs one payload through the invoker directly (no spool) and
 // turns a handler error or a response with batch item failures into an
@@ -146,10 +165,11 @@ type EventServer struct {
 func ListenEvents(addr string, rec http.Handler) (*EventServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("devstack: listen for events on %s: %w", addr, err)
+		return nil, fmt.Errorf("sqsspool: listen for events on %s: %w", addr, err)
 	}
 	s := &EventServer{
-		srv: &http.Server{Handler: rec, ReadHeaderTimeout: 10 * time.Second},
+		srv: &http.Server{Handler: rec, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute},
 		ln:  ln,
 		err: make(chan error, 1),
 	}
@@ -172,7 +192,7 @@ func (s *EventServer) Done() <-chan error { return s.err }
 // Close stops accepting requests and waits up to ctx for in-flight ones.
 func (s *EventServer) Close(ctx context.Context) error {
 	if err := s.srv.Shutdown(ctx); err != nil {
-		return fmt.Errorf("devstack: stop event server: %w", err)
+		return fmt.Errorf("sqsspool: stop event server: %w", err)
 	}
 	return nil
 }

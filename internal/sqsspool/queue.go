@@ -1,4 +1,4 @@
-package devstack
+package sqsspool
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -37,6 +38,10 @@ type QueueOptions struct {
 	Visibility, MaxVisibility time.Duration
 	// Timeout bounds one invocation (default 5 minutes).
 	Timeout time.Duration
+	// ShutdownGrace is how long Run waits for the invocations in flight
+	// once its context ends; then their contexts are cancelled and Run
+	// waits for them to return (default 30 s).
+	ShutdownGrace time.Duration
 	// Logger receives one line per failed message and per dead letter;
 	// nil discards.
 	Logger *slog.Logger
@@ -66,7 +71,7 @@ type Queue struct {
 // messages a previous run left in it; they are delivered when Run starts.
 func OpenQueue(o QueueOptions) (*Queue, error) {
 	if o.Dir == "" || o.DeadLetterDir == "" || o.Invoker == nil {
-		return nil, errors.New("devstack: QueueOptions.Dir, DeadLetterDir and Invoker are required")
+		return nil, errors.New("sqsspool: QueueOptions.Dir, DeadLetterDir and Invoker are required")
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 10
@@ -86,6 +91,9 @@ func OpenQueue(o QueueOptions) (*Queue, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Minute
 	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 30 * time.Second
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -95,7 +103,7 @@ func OpenQueue(o QueueOptions) (*Queue, error) {
 		return nil, err
 	}
 	if len(msgs) > 0 {
-		log.Info("devstack: spool holds messages from an earlier run; delivering them", "messages", len(msgs), "dir", o.Dir)
+		log.Info("sqsspool: spool holds messages from an earlier run; delivering them", "messages", len(msgs), "dir", o.Dir)
 	}
 	return &Queue{o: o, spool: sp, pending: msgs, log: log}, nil
 }
@@ -112,28 +120,48 @@ type batchResult struct {
 	finished time.Time
 }
 
-// Run delivers spooled messages until ctx ends, then waits (up to 30 s)
-// for the invocations in flight and returns. Messages not acknowledged by
-// then stay in the spool and are delivered by the next Run.
+// Run delivers spooled messages until ctx ends, then waits (up to
+// ShutdownGrace) for the invocations in flight, cancels the ones still
+// running and waits for them to return: no invocation outlives Run.
+// Messages not acknowledged by then stay in the spool and are delivered by
+// the next Run.
 func (q *Queue) Run(ctx context.Context) error {
-	results := make(chan batchResult)
+	// Buffered for every invocation in flight, so a result is never left
+	// with no one to receive it.
+	results := make(chan batchResult, q.o.Concurrency)
+	invokeCtx, cancelInvocations := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	defer func() {
+		cancelInvocations()
+		wg.Wait()
+	}()
 	inFlight := 0
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var errs []error
+	settle := func(r batchResult) {
+		inFlight--
+		if err := q.settle(r); err != nil {
+			errs = append(errs, err)
+			q.log.Error("sqsspool: spool bookkeeping failed", "error", err)
+		}
+	}
 	for {
 		q.merge(q.spool.take())
-		if ctx.Err() == nil {
-			for inFlight < q.o.Concurrency {
-				batch := q.nextBatch(time.Now())
-				if len(batch) == 0 {
-					break
-				}
-				inFlight++
-				go func() { results <- q.invoke(context.WithoutCancel(ctx), batch) }()
+		if ctx.Err() != nil {
+			break
+		}
+		for inFlight < q.o.Concurrency {
+			batch := q.nextBatch(time.Now())
+			if len(batch) == 0 {
+				break
 			}
-		} else if inFlight == 0 {
-			return errors.Join(errs...)
+			inFlight++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results <- q.invoke(invokeCtx, batch)
+			}()
 		}
 		wake := q.nextVisible()
 		if !timer.Stop() {
@@ -148,33 +176,27 @@ func (q *Queue) Run(ctx context.Context) error {
 		select {
 		case <-q.spool.wake:
 		case r := <-results:
-			inFlight--
-			if err := q.settle(r); err != nil {
-				errs = append(errs, err)
-				q.log.Error("devstack: spool bookkeeping failed", "error", err)
-			}
+			settle(r)
 		case <-timer.C:
 		case <-ctx.Done():
-			if inFlight == 0 {
-				return errors.Join(errs...)
-			}
-			grace := time.NewTimer(30 * time.Second)
-			for inFlight > 0 {
-				select {
-				case r := <-results:
-					inFlight--
-					if err := q.settle(r); err != nil {
-						errs = append(errs, err)
-					}
-				case <-grace.C:
-					q.log.Warn("devstack: invocations still running at shutdown; their messages stay spooled", "in_flight", inFlight)
-					return errors.Join(errs...)
-				}
-			}
-			grace.Stop()
+		}
+	}
+	grace := time.NewTimer(q.o.ShutdownGrace)
+	defer grace.Stop()
+	for inFlight > 0 {
+		select {
+		case r := <-results:
+			settle(r)
+		case <-grace.C:
+			q.log.Warn("sqsspool: invocations still running at shutdown; cancelled, their messages stay spooled", "in_flight", inFlight)
+			cancelInvocations()
+			wg.Wait()
+			// Their results are buffered; none is settled, so the
+			// messages stay in the spool for the next Run.
 			return errors.Join(errs...)
 		}
 	}
+	return errors.Join(errs...)
 }
 
 // merge inserts new messages into pending, keeping seq order.
@@ -250,7 +272,7 @@ func (q *Queue) sqsEvent(batch []*spoolMessage, now time.Time) ([]byte, error) {
 	}
 	b, err := json.Marshal(ev)
 	if err != nil {
-		return nil, fmt.Errorf("devstack: encode sqs event: %w", err)
+		return nil, fmt.Errorf("sqsspool: encode sqs event: %w", err)
 	}
 	return b, nil
 }
@@ -330,7 +352,7 @@ func (q *Queue) settle(r batchResult) error {
 				errs = append(errs, err)
 			} else {
 				done[m] = true
-				q.log.Error("devstack: message moved to the dead-letter directory", "message_id", m.id(),
+				q.log.Error("sqsspool: message moved to the dead-letter directory", "message_id", m.id(),
 					"receives", m.receives, "reason", reason, "dir", q.o.DeadLetterDir, "group", m.group)
 			}
 			continue
@@ -340,7 +362,7 @@ func (q *Queue) settle(r batchResult) error {
 			backoff = q.o.MaxVisibility
 		}
 		m.visibleAt = now.Add(backoff)
-		q.log.Warn("devstack: message failed; retrying after the visibility timeout", "message_id", m.id(),
+		q.log.Warn("sqsspool: message failed; retrying after the visibility timeout", "message_id", m.id(),
 			"receives", m.receives, "visible_in", backoff, "reason", reason, "group", m.group)
 	}
 	if len(done) > 0 {
