@@ -19,6 +19,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/geoblob/geoblob/internal/devstack"
+	"github.com/geoblob/geoblob/internal/sigv4proxy"
 	"github.com/geoblob/geoblob/shared/api"
 	"github.com/geoblob/geoblob/shared/registry"
 )
@@ -27,7 +28,7 @@ const apiUsage = `  status -json  the operator API's status (per-type counters, 
   list          registry rows of the operator API with filters (-type, -state, -failed, ...)
   resync        resync rows: by id, or in bulk (-all, -failed or the filter flags; -yes to run)
   reverify      reverify rows: by id, or in bulk (like resync)
-  console       serve the operator console on 127.0.0.1 in the foreground
+  console       serve the operator console on 127.0.0.1 in the foreground (-aws URL: a deployed stack's, requests signed with your AWS credentials)
 `
 
 // apiClient calls the operator API (shared/api), over HTTP (-url) or
@@ -51,7 +52,16 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // stack in dir) and a func to release it.
 func newAPIClient(ctx context.Context, dir, base string, logger *slog.Logger) (*apiClient, func(), error) {
 	if base != "" {
-		return &apiClient{base: strings.TrimSuffix(base, "/"), hc: &http.Client{Timeout: time.Minute}}, func() {}, nil
+		hc := &http.Client{Timeout: time.Minute}
+		if u, err := url.Parse(base); err == nil {
+			if _, err := sigv4proxy.RegionOf(u); err == nil {
+				// A deployed stack's function URL (AWS_IAM): sign every call.
+				if hc.Transport, err = sigv4proxy.NewTransport(ctx, u, ""); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+		return &apiClient{base: strings.TrimSuffix(base, "/"), hc: hc}, func() {}, nil
 	}
 	_, h, closeConsole, err := devstack.OpenConsole(ctx, dir, logger)
 	if err != nil {
@@ -263,9 +273,13 @@ func runAPICommand(ctx context.Context, cmd string, fs *flag.FlagSet, dir *strin
 			op.ID, op.State, humanize.Comma(op.Changed), op.Batches, op.LongestBatchMS)
 		return nil
 	case "console":
-		listen := fs.String("listen", "", "127.0.0.1 address to serve on (default: the stack's console port + 1)")
+		listen := fs.String("listen", "", "127.0.0.1 address to serve on (default: the stack's console port + 1; with -aws 127.0.0.1:9480)")
+		awsURL := fs.String("aws", "", "function URL of a deployed stack (output OperatorApiUrl): serve its console here, every request signed with SigV4 from your AWS credentials")
 		if err := fs.Parse(args); err != nil {
 			return err
+		}
+		if *awsURL != "" {
+			return awsConsole(ctx, *awsURL, *listen, stdout, logger)
 		}
 		return devstack.Console(ctx, *dir, *listen, func(u string) {
 			fmt.Fprintf(stdout, "geoblob console: %s   (Ctrl-C stops it)\n", u)
@@ -345,4 +359,23 @@ func writeRows(out io.Writer, l api.ListJSON) error {
 		fmt.Fprintf(out, "more: add -after %s\n", l.Next)
 	}
 	return nil
+}
+
+// awsConsole serves the console of the deployed stack at function URL
+// target on listen (127.0.0.1 only), signing every request with the
+// operator's own credentials (standard chain); the browser holds none.
+func awsConsole(ctx context.Context, target, listen string, stdout io.Writer, logger *slog.Logger) error {
+	u, err := url.Parse(target)
+	if err != nil {
+		return fmt.Errorf("-aws: %w", err)
+	}
+	rt, err := sigv4proxy.NewTransport(ctx, u, "")
+	if err != nil {
+		return err
+	}
+	if listen == "" {
+		listen = "127.0.0.1:9480"
+	}
+	fmt.Fprintf(stdout, "geoblob console: http://%s/   (%s, signed with your AWS credentials; Ctrl-C stops it)\n", listen, u.Host)
+	return devstack.ServeConsole(ctx, listen, sigv4proxy.Proxy(u, rt), logger)
 }
