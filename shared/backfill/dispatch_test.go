@@ -126,15 +126,21 @@ func TestDispatchSurvivesDeadWorkerDuplicatesAndReordering(t *testing.T) {
 	f.start(ctx)
 	e.cfg.Window = 16
 	e.opts.Dispatcher = f
-	e.opts.SyncTimeout = 700 * time.Millisecond // stuck-claim timeout
+	// The stuck-claim timeout: longer than any live copy takes even on a
+	// loaded machine (a live claim recovered mid-copy would be copied
+	// twice, which is what the timeout's lower bound in
+	// GEOBLOB_SYNC_TIMEOUT's description is about), short enough for a test.
+	e.opts.SyncTimeout = 8 * time.Second
 
-	for i := 0; i < 40 && ctx.Err() == nil; i++ {
+	for ctx.Err() == nil {
 		rep, err := e.runner().Run(ctx, backfill.Request{})
 		require.NoError(t, err)
-		if backfill.Quiet(rep) && f.outstanding.Load() <= 10 {
-			break // only the dead worker's batch is still out
+		started, err := e.reg.CountStarted(ctx)
+		require.NoError(t, err)
+		if backfill.Quiet(rep) && started == 0 && f.outstanding.Load() == 0 {
+			break // the dead worker's claims were recovered and copied
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
 	close(f.stopSampling)
 	e.requireConverged()
