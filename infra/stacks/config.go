@@ -50,6 +50,12 @@ type Config struct {
 	// uses SSE-KMS with a customer managed key; the functions that read the
 	// primary get kms:Decrypt on it. Context: primaryKmsKeyArn.
 	PrimaryKMSKeyARN string
+	// BackfillInventory is the S3 Inventory location backfill reconciles from
+	// (s3://bucket/prefix/, see GEOBLOB_BACKFILL_INVENTORY): the stack passes it
+	// to backfill and grants backfill s3:GetObject under the prefix and
+	// s3:ListBucket on the bucket. Empty: backfill lists the primary.
+	// Context: backfillInventory.
+	BackfillInventory string
 	// CreatePrimaryBucket creates a demo primary bucket named PrimaryBucket
 	// instead of importing one. Context: createPrimaryBucket.
 	CreatePrimaryBucket bool
@@ -236,6 +242,7 @@ func ConfigFromContext(get ContextGetter) (Config, error) {
 	r.str("secondaryRegion", &c.SecondaryRegion)
 	r.str("primaryBucket", &c.PrimaryBucket)
 	r.str("primaryKmsKeyArn", &c.PrimaryKMSKeyARN)
+	r.str("backfillInventory", &c.BackfillInventory)
 	r.boolean("createPrimaryBucket", &c.CreatePrimaryBucket)
 	r.str("secondaryBucket", &c.SecondaryBucket)
 	r.list("dataTypes", &c.DataTypes)
@@ -315,7 +322,7 @@ var (
 		"GEOBLOB_PRIMARY_BUCKET", "GEOBLOB_PRIMARY_REGION", "GEOBLOB_PRIMARY_ENDPOINT",
 		"GEOBLOB_SECONDARY_BUCKET", "GEOBLOB_SECONDARY_REGION", "GEOBLOB_SECONDARY_ENDPOINT",
 		"GEOBLOB_S3_PATH_STYLE", "GEOBLOB_DATA_TYPES", "GEOBLOB_COPY_CONCURRENCY",
-		"GEOBLOB_LOG_LEVEL", "GEOBLOB_REVERIFY_INTERVAL",
+		"GEOBLOB_LOG_LEVEL", "GEOBLOB_REVERIFY_INTERVAL", "GEOBLOB_BACKFILL_INVENTORY",
 	}
 )
 
@@ -368,6 +375,9 @@ func (c Config) Validate() error {
 		fail("primaryBucket", "is required: name the registry's existing bucket (or, with createPrimaryBucket=true, the demo bucket to create)")
 	} else if err := ValidateBucketName(c.PrimaryBucket); err != nil {
 		fail("primaryBucket", "%v", err)
+	}
+	if _, _, err := inventoryLocation(c); err != nil {
+		fail("backfillInventory", "%v", err)
 	}
 	if c.PrimaryKMSKeyARN != "" && !kmsKeyArnRe.MatchString(c.PrimaryKMSKeyARN) {
 		fail("primaryKmsKeyArn", "%q must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)", c.PrimaryKMSKeyARN)

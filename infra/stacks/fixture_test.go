@@ -79,6 +79,7 @@ func baseConfig() Config {
 	c.Functions = KnownFunctionNames()
 	c.AlarmEmail = "ops@example.com"
 	c.ExtraEnv = map[string]string{"GEOBLOB_BACKFILL_BUDGET": "9m"}
+	c.BackfillInventory = "s3://registry-inventory/inventory/registry-packages/"
 	return c
 }
 

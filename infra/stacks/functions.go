@@ -53,6 +53,9 @@ type S3Access struct {
 	SecondaryDelete bool
 	// SecondaryList: s3:ListBucket on the secondary (backfill's orphan scan).
 	SecondaryList bool
+	// InventoryRead: s3:GetObject under Config.BackfillInventory's prefix
+	// and s3:ListBucket on its bucket (manifests and CSV files), when set.
+	InventoryRead bool
 }
 
 // FunctionSpec describes one Lambda function. Adding a function is one entry
@@ -101,7 +104,7 @@ func KnownFunctions() []FunctionSpec {
 			MemoryMB:    1769, Timeout: 15 * time.Minute,
 			Trigger: TriggerSchedule,
 			// effectiveS3 drops SecondaryWrite while backfill dispatches its copies to onCreate.
-			S3: S3Access{PrimaryRead: true, SecondaryWrite: true, SecondaryDelete: true, SecondaryList: true},
+			S3: S3Access{PrimaryRead: true, SecondaryWrite: true, SecondaryDelete: true, SecondaryList: true, InventoryRead: true},
 		},
 		{
 			Name: "verify", LogicalID: "VerifyFunction",

@@ -103,6 +103,16 @@ func symbolic(tmpl map[string]any, c Config, r any) string {
 		return iamcheck.KeyResource(iamcheck.Secondary)
 	case c.PrimaryKMSKeyARN != "" && js == jsonString(c.PrimaryKMSKeyARN):
 		return iamcheck.KeyResource(iamcheck.Primary)
+	}
+	if bucket, prefix, _ := inventoryLocation(c); bucket != "" {
+		switch {
+		case strings.HasSuffix(js, `:s3:::`+bucket+`"]]}`) || strings.HasSuffix(js, `:s3:::`+bucket+`"`):
+			return iamcheck.BucketResource(iamcheck.Inventory)
+		case strings.HasSuffix(js, `:s3:::`+bucket+"/"+prefix+`*"]]}`) || strings.HasSuffix(js, `:s3:::`+bucket+"/"+prefix+`*"`):
+			return iamcheck.ObjectResource(iamcheck.Inventory)
+		}
+	}
+	switch {
 	case strings.HasSuffix(js, `:s3:::`+c.PrimaryBucket+`"]]}`) || strings.HasSuffix(js, `:s3:::`+c.PrimaryBucket+`"`):
 		return iamcheck.BucketResource(iamcheck.Primary)
 	case strings.HasSuffix(js, `:s3:::`+c.PrimaryBucket+`/*"]]}`) || strings.HasSuffix(js, `:s3:::`+c.PrimaryBucket+`/*"`):
@@ -228,10 +238,11 @@ func TestIAMGrantsPerRole(t *testing.T) {
 		"kms:secondary": {"kms:Decrypt", "kms:GenerateDataKey"},
 	}
 	assert.Equal(t, with(primaryRead, writer), grantsOf("onCreate"))
-	assert.Equal(t, with(primaryRead, writer), grantsOf("backfill (copying)"))
+	inventory := map[string][]string{"inventory": {"s3:ListBucket"}, "inventory/*": {"s3:GetObject"}}
+	assert.Equal(t, with(with(primaryRead, writer), inventory), grantsOf("backfill (copying)"))
 	// Dispatching, backfill lists and deletes on the secondary (orphans, lost
 	// deletes) but copies nothing: onCreate does.
-	assert.Equal(t, with(primaryRead, map[string][]string{
+	assert.Equal(t, with(with(primaryRead, inventory), map[string][]string{
 		"secondary": {"s3:ListBucket"}, "secondary/*": {"s3:DeleteObject"},
 	}), grantsOf("backfill"))
 	assert.Equal(t, with(primaryRead, map[string][]string{"secondary/*": {"s3:DeleteObject"}}), grantsOf("onDelete"))
@@ -251,4 +262,31 @@ func TestIAMGrantsPerRole(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestBackfillInventoryConfig: the inventory location is validated, reaches
+// backfill's environment, and its grants cover the manifest's data folder.
+func TestBackfillInventoryConfig(t *testing.T) {
+	for in, want := range map[string][2]string{
+		"s3://inv-bucket/inventory/registry/":                             {"inv-bucket", "inventory/registry/"},
+		"s3://inv-bucket/dest/src/config/2026-11-30T00-00Z/manifest.json": {"inv-bucket", "dest/src/config/"},
+		"s3://inv-bucket": {"inv-bucket", ""},
+	} {
+		c := baseConfig()
+		c.BackfillInventory = in
+		require.NoError(t, c.Validate(), in)
+		b, p, err := inventoryLocation(c)
+		require.NoError(t, err)
+		assert.Equal(t, want, [2]string{b, p}, in)
+	}
+	for _, bad := range []string{"inv-bucket/prefix", "s3://Bad_Bucket/x", "s3://inv-bucket/a*"} {
+		c := baseConfig()
+		c.BackfillInventory = bad
+		assert.ErrorContains(t, c.Validate(), "backfillInventory", bad)
+	}
+	c := baseConfig()
+	c.ExtraEnv = map[string]string{"GEOBLOB_BACKFILL_INVENTORY": "s3://x/y/"}
+	assert.Error(t, c.Validate(), "the stack sets GEOBLOB_BACKFILL_INVENTORY itself, so the role matches it")
+	env := props(resource(t, fixture(t, "full").secondaryJSON, "BackfillFunction"))["Environment"].(map[string]any)["Variables"].(map[string]any)
+	assert.Equal(t, "s3://registry-inventory/inventory/registry-packages/", env["GEOBLOB_BACKFILL_INVENTORY"])
 }

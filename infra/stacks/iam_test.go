@@ -100,7 +100,9 @@ func TestNoWildcardsOnData(t *testing.T) {
 				for _, r := range asList(ps.stmt["Resource"]) {
 					rs := jsonString(r)
 					require.NotEqual(t, `"*"`, rs, "%s: S3 actions %v on Resource *", where, s3Actions)
+					invBucket, invPrefix, _ := inventoryLocation(s.cfg)
 					named := strings.Contains(rs, ":s3:::"+s.cfg.PrimaryBucket+`"`) ||
+						(invBucket != "" && (strings.Contains(rs, ":s3:::"+invBucket+`"`) || strings.Contains(rs, ":s3:::"+invBucket+"/"+invPrefix+`*"`))) ||
 						strings.Contains(rs, ":s3:::"+s.cfg.PrimaryBucket+`/*"`) ||
 						(ownBucket != "" && strings.Contains(rs, `"`+ownBucket+`"`))
 					assert.True(t, named, "%s: S3 resource %s is not one of the named buckets", where, rs)

@@ -306,6 +306,9 @@ func functionEnv(c Config, s *SecondaryStack) map[string]*string {
 		e["GEOBLOB_DATABASE_HOST"] = s.Proxy.Endpoint()
 	}
 	e["GEOBLOB_DATABASE_SSLMODE"] = jsii.String(databaseSSLMode(c))
+	if c.BackfillInventory != "" {
+		e["GEOBLOB_BACKFILL_INVENTORY"] = jsii.String(c.BackfillInventory)
+	}
 	if len(c.DataTypes) > 0 {
 		e["GEOBLOB_DATA_TYPES"] = jsii.String(strings.Join(c.DataTypes, ","))
 	}
@@ -415,6 +418,11 @@ func (s *SecondaryStack) bucketStatements(c Config, a S3Access) []awsiam.PolicyS
 	if a.PrimaryRead {
 		stmt("PrimaryReadObjects", []string{"s3:GetObject"}, primaryObjects)
 		stmt("PrimaryList", []string{"s3:ListBucket"}, primary)
+	}
+	if bucket, prefix, _ := inventoryLocation(c); a.InventoryRead && bucket != "" {
+		arn := fmt.Sprintf("arn:%s:s3:::%s", *s.Stack.Partition(), bucket)
+		stmt("InventoryReadObjects", []string{"s3:GetObject"}, jsii.String(arn+"/"+prefix+"*"))
+		stmt("InventoryList", []string{"s3:ListBucket"}, jsii.String(arn))
 	}
 	if a.PrimaryRead && c.PrimaryKMSKeyARN != "" {
 		stmt("PrimaryKey", []string{"kms:Decrypt"}, jsii.String(c.PrimaryKMSKeyARN))

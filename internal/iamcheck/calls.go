@@ -36,6 +36,10 @@ import (
 const (
 	Primary   = "primary"
 	Secondary = "secondary"
+	// Inventory is the bucket of backfill's S3 Inventory; its object
+	// resource "inventory/*" stands for the objects under the configured
+	// inventory prefix.
+	Inventory = "inventory"
 )
 
 // Call is one request as authorisation sees it: the operation and the
@@ -44,7 +48,7 @@ const (
 type Call struct {
 	// Function is the function that made the call (functions/<name>).
 	Function string `json:"function"`
-	// Bucket is the symbolic bucket (Primary, Secondary).
+	// Bucket is the symbolic bucket (Primary, Secondary, Inventory).
 	Bucket string `json:"bucket"`
 	// Operation is the S3 API operation name (PutObject, HeadObject, ...),
 	// or "Unknown ..." when Classify does not know the request.

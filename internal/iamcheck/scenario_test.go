@@ -11,10 +11,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
@@ -48,9 +50,11 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 const (
 	primaryBucket   = "iam-primary"
 	secondaryBucket = "iam-secondary"
+	inventoryBucket = "iam-inventory"
+	inventoryPrefix = "inv/primary"
 )
 
-var localBuckets = map[string]string{iamcheck.Primary: primaryBucket, iamcheck.Secondary: secondaryBucket}
+var localBuckets = map[string]string{iamcheck.Primary: primaryBucket, iamcheck.Secondary: secondaryBucket, iamcheck.Inventory: inventoryBucket}
 
 // partSize is the multipart threshold and part size of the scenario: objects
 // of bigSize bytes are copied in two parts.
@@ -79,6 +83,7 @@ func newWorld(t *testing.T, pols iamcheck.Policies) *world {
 	w := &world{root: s3test.Client(ctx, srv.Endpoint()), rec: &iamcheck.Recorder{}, handlers: map[string]lambda.Handler{}, faults: map[string]string{}}
 	s3test.CreateBucket(t, w.root, primaryBucket)
 	s3test.CreateBucket(t, w.root, secondaryBucket)
+	s3test.CreateBucket(t, w.root, inventoryBucket)
 	_, err := w.root.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(secondaryBucket),
 		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}})
 	require.NoError(t, err)
@@ -127,6 +132,16 @@ func newWorld(t *testing.T, pols iamcheck.Policies) *world {
 		creds := credentials.NewStaticCredentialsProvider(user, secret, "")
 		cfg.Primary.Credentials, cfg.Secondary.Credentials = creds, creds
 		w.handlers[fn] = build(t, fn, cfg, getenv, logger)
+		if fn == "backfill" {
+			// The same function configured to reconcile from an S3 Inventory.
+			invEnv := map[string]string{"GEOBLOB_BACKFILL_INVENTORY": "s3://" + inventoryBucket + "/" + inventoryPrefix + "/"}
+			w.handlers["backfill (inventory)"] = build(t, fn, cfg, func(k string) string {
+				if v, ok := invEnv[k]; ok {
+					return v
+				}
+				return env[k]
+			}, logger)
+		}
 	}
 	return w
 }
@@ -222,6 +237,27 @@ func (w *world) put(t *testing.T, bucket, key string, size int) {
 func (w *world) delete(t *testing.T, key string) {
 	t.Helper()
 	_, err := w.root.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: aws.String(primaryBucket), Key: aws.String(key)})
+	require.NoError(t, err)
+}
+
+// writeInventory writes an S3 Inventory (CSV) of the primary's objects
+// into the inventory bucket.
+func (w *world) writeInventory(t *testing.T) {
+	t.Helper()
+	var entries []backfill.InventoryEntry
+	p := s3.NewListObjectsV2Paginator(w.root, &s3.ListObjectsV2Input{Bucket: aws.String(primaryBucket)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(t.Context())
+		require.NoError(t, err)
+		for _, o := range page.Contents {
+			entries = append(entries, backfill.InventoryEntry{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), ETag: strings.Trim(aws.ToString(o.ETag), `"`)})
+		}
+	}
+	_, err := backfill.WriteInventory(primaryBucket, inventoryPrefix, time.Now(), 100, slices.Values(entries),
+		func(key string, content []byte) error {
+			_, err := w.root.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(inventoryBucket), Key: aws.String(key), Body: bytes.NewReader(content)})
+			return err
+		})
 	require.NoError(t, err)
 }
 
@@ -345,6 +381,15 @@ func (w *world) scenario(t *testing.T) {
 	assert.True(t, w.onSecondary(t, lateBigKey), "backfill copied %s", lateBigKey)
 	assert.False(t, w.onSecondary(t, lostDelKey), "backfill propagated the lost delete")
 	assert.False(t, w.onSecondary(t, orphanKey), "backfill deleted the orphan")
+
+	// backfill reconciling from an S3 Inventory (manifest and CSV files read
+	// from the inventory bucket instead of listing the primary).
+	w.writeInventory(t)
+	out = w.invoke(t, "backfill (inventory)", map[string]any{"phases": []string{"reconcile"}})
+	brep = backfill.Report{}
+	require.NoError(t, json.Unmarshal(out, &brep), "%s", out)
+	assert.Equal(t, "inventory", brep.Reconcile.Source, "%s", out)
+	assert.Positive(t, brep.Reconcile.Listed, "%s", out)
 
 	// verify: fast mode reads stored checksums (HEAD in checksum mode) and
 	// falls back to reading the bytes (multipart copies, primaries).
