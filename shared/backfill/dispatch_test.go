@@ -57,7 +57,7 @@ func TestDispatchedBackfillSharesTheCapWithEvents(t *testing.T) {
 	for i := range objects {
 		e.put(typedKey(i), replicationtest.Content(typedKey(i), 64+i%200))
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute) // a safety net only: a loaded 2-core machine needs minutes
 	defer cancel()
 	f := newFleet(t, 10)
 	for range workers {
@@ -115,7 +115,7 @@ func TestDispatchSurvivesDeadWorkerDuplicatesAndReordering(t *testing.T) {
 	for i := range objects {
 		e.put(typedKey(i), replicationtest.Content(typedKey(i), 50+i))
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute) // a safety net only
 	defer cancel()
 	f := newFleet(t, 10)
 	f.duplicate, f.shuffle = true, true
