@@ -19,6 +19,7 @@ import (
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/restore"
 )
 
 // drUsage is the disaster-recovery part of the command list in usage.
@@ -165,4 +166,90 @@ func writeBrakeStatus(w io.Writer, st registry.BrakeStatus, p registry.BrakePoli
 		fmt.Fprintln(tw, "fix\tcheck the primary; then `geoblob brake release` (deletes were intended) or `geoblob brake discard` (keep the secondary copies; restore them with `geoblob restore`)")
 	}
 	return tw.Flush()
+}
+
+// restoreUsage is the restore line of the command list.
+const restoreUsage = `  restore       copy objects from the secondary back to the primary (dry run unless -execute)
+`
+
+// runRestore is `geoblob restore [-key K | -prefix P | -type T]
+// [-deleted-from T1 -deleted-to T2 | -as-of T | -written-after T]
+// [-execute] [-journal FILE] [-json]`.
+func runRestore(ctx context.Context, fs *flag.FlagSet, dir *string, args []string, stdout, stderr io.Writer, logger *slog.Logger) error {
+	target := drTargetFlags(fs, dir)
+	var sel restore.Selector
+	fs.StringVar(&sel.Key, "key", "", "restore this one key")
+	fs.StringVar(&sel.Prefix, "prefix", "", "restore keys under this prefix")
+	fs.StringVar(&sel.DataType, "type", "", "restore objects of this data type")
+	from := fs.String("deleted-from", "", "restore objects deleted on the primary from this time (RFC 3339) ...")
+	to := fs.String("deleted-to", "", "... until this time (exclusive)")
+	asOf := fs.String("as-of", "", "restore every object changed after this time to the version the secondary held then")
+	after := fs.String("written-after", "", "failback: copy objects written to the secondary after this time (their current version)")
+	execute := fs.Bool("execute", false, "restore (default: print the plan only)")
+	journal := fs.String("journal", "geoblob-restore.journal", "execute: file of restored keys; a rerun with it resumes")
+	asJSON := fs.Bool("json", false, "print the plan as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	for _, t := range []struct {
+		flag, v string
+		dst     *time.Time
+	}{{"deleted-from", *from, &sel.DeletedFrom}, {"deleted-to", *to, &sel.DeletedTo}, {"as-of", *asOf, &sel.AsOf}, {"written-after", *after, &sel.WrittenAfter}} {
+		if t.v == "" {
+			continue
+		}
+		if *t.dst, err = time.Parse(time.RFC3339, t.v); err != nil {
+			return fmt.Errorf("-%s: %w", t.flag, err)
+		}
+	}
+	a, err := target.build(ctx, logger)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	r := &restore.Restorer{Registry: a.Registry, Primary: a.Primary, Secondary: a.Secondary, Catalog: a.Catalog, Logger: logger}
+	plan, err := r.Plan(ctx, sel)
+	if err != nil {
+		return err
+	}
+	if *asJSON && !*execute {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(plan)
+	}
+	writePlan(stdout, plan)
+	if !*execute {
+		fmt.Fprintln(stdout, "dry run: nothing written; add -execute to restore")
+		return nil
+	}
+	f, err := os.OpenFile(*journal, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	defer f.Close()
+	res, err := r.Execute(ctx, plan, restore.ExecOptions{Journal: f, Actor: operator(), Progress: func(p restore.Progress) {
+		fmt.Fprintf(stderr, "\r%d/%d objects, %s of %s (%d already done)   ", p.Done+p.Skipped, p.Total,
+			humanize.IBytes(uint64(p.Bytes)), humanize.IBytes(uint64(max(p.BytesPlanned, 0))), p.Skipped)
+	}})
+	fmt.Fprintln(stderr)
+	if err != nil {
+		return fmt.Errorf("%w (restored %d; rerun the same command to resume from %s)", err, res.Restored, *journal)
+	}
+	fmt.Fprintf(stdout, "restored %d objects (%s), each SHA-256 verified on the primary; %d were already done\n",
+		res.Restored, humanize.IBytes(uint64(res.Bytes)), res.Skipped)
+	return nil
+}
+
+// writePlan prints a plan: counts, bytes, skipped reasons and the objects.
+func writePlan(w io.Writer, p restore.Plan) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "plan\t%d objects\t%s\n", p.Objects, humanize.IBytes(uint64(max(p.Bytes, 0))))
+	for reason, n := range p.Skipped {
+		fmt.Fprintf(tw, "skipped\t%d\t%s\n", n, reason)
+	}
+	for _, it := range p.Items {
+		fmt.Fprintf(tw, "%s\t%s\tversion %s\t%s\t%s\n", it.DataType, it.Key, it.VersionID, humanize.IBytes(uint64(max(it.Size, 0))), it.Reason)
+	}
+	_ = tw.Flush()
 }

@@ -2,8 +2,14 @@ package main
 
 import (
 	"context"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
@@ -78,4 +84,35 @@ func TestBrakeCommands(t *testing.T) {
 	require.Len(t, audit, 2)
 	assert.Equal(t, "delete_brake_discard", audit[0].Action)
 	assert.True(t, strings.HasPrefix(audit[0].Actor, "cli:"), audit[0].Actor)
+}
+
+func TestRestoreCommand(t *testing.T) {
+	drEnv(t)
+	ctx := t.Context()
+	sec := s3test.Client(ctx, os.Getenv("GEOBLOB_SECONDARY_ENDPOINT"))
+	prim := s3test.Client(ctx, os.Getenv("GEOBLOB_PRIMARY_ENDPOINT"))
+	const key = "npm/a/-/a-1.0.0.tgz"
+	_, err := sec.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("dr-secondary"), Key: aws.String(key), Body: strings.NewReader("kept by the secondary")})
+	require.NoError(t, err)
+
+	out, err := cli(t, "restore", "-env", "-prefix", "npm/")
+	require.NoError(t, err, out)
+	assert.Regexp(t, `plan\s+1 objects`, out)
+	assert.Contains(t, out, "missing on the primary")
+	assert.Contains(t, out, "dry run")
+	_, err = prim.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("dr-primary"), Key: aws.String(key)})
+	require.Error(t, err, "a dry run writes nothing")
+
+	journal := filepath.Join(t.TempDir(), "journal")
+	out, err = cli(t, "restore", "-env", "-prefix", "npm/", "-execute", "-journal", journal)
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "restored 1 objects")
+	got, err := prim.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("dr-primary"), Key: aws.String(key)})
+	require.NoError(t, err)
+	b, err := io.ReadAll(got.Body)
+	require.NoError(t, err)
+	assert.Equal(t, "kept by the secondary", string(b))
+
+	out, err = cli(t, "restore", "-env", "-as-of", "yesterday")
+	require.Error(t, err, out)
 }

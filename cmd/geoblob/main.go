@@ -36,7 +36,7 @@ commands:
   rm KEY        delete KEY from the primary bucket
   env           print the shell exports of the running stack
   backfill      one backfill pass: register what no event announced, sync what is due
-` + verifyUsage + drUsage + `  check         health check of the local stack (Geo's gitlab:geo:check): one line per check, exit 1 on failure
+` + verifyUsage + drUsage + restoreUsage + `  check         health check of the local stack (Geo's gitlab:geo:check): one line per check, exit 1 on failure
   localstack    steps of make deploy-local / make smoke-local (secret, migrate, smoke)
 ` + apiUsage + `  serve-events  run the event daemon in the foreground (started by up)
 
@@ -183,6 +183,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runLocalStack(ctx, args, stdout, stderr)
 	case "brake":
 		return runBrake(ctx, fs, dir, args, stdout, logger())
+	case "restore":
+		return runRestore(ctx, fs, dir, args, stdout, stderr, logger())
 	case "serve-events":
 		listen := fs.String("listen", "127.0.0.1:9300", "address to receive MinIO webhook notifications on")
 		spool := fs.String("spool", "", "spool directory (default <dir>/events-spool)")

@@ -44,6 +44,9 @@ type SecondaryStack struct {
 	Stack awscdk.Stack
 	// Bucket is the secondary bucket; Key encrypts it.
 	Bucket awss3.Bucket
+	// BreakGlassRole alone may change versioning or lifecycle, or delete
+	// object versions, on Bucket (disasterRecovery, dr.go).
+	BreakGlassRole awsiam.Role
 	// Key is the KMS key of the secondary bucket.
 	Key awskms.Key
 	// EventBus receives the primary bucket's events forwarded from the primary region.
@@ -135,6 +138,7 @@ func newSecondaryStack(scope constructs.Construct, id string, c Config, specs []
 	s.syncQueue(c, migrations)
 	s.operatorAPI(c)
 	s.monitoring(c, specs)
+	s.disasterRecovery(c)
 	s.syncQueueAlarms(c)
 	s.outputs(c)
 	return s, nil

@@ -76,6 +76,8 @@ type Registry interface {
 	LiveKeys(ctx context.Context, keys, dataTypes []string) ([]string, error)
 	// Health reads the replication health of data types.
 	Health(ctx context.Context, dataTypes []string) (registry.Health, error)
+	// BrakeStatus reports the delete brake (published with the health metrics).
+	BrakeStatus(ctx context.Context) (registry.BrakeStatus, error)
 }
 
 // Engine syncs claims and applies events; *replication.Engine satisfies it.

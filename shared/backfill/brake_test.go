@@ -92,6 +92,10 @@ func TestDeleteBrakeMassDeleteRelease(t *testing.T) {
 		assert.Contains(t, sc.Reason, "more than 20 deletes of "+sc.Scope)
 	}
 	assert.EqualValues(t, len(deleted)-gone, st.HeldTotal)
+	h, err := e.runner().Health(ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, h.DeleteBrakeTripped, "published as the DeleteBrakeTripped metric")
+	assert.EqualValues(t, len(deleted)-gone, h.HeldDeletes)
 
 	// Copies of new and changed objects continue while the brake is tripped.
 	e.put(typedKey(5000), []byte("new while tripped"))

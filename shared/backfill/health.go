@@ -13,7 +13,12 @@ func (r *Runner) Health(ctx context.Context) (metrics.Health, error) {
 	if err != nil {
 		return metrics.Health{}, fmt.Errorf("backfill: %w", err)
 	}
-	h := metrics.Health{Failed: rh.Failed, Quarantined: rh.Quarantined}
+	st, err := r.o.Registry.BrakeStatus(ctx)
+	if err != nil {
+		return metrics.Health{}, fmt.Errorf("backfill: %w", err)
+	}
+	h := metrics.Health{Failed: rh.Failed, Quarantined: rh.Quarantined,
+		DeleteBrakeTripped: int64(len(st.Tripped)), HeldDeletes: st.HeldTotal}
 	if rh.OldestUnsynced != nil {
 		h.OldestUnsyncedAge = max(r.now().Sub(*rh.OldestUnsynced), 0)
 	}

@@ -69,7 +69,7 @@ func TestHealthTracksUnsyncedFailedAndQuarantined(t *testing.T) {
 	assert.Equal(t, clock.Now().UnixMilli(), doc.AWS.Timestamp)
 	require.Len(t, doc.AWS.CloudWatchMetrics, 1)
 	assert.Equal(t, metrics.Namespace, doc.AWS.CloudWatchMetrics[0].Namespace)
-	assert.Len(t, doc.AWS.CloudWatchMetrics[0].Metrics, 3)
+	assert.Len(t, doc.AWS.CloudWatchMetrics[0].Metrics, 5)
 	assert.InDelta(t, h.OldestUnsyncedAge.Seconds(), doc.Oldest, 0.001)
 	assert.EqualValues(t, 1, doc.Failed)
 	assert.EqualValues(t, 1, doc.Quarantined)

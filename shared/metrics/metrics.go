@@ -19,6 +19,11 @@ const (
 	NameFailedBlobs = "FailedBlobs"
 	// NameQuarantinedBlobs is Health.Quarantined.
 	NameQuarantinedBlobs = "QuarantinedBlobs"
+	// NameDeleteBrakeTripped is Health.DeleteBrakeTripped (tripped scopes;
+	// the delete-brake alarm fires at 1).
+	NameDeleteBrakeTripped = "DeleteBrakeTripped"
+	// NameHeldDeletes is Health.HeldDeletes.
+	NameHeldDeletes = "HeldDeletes"
 )
 
 // Health summarises the registry of the enabled data types.
@@ -31,6 +36,10 @@ type Health struct {
 	Failed int64
 	// Quarantined counts rows given up on until an operator resyncs them.
 	Quarantined int64
+	// DeleteBrakeTripped counts tripped delete-brake scopes (0: deletes flow).
+	DeleteBrakeTripped int64
+	// HeldDeletes counts deletes the brake holds for an operator.
+	HeldDeletes int64
 }
 
 // WriteEMF writes h as one CloudWatch Embedded Metric Format line (namespace
@@ -42,5 +51,7 @@ func WriteEMF(w io.Writer, h Health, at time.Time) error {
 		{NameOldestUnsyncedAge, "Seconds", h.OldestUnsyncedAge.Seconds()},
 		{NameFailedBlobs, "Count", h.Failed},
 		{NameQuarantinedBlobs, "Count", h.Quarantined},
+		{NameDeleteBrakeTripped, "Count", h.DeleteBrakeTripped},
+		{NameHeldDeletes, "Count", h.HeldDeletes},
 	})
 }

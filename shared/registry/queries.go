@@ -31,7 +31,8 @@ const sameContent = `(r.deleted_at IS NULL AND EXCLUDED.etag <> ''
 	AND r.etag = EXCLUDED.etag AND r.version_id = EXCLUDED.version_id)`
 
 // onConflictCreated turns an ObjectCreated insert into an upsert that
-// ignores stale events.
+// ignores stale events, and the event of a restore's own PUT (the row was
+// restored and is synced with exactly that object).
 const onConflictCreated = `ON CONFLICT (data_type, object_key) DO UPDATE SET
 	state = 0,
 	generation = r.generation + 1,
@@ -52,8 +53,10 @@ const onConflictCreated = `ON CONFLICT (data_type, object_key) DO UPDATE SET
 	verification_failure = CASE WHEN ` + sameContent + ` THEN r.verification_failure ELSE NULL END,
 	secondary_sha256 = CASE WHEN ` + sameContent + ` THEN r.secondary_sha256 ELSE '' END,
 	checksum_mismatch = CASE WHEN ` + sameContent + ` THEN r.checksum_mismatch ELSE false END,
+	restored_at = NULL,
 	updated_at = EXCLUDED.updated_at
 WHERE NOT ` + staleCondition + `
+	AND NOT (r.restored_at IS NOT NULL AND r.state = 2 AND ` + sameContent + `)
 `
 
 // $1 data_type, $2 object_key, $3 size, $4 etag, $5 version_id,
@@ -91,6 +94,7 @@ const onConflictRemoved = `ON CONFLICT (data_type, object_key) DO UPDATE SET
 	verification_state = 4,
 	verification_started_at = NULL,
 	verification_retry_at = NULL,
+	restored_at = NULL,
 	updated_at = EXCLUDED.updated_at
 WHERE NOT ` + staleCondition + `
 `
@@ -821,3 +825,45 @@ SELECT least(
 	(SELECT min(updated_at) FROM blob_registry WHERE state = 3 AND quarantined_at IS NULL AND data_type = ANY($1::text[]))),
 	(SELECT count(*) FROM blob_registry WHERE state = 3 AND quarantined_at IS NULL AND data_type = ANY($1::text[])),
 	(SELECT count(*) FROM blob_registry WHERE state = 3 AND quarantined_at IS NOT NULL AND data_type = ANY($1::text[]))`
+
+// Restore (restore.go).
+
+// $1 data type, $2 key, $3 size, $4 etag, $5 version id, $6 sha256, $7 now.
+// The object is on the primary again, as written by geoblob restore, and the
+// secondary holds the same bytes: a live synced row, verification due.
+const qMarkRestored = `
+INSERT INTO blob_registry AS r (data_type, object_key, state, generation, size, etag, version_id,
+	primary_sha256, last_synced_at, verification_state, restored_at, created_at, updated_at)
+VALUES ($1, $2, 2, 1, $3, $4, $5, $6, $7, 0, $7, $7, $7)
+ON CONFLICT (data_type, object_key) DO UPDATE SET
+	state = 2,
+	generation = r.generation + 1,
+	retry_count = 0,
+	retry_at = NULL,
+	last_sync_failure = NULL,
+	last_synced_at = $7,
+	size = $3,
+	etag = $4,
+	version_id = $5,
+	primary_sha256 = $6,
+	missing_on_primary = false,
+	deleted_at = NULL,
+	verification_state = 0,
+	verification_started_at = NULL,
+	verification_retry_at = NULL,
+	verification_retry_count = 0,
+	verification_failure = NULL,
+	secondary_sha256 = '',
+	checksum_mismatch = false,
+	restored_at = $7,
+	updated_at = $7`
+
+// $1 deleted from, $2 deleted to, $3 data type (empty = all), $4 key prefix,
+// $5 after key, $6 limit.
+const qDeletedBetween = `
+SELECT ` + RowColumns + ` FROM blob_registry r
+WHERE r.deleted_at >= $1 AND r.deleted_at < $2
+	AND ($3 = '' OR r.data_type = $3) AND starts_with(r.object_key, $4)
+	AND (r.object_key COLLATE "C") > ($5 COLLATE "C")
+ORDER BY r.object_key COLLATE "C", r.data_type
+LIMIT $6`
