@@ -213,9 +213,9 @@ type BulkOptions struct {
 	// runner may resume the operation after it. 0 = 30 s.
 	Lease time.Duration
 	// TargetBatch is the batch transaction time aimed at; batch sizes
-	// adapt to it. 0 = 300 ms.
+	// adapt to it. 0 = 250 ms.
 	TargetBatch time.Duration
-	// FirstBatch is the first batch's row count; 0 = 2,000.
+	// FirstBatch is the first batch's row count; 0 = 500.
 	FirstBatch int
 }
 
@@ -224,10 +224,10 @@ func (o BulkOptions) withDefaults() BulkOptions {
 		o.Lease = 30 * time.Second
 	}
 	if o.TargetBatch <= 0 {
-		o.TargetBatch = 300 * time.Millisecond
+		o.TargetBatch = 250 * time.Millisecond
 	}
 	if o.FirstBatch <= 0 {
-		o.FirstBatch = 2000
+		o.FirstBatch = 500
 	}
 	return o
 }
@@ -256,7 +256,7 @@ func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOpera
 WITH scan AS (
 	SELECT r.id FROM blob_registry r
 	WHERE ` + where + ` AND r.id > ` + cur + ` AND r.id <= ` + maxID + `
-	ORDER BY r.id LIMIT ` + lim + `
+	ORDER BY ` + typeFirst(op.Filter, "r.id") + ` LIMIT ` + lim + `
 ), upd AS (
 	UPDATE blob_registry r SET ` + set + ` FROM scan WHERE r.id = scan.id AND ` + where + `
 	RETURNING 1
@@ -317,11 +317,11 @@ SELECT (SELECT count(*) FROM scan), (SELECT max(id) FROM scan), (SELECT count(*)
 			return s.BulkOperation(ctx, id)
 		}
 		// adapt the batch size to the target transaction time
-		switch took := time.Since(start); {
-		case took < o.TargetBatch/2 && n < 100_000:
-			n *= 2
-		case took > o.TargetBatch*2 && n > 100:
-			n /= 2
+		// aim the next batch at TargetBatch: scale by the measured rate,
+		// at most doubling, between 50 and 50,000 rows
+		if took := time.Since(start); took > 0 {
+			next := int(float64(n) * float64(o.TargetBatch) / float64(took))
+			n = max(50, min(next, 2*n, 50_000))
 		}
 	}
 	s.logger.Info("registry: bulk operation finished", "id", op.ID, "action", op.Action, "actor", op.Actor,

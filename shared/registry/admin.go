@@ -234,6 +234,7 @@ func (s *Store) ListPage(ctx context.Context, q PageQuery) (Page, error) {
 		keyCol = expr + "::text"
 		order = expr + " " + dir + ", r.id " + dir
 	}
+	order = typeFirst(q.Filter, order)
 	if q.After != "" {
 		key, id, err := decodeCursor(q.After)
 		if err != nil {
@@ -267,6 +268,22 @@ func (s *Store) ListPage(ctx context.Context, q PageQuery) (Page, error) {
 		page.Next = encodeCursor(keys[limit-1], entries[limit-1].ID)
 	}
 	return page, nil
+}
+
+// IDCursor is the cursor of the page that starts after row id in id order
+// (PageQuery.After with SortID): a list can start anywhere.
+func IDCursor(id int64) string { return encodeCursor("", id) }
+
+// typeFirst prefixes an ORDER BY with the data type when the filter fixes
+// it: the same order, but only the per-type indexes (data_type, ...)
+// provide it, so the planner never walks the primary key past other types'
+// rows hoping to meet the LIMIT (rows of one type come in bursts, e.g. a
+// backfill, so their ids are not spread evenly).
+func typeFirst(f Filter, order string) string {
+	if f.DataType == "" {
+		return order
+	}
+	return "r.data_type, " + order
 }
 
 func encodeCursor(key string, id int64) string {

@@ -1,0 +1,346 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/geoblob/geoblob/internal/testutil/pgtest"
+	"github.com/geoblob/geoblob/shared/api"
+	"github.com/geoblob/geoblob/shared/registry"
+)
+
+// The operator surface's speed targets, measured with
+//
+//	GEOBLOB_BENCH_ROWS=10000000 go test -run '^$' -bench . -benchtime 200x -timeout 3h ./shared/api/
+//
+// (the figures in docs/BENCHMARKS.md); without GEOBLOB_BENCH_ROWS the
+// registry has 100,000 rows. Rows are spread over 10 data types (one
+// million per type at 10M): per type 90 % synced (half of them verified),
+// 4 % pending, 1 % started, 5 % failed (a fifth of those quarantined);
+// 1 % missing on primary, 0.5 % checksum mismatch.
+
+const benchTypes = 10
+
+// benchLoad builds rows $1..$2 with one INSERT ... generate_series
+// while the secondary indexes are dropped (they are rebuilt after, which
+// is far faster than maintaining them row by row).
+const benchLoad = `
+INSERT INTO blob_registry (data_type, object_key, state, started_at, retry_at, retry_count,
+	last_sync_failure, last_synced_at, size, primary_sha256, secondary_sha256, missing_on_primary,
+	checksum_mismatch, quarantined_at, verification_state, verified_at, created_at, updated_at)
+SELECT t, format('pkg/%s/%s/%s/file-%s.bin', t, i % 97, i % 1013, i), s,
+	CASE WHEN s = 1 THEN ts END, CASE WHEN s = 3 THEN ts + interval '1 hour' END, (s = 3)::int * 3,
+	CASE WHEN s = 3 THEN 'copy failed: connection reset by peer' END,
+	CASE WHEN s = 2 THEN ts - make_interval(secs => i % 86400) END, 1000 + i % 100000,
+	repeat('a', 64), CASE WHEN s = 2 THEN repeat('a', 64) ELSE '' END,
+	i % 100 = 7, i % 200 = 11, CASE WHEN s = 3 AND i % 5 = 0 THEN ts END,
+	CASE WHEN s = 2 THEN CASE WHEN i % 2 = 0 THEN 2 ELSE 0 END ELSE 4 END,
+	CASE WHEN s = 2 AND i % 2 = 0 THEN ts - make_interval(secs => i % 7200) END,
+	ts, ts - make_interval(secs => i % 3600)
+FROM generate_series($1::bigint, $2::bigint) i,
+	LATERAL (SELECT format('bench_type_%s', lpad((i % 10)::text, 2, '0')) AS t) ty,
+	LATERAL (SELECT CASE WHEN i % 100 < 90 THEN 2 WHEN i % 100 < 94 THEN 0 WHEN i % 100 < 95 THEN 1 ELSE 3 END AS s) st,
+	(SELECT '2026-03-01 12:00:00+00'::timestamptz AS ts) c`
+
+var bench struct {
+	once sync.Once
+	dsn  string
+	rows int
+	err  error
+}
+
+func benchRows() int {
+	if n, err := strconv.Atoi(os.Getenv("GEOBLOB_BENCH_ROWS")); err == nil && n > 0 {
+		return n
+	}
+	return 100_000
+}
+
+func benchTypeName(i int) string { return fmt.Sprintf("bench_type_%02d", i) }
+
+// benchDB returns the DSN of the benchmark registry, built once per test
+// binary.
+func benchDB(b *testing.B) string {
+	bench.once.Do(func() {
+		bench.rows = benchRows()
+		bench.dsn = pgtest.NewDBFrom(b, "registry", migrateDSN)
+		bench.err = loadBench(context.Background(), bench.dsn, bench.rows)
+	})
+	if bench.err != nil {
+		b.Fatal(bench.err)
+	}
+	return bench.dsn
+}
+
+func migrateDSN(ctx context.Context, dsn string) error {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return registry.Migrate(ctx, pool)
+}
+
+func loadBench(ctx context.Context, dsn string, rows int) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	start := time.Now()
+	r, err := conn.Query(ctx, `SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'blob_registry'
+		AND indexname NOT IN ('blob_registry_pkey', 'blob_registry_type_key_uniq')`)
+	if err != nil {
+		return err
+	}
+	type index struct{ Name, Def string }
+	indexes, err := pgx.CollectRows(r, pgx.RowToStructByPos[index])
+	if err != nil {
+		return err
+	}
+	for _, ix := range indexes {
+		if _, err := conn.Exec(ctx, "DROP INDEX "+ix.Name); err != nil {
+			return err
+		}
+	}
+	// types interleave (as events of all types do), in chunks of a
+	// million rows per statement
+	const chunk = 1_000_000
+	for lo := 0; lo < rows; lo += chunk {
+		if _, err := conn.Exec(ctx, benchLoad, lo, min(lo+chunk, rows)-1); err != nil {
+			return fmt.Errorf("load rows %d..: %w", lo, err)
+		}
+	}
+	for _, ix := range indexes {
+		if _, err := conn.Exec(ctx, ix.Def); err != nil {
+			return err
+		}
+	}
+	if _, err := conn.Exec(ctx, "VACUUM ANALYZE blob_registry"); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "bench registry: %d rows loaded and indexed in %s\n", rows, time.Since(start).Round(time.Second))
+	return nil
+}
+
+func benchServer(b *testing.B) (*httptest.Server, *registry.Store, *pgxpool.Pool) {
+	b.Helper()
+	pool := pgtest.Connect(b, benchDB(b))
+	store := registry.New(pool, registry.Options{})
+	h, err := api.New(api.Options{Registry: store, ActionsEnabled: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	b.Cleanup(func() { srv.Close(); h.Wait() })
+	return srv, store, pool
+}
+
+// timed runs b.N requests of next() and reports p50/p99/max latency in ms.
+func timed(b *testing.B, srv *httptest.Server, next func(i int) string) {
+	b.Helper()
+	timedN(b, srv, b.N, next)
+}
+
+// timedN is timed with n requests.
+func timedN(b *testing.B, srv *httptest.Server, n int, next func(i int) string) {
+	b.Helper()
+	lat := make([]time.Duration, 0, n)
+	b.ResetTimer()
+	for i := range n {
+		path := next(i)
+		t0 := time.Now()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var v json.RawMessage
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			b.Fatalf("%s: %d %v %s", path, resp.StatusCode, err, v)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+	b.ReportMetric(ms(lat[min(len(lat)-1, len(lat)*99/100)]), "p99-ms")
+	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+	b.ReportMetric(float64(bench.rows), "rows")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkStatus: GET /api/v1/status on the full registry (target p99 <
+// 200 ms at 10M rows; it reads the counters, never the table).
+func BenchmarkStatus(b *testing.B) {
+	srv, _, _ := benchServer(b)
+	timed(b, srv, func(int) string { return "/api/v1/status" })
+}
+
+// BenchmarkStatusWhileWriting: the same while a writer changes rows (so
+// every status folds fresh counter deltas).
+func BenchmarkStatusWhileWriting(b *testing.B) {
+	srv, store, _ := benchServer(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			_, _ = store.RecordCreated(ctx, registry.ObjectEvent{DataType: benchTypeName(i % benchTypes), Key: fmt.Sprintf("w/%d", i), Size: 10})
+		}
+	}()
+	timed(b, srv, func(int) string { return "/api/v1/status" })
+	cancel()
+	wg.Wait()
+}
+
+// BenchmarkListPage: pages of the registry list with every index-backed
+// filter and sort, first pages and pages starting at random rows of the
+// table (target p99 < 100 ms for any page at 10M rows).
+func BenchmarkListPage(b *testing.B) {
+	srv, _, pool := benchServer(b)
+	var maxID int64
+	if err := pool.QueryRow(context.Background(), "SELECT max(id) FROM blob_registry").Scan(&maxID); err != nil {
+		b.Fatal(err)
+	}
+	filters := []string{"", "state=failed", "state=pending", "state=started", "state=synced", "verification_state=failed",
+		"verification_state=pending", "verification_state=succeeded", "failed_only=true", "missing_on_primary=true",
+		"quarantined=true", "checksum_mismatch=true", "key_prefix=pkg/TYPE/42/", "state=failed&missing_on_primary=true",
+		"sort=last_synced", "sort=verified_at", "sort=last_synced&order=asc", "state=synced&sort=verified_at"}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	timed(b, srv, func(i int) string {
+		ty := benchTypeName(rnd.IntN(benchTypes))
+		f := filters[i%len(filters)]
+		q, _ := url.ParseQuery(f)
+		if p := q.Get("key_prefix"); p != "" {
+			q.Set("key_prefix", "pkg/"+ty+"/42/")
+		}
+		q.Set("data_type", ty)
+		q.Set("limit", "50")
+		if q.Get("sort") == "" && rnd.IntN(2) == 0 {
+			q.Set("after", registry.IDCursor(rnd.Int64N(maxID)))
+		}
+		return "/api/v1/rows?" + q.Encode()
+	})
+}
+
+// BenchmarkListContains: the substring filter is not index-backed: a page
+// scans until it has 50 matches (fast for common substrings, a full scan
+// of the type for absent ones). Reported apart from the target.
+func BenchmarkListContains(b *testing.B) {
+	srv, _, _ := benchServer(b)
+	timedN(b, srv, min(b.N, 20), func(i int) string {
+		return "/api/v1/rows?data_type=" + benchTypeName(i%benchTypes) + "&key_contains=file-12345&limit=50"
+	})
+}
+
+// BenchmarkBulkResync resyncs every row of one data type (1,000,000 at
+// 10M) through POST /api/v1/bulk while a writer keeps applying event
+// batches to the other types; it reports the total time, the longest batch
+// transaction and the event batches' p99 latency during the bulk.
+func BenchmarkBulkResync(b *testing.B) {
+	srv, store, pool := benchServer(b)
+	ctx := context.Background()
+	runs := min(b.N, 2) // each run changes a million rows at 10M
+	for n := range runs {
+		ty := benchTypeName(n % benchTypes)
+		// events on the other types, before (baseline) and during the bulk
+		evCtx, stopEvents := context.WithCancel(ctx)
+		var during atomic.Bool
+		var mu sync.Mutex
+		var base, busy []time.Duration
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; evCtx.Err() == nil; i++ {
+				batch := make([]registry.BatchEvent, 10)
+				for j := range batch {
+					batch[j] = registry.BatchEvent{Kind: registry.EventCreated, ObjectEvent: registry.ObjectEvent{
+						DataType: benchTypeName((n + 1 + j) % benchTypes), Key: fmt.Sprintf("ev/%d/%d/%d", n, i, j), Size: 5}}
+				}
+				t0 := time.Now()
+				if _, err := store.RecordBatch(evCtx, batch); err != nil && evCtx.Err() == nil {
+					b.Error(err)
+					return
+				}
+				d := time.Since(t0)
+				mu.Lock()
+				if during.Load() {
+					busy = append(busy, d)
+				} else {
+					base = append(base, d)
+				}
+				mu.Unlock()
+			}
+		}()
+		time.Sleep(2 * time.Second)
+		during.Store(true)
+		start := time.Now()
+		body := fmt.Sprintf(`{"action":"resync","scope":"all","filter":{"data_type":%q}}`, ty)
+		resp, err := http.Post(srv.URL+"/api/v1/bulk", "application/json", strings.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var op registry.BulkOperation
+		if err := json.NewDecoder(resp.Body).Decode(&op); err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		for op.State == registry.BulkRunning {
+			time.Sleep(100 * time.Millisecond)
+			if op, err = store.BulkOperation(ctx, op.ID); err != nil {
+				b.Fatal(err)
+			}
+		}
+		elapsed := time.Since(start)
+		during.Store(false)
+		stopEvents()
+		wg.Wait()
+		if op.State != registry.BulkDone || op.Changed != op.Planned {
+			b.Fatalf("bulk ended %s, %d of %d", op.State, op.Changed, op.Planned)
+		}
+		b.ReportMetric(elapsed.Seconds(), "bulk-s")
+		b.ReportMetric(float64(op.Changed), "rows-changed")
+		b.ReportMetric(float64(op.Changed)/elapsed.Seconds(), "rows/s")
+		b.ReportMetric(op.LongestBatchMS, "longest-tx-ms")
+		b.ReportMetric(float64(op.Batches), "batches")
+		p99 := func(d []time.Duration) float64 {
+			if len(d) == 0 {
+				return 0
+			}
+			slices.Sort(d)
+			return float64(d[len(d)*99/100].Microseconds()) / 1000
+		}
+		b.ReportMetric(p99(base), "event-batch-p99-ms-before")
+		b.ReportMetric(p99(busy), "event-batch-p99-ms-during")
+		b.ReportMetric(float64(len(busy))*10/elapsed.Seconds(), "events/s-during")
+		if n+1 == runs {
+			break
+		}
+		// put the type back for the next run
+		if _, err := pool.Exec(ctx, "UPDATE blob_registry SET state = 2, last_synced_at = created_at WHERE data_type = $1 AND state = 0 AND object_key LIKE 'pkg/%'", ty); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(0, "ns/op")
+}
