@@ -8,8 +8,15 @@ MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO         := $(LOCAL)/bin/minio
 RCLONE_VERSION := v1.76.0
 RCLONE        := $(LOCAL)/bin/rclone
+# The AWS Lambda Runtime Interface Emulator: the local stack runs each
+# function binary under its own emulator process (no tagged version is served).
+RIE_VERSION   := v0.0.0-20261030222936-bef5c4ba774d
+RIE           := $(LOCAL)/bin/aws-lambda-rie
+# Function binaries for this machine (make lambdas LAMBDA_OUT=...), run by make up/demo.
+LOCAL_LAMBDAS := $(LOCAL)/lambdas
 GEOBLOB       := $(GO) run ./cmd/geoblob
 export GEOBLOB_MINIO_BIN := $(MINIO)
+export GEOBLOB_RIE_BIN := $(RIE)
 
 .PHONY: help
 help: ## List the targets with one line each.
@@ -20,27 +27,35 @@ deps: ## Download the Go modules.
 	$(GO) mod download
 
 .PHONY: tools
-tools: $(MINIO) ## Install the pinned MinIO server into .local/bin (first build ~4 min).
+tools: $(MINIO) $(RIE) ## Install the pinned MinIO server and Lambda Runtime Interface Emulator into .local/bin (first build ~4 min).
 
 $(MINIO):
 	@echo "building MinIO $(MINIO_VERSION) into $(LOCAL)/bin (one-time, a few minutes)..."
 	GOBIN=$(LOCAL)/bin GOFLAGS=-mod=mod $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+
+$(RIE):
+	@echo "building aws-lambda-rie $(RIE_VERSION) into $(LOCAL)/bin..."
+	GOBIN=$(LOCAL)/bin GOFLAGS=-mod=mod $(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(RIE_VERSION)
+
+.PHONY: local-lambdas
+local-lambdas: ## Build the function binaries for this machine into .local/lambdas (what make up/demo run).
+	$(MAKE) lambdas LAMBDA_GOARCH=$(HOST_GOARCH) LAMBDA_OUT=$(LOCAL_LAMBDAS)
 
 $(RCLONE):
 	@echo "building rclone $(RCLONE_VERSION) into $(LOCAL)/bin (baseline for the backfill benchmark)..."
 	GOBIN=$(LOCAL)/bin GOFLAGS=-mod=mod $(GO) install github.com/rclone/rclone@$(RCLONE_VERSION)
 
 .PHONY: up
-up: tools ## Start the local stack (PostgreSQL, two MinIO regions, event delivery) in .local/stack.
-	$(GEOBLOB) up
+up: tools local-lambdas ## Start the local stack (PostgreSQL, two MinIO regions, event delivery to the function binaries under aws-lambda-rie).
+	$(GEOBLOB) up -functions $(LOCAL_LAMBDAS)
 
 .PHONY: down
 down: ## Stop the local stack.
 	$(GEOBLOB) down
 
 .PHONY: demo
-demo: tools ## Start the local stack, upload sample packages of every type, show them replicated.
-	$(GEOBLOB) demo
+demo: tools local-lambdas ## Start the local stack, upload sample packages of every type, show them replicated.
+	$(GEOBLOB) demo -functions $(LOCAL_LAMBDAS)
 
 .PHONY: status
 status: ## Per-type replication table of the running local stack.
@@ -92,8 +107,8 @@ fmt: ## gofmt the tree.
 	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: clean
-clean: down ## Stop the stack and remove local state (.local/stack, build/).
-	rm -rf $(LOCAL)/stack build
+clean: down ## Stop the stack and remove local state (.local/stack, .local/lambdas, build/).
+	rm -rf $(LOCAL)/stack $(LOCAL_LAMBDAS) build
 
 # Infrastructure (CDK for Go in infra/): lambdas, synth, deploy, deploy-local, test-infra, ...
 include infra/infra.mk

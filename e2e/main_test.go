@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/geoblob/geoblob/internal/devstack"
+	"github.com/geoblob/geoblob/internal/lambdarie"
 	"github.com/geoblob/geoblob/internal/minioproc"
 	"github.com/geoblob/geoblob/internal/sqsspool"
 	"github.com/geoblob/geoblob/shared/datatype"
@@ -40,6 +41,9 @@ type fixture struct {
 
 var fx *fixture
 
+// functions are the function binaries the stack runs under the emulator.
+var functions devstack.FunctionsOptions
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -49,6 +53,26 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: %v\ne2e: these tests run real MinIO processes: run `make tools` (installs the pinned MinIO into .local/bin) or set %s\n", err, minioproc.BinEnv)
 		return 1
 	}
+	if _, err := lambdarie.FindBinary(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\ne2e: the functions run under the Lambda Runtime Interface Emulator: run `make tools`\n", err)
+		return 1
+	}
+	// The real function binaries, built as `make lambdas` builds them (for
+	// this machine's architecture); each runs under its own emulator.
+	fnDir, err := os.MkdirTemp("", "geoblob-e2e-functions-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(fnDir)
+	buildCtx, cancelBuild := context.WithTimeout(context.Background(), 15*time.Minute)
+	err = devstack.BuildFunctions(buildCtx, "..", fnDir)
+	cancelBuild()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	functions = devstack.FunctionsOptions{Dir: fnDir}
 	// app.Build reads S3 credentials through the AWS default chain, as the
 	// Lambda functions do: give it the stack's, and nothing from the user.
 	for _, v := range devstack.DefaultSettings("/").Env() {
@@ -70,7 +94,6 @@ func run(m *testing.M) int {
 		s      devstack.Settings
 		stack  *devstack.Stack
 		runner *devstack.InProcess
-		err    error
 	)
 	// Free ports are picked, released and then bound by PostgreSQL and
 	// MinIO; another process can grab one in between, so try a few times.
@@ -127,7 +150,7 @@ func startStack(rec *recorder, logger *slog.Logger) (devstack.Settings, *devstac
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	runner := &devstack.InProcess{Observe: rec.observe, Logger: logger, Queue: queueOptions}
+	runner := &devstack.InProcess{Observe: rec.observe, Logger: logger, Queue: queueOptions, Functions: functions}
 	stack, err := devstack.Up(ctx, devstack.UpOptions{Settings: s, Events: runner, Logger: logger})
 	if err != nil {
 		_ = runner.Close(context.Background())

@@ -80,6 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "up":
 		ports := portFlags(fs)
 		sched := scheduleFlags(fs)
+		fns := functionFlags(fs)
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
@@ -91,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("locate own binary: %w", err)
 		}
-		_, err = devstack.UpAndPrint(ctx, s, devstack.Daemon{Executable: exe, Schedules: sched.get()}, stdout, logger())
+		_, err = devstack.UpAndPrint(ctx, s, devstack.Daemon{Executable: exe, Schedules: sched.get(), Functions: fns.get()}, stdout, logger())
 		return err
 	case "down":
 		if err := fs.Parse(args); err != nil {
@@ -116,6 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		extra := fs.Int("extra", 3, "files per data type beyond its example keys")
 		bigMiB := fs.Int("big-mib", 40, "size of the one large (multipart) file in MiB; 0 leaves it out")
 		sched := scheduleFlags(fs)
+		fns := functionFlags(fs)
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
@@ -131,8 +133,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return devstack.Demo(ctx, devstack.DemoOptions{
-			Settings: s, Events: devstack.Daemon{Executable: exe, Schedules: sched.get()},
-			Timeout: *timeout, ExtraPerType: *extra, BigSize: *bigMiB << 20,
+			Settings: s, Events: devstack.Daemon{Executable: exe, Schedules: sched.get(), Functions: fns.get()},
+			Timeout: *timeout, ExtraPerType: *extra, BigSize: *bigMiB << 20, Functions: fns.get(),
 			Out: stdout, Logger: logger(),
 		})
 	case "cp":
@@ -195,6 +197,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		visibility := fs.Duration("visibility", 2*time.Second, "visibility timeout after a message's first failure (doubles per failure, max 1m)")
 		console := fs.String("console", "", "serve the operator console on this 127.0.0.1 address (empty: none)")
 		sched := scheduleFlags(fs)
+		fns := functionFlags(fs)
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
@@ -215,6 +218,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 		return devstack.ServeEvents(ctx, devstack.ServeOptions{
 			Addr: *listen, Token: s.EventsToken, Config: cfg, Getenv: os.Getenv, Logger: log, Schedules: sched.get(), ConsoleAddr: *console,
+			Functions: fns.get(), FunctionLogDir: s.FunctionLogDir(),
 			Queue: sqsspool.QueueOptions{Dir: *spool, DeadLetterDir: *dlq, BatchSize: *batch, Concurrency: *conc,
 				MaxReceives: *maxReceives, Visibility: *visibility},
 		})
@@ -287,6 +291,27 @@ func scheduleFlags(fs *flag.FlagSet) schedules {
 
 func (s schedules) get() devstack.Schedules {
 	return devstack.Schedules{Backfill: *s.backfill, Verify: *s.verify, FirstRun: *s.first}
+}
+
+type functions struct{ dir, emulator *string }
+
+// functionFlags choose between the function binaries under the emulator
+// (make up/demo pass -functions .local/lambdas) and in-process handlers.
+func functionFlags(fs *flag.FlagSet) functions {
+	return functions{
+		dir:      fs.String("functions", "", "run the Lambda function binaries in DIR/<name>/bootstrap under aws-lambda-rie (make lambdas LAMBDA_OUT=DIR); empty: in-process handlers"),
+		emulator: fs.String("emulator", "", "aws-lambda-rie binary (default $GEOBLOB_RIE_BIN or .local/bin/aws-lambda-rie)"),
+	}
+}
+
+func (f functions) get() devstack.FunctionsOptions {
+	dir := *f.dir
+	if dir != "" {
+		if abs, err := filepath.Abs(dir); err == nil {
+			dir = abs
+		}
+	}
+	return devstack.FunctionsOptions{Dir: dir, Emulator: *f.emulator}
 }
 
 type ports struct{ pg, primary, secondary, events, console *int }

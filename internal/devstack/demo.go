@@ -2,11 +2,13 @@ package devstack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -95,6 +97,11 @@ type DemoOptions struct {
 	BigSize int
 	Out     io.Writer
 	Logger  *slog.Logger
+	// Functions, when enabled, runs the demo's backfill and verify passes
+	// by invoking the backfill and verify function binaries under the
+	// emulator (on demand, as `aws lambda invoke` would) instead of in this
+	// process.
+	Functions FunctionsOptions
 }
 
 // demoDeleteKey is uploaded and deleted again to show deletes replicating.
@@ -175,7 +182,11 @@ func Demo(ctx context.Context, opts DemoOptions) error {
 		fmt.Fprintf(out, "uploaded and deleted %s again (the delete must reach the secondary too)\n", del.Key)
 	}
 
-	fmt.Fprintf(out, "\n== 4. wait for replication (events: MinIO webhook -> %s -> spool %s -> SQS event -> lambda JSON path -> handler)\n", s.EventsURL(), s.SpoolDir())
+	path := "lambda JSON path -> handler (in-process)"
+	if opts.Functions.Enabled() {
+		path = "onCreate/onDelete function processes under aws-lambda-rie, logs in " + s.FunctionLogDir()
+	}
+	fmt.Fprintf(out, "\n== 4. wait for replication (events: MinIO webhook -> %s -> spool %s -> SQS event -> %s)\n", s.EventsURL(), s.SpoolDir(), path)
 	reg, closeReg, err := s.OpenRegistry(ctx)
 	if err != nil {
 		return err
@@ -189,8 +200,16 @@ func Demo(ctx context.Context, opts DemoOptions) error {
 	if err != nil {
 		return fmt.Errorf("devstack: configuration: %w", err)
 	}
+	var fns *Functions
+	if opts.Functions.Enabled() {
+		if fns, err = StartFunctions(ctx, opts.Functions, FunctionEnv(s, os.Environ()),
+			filepath.Join(s.FunctionLogDir(), "on-demand"), FnBackfill, FnVerify); err != nil {
+			return err
+		}
+		defer fns.Close()
+	}
 	fmt.Fprintf(out, "\n== 5. one backfill pass (the scheduled function: registers what no event announced, syncs what is due)\n")
-	if err := demoBackfill(ctx, cfg, s.Getenv(os.Getenv), opts.Logger, out); err != nil {
+	if err := demoBackfill(ctx, cfg, s.Getenv(os.Getenv), fns, opts.Logger, out); err != nil {
 		return err
 	}
 	if err := waitSynced(ctx, reg, s.Bucket(Secondary), before, beforeStarted, samples.File{}, time.Time{}, opts.Timeout, out); err != nil {
@@ -198,7 +217,7 @@ func Demo(ctx context.Context, opts DemoOptions) error {
 	}
 
 	fmt.Fprintf(out, "\n== 6. verify pass (the scheduled function: re-reads every secondary copy and compares its SHA-256)\n")
-	if err := demoVerify(ctx, cfg, s.Getenv(os.Getenv), opts.Timeout, opts.Logger, out); err != nil {
+	if err := demoVerify(ctx, cfg, s.Getenv(os.Getenv), fns, opts.Timeout, opts.Logger, out); err != nil {
 		return err
 	}
 
@@ -279,16 +298,22 @@ func uploadWithoutEvents(ctx context.Context, s Settings, cat *datatype.Catalog,
 }
 
 // demoBackfill runs one backfill pass and prints its summary.
-func demoBackfill(ctx context.Context, cfg config.Config, getenv func(string) string, logger *slog.Logger, out io.Writer) error {
+func demoBackfill(ctx context.Context, cfg config.Config, getenv func(string) string, fns *Functions, logger *slog.Logger, out io.Writer) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	svc, err := backfill.Build(ctx, cfg, getenv, logger, nil)
-	if err != nil {
-		return fmt.Errorf("devstack: %w", err)
+	var rep backfill.Report
+	var err error
+	if fns != nil {
+		err = invokeFor(ctx, fns.Get(FnBackfill), &rep)
+	} else {
+		svc, buildErr := backfill.Build(ctx, cfg, getenv, logger, nil)
+		if buildErr != nil {
+			return fmt.Errorf("devstack: %w", buildErr)
+		}
+		defer svc.Close()
+		rep, err = svc.Runner.Run(ctx, backfill.Request{})
 	}
-	defer svc.Close()
-	rep, err := svc.Runner.Run(ctx, backfill.Request{})
 	rc := rep.Reconcile
 	skipped := ""
 	if rc.Skipped != "" {
@@ -305,7 +330,7 @@ func demoBackfill(ctx context.Context, cfg config.Config, getenv func(string) st
 // demoVerify runs verify passes until nothing is due and every live file
 // is verified (the daemon's scheduled pass may hold some rows for a
 // moment), at most until timeout, then prints verify's per-type table.
-func demoVerify(ctx context.Context, cfg config.Config, getenv func(string) string, timeout time.Duration, logger *slog.Logger, out io.Writer) error {
+func demoVerify(ctx context.Context, cfg config.Config, getenv func(string) string, fns *Functions, timeout time.Duration, logger *slog.Logger, out io.Writer) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -319,8 +344,12 @@ func demoVerify(ctx context.Context, cfg config.Config, getenv func(string) stri
 		total verify.Report
 		sums  []verify.Summary
 	)
+	run := func() (verify.Report, error) { return svc.Run(ctx, verify.RunOptions{}) }
+	if fns != nil {
+		run = func() (rep verify.Report, err error) { return rep, invokeFor(ctx, fns.Get(FnVerify), &rep) }
+	}
 	for {
-		rep, err := svc.Run(ctx, verify.RunOptions{})
+		rep, err := run()
 		if err != nil {
 			return fmt.Errorf("devstack: verify pass: %w", err)
 		}
@@ -504,4 +533,17 @@ func waitSynced(ctx context.Context, reg *registry.Store, secondary Bucket, file
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// invokeFor invokes fn on demand (an empty request: the configured
+// defaults) and decodes its report into report.
+func invokeFor(ctx context.Context, fn sqsspool.Invoker, report any) error {
+	out, err := fn.Invoke(ctx, []byte(`{}`))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(out, report); err != nil {
+		return fmt.Errorf("devstack: report: %w: %.200s", err, out)
+	}
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/geoblob/geoblob/internal/lambdarie"
 	"github.com/geoblob/geoblob/internal/sqsspool"
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/backfill"
@@ -44,6 +45,11 @@ type ServeOptions struct {
 	// ConsoleAddr is where the daemon serves the operator console
 	// (127.0.0.1:port); "" serves none.
 	ConsoleAddr string
+	// Functions, when enabled, runs the function binaries under the
+	// emulator (their output in FunctionLogDir) instead of the handler code
+	// in this process; they get this process's GEOBLOB_* and AWS_* variables.
+	Functions      FunctionsOptions
+	FunctionLogDir string
 }
 
 // MetricsPath is where the event daemon serves Prometheus metrics (per-type
@@ -63,7 +69,18 @@ func ServeEvents(ctx context.Context, o ServeOptions) error {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	copies := prom.NewCopies()
-	inv, metricsHandler, closeApp, err := buildInvoker(ctx, o.Config, logger, copies)
+	var (
+		inv            sqsspool.Invoker
+		metricsHandler http.Handler
+		closeApp       func()
+		fs             *Functions
+		err            error
+	)
+	if o.Functions.Enabled() {
+		inv, metricsHandler, closeApp, fs, err = functionsInvoker(ctx, o.Functions, stackEnviron(os.Environ()), o.FunctionLogDir, o.Config, logger)
+	} else {
+		inv, metricsHandler, closeApp, err = buildInvoker(ctx, o.Config, logger, copies)
+	}
 	if err != nil {
 		return err
 	}
@@ -78,7 +95,13 @@ func ServeEvents(ctx context.Context, o ServeOptions) error {
 	schedDone := make(chan error, 1)
 	sched := o.Schedules
 	sched.Dispatcher = d.dispatcher()
-	go func() { schedDone <- sched.Run(schedCtx, o.Config, o.Getenv, logger, app.WithCopies(copies)) }()
+	go func() {
+		if fs != nil {
+			schedDone <- sched.runFunctions(schedCtx, fs, o.Config.Secondary.Region, logger)
+			return
+		}
+		schedDone <- sched.Run(schedCtx, o.Config, o.Getenv, logger, app.WithCopies(copies))
+	}()
 	consoleDone, closeConsole, err := startConsole(schedCtx, o, logger)
 	if err != nil {
 		stopSched()
@@ -197,9 +220,24 @@ type Daemon struct {
 	Executable string
 	// Schedules of the backfill and verify passes the daemon runs.
 	Schedules Schedules
+	// Functions, when enabled, makes the daemon run the function binaries
+	// under the emulator, and migrations run through the migrate function.
+	Functions FunctionsOptions
 }
 
-var _ EventsRunner = Daemon{}
+var (
+	_ EventsRunner = Daemon{}
+	_ Migrator     = Daemon{}
+)
+
+// Migrate applies the registry schema: through the migrate function when
+// the functions run as processes, else in this process.
+func (d Daemon) Migrate(ctx context.Context, s Settings) error {
+	if d.Functions.Enabled() {
+		return migrateThroughFunction(ctx, d.Functions, s, daemonEnv(os.Environ(), s))
+	}
+	return migrate(ctx, s.DatabaseURL())
+}
 
 // StartEvents starts the daemon unless one is already running and answering.
 func (d Daemon) StartEvents(ctx context.Context, s Settings) (string, error) {
@@ -225,9 +263,19 @@ func (d Daemon) StartEvents(ctx context.Context, s Settings) (string, error) {
 		return "", err
 	}
 	env := daemonEnv(os.Environ(), s)
+	var err error
 	argv := []string{bin, "serve-events", "-dir", s.Dir, "-listen", s.EventsAddr(), "-spool", s.SpoolDir(), "-dead-letters", s.DeadLetterDir(),
 		"-backfill-every", d.Schedules.Backfill.String(), "-verify-every", d.Schedules.Verify.String(),
 		"-first-run", d.Schedules.FirstRun.String(), "-console", s.ConsoleAddr()}
+	if d.Functions.Enabled() {
+		emulator := d.Functions.Emulator
+		if emulator == "" {
+			if emulator, err = lambdarie.FindBinary(); err != nil {
+				return "", fmt.Errorf("devstack: %w", err)
+			}
+		}
+		argv = append(argv, "-functions", d.Functions.Dir, "-emulator", emulator)
+	}
 	pid, err := spawn(argv, env, s.EventsPIDFile(), s.EventsLogFile())
 	if err != nil {
 		return "", err
@@ -317,15 +365,40 @@ type InProcess struct {
 	Queue sqsspool.QueueOptions
 	// Schedules of the backfill and verify passes (zero: none).
 	Schedules Schedules
+	// Functions, when enabled (and Invoker is nil), runs the function
+	// binaries under the emulator instead of the handler code in this
+	// process; migrations then run through the migrate function.
+	Functions FunctionsOptions
 
 	mu        sync.Mutex
+	fns       *Functions
 	d         *delivery
 	closeApp  func()
 	stopSched context.CancelFunc
 	schedDone chan error
 }
 
-var _ EventsRunner = (*InProcess)(nil)
+var (
+	_ EventsRunner = (*InProcess)(nil)
+	_ Migrator     = (*InProcess)(nil)
+)
+
+// Migrate applies the registry schema: through the migrate function when
+// Functions is enabled, else in this process.
+func (p *InProcess) Migrate(ctx context.Context, s Settings) error {
+	if p.Functions.Enabled() && p.Invoker == nil {
+		return migrateThroughFunction(ctx, p.Functions, s, os.Environ())
+	}
+	return migrate(ctx, s.DatabaseURL())
+}
+
+// RunningFunctions returns the running function processes (nil unless Functions
+// is enabled and the receiver started); tests kill them.
+func (p *InProcess) RunningFunctions() *Functions {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fns
+}
 
 // StartEvents builds the handler from the stack's configuration, opens the
 // stack's spool and starts serving on the stack's events address.
@@ -346,8 +419,17 @@ func (p *InProcess) StartEvents(ctx context.Context, s Settings) (string, error)
 	}
 	copies := prom.NewCopies()
 	inv, closeApp := p.Invoker, func() {}
-	var metricsHandler http.Handler
-	if inv == nil {
+	var (
+		metricsHandler http.Handler
+		fs             *Functions
+	)
+	switch {
+	case inv != nil:
+	case p.Functions.Enabled():
+		if inv, metricsHandler, closeApp, fs, err = functionsInvoker(ctx, p.Functions, FunctionEnv(s, os.Environ()), s.FunctionLogDir(), cfg, logger); err != nil {
+			return "", err
+		}
+	default:
 		if inv, metricsHandler, closeApp, err = buildInvoker(ctx, cfg, logger, copies); err != nil {
 			return "", err
 		}
@@ -363,8 +445,17 @@ func (p *InProcess) StartEvents(ctx context.Context, s Settings) (string, error)
 	p.schedDone = make(chan error, 1)
 	sched := p.Schedules
 	sched.Dispatcher = d.dispatcher()
-	go func() { p.schedDone <- sched.Run(schedCtx, cfg, getenv, logger, app.WithCopies(copies)) }()
-	p.d, p.closeApp, p.stopSched = d, closeApp, stop
+	go func() {
+		if fs != nil {
+			p.schedDone <- sched.runFunctions(schedCtx, fs, cfg.Secondary.Region, logger)
+			return
+		}
+		p.schedDone <- sched.Run(schedCtx, cfg, getenv, logger, app.WithCopies(copies))
+	}()
+	p.d, p.closeApp, p.stopSched, p.fns = d, closeApp, stop, fs
+	if fs != nil {
+		return fmt.Sprintf("%-15s %s (in-process delivery; functions under aws-lambda-rie, logs %s)", "started", s.EventsURL(), s.FunctionLogDir()), nil
+	}
 	return fmt.Sprintf("%-15s %s (in-process)", "started", s.EventsURL()), nil
 }
 
@@ -392,6 +483,6 @@ func (p *InProcess) Close(ctx context.Context) error {
 	p.stopSched()
 	err = errors.Join(err, <-p.schedDone)
 	p.closeApp()
-	p.d = nil
+	p.d, p.fns = nil, nil
 	return err
 }

@@ -25,6 +25,12 @@ type EventsRunner interface {
 	StartEvents(ctx context.Context, s Settings) (string, error)
 }
 
+// Migrator applies the registry schema; an EventsRunner that runs the
+// functions as processes migrates through the migrate function.
+type Migrator interface {
+	Migrate(ctx context.Context, s Settings) error
+}
+
 // UpOptions configure Up.
 type UpOptions struct {
 	// Settings describe the stack; Dir is created if missing.
@@ -117,7 +123,12 @@ func Up(ctx context.Context, opts UpOptions) (*Stack, error) {
 	if err := ensureDatabase(ctx, pg, s.Database); err != nil {
 		return nil, err
 	}
-	if err := migrate(ctx, s.DatabaseURL()); err != nil {
+	if m, ok := opts.Events.(Migrator); ok {
+		err = m.Migrate(ctx, s)
+	} else {
+		err = migrate(ctx, s.DatabaseURL())
+	}
+	if err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(out, "postgres   %-15s %s (registry schema migrated), data in %s\n", was, s.DatabaseURL(), s.PostgresDir())

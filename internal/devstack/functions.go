@@ -1,0 +1,381 @@
+package devstack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	lambdaevents "github.com/aws/aws-lambda-go/events"
+
+	"github.com/geoblob/geoblob/internal/lambdarie"
+	"github.com/geoblob/geoblob/internal/sqsspool"
+	"github.com/geoblob/geoblob/shared/app"
+	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/events"
+	"github.com/geoblob/geoblob/shared/metrics/prom"
+	"github.com/geoblob/geoblob/shared/registry"
+)
+
+// FunctionsOptions make the stack run the real Lambda function binaries,
+// each as its own process under the AWS Lambda Runtime Interface Emulator,
+// instead of calling the handler code in-process.
+type FunctionsOptions struct {
+	// Dir holds <function>/bootstrap for each function, built for this
+	// machine by `make lambdas LAMBDA_GOARCH=<host> LAMBDA_OUT=<Dir>`
+	// (`make up` builds them into .local/lambdas). Empty: in-process handlers.
+	Dir string
+	// Emulator is the aws-lambda-rie binary (default lambdarie.FindBinary).
+	Emulator string
+}
+
+// Enabled reports whether the functions run as separate processes.
+func (o FunctionsOptions) Enabled() bool { return o.Dir != "" }
+
+// The functions the local stack runs.
+const (
+	FnOnCreate = "onCreate"
+	FnOnDelete = "onDelete"
+	FnBackfill = "backfill"
+	FnVerify   = "verify"
+	FnMigrate  = "migrate"
+)
+
+// functionTimeouts mirror the Lambda timeouts of infra/stacks.KnownFunctions.
+var functionTimeouts = map[string]time.Duration{
+	FnOnCreate: 10 * time.Minute, FnOnDelete: 2 * time.Minute,
+	FnBackfill: 15 * time.Minute, FnVerify: 15 * time.Minute, FnMigrate: 5 * time.Minute,
+}
+
+// Functions are running function processes by name.
+type Functions struct {
+	byName map[string]*lambdarie.Function
+	logs   []*os.File
+}
+
+// StartFunctions starts the named functions under their own emulators.
+// env is each function's whole environment (its configuration, exactly as
+// Lambda passes it); each function's output goes to logDir/<name>.log.
+func StartFunctions(ctx context.Context, o FunctionsOptions, env []string, logDir string, names ...string) (*Functions, error) {
+	emulator := o.Emulator
+	if emulator == "" {
+		var err error
+		if emulator, err = lambdarie.FindBinary(); err != nil {
+			return nil, fmt.Errorf("devstack: %w", err)
+		}
+	}
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, fmt.Errorf("devstack: function logs: %w", err)
+	}
+	fs := &Functions{byName: map[string]*lambdarie.Function{}}
+	for _, name := range names {
+		log, err := os.OpenFile(filepath.Join(logDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			fs.Close()
+			return nil, fmt.Errorf("devstack: function log: %w", err)
+		}
+		f, err := lambdarie.Start(ctx, lambdarie.Options{
+			Emulator: emulator, Bootstrap: filepath.Join(o.Dir, name, "bootstrap"), Name: name,
+			Env: env, Timeout: functionTimeouts[name], Log: log,
+		})
+		if err != nil {
+			log.Close()
+			fs.Close()
+			return nil, fmt.Errorf("devstack: %w", err)
+		}
+		fs.byName[name] = f
+		fs.logs = append(fs.logs, log)
+	}
+	return fs, nil
+}
+
+// Get returns the running function name, or nil.
+func (fs *Functions) Get(name string) *lambdarie.Function { return fs.byName[name] }
+
+// Close stops every function process.
+func (fs *Functions) Close() {
+	for _, f := range fs.byName {
+		_ = f.Close()
+	}
+	for _, l := range fs.logs {
+		_ = l.Close()
+	}
+}
+
+// FunctionEnv is the environment of the stack's functions: the stack's
+// configuration and credentials (Settings.Env) and the GEOBLOB_* tuning
+// variables of environ (later ones win), nothing else.
+func FunctionEnv(s Settings, environ []string) []string {
+	own := map[string]bool{}
+	var env []string
+	for _, v := range s.Env() {
+		own[v.Name] = true
+		env = append(env, v.Name+"="+v.Value)
+	}
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "GEOBLOB_") && !own[name] && name != "GEOBLOB_DATABASE_SECRET_ARN" && name != "GEOBLOB_DATABASE_HOST" {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// migrateThroughFunction runs the migrations through the migrate function's
+// own entry point (functions/migrate), as the deploy does in AWS.
+func migrateThroughFunction(ctx context.Context, o FunctionsOptions, s Settings, environ []string) error {
+	fs, err := StartFunctions(ctx, o, FunctionEnv(s, environ), s.FunctionLogDir(), FnMigrate)
+	if err != nil {
+		return err
+	}
+	defer fs.Close()
+	if _, err := fs.Get(FnMigrate).Invoke(ctx, []byte(`{}`)); err != nil {
+		return fmt.Errorf("devstack: migrations: %w (log %s)", err, filepath.Join(s.FunctionLogDir(), FnMigrate+".log"))
+	}
+	return nil
+}
+
+// FunctionLogDir is where the function processes write their output.
+func (s Settings) FunctionLogDir() string { return s.path("functions") }
+
+// eventRouter is the event source mapping of the local stack: MinIO posts
+// every notification to one spool, and the router hands each SQS message
+// to the function its events are for (ObjectRemoved → onDelete, the rest →
+// onCreate), as the two queues of the AWS stack do. A function that fails
+// (error, crash, timeout) fails the messages it was given; the response
+// merges the functions' batchItemFailures.
+type eventRouter struct {
+	onCreate, onDelete sqsspool.Invoker
+	logger             *slog.Logger
+}
+
+var _ sqsspool.Invoker = (*eventRouter)(nil)
+
+// routeOf returns the functions a message body is for.
+func routeOf(body []byte) (create, remove bool) {
+	b, err := events.Parse(body)
+	if err != nil {
+		return true, false // onCreate reports it as malformed
+	}
+	for _, m := range b.Messages {
+		for _, e := range m.Events {
+			if e.Kind == events.KindRemoved {
+				remove = true
+			} else {
+				create = true
+			}
+		}
+		if len(m.Events) == 0 {
+			create = true
+		}
+	}
+	return create, remove
+}
+
+// Invoke implements sqsspool.Invoker for an SQS event (split by function) and for a
+// single notification body (sent to its function).
+func (r *eventRouter) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	var sqs lambdaevents.SQSEvent
+	if json.Unmarshal(payload, &sqs) != nil || len(sqs.Records) == 0 || sqs.Records[0].EventSource != "aws:sqs" {
+		create, remove := routeOf(payload)
+		if remove && !create {
+			return r.onDelete.Invoke(ctx, payload)
+		}
+		return r.onCreate.Invoke(ctx, payload)
+	}
+	logger := r.logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var creates, removes []lambdaevents.SQSMessage
+	for _, m := range sqs.Records {
+		create, remove := routeOf([]byte(m.Body))
+		if create {
+			creates = append(creates, m)
+		}
+		if remove {
+			removes = append(removes, m)
+		}
+	}
+	var (
+		mu     sync.Mutex
+		failed = map[string]bool{}
+		wg     sync.WaitGroup
+	)
+	for _, part := range []struct {
+		fn   sqsspool.Invoker
+		name string
+		msgs []lambdaevents.SQSMessage
+	}{{r.onCreate, FnOnCreate, creates}, {r.onDelete, FnOnDelete, removes}} {
+		if len(part.msgs) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ids, err := invokeBatch(ctx, part.fn, part.msgs)
+			if err != nil {
+				logger.Warn("devstack: function invocation failed; its messages will be redelivered",
+					"function", part.name, "messages", len(part.msgs), "error", err)
+			}
+			mu.Lock()
+			for _, id := range ids {
+				failed[id] = true
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	resp := lambdaevents.SQSEventResponse{BatchItemFailures: []lambdaevents.SQSBatchItemFailure{}}
+	for _, m := range sqs.Records {
+		if failed[m.MessageId] {
+			resp.BatchItemFailures = append(resp.BatchItemFailures, lambdaevents.SQSBatchItemFailure{ItemIdentifier: m.MessageId})
+		}
+	}
+	return json.Marshal(resp)
+}
+
+// invokeBatch invokes fn with msgs as one SQS event and returns the ids
+// that failed: those it reported, or all of them when the invocation failed.
+func invokeBatch(ctx context.Context, fn sqsspool.Invoker, msgs []lambdaevents.SQSMessage) ([]string, error) {
+	all := make([]string, len(msgs))
+	for i, m := range msgs {
+		all[i] = m.MessageId
+	}
+	payload, err := json.Marshal(lambdaevents.SQSEvent{Records: msgs})
+	if err != nil {
+		return all, err
+	}
+	out, err := fn.Invoke(ctx, payload)
+	if err != nil {
+		return all, err
+	}
+	var resp lambdaevents.SQSEventResponse
+	if err := json.Unmarshal(out, &resp); err != nil {
+		return all, fmt.Errorf("devstack: response is not an SQS batch response: %w: %.200s", err, out)
+	}
+	ids := make([]string, 0, len(resp.BatchItemFailures))
+	for _, f := range resp.BatchItemFailures {
+		ids = append(ids, f.ItemIdentifier)
+	}
+	return ids, nil
+}
+
+// ScheduledEvent is the payload an EventBridge scheduled rule sends (the
+// LocalStack target's stand-in for Scheduler, and the local schedules'):
+// source aws.events, detail-type "Scheduled Event", an empty detail.
+func ScheduledEvent(region, rule string, at time.Time) []byte {
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	b, _ := json.Marshal(lambdaevents.CloudWatchEvent{
+		Version: "0", ID: hex.EncodeToString(id), DetailType: "Scheduled Event", Source: "aws.events",
+		AccountID: "000000000000", Time: at.UTC().Truncate(time.Second), Region: region,
+		Resources: []string{"arn:aws:events:" + region + ":000000000000:rule/" + rule},
+		Detail:    json.RawMessage(`{}`),
+	})
+	return b
+}
+
+// runFunctions invokes the backfill and verify functions with a
+// scheduled event on their schedules until ctx ends. A failed invocation
+// is logged and the schedule goes on.
+func (sc Schedules) runFunctions(ctx context.Context, fs *Functions, region string, logger *slog.Logger) error {
+	if sc.FirstRun <= 0 {
+		sc.FirstRun = 5 * time.Second
+	}
+	var wg sync.WaitGroup
+	for name, interval := range map[string]time.Duration{FnBackfill: sc.Backfill, FnVerify: sc.Verify} {
+		f := fs.Get(name)
+		if interval <= 0 || f == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			every(ctx, sc.FirstRun, interval, func() {
+				out, err := f.Invoke(ctx, ScheduledEvent(region, "geoblob-"+strings.ToLower(name), time.Now()))
+				switch {
+				case err != nil && !errors.Is(err, context.Canceled):
+					logger.Error("devstack: scheduled invocation failed", "function", name, "error", err)
+				case err == nil:
+					logger.Info("devstack: scheduled invocation", "function", name, "report", json.RawMessage(truncate(out, 2000)))
+				}
+			})
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// truncate keeps a function's report short in the daemon's log.
+func truncate(b []byte, n int) []byte {
+	if json.Valid(b) && len(b) <= n {
+		return b
+	}
+	q, _ := json.Marshal(string(b[:min(len(b), n)]))
+	return q
+}
+
+// stackEnviron keeps the GEOBLOB_* and AWS_* variables of environ: in the
+// event daemon these are the stack's configuration (see daemonEnv).
+func stackEnviron(environ []string) []string {
+	var env []string
+	for _, kv := range environ {
+		if strings.HasPrefix(kv, "GEOBLOB_") || strings.HasPrefix(kv, "AWS_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// BuildFunctions builds every functions/<name> of the module at root into
+// dir/<name>/bootstrap for this machine, with the flags of `make lambdas`
+// (CGO_ENABLED=0 GOOS=linux -tags lambda.norpc -trimpath); the end-to-end
+// tests use it.
+func BuildFunctions(ctx context.Context, root, dir string) error {
+	for _, name := range []string{FnOnCreate, FnOnDelete, FnBackfill, FnVerify, FnMigrate} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-tags", "lambda.norpc", "-trimpath",
+			"-o", filepath.Join(dir, name, "bootstrap"), "./functions/"+name)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("devstack: build %s: %w: %s", name, err, out)
+		}
+	}
+	return nil
+}
+
+// functionsInvoker starts the event and schedule functions under their
+// emulators and returns the event router in front of onCreate and onDelete,
+// the /metrics handler (the registry's gauges, read by this process; the
+// copy counters live in the function processes and stay empty here), and
+// the func that stops it all.
+func functionsInvoker(ctx context.Context, o FunctionsOptions, env []string, logDir string, cfg config.Config, logger *slog.Logger) (sqsspool.Invoker, http.Handler, func(), *Functions, error) {
+	dsn, err := app.DatabaseURL(ctx, cfg, nil)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("devstack: %w", err)
+	}
+	pool, err := app.NewPool(ctx, dsn, 1)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("devstack: %w", err)
+	}
+	fs, err := StartFunctions(ctx, o, env, logDir, FnOnCreate, FnOnDelete, FnBackfill, FnVerify)
+	if err != nil {
+		pool.Close()
+		return nil, nil, nil, nil, err
+	}
+	inv := &eventRouter{onCreate: fs.Get(FnOnCreate), onDelete: fs.Get(FnOnDelete), logger: logger}
+	metrics := prom.Handler(registry.New(pool, registry.Options{Logger: logger}), prom.NewCopies())
+	return inv, metrics, func() { fs.Close(); pool.Close() }, fs, nil
+}
