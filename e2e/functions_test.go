@@ -74,7 +74,7 @@ func TestFunctionKilledMidBatchIsRedelivered(t *testing.T) {
 	require.Eventually(t, func() bool {
 		failed, redelivered := redeliveries(fx.rec.since(first))
 		return len(failed) > 0 && len(redelivered) == len(failed)
-	}, time.Minute, 100*time.Millisecond, "every message of the killed batch is delivered again and acknowledged")
+	}, 3*time.Minute, 100*time.Millisecond, "every message of the killed batch is delivered again and acknowledged")
 	assert.NotEqual(t, pidBefore, onCreate.EmulatorPID(), "a new emulator took over")
 
 	// The claim the killed process held stays started: the redelivered
