@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/geoblob/geoblob/shared/backfill"
+	"github.com/geoblob/geoblob/shared/backfill/backfilltest"
 )
 
 // BenchmarkInventoryRegister1M registers 1,000,000 primary objects from an
@@ -23,7 +24,7 @@ import (
 func BenchmarkInventoryRegister1M(b *testing.B) {
 	n := benchN()
 	dir := b.TempDir()
-	key, err := backfill.WriteInventory(primaryBucket, "inv", time.Now().Add(time.Minute), 100_000,
+	key, err := backfilltest.WriteInventory(primaryBucket, "inv", time.Now().Add(time.Minute), 100_000,
 		func(yield func(backfill.InventoryEntry) bool) {
 			for i := range n {
 				if !yield(backfill.InventoryEntry{Key: typedKey(i), Size: int64(4096 + i%60000), ETag: "0123456789abcdef0123456789abcdef"}) {
@@ -44,7 +45,7 @@ func BenchmarkInventoryRegister1M(b *testing.B) {
 		b.StopTimer()
 		e := newEnv(b, envOptions{})
 		e.cfg.Inventory = &backfill.S3URL{Bucket: "local", Key: key}
-		e.opts.Inventory = backfill.DirStore{Root: dir}
+		e.opts.Inventory = backfilltest.DirStore{Root: dir}
 		e.cfg.Budget = time.Hour
 		if os.Getenv("BENCH_DEBUG") != "" {
 			e.opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

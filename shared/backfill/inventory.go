@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -317,87 +316,3 @@ func parseRecord(rec []string, sch csvSchema) (InventoryEntry, bool, error) {
 	live := !strings.EqualFold(field(sch.isLatest), "false") && !strings.EqualFold(field(sch.isDeleteMarker), "true")
 	return e, live, nil
 }
-
-// WriteInventory writes a CSV inventory (Bucket, Key, Size, ETag; keys
-// URL-encoded like S3's) of the given entries as gzipped files of at most
-// perFile rows plus a manifest, through put (key, content). It returns the
-// manifest key. It exists for tests, benchmarks and the local stack, which
-// have no S3 Inventory service.
-func WriteInventory(bucket, prefix string, created time.Time, perFile int, entries func(yield func(InventoryEntry) bool),
-	put func(key string, content []byte) error,
-) (string, error) {
-	if perFile <= 0 {
-		perFile = 100_000
-	}
-	dir := strings.TrimSuffix(prefix, "/") + "/" + created.UTC().Format("2006-01-02T15-04Z")
-	m := Manifest{
-		SourceBucket:      bucket,
-		FileFormat:        "CSV",
-		FileSchema:        "Bucket, Key, Size, ETag",
-		CreationTimestamp: strconv.FormatInt(created.UnixMilli(), 10),
-	}
-	var (
-		buf  strings.Builder
-		n    int
-		perr error
-	)
-	flush := func() bool {
-		if n == 0 {
-			return true
-		}
-		var gz strings.Builder
-		zw := gzip.NewWriter(&gz)
-		if _, err := io.WriteString(zw, buf.String()); err != nil {
-			perr = err
-			return false
-		}
-		if err := zw.Close(); err != nil {
-			perr = err
-			return false
-		}
-		key := fmt.Sprintf("%s/data/%05d.csv.gz", dir, len(m.Files))
-		if err := put(key, []byte(gz.String())); err != nil {
-			perr = err
-			return false
-		}
-		m.Files = append(m.Files, ManifestFile{Key: key, Size: int64(gz.Len())})
-		buf.Reset()
-		n = 0
-		return true
-	}
-	cw := csv.NewWriter(&buf)
-	entries(func(e InventoryEntry) bool {
-		if err := cw.Write([]string{bucket, inventoryEscape(e.Key), strconv.FormatInt(e.Size, 10), e.ETag}); err != nil {
-			perr = err
-			return false
-		}
-		n++
-		if n == perFile {
-			cw.Flush()
-			return flush()
-		}
-		return true
-	})
-	if perr != nil {
-		return "", fmt.Errorf("backfill: write inventory: %w", perr)
-	}
-	cw.Flush()
-	if !flush() {
-		return "", fmt.Errorf("backfill: write inventory: %w", perr)
-	}
-	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Key < m.Files[j].Key })
-	js, err := json.Marshal(m)
-	if err != nil {
-		return "", fmt.Errorf("backfill: write inventory manifest: %w", err)
-	}
-	key := dir + "/manifest.json"
-	if err := put(key, js); err != nil {
-		return "", fmt.Errorf("backfill: write inventory manifest: %w", err)
-	}
-	return key, nil
-}
-
-// inventoryEscape URL-encodes a key the way S3 Inventory does (form
-// encoding: '/' kept readable is not guaranteed, so everything reserved is
-// escaped; a space becomes '+').
-func inventoryEscape(key string) string { return url.QueryEscape(key) }

@@ -15,6 +15,7 @@ import (
 	"github.com/geoblob/geoblob/internal/samples"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
+	"github.com/geoblob/geoblob/shared/backfill/backfilltest"
 	"github.com/geoblob/geoblob/shared/blobstore"
 )
 
@@ -31,7 +32,7 @@ func putRaw(t testing.TB, client *s3.Client, bucket, key string, body []byte) {
 func (e *env) writeInventory(created time.Time, perFile int) string {
 	e.t.Helper()
 	objs := contents(e.t, e.primaryS3, primaryBucket)
-	key, err := backfill.WriteInventory(primaryBucket, "inv/primary/all", created, perFile,
+	key, err := backfilltest.WriteInventory(primaryBucket, "inv/primary/all", created, perFile,
 		func(yield func(backfill.InventoryEntry) bool) {
 			for _, k := range keysOf(objs) {
 				if !yield(backfill.InventoryEntry{Key: k, Size: int64(len(objs[k]))}) {
@@ -159,7 +160,7 @@ func TestScanInventoryVersionedAndResume(t *testing.T) {
 // writeInventoryOf writes an inventory of bucket listing entries.
 func (e *env) writeInventoryOf(bucket string, created time.Time, entries []backfill.InventoryEntry) {
 	e.t.Helper()
-	_, err := backfill.WriteInventory(bucket, "inv/primary/all", created, 100,
+	_, err := backfilltest.WriteInventory(bucket, "inv/primary/all", created, 100,
 		func(yield func(backfill.InventoryEntry) bool) {
 			for _, en := range entries {
 				if !yield(en) {
