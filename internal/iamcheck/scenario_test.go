@@ -35,6 +35,7 @@ import (
 	"github.com/geoblob/geoblob/shared/api"
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/backfill"
+	"github.com/geoblob/geoblob/shared/backfill/backfilltest"
 	"github.com/geoblob/geoblob/shared/config"
 	geoevents "github.com/geoblob/geoblob/shared/events"
 	"github.com/geoblob/geoblob/shared/health"
@@ -253,7 +254,7 @@ func (w *world) writeInventory(t *testing.T) {
 			entries = append(entries, backfill.InventoryEntry{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), ETag: strings.Trim(aws.ToString(o.ETag), `"`)})
 		}
 	}
-	_, err := backfill.WriteInventory(primaryBucket, inventoryPrefix, time.Now(), 100, slices.Values(entries),
+	_, err := backfilltest.WriteInventory(primaryBucket, inventoryPrefix, time.Now(), 100, slices.Values(entries),
 		func(key string, content []byte) error {
 			_, err := w.root.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(inventoryBucket), Key: aws.String(key), Body: bytes.NewReader(content)})
 			return err
