@@ -129,6 +129,7 @@ func (s *SecondaryStack) monitoring(c Config, specs []FunctionSpec) {
 	alarm(scope, "QuarantinedBlobs", c.Prefix+"-quarantined-blobs",
 		"geoblob: registry rows quarantined; they need a human", quarantined, 1, 1, topic)
 
+	inputAlarms(scope, c, topic)
 	typeWidgets := s.typeMonitoring(c, scope, topic)
 	registryWidgets := []awscloudwatch.IWidget{
 		awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -69,7 +71,7 @@ func TestHealthTracksUnsyncedFailedAndQuarantined(t *testing.T) {
 	assert.Equal(t, clock.Now().UnixMilli(), doc.AWS.Timestamp)
 	require.Len(t, doc.AWS.CloudWatchMetrics, 1)
 	assert.Equal(t, metrics.Namespace, doc.AWS.CloudWatchMetrics[0].Namespace)
-	assert.Len(t, doc.AWS.CloudWatchMetrics[0].Metrics, 5)
+	assert.Len(t, doc.AWS.CloudWatchMetrics[0].Metrics, 6)
 	assert.InDelta(t, h.OldestUnsyncedAge.Seconds(), doc.Oldest, 0.001)
 	assert.EqualValues(t, 1, doc.Failed)
 	assert.EqualValues(t, 1, doc.Quarantined)
@@ -84,4 +86,23 @@ func TestHealthTracksUnsyncedFailedAndQuarantined(t *testing.T) {
 	h, err = e.runner().Health(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, metrics.Health{}, h)
+}
+
+// TestHealthReportsAMissingPrimaryBucket: the health the alarms read says
+// when the primary bucket is gone (PrimaryBucketMissing), so a renamed or
+// deleted bucket alarms instead of looking like an empty one.
+func TestHealthReportsAMissingPrimaryBucket(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	h, err := e.runner().Health(t.Context())
+	require.NoError(t, err)
+	assert.Zero(t, h.PrimaryBucketMissing)
+	_, err = e.primaryS3.DeleteBucket(t.Context(), &s3.DeleteBucketInput{Bucket: aws.String(primaryBucket)})
+	require.NoError(t, err)
+	h, err = e.runner().Health(t.Context())
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, h.PrimaryBucketMissing)
+	var out bytes.Buffer
+	require.NoError(t, metrics.WriteEMF(&out, h, time.Now()))
+	assert.Contains(t, out.String(), `"PrimaryBucketMissing":1`)
 }

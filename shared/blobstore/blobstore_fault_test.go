@@ -236,16 +236,20 @@ func TestCopyFaults(t *testing.T) {
 	}
 }
 
-// TestPutNonRetryable: a client error (missing bucket) is permanent and
-// mapped to ErrNotFound.
+// TestPutNonRetryable: a client error (403 Access Denied) is permanent and
+// not a missing object. (A missing bucket is retryable: see
+// blobstoretest.RunMissingBucket.)
 func TestPutNonRetryable(t *testing.T) {
 	t.Parallel()
-	client := s3test.Client(t.Context(), s3test.NewGofakes3(t))
-	store := blobstore.New(client, "no-such-bucket", blobstore.Options{})
+	endpoint := s3test.NewGofakes3(t)
+	s3test.CreateBucket(t, s3test.Client(t.Context(), endpoint), "denied")
+	proxy := s3test.NewFaultProxy(t, endpoint, func(*http.Request) s3test.Fault { return s3test.Fault{Status: http.StatusForbidden} })
+	store := blobstore.New(s3test.Client(t.Context(), proxy.Endpoint()), "denied", blobstore.Options{})
 	_, err := store.Put(t.Context(), "k", bytes.NewReader([]byte("x")), 1, blobstore.PutAttrs{})
-	require.ErrorIs(t, err, blobstore.ErrNotFound)
+	require.Error(t, err)
+	assert.False(t, errors.Is(err, blobstore.ErrNotFound))
+	assert.False(t, errors.Is(err, blobstore.ErrNoSuchBucket))
 	assert.False(t, blobstore.IsRetryable(err))
-	require.ErrorIs(t, store.Delete(t.Context(), "k"), blobstore.ErrNotFound, "a missing bucket is not a missing object")
 }
 
 // TestPutCorruptedInTransit: a byte flipped between us and MinIO is caught

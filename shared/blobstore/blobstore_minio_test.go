@@ -25,6 +25,9 @@ func TestMinio(t *testing.T) {
 		return blobstore.New(client, bucket, blobstore.Options{})
 	}
 	blobstoretest.Run(t, func(t *testing.T) *blobstore.Store { return storeOn(t, primary) })
+	blobstoretest.RunMissingBucket(t, func(t *testing.T) (*blobstore.Store, *blobstore.Store) {
+		return blobstore.New(primary, "geoblob-no-such-bucket", blobstore.Options{}), storeOn(t, primary)
+	})
 	blobstoretest.RunCopy(t, func(t *testing.T) (*blobstore.Store, *blobstore.Store) {
 		return storeOn(t, primary), storeOn(t, secondary)
 	})

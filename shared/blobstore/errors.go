@@ -19,7 +19,7 @@ type Error struct {
 	Op     string // store operation: "head", "open", "put", "delete", "list", "checksum"
 	Bucket string
 	Key    string
-	Kind   error // ErrNotFound, ErrSizeMismatch or nil
+	Kind   error // ErrNotFound, ErrNoSuchBucket, ErrSizeMismatch or nil
 	Err    error // underlying cause (provider, transport or reader error); may be nil when Kind says it all
 
 	retryable bool
@@ -41,6 +41,8 @@ func kindText(kind error) string {
 	switch {
 	case errors.Is(kind, ErrNotFound):
 		return "not found"
+	case errors.Is(kind, ErrNoSuchBucket):
+		return "bucket does not exist"
 	case errors.Is(kind, ErrSizeMismatch):
 		return "size mismatch"
 	default:
@@ -61,8 +63,10 @@ func (e *Error) Unwrap() []error {
 }
 
 // Retryable reports whether repeating the same operation later may succeed
-// (transport failures, throttling, 5xx). It is false for ErrNotFound, for a
-// caller-supplied body of the wrong size and for client errors (4xx).
+// (transport failures, throttling, 5xx, and ErrNoSuchBucket: a missing
+// bucket is an outage to fix, not a verdict on the object). It is false for
+// ErrNotFound, for a caller-supplied body of the wrong size and for other
+// client errors (4xx).
 func (e *Error) Retryable() bool { return e.retryable }
 
 // IsRetryable reports whether err is worth retrying. For errors returned by
@@ -93,18 +97,25 @@ func classifyRetryable(err error) bool {
 }
 
 // isNotFound maps provider errors to ErrNotFound: typed S3 errors, their
-// codes, or a bare HTTP 404 (HEAD responses carry no body).
+// codes, or a bare HTTP 404 (HEAD responses carry no body, so a HEAD of a
+// key in a missing bucket looks the same: Store.Head tells them apart).
 func isNotFound(err error) bool {
+	if isNoSuchBucket(err) {
+		return false
+	}
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode() {
-		case "NoSuchKey", "NotFound", "NoSuchBucket", "NoSuchVersion":
+		case "NoSuchKey", "NotFound", "NoSuchVersion":
 			return true
 		}
 	}
 	var re *awshttp.ResponseError
 	return errors.As(err, &re) && re.HTTPStatusCode() == 404
 }
+
+// opHeadBucket is the Op of HeadBucket errors: a 404 there is the bucket's.
+const opHeadBucket = "head-bucket"
 
 // isNoSuchBucket reports a missing bucket (as opposed to a missing key).
 func isNoSuchBucket(err error) bool {
@@ -118,7 +129,11 @@ func opError(op, bucket, key string, err error) error {
 		return nil
 	}
 	e := &Error{Op: op, Bucket: bucket, Key: key, Err: err}
-	if isNotFound(err) {
+	switch {
+	case isNoSuchBucket(err), op == opHeadBucket && isNotFound(err):
+		e.Kind, e.retryable = ErrNoSuchBucket, true
+		return e
+	case isNotFound(err):
 		e.Kind = ErrNotFound
 		return e
 	}

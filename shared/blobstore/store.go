@@ -128,12 +128,14 @@ func (s *Store) Options() Options { return s.opts }
 // Bucket returns the bucket the store writes to.
 func (s *Store) Bucket() string { return s.bucket }
 
-// Head returns the object's attributes, or an error wrapping ErrNotFound
-// when the object (or the bucket) does not exist.
+// Head returns the object's attributes, an error wrapping ErrNotFound when
+// the object does not exist, or one wrapping ErrNoSuchBucket when the bucket
+// does not. (A HEAD response has no body, so S3 answers both with a bare
+// 404; a HeadBucket, only on that path, tells them apart.)
 func (s *Store) Head(ctx context.Context, key string) (Object, error) {
 	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
-		return Object{}, opError("head", s.bucket, key, err)
+		return Object{}, s.objectError(ctx, "head", key, err)
 	}
 	return Object{
 		Key:          key,
@@ -146,12 +148,24 @@ func (s *Store) Head(ctx context.Context, key string) (Object, error) {
 	}, nil
 }
 
+// objectError maps the error of an object operation whose 404 may not say
+// whether the key or the bucket is missing (HEAD has no body; some servers
+// answer NoSuchKey for a missing bucket): a not-found is checked with
+// HeadBucket and becomes ErrNoSuchBucket when the bucket is gone.
+func (s *Store) objectError(ctx context.Context, op, key string, err error) error {
+	oerr := opError(op, s.bucket, key, err)
+	if errors.Is(oerr, ErrNotFound) && errors.Is(s.HeadBucket(ctx), ErrNoSuchBucket) {
+		return &Error{Op: op, Bucket: s.bucket, Key: key, Kind: ErrNoSuchBucket, Err: err, retryable: true}
+	}
+	return oerr
+}
+
 // HeadBucket checks that the bucket exists and is reachable (IAM:
 // s3:ListBucket on the bucket). A missing bucket gives an error wrapping
-// ErrNotFound with an empty Key.
+// ErrNoSuchBucket with an empty Key.
 func (s *Store) HeadBucket(ctx context.Context) error {
 	_, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket})
-	return opError("head-bucket", s.bucket, "", err)
+	return opError(opHeadBucket, s.bucket, "", err)
 }
 
 // Open starts reading the object. The caller must close the returned body.
@@ -174,7 +188,7 @@ func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, Object, er
 }
 
 // Delete removes the object. Deleting a missing object succeeds; a missing
-// bucket gives an error wrapping ErrNotFound.
+// bucket gives an error wrapping ErrNoSuchBucket.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil && isNotFound(err) && !isNoSuchBucket(err) {
@@ -241,7 +255,7 @@ func (s *Store) List(ctx context.Context, opts ListOptions, fn func(page []Objec
 func (s *Store) Checksum(ctx context.Context, key string) (string, error) {
 	out, err := s.client.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
-		return "", opError("checksum", s.bucket, key, err)
+		return "", s.objectError(ctx, "checksum", key, err)
 	}
 	return tagValue(out.TagSet, ChecksumTag), nil
 }

@@ -10,8 +10,13 @@ import (
 
 // Sentinel errors; provider errors are mapped to these at the edge.
 var (
-	// ErrNotFound: the object (or bucket) does not exist.
+	// ErrNotFound: the object does not exist (its bucket does).
 	ErrNotFound = errors.New("blobstore: not found")
+	// ErrNoSuchBucket: the bucket itself does not exist (deleted, renamed,
+	// misconfigured). It is never a missing object: callers must not count
+	// it as one (no "missing on primary", no delete propagated); it is
+	// retryable (the bucket may come back) and alarmed.
+	ErrNoSuchBucket = errors.New("blobstore: bucket does not exist")
 	// ErrSizeMismatch: the bytes written or read differ from the expected size.
 	ErrSizeMismatch = errors.New("blobstore: size mismatch")
 )

@@ -24,6 +24,8 @@ const (
 	NameDeleteBrakeTripped = "DeleteBrakeTripped"
 	// NameHeldDeletes is Health.HeldDeletes.
 	NameHeldDeletes = "HeldDeletes"
+	// NamePrimaryBucketMissing is Health.PrimaryBucketMissing (1 or 0).
+	NamePrimaryBucketMissing = "PrimaryBucketMissing"
 )
 
 // Health summarises the registry of the enabled data types.
@@ -40,6 +42,10 @@ type Health struct {
 	DeleteBrakeTripped int64
 	// HeldDeletes counts deletes the brake holds for an operator.
 	HeldDeletes int64
+	// PrimaryBucketMissing is 1 when the primary bucket does not exist
+	// (deleted, renamed): nothing can be replicated and nothing is taken
+	// for deleted; an operator must act.
+	PrimaryBucketMissing int64
 }
 
 // WriteEMF writes h as one CloudWatch Embedded Metric Format line (namespace
@@ -53,5 +59,6 @@ func WriteEMF(w io.Writer, h Health, at time.Time) error {
 		{NameQuarantinedBlobs, "Count", h.Quarantined},
 		{NameDeleteBrakeTripped, "Count", h.DeleteBrakeTripped},
 		{NameHeldDeletes, "Count", h.HeldDeletes},
+		{NamePrimaryBucketMissing, "Count", h.PrimaryBucketMissing},
 	})
 }

@@ -27,10 +27,11 @@ import (
 type Source interface {
 	blobstore.Source
 	// Head returns the object's attributes, or an error wrapping
-	// blobstore.ErrNotFound when it does not exist.
+	// blobstore.ErrNotFound when it does not exist (blobstore.ErrNoSuchBucket
+	// when the bucket does not: never a missing object).
 	Head(ctx context.Context, key string) (blobstore.Object, error)
 	// HeadBucket checks that the bucket exists; a missing bucket gives an
-	// error wrapping blobstore.ErrNotFound.
+	// error wrapping blobstore.ErrNoSuchBucket.
 	HeadBucket(ctx context.Context) error
 }
 
@@ -532,7 +533,7 @@ func (e *Engine) admitDelete(ctx context.Context, claim registry.Claim, log *slo
 func (e *Engine) guard(ctx context.Context) (string, error) {
 	err := e.primary.HeadBucket(ctx)
 	switch {
-	case errors.Is(err, blobstore.ErrNotFound):
+	case errors.Is(err, blobstore.ErrNoSuchBucket):
 		return fmt.Sprintf("primary bucket missing (HeadBucket: %v); deletes are held instead of propagated", err), nil
 	case err != nil:
 		return "", err

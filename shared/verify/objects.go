@@ -23,6 +23,9 @@ import (
 type S3API interface {
 	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	// HeadBucket tells a missing bucket from a missing key after a bare
+	// 404 (IAM: s3:ListBucket, which verify has on both buckets).
+	HeadBucket(ctx context.Context, in *s3.HeadBucketInput, opts ...func(*s3.Options)) (*s3.HeadBucketOutput, error)
 }
 
 var _ S3API = (*s3.Client)(nil)
@@ -99,7 +102,7 @@ func noResponseValidation(o *s3.Options) {
 func (b *Bucket) Hash(ctx context.Context, key string) (Digest, error) {
 	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.name, Key: &key}, noResponseValidation)
 	if err != nil {
-		return Digest{}, b.opError("hash", key, err)
+		return Digest{}, b.opError(ctx, "hash", key, err)
 	}
 	defer out.Body.Close()
 	h := sha256.New()
@@ -153,7 +156,7 @@ func (b *Bucket) Stat(ctx context.Context, key string) (Stored, error) {
 		Bucket: &b.name, Key: &key, ChecksumMode: types.ChecksumModeEnabled,
 	})
 	if err != nil {
-		return Stored{}, b.opError("stat", key, err)
+		return Stored{}, b.opError(ctx, "stat", key, err)
 	}
 	return Stored{
 		SHA256:    fullObjectSHA256(out.ChecksumSHA256, out.ChecksumType),
@@ -182,9 +185,18 @@ func fullObjectSHA256(v *string, typ types.ChecksumType) string {
 	return hex.EncodeToString(raw)
 }
 
-func (b *Bucket) opError(op, key string, err error) error {
+// opError maps a read error. A missing bucket is never a missing object
+// (HEAD answers both with a bare 404, so a HeadBucket decides): it is
+// ErrBucketMissing, an error the row records and retries, not "missing".
+func (b *Bucket) opError(ctx context.Context, op, key string, err error) error {
 	if isNotFound(err) {
+		if _, berr := b.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &b.name}); berr != nil && (isNotFound(berr) || isNoSuchBucket(berr)) {
+			return fmt.Errorf("verify: %s %s/%s: %w: %w", op, b.name, key, ErrBucketMissing, err)
+		}
 		return fmt.Errorf("verify: %s %s/%s: %w: %w", op, b.name, key, ErrObjectNotFound, err)
+	}
+	if isNoSuchBucket(err) {
+		return fmt.Errorf("verify: %s %s/%s: %w: %w", op, b.name, key, ErrBucketMissing, err)
 	}
 	return fmt.Errorf("verify: %s %s/%s: %w", op, b.name, key, err)
 }

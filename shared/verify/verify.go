@@ -45,6 +45,9 @@ import (
 var (
 	// ErrObjectNotFound: the object does not exist (the bucket does).
 	ErrObjectNotFound = errors.New("verify: object not found")
+	// ErrBucketMissing: the bucket itself does not exist. It is an error
+	// of the check (recorded and retried), never a missing object.
+	ErrBucketMissing = errors.New("verify: bucket does not exist")
 	// ErrShortRead: the body held fewer or more bytes than its Content-Length.
 	ErrShortRead = errors.New("verify: body length differs from content-length")
 	// ErrInvalid: unusable options or input.
