@@ -470,6 +470,9 @@ func (e *Engine) propagateDelete(ctx context.Context, claim registry.Claim, log 
 	case headErr == nil:
 		release()
 		return e.resurrect(ctx, claim, obj, log)
+	case errors.Is(headErr, blobstore.ErrNoSuchBucket):
+		// The bucket is gone, not the object: the guard in admitDelete
+		// trips the delete brake and holds the delete.
 	case !errors.Is(headErr, blobstore.ErrNotFound):
 		release()
 		return e.fail(ctx, claim, log, fmt.Errorf("%w: head primary before delete: %w", ErrCopy, headErr), false)
