@@ -162,7 +162,8 @@ func startStack(rec *recorder, logger *slog.Logger) (devstack.Settings, *devstac
 		_ = os.RemoveAll(dir)
 		return devstack.Settings{}, nil, nil, err
 	}
-	return s, stack, runner, nil
+	// The stack's settings carry what Up added (the events token).
+	return stack.Settings, stack, runner, nil
 }
 
 // recorder keeps every delivery of a spooled message to the handler.

@@ -81,7 +81,11 @@ func TestMalformedMessageIsDeadLettered(t *testing.T) {
 	before := spoolCounts(t).DeadLetters
 	first := fx.rec.len()
 	body := `{"EventName":"s3:ObjectCreated:Put","broken":` // not JSON
-	resp, err := http.Post(fx.settings.EventsURL(), "application/json", strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fx.settings.EventsURL(), strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+fx.settings.EventsToken) // as MinIO's webhook sends it
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode, "spooled: the receiver does not judge bodies")
