@@ -109,13 +109,16 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			}
 			continue
 		}
+		// Read before the claim: a reconcile that registers its last rows
+		// and ends between an empty claim and this check must not end sync.
+		registering := p.reconciling.Load()
 		claims, err := p.r.claimDue(ctx, int(take))
 		d.release(take)
 		if err != nil {
 			return err
 		}
 		if len(claims) == 0 {
-			if p.reconciling.Load() && p.wait(ctx) {
+			if registering && p.wait(ctx) {
 				continue // reconcile is still registering rows
 			}
 			break

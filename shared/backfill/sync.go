@@ -65,13 +65,16 @@ func (p *pass) sync(ctx context.Context) error {
 			finish()
 			return fmt.Errorf("backfill: sync: %w", err)
 		}
+		// Read before the claim: a reconcile that registers its last rows
+		// and ends between an empty claim and this check must not end sync.
+		registering := p.reconciling.Load()
 		claims, err := p.r.claimDue(ctx, p.r.o.Config.ClaimSize)
 		if err != nil {
 			finish()
 			return err
 		}
 		if len(claims) == 0 {
-			if p.reconciling.Load() && p.wait(ctx) {
+			if registering && p.wait(ctx) {
 				continue // reconcile is still registering rows
 			}
 			break
