@@ -305,14 +305,14 @@ func demoBackfill(ctx context.Context, cfg config.Config, getenv func(string) st
 	var rep backfill.Report
 	var err error
 	if fns != nil {
-		err = invokeFor(ctx, fns.Get(FnBackfill), &rep)
+		err = invokeFor(ctx, fns.Get(FnBackfill), []byte(`{"relist":true}`), &rep)
 	} else {
 		svc, buildErr := backfill.Build(ctx, cfg, getenv, logger, nil)
 		if buildErr != nil {
 			return fmt.Errorf("devstack: %w", buildErr)
 		}
 		defer svc.Close()
-		rep, err = svc.Runner.Run(ctx, backfill.Request{})
+		rep, err = svc.Runner.Run(ctx, backfill.Request{Relist: true})
 	}
 	rc := rep.Reconcile
 	skipped := ""
@@ -346,7 +346,9 @@ func demoVerify(ctx context.Context, cfg config.Config, getenv func(string) stri
 	)
 	run := func() (verify.Report, error) { return svc.Run(ctx, verify.RunOptions{}) }
 	if fns != nil {
-		run = func() (rep verify.Report, err error) { return rep, invokeFor(ctx, fns.Get(FnVerify), &rep) }
+		run = func() (rep verify.Report, err error) {
+			return rep, invokeFor(ctx, fns.Get(FnVerify), []byte(`{}`), &rep)
+		}
 	}
 	for {
 		rep, err := run()
@@ -537,8 +539,8 @@ func waitSynced(ctx context.Context, reg *registry.Store, secondary Bucket, file
 
 // invokeFor invokes fn on demand (an empty request: the configured
 // defaults) and decodes its report into report.
-func invokeFor(ctx context.Context, fn sqsspool.Invoker, report any) error {
-	out, err := fn.Invoke(ctx, []byte(`{}`))
+func invokeFor(ctx context.Context, fn sqsspool.Invoker, payload []byte, report any) error {
+	out, err := fn.Invoke(ctx, payload)
 	if err != nil {
 		return err
 	}

@@ -264,6 +264,10 @@ type Request struct {
 	// ResyncQuarantined ends the quarantine of every quarantined row of
 	// the enabled types before the phases run.
 	ResyncQuarantined bool `json:"resync_quarantined,omitempty"`
+	// Relist starts a new listing pass even when the last one completed
+	// less than Config.RelistInterval ago (on-demand runs: an operator who
+	// asks for a pass wants objects uploaded since then found now).
+	Relist bool `json:"relist,omitempty"`
 }
 
 // Report counts what one Run did.
@@ -357,7 +361,7 @@ func (r *Runner) Run(ctx context.Context, req Request) (Report, error) {
 			deadline = d
 		}
 	}
-	p := &pass{r: r, deadline: deadline, owner: newOwner(), orphanMode: orphans}
+	p := &pass{r: r, deadline: deadline, owner: newOwner(), orphanMode: orphans, relist: req.Relist}
 	var errs []error
 	if req.ResyncQuarantined {
 		n, err := r.ResyncQuarantined(ctx, nil, "")
@@ -408,7 +412,9 @@ type pass struct {
 	deadline   time.Time
 	owner      string
 	orphanMode OrphanMode
-	rep        Report
+	// relist: Request.Relist (ignore the relist interval).
+	relist bool
+	rep    Report
 	// inventoryTime is when the inventory being reconciled was taken.
 	inventoryTime time.Time
 	// exhausted: some phase stopped at the budget (Report.BudgetExhausted).

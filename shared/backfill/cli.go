@@ -24,6 +24,7 @@ import (
 //	-phases recover,...    phases to run (default GEOBLOB_BACKFILL_PHASES)
 //	-orphans off|report|delete
 //	-resync-quarantined    send every quarantined row back to sync first
+//	-relist                list the primary again within the relist interval
 //	-until-quiet           repeat passes until one finds nothing to do
 //	-max-passes 20         bound for -until-quiet
 //	-progress=false        no progress bar
@@ -34,6 +35,7 @@ func RunCLI(ctx context.Context, getenv func(string) string, args []string, stdo
 	phases := fs.String("phases", "", "comma-separated phases: recover, reconcile, sync, orphans")
 	orphans := fs.String("orphans", "", "secondary objects without primary: off, report or delete")
 	resync := fs.Bool("resync-quarantined", false, "send every quarantined row back to sync first")
+	relist := fs.Bool("relist", false, "list the primary again now, even within GEOBLOB_BACKFILL_RELIST_INTERVAL of the last complete listing")
 	untilQuiet := fs.Bool("until-quiet", false, "repeat passes until one finds nothing to do")
 	maxPasses := fs.Int("max-passes", 20, "most passes with -until-quiet")
 	showProgress := fs.Bool("progress", true, "show a progress bar on stderr")
@@ -41,7 +43,7 @@ func RunCLI(ctx context.Context, getenv func(string) string, args []string, stdo
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	req := Request{Budget: *budget, Orphans: OrphanMode(strings.ToLower(*orphans)), ResyncQuarantined: *resync}
+	req := Request{Budget: *budget, Orphans: OrphanMode(strings.ToLower(*orphans)), ResyncQuarantined: *resync, Relist: *relist}
 	if *phases != "" {
 		ps, err := ParsePhases(strings.Split(*phases, ","))
 		if err != nil {

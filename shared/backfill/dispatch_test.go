@@ -157,7 +157,10 @@ func TestDispatchSurvivesDeadWorkerDuplicatesAndReordering(t *testing.T) {
 func TestSyncStartsOnTheFirstRegisteredBatch(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{concurrency: 2})
-	for i := range 300 {
+	// Enough pages (50 objects each) that the listing outlasts sync's
+	// start on a busy machine: the order of the two is what is tested.
+	const objects = 1000
+	for i := range objects {
 		e.put(typedKey(i), replicationtest.Content(typedKey(i), 40))
 	}
 	e.cfg.BatchSize = 50
@@ -172,8 +175,8 @@ func TestSyncStartsOnTheFirstRegisteredBatch(t *testing.T) {
 		mu.Unlock()
 	}
 	rep := e.run(backfill.Request{})
-	assert.EqualValues(t, 300, rep.Reconcile.Registered)
-	assert.EqualValues(t, 300, rep.Sync.Synced)
+	assert.EqualValues(t, objects, rep.Reconcile.Registered)
+	assert.EqualValues(t, objects, rep.Sync.Synced)
 	firstSync := slices.Index(order, backfill.PhaseSync)
 	lastReconcile := -1
 	for i, ph := range order {
@@ -201,6 +204,12 @@ func TestCompletedListingWaitsForTheRelistInterval(t *testing.T) {
 	assert.Zero(t, rep.Reconcile.Listed, "no new listing within the interval")
 	assert.Contains(t, rep.Reconcile.Skipped, "next pass after")
 
+	// An on-demand pass asks for a listing now (the demo, geoblob backfill -relist).
+	rep = e.run(backfill.Request{Relist: true})
+	assert.EqualValues(t, 1, rep.Reconcile.Registered, "Relist lists within the interval")
+	assert.EqualValues(t, 1, rep.Sync.Synced)
+
+	e.put(typedKey(3), []byte("three"))
 	e.cfg.RelistInterval = time.Nanosecond
 	rep = e.run(backfill.Request{})
 	assert.EqualValues(t, 1, rep.Reconcile.Registered)

@@ -104,7 +104,7 @@ func (p *pass) reconcileListing(ctx context.Context) error {
 	defer p.r.releaseCursor(ctx, c)
 	if c.pos.After != "" || c.passStartedAt != nil {
 		p.rep.Reconcile.Resumed = true
-	} else if next := p.r.nextListing(c); p.r.now().Before(next) {
+	} else if next := p.r.nextListing(c); !p.relist && p.r.now().Before(next) {
 		p.rep.Reconcile.Skipped = "listing completed " + c.lastCompleted.UTC().Format(time.RFC3339) +
 			"; next pass after " + next.UTC().Format(time.RFC3339)
 		return nil
