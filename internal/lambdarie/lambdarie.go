@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/geoblob/geoblob/internal/toolbin"
 	"io"
 	"net"
 	"net/http"
@@ -324,32 +325,5 @@ func freePorts(n int) ([]int, error) {
 // under the module root (where `make tools` installs it), else aws-lambda-rie
 // on PATH.
 func FindBinary() (string, error) {
-	if p := os.Getenv(BinEnv); p != "" {
-		if isExecutable(p) {
-			return p, nil
-		}
-		return "", fmt.Errorf("%w: %s=%q is not an executable file", ErrBinaryNotFound, BinEnv, p)
-	}
-	if wd, err := os.Getwd(); err == nil {
-		for dir := wd; ; dir = filepath.Dir(dir) {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				if p := filepath.Join(dir, ".local", "bin", "aws-lambda-rie"); isExecutable(p) {
-					return p, nil
-				}
-				break
-			}
-			if filepath.Dir(dir) == dir {
-				break
-			}
-		}
-	}
-	if p, err := exec.LookPath("aws-lambda-rie"); err == nil {
-		return p, nil
-	}
-	return "", ErrBinaryNotFound
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+	return toolbin.Find(BinEnv, "aws-lambda-rie", ErrBinaryNotFound)
 }

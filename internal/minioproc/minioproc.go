@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/geoblob/geoblob/internal/toolbin"
 	"io"
 	"log/slog"
 	"net"
@@ -128,34 +129,7 @@ func WebhookARN(id string) string { return "arn:minio:sqs::" + strings.ToUpper(i
 // working directory holding go.mod), then PATH. It returns an error
 // wrapping ErrBinaryNotFound when none exists.
 func FindBinary() (string, error) {
-	if p := os.Getenv(BinEnv); p != "" {
-		if isExecutable(p) {
-			return p, nil
-		}
-		return "", fmt.Errorf("%w: %s=%q is not an executable file", ErrBinaryNotFound, BinEnv, p)
-	}
-	if wd, err := os.Getwd(); err == nil {
-		for dir := wd; ; dir = filepath.Dir(dir) {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				if p := filepath.Join(dir, ".local", "bin", "minio"); isExecutable(p) {
-					return p, nil
-				}
-				break
-			}
-			if filepath.Dir(dir) == dir {
-				break
-			}
-		}
-	}
-	if p, err := exec.LookPath("minio"); err == nil {
-		return p, nil
-	}
-	return "", ErrBinaryNotFound
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+	return toolbin.Find(BinEnv, "minio", ErrBinaryNotFound)
 }
 
 // Start launches a MinIO server and returns once it answers
