@@ -333,14 +333,10 @@ SELECT (SELECT count(*) FROM scan), (SELECT max(id) FROM scan), (SELECT count(*)
 // ResumeBulk runs every running bulk operation whose lease is free or has
 // expired (its runner crashed) to its end, and returns how many it ran.
 func (s *Store) ResumeBulk(ctx context.Context, o BulkOptions) (int, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id FROM registry_bulk_operation
+	ids, err := collect(ctx, s.pool, "resume bulk", pgx.RowTo[int64], `SELECT id FROM registry_bulk_operation
 		WHERE state = 'running' AND (lease_until IS NULL OR lease_until < $1) ORDER BY id`, s.now())
 	if err != nil {
-		return 0, fmt.Errorf("registry: resume bulk: %w", err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return 0, fmt.Errorf("registry: resume bulk: %w", err)
+		return 0, err
 	}
 	for _, id := range ids {
 		if _, err := s.RunBulk(ctx, id, o); err != nil {
@@ -352,31 +348,14 @@ func (s *Store) ResumeBulk(ctx context.Context, o BulkOptions) (int, error) {
 
 // BulkOperation returns the bulk operation id, or ErrNotFound.
 func (s *Store) BulkOperation(ctx context.Context, id int64) (BulkOperation, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+bulkColumns+` FROM registry_bulk_operation WHERE id = $1`, id)
-	if err != nil {
-		return BulkOperation{}, fmt.Errorf("registry: bulk %d: %w", id, err)
-	}
-	op, err := pgx.CollectExactlyOneRow(rows, scanBulk)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return op, fmt.Errorf("registry: bulk %d: %w", id, ErrNotFound)
-	case err != nil:
-		return op, fmt.Errorf("registry: bulk %d: %w", id, err)
-	}
-	return op, nil
+	return collectOne(ctx, s.pool, fmt.Sprintf("bulk %d", id), scanBulk,
+		`SELECT `+bulkColumns+` FROM registry_bulk_operation WHERE id = $1`, id)
 }
 
 // BulkOperations returns the newest bulk operations, newest first.
 func (s *Store) BulkOperations(ctx context.Context, limit int) ([]BulkOperation, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+bulkColumns+` FROM registry_bulk_operation ORDER BY id DESC LIMIT $1`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("registry: bulk operations: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, scanBulk)
-	if err != nil {
-		return nil, fmt.Errorf("registry: bulk operations: %w", err)
-	}
-	return out, nil
+	return collect(ctx, s.pool, "bulk operations", scanBulk,
+		`SELECT `+bulkColumns+` FROM registry_bulk_operation ORDER BY id DESC LIMIT $1`, limit)
 }
 
 // AuditEntry is one recorded operator action.
@@ -395,12 +374,7 @@ type AuditEntry struct {
 
 // Audit returns the newest audit entries, newest first.
 func (s *Store) Audit(ctx context.Context, limit int) ([]AuditEntry, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, at, actor, action, data_type, row_id, object_key, filter, rows,
-		bulk_operation_id FROM registry_audit ORDER BY at DESC, id DESC LIMIT $1`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("registry: audit: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditEntry, error) {
+	return collect(ctx, s.pool, "audit", func(r pgx.CollectableRow) (AuditEntry, error) {
 		var a AuditEntry
 		var filter []byte
 		err := r.Scan(&a.ID, &a.At, &a.Actor, &a.Action, &a.DataType, &a.RowID, &a.ObjectKey, &filter, &a.Rows, &a.BulkOperationID)
@@ -408,9 +382,6 @@ func (s *Store) Audit(ctx context.Context, limit int) ([]AuditEntry, error) {
 			a.Filter = filter
 		}
 		return a, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("registry: audit: %w", err)
-	}
-	return out, nil
+	}, `SELECT id, at, actor, action, data_type, row_id, object_key, filter, rows,
+		bulk_operation_id FROM registry_audit ORDER BY at DESC, id DESC LIMIT $1`, limit)
 }

@@ -248,19 +248,15 @@ func (s *Store) ListPage(ctx context.Context, q PageQuery) (Page, error) {
 	}
 	sql := "SELECT " + entryColumns + ", " + keyCol + " FROM blob_registry r WHERE " + b.where() +
 		" ORDER BY " + order + " LIMIT " + strconv.Itoa(limit+1)
-	rows, err := s.pool.Query(ctx, sql, b.args...)
-	if err != nil {
-		return Page{}, fmt.Errorf("registry: list page: %w", err)
-	}
 	var keys []string
-	entries, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Entry, error) {
+	entries, err := collect(ctx, s.pool, "list page", func(r pgx.CollectableRow) (Entry, error) {
 		var key string
 		e, err := scanEntry(r, &key)
 		keys = append(keys, key)
 		return e, err
-	})
+	}, sql, b.args...)
 	if err != nil {
-		return Page{}, fmt.Errorf("registry: list page: %w", err)
+		return Page{}, err
 	}
 	page := Page{Entries: entries}
 	if len(entries) > limit {
@@ -306,16 +302,11 @@ func decodeCursor(c string) (string, int64, error) {
 
 // GetEntry returns the row with id and every column, or ErrNotFound.
 func (s *Store) GetEntry(ctx context.Context, id int64) (Entry, error) {
-	rows, err := s.pool.Query(ctx, "SELECT "+entryColumns+" FROM blob_registry r WHERE r.id = $1", id)
+	e, err := collectOne(ctx, s.pool, fmt.Sprintf("get id %d", id),
+		func(r pgx.CollectableRow) (Entry, error) { return scanEntry(r) },
+		"SELECT "+entryColumns+" FROM blob_registry r WHERE r.id = $1", id)
 	if err != nil {
-		return Entry{}, fmt.Errorf("registry: get id %d: %w", id, err)
-	}
-	e, err := pgx.CollectExactlyOneRow(rows, func(r pgx.CollectableRow) (Entry, error) { return scanEntry(r) })
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return Entry{}, fmt.Errorf("registry: get id %d: %w", id, ErrNotFound)
-	case err != nil:
-		return Entry{}, fmt.Errorf("registry: get id %d: %w", id, err)
+		return Entry{}, err
 	}
 	return e, nil
 }

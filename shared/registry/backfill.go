@@ -73,15 +73,8 @@ func (s *Store) StageListed(ctx context.Context, tx pgx.Tx, objs []ListedObject,
 // range (after, upTo] (upTo nil = to the end) and is not in tx's staging
 // table: their primary object is gone, unless a create raced the listing.
 func (s *Store) ListingOrphans(ctx context.Context, tx pgx.Tx, dataTypes []string, after string, upTo *string, createdBefore time.Time) ([]KeyRef, error) {
-	rows, err := tx.Query(ctx, qListingOrphans, dataTypes, after, upTo, createdBefore, s.prefixes)
-	if err != nil {
-		return nil, fmt.Errorf("registry: listing orphans: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, scanKeyRef)
-	if err != nil {
-		return nil, fmt.Errorf("registry: listing orphans: %w", err)
-	}
-	return out, nil
+	return collect(ctx, tx, "listing orphans", scanKeyRef,
+		qListingOrphans, dataTypes, after, upTo, createdBefore, s.prefixes)
 }
 
 func scanKeyRef(row pgx.CollectableRow) (KeyRef, error) {
@@ -182,32 +175,16 @@ type QuarantineStats struct {
 // QuarantineStatus returns, per data type of dataTypes present, the
 // quarantined, pending and retried failed rows.
 func (s *Store) QuarantineStatus(ctx context.Context, dataTypes []string) ([]QuarantineStats, error) {
-	rows, err := s.pool.Query(ctx, qQuarantineStats, dataTypes)
-	if err != nil {
-		return nil, fmt.Errorf("registry: quarantine status: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (QuarantineStats, error) {
+	return collect(ctx, s.pool, "quarantine status", func(row pgx.CollectableRow) (QuarantineStats, error) {
 		var q QuarantineStats
 		return q, row.Scan(&q.DataType, &q.Quarantined, &q.Pending, &q.Failed)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("registry: quarantine status: %w", err)
-	}
-	return out, nil
+	}, qQuarantineStats, dataTypes)
 }
 
 // LiveKeys returns the keys among keys that have a live (not tombstoned)
 // row of one of dataTypes.
 func (s *Store) LiveKeys(ctx context.Context, keys, dataTypes []string) ([]string, error) {
-	rows, err := s.pool.Query(ctx, qLiveKeys, keys, dataTypes)
-	if err != nil {
-		return nil, fmt.Errorf("registry: live keys: %w", err)
-	}
-	live, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("registry: live keys: %w", err)
-	}
-	return live, nil
+	return collect(ctx, s.pool, "live keys", pgx.RowTo[string], qLiveKeys, keys, dataTypes)
 }
 
 // Health is the registry's replication health over some data types.

@@ -121,12 +121,8 @@ func (s *Store) TypeStatus(ctx context.Context) ([]TypeStatus, error) {
 	if _, err := s.RollupCounters(ctx); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, qTypeStatus)
-	if err != nil {
-		return nil, fmt.Errorf("registry: type status: %w", err)
-	}
 	now := s.now()
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (TypeStatus, error) {
+	return collect(ctx, s.pool, "type status", func(r pgx.CollectableRow) (TypeStatus, error) {
 		var t TypeStatus
 		dest := append([]any{&t.DataType}, t.counterFields()...)
 		if err := r.Scan(append(dest, &t.OldestUnsyncedAt)...); err != nil {
@@ -136,11 +132,7 @@ func (s *Store) TypeStatus(ctx context.Context) ([]TypeStatus, error) {
 			t.OldestUnsyncedAge = max(now.Sub(*t.OldestUnsyncedAt), 0)
 		}
 		return t, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("registry: type status: %w", err)
-	}
-	return out, nil
+	}, qTypeStatus)
 }
 
 // RollupCounters folds the committed counter deltas into the per-type

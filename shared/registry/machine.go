@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,26 +24,39 @@ import (
 //   - retry times come from the machine's RetryPolicy and the Store's
 //     clock, failure texts are cut by TruncateFailure.
 type machine struct {
-	name      string // for errors and logs
-	state     string // state column
-	startedAt string // claim time column
-	bump      bool   // a claim bumps the generation (sync)
-	// release gives a claim back without a result: $1 id, $2 token, $3 now.
-	// Empty: the machine has nothing to release (a lost sync claim is the
-	// new owner's).
-	release string
+	name       string // for errors and logs
+	state      string // state column
+	startedAt  string // claim time column
+	doneAt     string // when the last successful finish happened
+	retryCount string // failures in a row
+	retryAt    string // when a failed row is due again
+	failure    string // last failure text
+	bump       bool   // a claim bumps the generation (sync)
+	// keepStart: a finish keeps the claim time (sync: started_at says
+	// when the last copy began); verification machines clear it.
+	keepStart bool
+	// resetTo is the state a claim given back without a result returns to
+	// (see giveBack). Empty: the machine has nothing to release (a lost
+	// sync claim is the new owner's).
+	resetTo string
 	// timeout is the failure text recovered claims get.
 	timeout func(olderThan time.Duration) string
 }
 
 var (
-	syncMachine = &machine{name: "sync", state: "state", startedAt: "started_at", bump: true,
+	syncMachine = &machine{name: "sync", state: "state", startedAt: "started_at",
+		doneAt: "last_synced_at", retryCount: "retry_count", retryAt: "retry_at",
+		failure: "last_sync_failure", bump: true, keepStart: true,
 		timeout: func(d time.Duration) string { return fmt.Sprintf("sync timed out after %s", d) }}
 	secondaryMachine = &machine{name: "secondary verification", state: "verification_state",
-		startedAt: "verification_started_at", release: qSecondaryRelease,
+		startedAt: "verification_started_at", doneAt: "verified_at",
+		retryCount: "verification_retry_count", retryAt: "verification_retry_at",
+		failure: "verification_failure", resetTo: secondaryReset,
 		timeout: func(time.Duration) string { return "verification timed out (claim recovered)" }}
 	primaryMachine = &machine{name: "primary verification", state: "primary_verification_state",
-		startedAt: "primary_verification_started_at", release: qPrimaryRelease,
+		startedAt: "primary_verification_started_at", doneAt: "primary_verified_at",
+		retryCount: "primary_verification_retry_count", retryAt: "primary_verification_retry_at",
+		failure: "primary_verification_failure", resetTo: "0",
 		timeout: func(time.Duration) string { return "verification timed out (claim recovered)" }}
 )
 
@@ -62,10 +76,91 @@ WHERE r.id = chosen.id
 RETURNING ` + RowColumns
 }
 
+// claimRanked is the tail of a claim statement whose candidate CTEs sets
+// (columns id, prio, ord) precede it: the first $1 candidates by (prio,
+// ord, id) become started at now.
+func (m *machine) claimRanked(now string, sets ...string) string {
+	return `, cand AS (
+	SELECT * FROM ` + strings.Join(sets, " UNION ALL SELECT * FROM ") + `
+), chosen AS (
+	SELECT id FROM cand ORDER BY prio, ord, id LIMIT $1
+)
+` + m.claimChosen(now)
+}
+
 // token is the compare-and-set condition of every finish statement: $1 id,
 // $2 generation, $3 claim time.
 func (m *machine) token() string {
 	return `r.id = $1 AND r.generation = $2 AND r.` + m.state + ` = 1 AND r.` + m.startedAt + ` = $3`
+}
+
+// finishing is a finish statement of m: the SET items set (each ending in
+// a comma), the row's updated_at = $4 (now), guarded by the claim token.
+// Callers may append further conditions or a RETURNING clause.
+func (m *machine) finishing(set string) string {
+	return `
+UPDATE blob_registry AS r SET` + set + `
+	updated_at = $4
+WHERE ` + m.token()
+}
+
+// ended is the SET items that end m's claim in state (the claim time is
+// cleared unless the machine keeps it).
+func (m *machine) ended(state string) string {
+	set := `
+	` + m.state + ` = ` + state + `,`
+	if !m.keepStart {
+		set += `
+	` + m.startedAt + ` = NULL,`
+	}
+	return set
+}
+
+// reset is the SET items that forget m's failed attempts: no failures in a
+// row, no retry time, no failure text.
+func (m *machine) reset() string {
+	return `
+	` + m.retryCount + ` = 0,
+	` + m.retryAt + ` = NULL,
+	` + m.failure + ` = NULL,`
+}
+
+// passed is the SET items of a successful finish at now: state 2 (synced,
+// verified), done at now, failed attempts forgotten.
+func (m *machine) passed(now string) string {
+	return m.ended("2") + `
+	` + m.doneAt + ` = ` + now + `,` + m.reset()
+}
+
+// failed is the SET items of a failed attempt: state 3, failures in a row
+// set to count (an expression; see oneMore), due again at retryAt, with
+// the failure text failure.
+func (m *machine) failed(count, retryAt, failure string) string {
+	return m.ended("3") + `
+	` + m.retryCount + ` = ` + count + `,
+	` + m.retryAt + ` = ` + retryAt + `,
+	` + m.failure + ` = ` + failure + `,`
+}
+
+// oneMore is the failures-in-a-row count of a row after one more failure.
+func (m *machine) oneMore() string {
+	return `r.` + m.retryCount + ` + 1`
+}
+
+// giveBack is the statement that returns claims of m to resetTo without a
+// result. Recover (stuck claims, recording failure $3): $1 started
+// before, $2 now. Release (one claim, whatever happened to its
+// generation): $1 id, $2 claim time, $3 now.
+func (m *machine) giveBack(resetTo string, recover bool) string {
+	if recover {
+		return `
+UPDATE blob_registry AS r SET ` + m.state + ` = ` + resetTo + `, ` + m.startedAt + ` = NULL,
+	` + m.failure + ` = $3, updated_at = $2
+WHERE ` + m.stuck()
+	}
+	return `
+UPDATE blob_registry AS r SET ` + m.state + ` = ` + resetTo + `, ` + m.startedAt + ` = NULL, updated_at = $3
+WHERE r.id = $1 AND r.` + m.state + ` = 1 AND r.` + m.startedAt + ` = $2`
 }
 
 // stuck matches claims started before $1.
@@ -92,18 +187,10 @@ func (m *machine) claimToken(r Row) time.Time {
 
 // claim runs a claim statement of m and returns its rows as claims.
 func (s *Store) claim(ctx context.Context, m *machine, what, sql string, args ...any) ([]Claim, error) {
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, fmt.Errorf("registry: %s: %w", what, err)
-	}
-	claims, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claim, error) {
+	return collect(ctx, s.pool, what, func(r pgx.CollectableRow) (Claim, error) {
 		row, err := ScanRow(r)
 		return Claim{Row: row, token: m.claimToken(row)}, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("registry: %s: %w", what, err)
-	}
-	return claims, nil
+	}, sql, args...)
 }
 
 // finish runs a finish statement of m for claim c with the common
@@ -139,10 +226,10 @@ func (s *Store) finish(ctx context.Context, m *machine, c Claim, op, sql string,
 
 // release gives a claim of m back without a result (nothing for sync).
 func (s *Store) release(ctx context.Context, m *machine, c Claim, now time.Time) error {
-	if m.release == "" {
+	if m.resetTo == "" {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, m.release, c.ID, c.token, now); err != nil {
+	if _, err := s.pool.Exec(ctx, m.giveBack(m.resetTo, false), c.ID, c.token, now); err != nil {
 		return fmt.Errorf("registry: release %s claim %d: %w", m.name, c.ID, err)
 	}
 	return nil

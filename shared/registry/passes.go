@@ -82,19 +82,11 @@ func (s *Store) RecordPass(ctx context.Context, p PassResult) error {
 
 // Passes returns the last pass of every job that has run, ordered by job.
 func (s *Store) Passes(ctx context.Context) ([]Pass, error) {
-	rows, err := s.pool.Query(ctx, qPasses)
-	if err != nil {
-		return nil, fmt.Errorf("registry: passes: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Pass, error) {
+	return collect(ctx, s.pool, "passes", func(r pgx.CollectableRow) (Pass, error) {
 		var p Pass
 		var summary []byte
 		err := r.Scan(&p.Job, &p.StartedAt, &p.FinishedAt, &p.OK, &p.Error, &summary, &p.Passes, &p.Failures, &p.LastOKAt)
 		p.Summary = summary
 		return p, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("registry: passes: %w", err)
-	}
-	return out, nil
+	}, qPasses)
 }

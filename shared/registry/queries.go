@@ -196,13 +196,7 @@ chosen AS (
 // $5 size, $6 sha256, $7 etag, $8 version_id.
 // Tombstones keep their metadata: syncing them means the delete was
 // propagated.
-var qMarkSynced = `
-UPDATE blob_registry AS r SET
-	state = 2,
-	last_synced_at = $4,
-	retry_count = 0,
-	retry_at = NULL,
-	last_sync_failure = NULL,
+var qMarkSynced = syncMachine.finishing(syncMachine.passed("$4") + `
 	missing_on_primary = false,
 	size = CASE WHEN r.deleted_at IS NULL THEN $5 ELSE r.size END,
 	primary_sha256 = CASE WHEN r.deleted_at IS NULL AND $6 <> '' THEN $6 ELSE r.primary_sha256 END,
@@ -210,33 +204,31 @@ UPDATE blob_registry AS r SET
 	version_id = CASE WHEN r.deleted_at IS NULL AND $8 <> '' THEN $8 ELSE r.version_id END,
 	verification_state = CASE WHEN r.deleted_at IS NULL AND ($6 <> '' OR r.primary_sha256 <> '')
 		THEN 0 ELSE 4 END,
-	verification_started_at = NULL,
-	updated_at = $4
-WHERE ` + syncMachine.token()
+	verification_started_at = NULL,`)
 
 // $5 new retry_count, $6 retry_at, $7 failure, $8 missing_on_primary.
-var qMarkFailed = `
-UPDATE blob_registry AS r SET
-	state = 3,
-	retry_count = $5,
-	retry_at = $6,
-	last_sync_failure = $7,
-	missing_on_primary = $8,
-	updated_at = $4
-WHERE ` + syncMachine.token()
+var qMarkFailed = syncMachine.finishing(syncMachine.failed("$5", "$6", "$7") + `
+	missing_on_primary = $8,`)
 
 // Recover statements of every machine: $1 started before, $2 now, $3
 // failure. Sync: stuck rows fail, due now, and the generation moves so the
 // stuck worker can not finish them.
 var qRecoverStuck = `
-UPDATE blob_registry AS r SET
-	state = 3,
-	retry_at = $2,
-	retry_count = r.retry_count + 1,
-	last_sync_failure = $3,
+UPDATE blob_registry AS r SET` + syncMachine.failed(syncMachine.oneMore(), "$2", "$3") + `
 	generation = r.generation + 1,
 	updated_at = $2
 WHERE ` + syncMachine.stuck()
+
+// toSync is the SET items that send a row back to sync: pending, a new
+// generation (a claim in flight loses), failed attempts forgotten,
+// secondary verification off until the copy.
+const toSync = `
+	state = 0,
+	generation = r.generation + 1,
+	retry_count = 0,
+	retry_at = NULL,
+	verification_state = 4,
+	verification_started_at = NULL,`
 
 // $1 data_type, $2 object_key, $3 now. Returns one row when the key exists
 // (changed or already pending).
@@ -244,13 +236,7 @@ const qResync = `
 WITH target AS (
 	SELECT id, state FROM blob_registry WHERE data_type = $1 AND object_key = $2
 ), upd AS (
-	UPDATE blob_registry AS r SET
-		state = 0,
-		generation = r.generation + 1,
-		retry_count = 0,
-		retry_at = NULL,
-		verification_state = 4,
-		verification_started_at = NULL,
+	UPDATE blob_registry AS r SET` + toSync + `
 		updated_at = $3
 	FROM target
 	WHERE r.id = target.id AND target.state <> 0
@@ -405,26 +391,18 @@ WHERE r.delete_hold = 1 AND r.deleted_at IS NOT NULL AND r.state = 3
 GROUP BY r.data_type ORDER BY r.data_type`
 
 // $3 now.
-const qReleaseHeld = `
+var qReleaseHeld = `
 UPDATE blob_registry AS r SET
 	state = 0,
-	generation = r.generation + 1,
-	retry_at = NULL,
-	retry_count = 0,
-	last_sync_failure = NULL,
+	generation = r.generation + 1,` + syncMachine.reset() + `
 	delete_hold = 2,
 	updated_at = $3
 WHERE ` + heldFilter
 
 // $3 now.
-const qDiscardHeld = `
-UPDATE blob_registry AS r SET
-	state = 2,
+var qDiscardHeld = `
+UPDATE blob_registry AS r SET` + syncMachine.passed("$3") + `
 	generation = r.generation + 1,
-	retry_at = NULL,
-	retry_count = 0,
-	last_sync_failure = NULL,
-	last_synced_at = $3,
 	delete_hold = 3,
 	updated_at = $3
 WHERE ` + heldFilter
@@ -457,28 +435,9 @@ const secondaryEligible = `r.state = 2 AND r.deleted_at IS NULL AND r.primary_sh
 // pending, or disabled when the row is no longer verifiable.
 const secondaryReset = `CASE WHEN ` + secondaryEligible + ` THEN 0 ELSE 4 END`
 
-// giveBack is the statement that returns claims of a verification machine
-// (state and claim-time columns) to resetTo without a result. Recover
-// (stuck claims, recording failure $3): $1 started before, $2 now. Release
-// (one claim, whatever happened to its generation): $1 id, $2 claim time,
-// $3 now.
-func giveBack(state, startedAt, resetTo, failure string, recover bool) string {
-	if recover {
-		return `
-UPDATE blob_registry AS r SET ` + state + ` = ` + resetTo + `, ` + startedAt + ` = NULL,
-	` + failure + ` = $3, updated_at = $2
-WHERE r.` + state + ` = 1 AND r.` + startedAt + ` < $1`
-	}
-	return `
-UPDATE blob_registry AS r SET ` + state + ` = ` + resetTo + `, ` + startedAt + ` = NULL, updated_at = $3
-WHERE r.id = $1 AND r.` + state + ` = 1 AND r.` + startedAt + ` = $2`
-}
-
 var (
-	qRecoverSecondary = giveBack("verification_state", "verification_started_at", secondaryReset, "verification_failure", true)
-	qSecondaryRelease = giveBack("verification_state", "verification_started_at", secondaryReset, "", false)
-	qRecoverPrimary   = giveBack("primary_verification_state", "primary_verification_started_at", "0", "primary_verification_failure", true)
-	qPrimaryRelease   = giveBack("primary_verification_state", "primary_verification_started_at", "0", "", false)
+	qRecoverSecondary = secondaryMachine.giveBack(secondaryReset, true)
+	qRecoverPrimary   = primaryMachine.giveBack("0", true)
 )
 
 // Verification claims: $1 limit, $2 now, $3 reverify interval (µs), $4
@@ -505,26 +464,12 @@ WITH pending AS (
 	  AND ` + reverifyDue("r.verified_at") + `
 	  AND ` + keyPrefixFilter("r", "$5") + `
 	ORDER BY r.verified_at LIMIT $1 FOR UPDATE SKIP LOCKED
-), cand AS (
-	SELECT * FROM pending UNION ALL SELECT * FROM failed UNION ALL SELECT * FROM reverify
-), chosen AS (
-	SELECT id FROM cand ORDER BY prio, ord, id LIMIT $1
-)
-` + secondaryMachine.claimChosen("$2")
+)` + secondaryMachine.claimRanked("$2", "pending", "failed", "reverify")
 
 // $5 observed sha256, $6 expected sha256.
-var qSecondaryMatch = `
-UPDATE blob_registry AS r SET
-	verification_state = 2,
-	verification_started_at = NULL,
-	verified_at = $4,
-	verification_retry_count = 0,
-	verification_retry_at = NULL,
-	verification_failure = NULL,
+var qSecondaryMatch = secondaryMachine.finishing(secondaryMachine.passed("$4")+`
 	secondary_sha256 = $5,
-	checksum_mismatch = false,
-	updated_at = $4
-WHERE ` + secondaryMachine.token() + ` AND r.primary_sha256 = $6 AND r.state = 2`
+	checksum_mismatch = false,`) + ` AND r.primary_sha256 = $6 AND r.state = 2`
 
 // $5 observed sha256 (” when missing), $6 mismatch, $7 failure, $8
 // retry_at.
@@ -536,33 +481,17 @@ WHERE ` + secondaryMachine.token() + ` AND r.primary_sha256 = $6 AND r.state = 2
 // ClaimDue takes it when retry_at is due and MarkSynced sets verification
 // back to pending). When the primary itself is flagged, copying it would
 // not help: the row only records the failure.
-var qSecondaryBad = `
-UPDATE blob_registry AS r SET
-	verification_state = 3,
-	verification_started_at = NULL,
-	verification_retry_count = r.verification_retry_count + 1,
-	verification_retry_at = $8,
-	verification_failure = $7,
+var qSecondaryBad = secondaryMachine.finishing(secondaryMachine.failed(secondaryMachine.oneMore(), "$8", "$7")+`
 	secondary_sha256 = $5,
 	checksum_mismatch = $6,
 	state = CASE WHEN r.primary_checksum_mismatch THEN r.state ELSE 3 END,
 	generation = CASE WHEN r.primary_checksum_mismatch THEN r.generation ELSE r.generation + 1 END,
 	retry_at = CASE WHEN r.primary_checksum_mismatch THEN r.retry_at ELSE $8 END,
-	last_sync_failure = CASE WHEN r.primary_checksum_mismatch THEN r.last_sync_failure ELSE $7 END,
-	updated_at = $4
-WHERE ` + secondaryMachine.token() + ` AND r.state = 2
+	last_sync_failure = CASE WHEN r.primary_checksum_mismatch THEN r.last_sync_failure ELSE $7 END,`) + ` AND r.state = 2
 RETURNING r.state = 3`
 
 // $5 failure, $6 retry_at.
-var qSecondaryError = `
-UPDATE blob_registry AS r SET
-	verification_state = 3,
-	verification_started_at = NULL,
-	verification_retry_count = r.verification_retry_count + 1,
-	verification_retry_at = $6,
-	verification_failure = $5,
-	updated_at = $4
-WHERE ` + secondaryMachine.token()
+var qSecondaryError = secondaryMachine.finishing(secondaryMachine.failed(secondaryMachine.oneMore(), "$6", "$5"))
 
 // primaryLive: rows whose primary can be read.
 const primaryLive = `r.deleted_at IS NULL AND NOT r.missing_on_primary AND r.state <> 1`
@@ -599,79 +528,39 @@ WITH unchecked AS (
 	  AND ` + reverifyDue(primaryChecked) + `
 	  AND ` + keyPrefixFilter("r", "$5") + `
 	ORDER BY ` + primaryChecked + ` LIMIT $1 FOR UPDATE SKIP LOCKED
-), cand AS (
-	SELECT * FROM unchecked UNION ALL SELECT * FROM recheck UNION ALL SELECT * FROM reverify
-), chosen AS (
-	SELECT id FROM cand ORDER BY prio, ord, id LIMIT $1
-)
-` + primaryMachine.claimChosen("$2")
+)` + primaryMachine.claimRanked("$2", "unchecked", "recheck", "reverify")
 
 // $5 sha256, $6 expected sha256 (” = the row had none: record it). Also
 // turns on secondary verification of a synced row that was waiting for its
 // primary checksum.
-var qPrimaryMatch = `
-UPDATE blob_registry AS r SET
+var qPrimaryMatch = primaryMachine.finishing(primaryMachine.passed("$4")+`
 	primary_sha256 = $5,
-	primary_verification_state = 2,
-	primary_verification_started_at = NULL,
-	primary_verified_at = $4,
-	primary_verification_retry_count = 0,
-	primary_verification_retry_at = NULL,
-	primary_verification_failure = NULL,
 	primary_checksum_mismatch = false,
 	primary_mismatch_sha256 = '',
 	primary_verification_generation = r.generation,
-	verification_state = CASE WHEN r.state = 2 AND r.verification_state = 4 THEN 0 ELSE r.verification_state END,
-	updated_at = $4
-WHERE ` + primaryMachine.token() + ` AND r.primary_sha256 = $6`
+	verification_state = CASE WHEN r.state = 2 AND r.verification_state = 4 THEN 0 ELSE r.verification_state END,`) +
+	` AND r.primary_sha256 = $6`
 
 // $5 observed sha256, $6 failure. Quarantine: no retry time; the row is
 // looked at again when its generation moves (an event) or an operator
 // decides.
-var qPrimaryMismatch = `
-UPDATE blob_registry AS r SET
-	primary_verification_state = 3,
-	primary_verification_started_at = NULL,
-	primary_verification_retry_count = r.primary_verification_retry_count + 1,
-	primary_verification_retry_at = NULL,
-	primary_verification_failure = $6,
+var qPrimaryMismatch = primaryMachine.finishing(primaryMachine.failed(primaryMachine.oneMore(), "NULL", "$6")+`
 	primary_checksum_mismatch = true,
 	primary_mismatch_sha256 = $5,
-	primary_verification_generation = r.generation,
-	updated_at = $4
-WHERE ` + primaryMachine.token() + ` AND r.primary_sha256 <> ''`
+	primary_verification_generation = r.generation,`) + ` AND r.primary_sha256 <> ''`
 
 // $5 failure, $6 retry_at.
-var qPrimaryError = `
-UPDATE blob_registry AS r SET
-	primary_verification_state = 3,
-	primary_verification_started_at = NULL,
-	primary_verification_retry_count = r.primary_verification_retry_count + 1,
-	primary_verification_retry_at = $6,
-	primary_verification_failure = $5,
+var qPrimaryError = primaryMachine.finishing(primaryMachine.failed(primaryMachine.oneMore(), "$6", "$5") + `
 	primary_checksum_mismatch = false,
-	primary_verification_generation = r.generation,
-	updated_at = $4
-WHERE ` + primaryMachine.token()
+	primary_verification_generation = r.generation,`)
 
 // $1 id, $2 now. An operator accepts the primary's current content: clear the
 // quarantine and send the row to sync (state pending, generation+1); the copy
 // computes the new primary checksum and verification follows.
-const qAcceptPrimary = `
-UPDATE blob_registry AS r SET
-	primary_verification_state = 0,
-	primary_verification_started_at = NULL,
-	primary_verification_retry_count = 0,
-	primary_verification_retry_at = NULL,
-	primary_verification_failure = NULL,
+var qAcceptPrimary = `
+UPDATE blob_registry AS r SET` + primaryMachine.ended("0") + primaryMachine.reset() + `
 	primary_checksum_mismatch = false,
-	primary_mismatch_sha256 = '',
-	state = 0,
-	generation = r.generation + 1,
-	retry_count = 0,
-	retry_at = NULL,
-	verification_state = 4,
-	verification_started_at = NULL,
+	primary_mismatch_sha256 = '',` + toSync + `
 	updated_at = $2
 WHERE r.id = $1 AND r.primary_checksum_mismatch AND r.deleted_at IS NULL
 RETURNING r.id`
@@ -780,13 +669,7 @@ WHERE state = 3 AND retry_count >= $1 AND quarantined_at IS NULL AND data_type =
 // the types), $3 now. Ends the quarantine of rows: pending, attempts reset, generation
 // bumped (the trigger clears quarantined_at).
 const qResyncQuarantined = `
-UPDATE blob_registry AS r SET
-	state = 0,
-	generation = r.generation + 1,
-	retry_count = 0,
-	retry_at = NULL,
-	verification_state = 4,
-	verification_started_at = NULL,
+UPDATE blob_registry AS r SET` + toSync + `
 	updated_at = $3
 WHERE r.quarantined_at IS NOT NULL AND r.state = 3
 	AND ($1::text[] IS NULL OR r.data_type = ANY($1::text[]))
@@ -831,28 +714,18 @@ SELECT least(
 // $1 data type, $2 key, $3 size, $4 etag, $5 version id, $6 sha256, $7 now.
 // The object is on the primary again, as written by geoblob restore, and the
 // secondary holds the same bytes: a live synced row, verification due.
-const qMarkRestored = `
+var qMarkRestored = `
 INSERT INTO blob_registry AS r (data_type, object_key, state, generation, size, etag, version_id,
 	primary_sha256, last_synced_at, verification_state, restored_at, created_at, updated_at)
 VALUES ($1, $2, 2, 1, $3, $4, $5, $6, $7, 0, $7, $7, $7)
-ON CONFLICT (data_type, object_key) DO UPDATE SET
-	state = 2,
+ON CONFLICT (data_type, object_key) DO UPDATE SET` + syncMachine.passed("$7") + `
 	generation = r.generation + 1,
-	retry_count = 0,
-	retry_at = NULL,
-	last_sync_failure = NULL,
-	last_synced_at = $7,
 	size = $3,
 	etag = $4,
 	version_id = $5,
 	primary_sha256 = $6,
 	missing_on_primary = false,
-	deleted_at = NULL,
-	verification_state = 0,
-	verification_started_at = NULL,
-	verification_retry_at = NULL,
-	verification_retry_count = 0,
-	verification_failure = NULL,
+	deleted_at = NULL,` + secondaryMachine.ended("0") + secondaryMachine.reset() + `
 	secondary_sha256 = '',
 	checksum_mismatch = false,
 	restored_at = $7,

@@ -43,15 +43,7 @@ func (s *Store) DeletedBetween(ctx context.Context, from, to time.Time, dataType
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := s.pool.Query(ctx, qDeletedBetween, from, to, dataType, prefix, afterKey, limit)
-	if err != nil {
-		return nil, fmt.Errorf("registry: deleted between: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, ScanRow)
-	if err != nil {
-		return nil, fmt.Errorf("registry: deleted between: %w", err)
-	}
-	return out, nil
+	return collect(ctx, s.pool, "deleted between", ScanRow, qDeletedBetween, from, to, dataType, prefix, afterKey, limit)
 }
 
 // AuditRestore records a restore run in registry_audit.

@@ -408,16 +408,9 @@ func (s *Store) GetByID(ctx context.Context, id int64) (Row, error) {
 }
 
 func (s *Store) getOne(ctx context.Context, sql, what string, args ...any) (Row, error) {
-	rows, err := s.pool.Query(ctx, sql, args...)
+	row, err := collectOne(ctx, s.pool, "get "+what, ScanRow, sql, args...)
 	if err != nil {
-		return Row{}, fmt.Errorf("registry: get %s: %w", what, err)
-	}
-	row, err := pgx.CollectExactlyOneRow(rows, ScanRow)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return Row{}, fmt.Errorf("registry: get %s: %w", what, ErrNotFound)
-	case err != nil:
-		return Row{}, fmt.Errorf("registry: get %s: %w", what, err)
+		return Row{}, err
 	}
 	return row, nil
 }
@@ -437,34 +430,18 @@ func (s *Store) List(ctx context.Context, opts ListOptions) ([]Row, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := s.pool.Query(ctx, qList, opts.DataType, opts.AfterID, limit, opts.IncludeTombstones)
-	if err != nil {
-		return nil, fmt.Errorf("registry: list: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, ScanRow)
-	if err != nil {
-		return nil, fmt.Errorf("registry: list: %w", err)
-	}
-	return out, nil
+	return collect(ctx, s.pool, "list", ScanRow, qList, opts.DataType, opts.AfterID, limit, opts.IncludeTombstones)
 }
 
 // Stats returns one entry per data type present, ordered by type.
 func (s *Store) Stats(ctx context.Context) ([]TypeStats, error) {
-	rows, err := s.pool.Query(ctx, qStats)
-	if err != nil {
-		return nil, fmt.Errorf("registry: stats: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (TypeStats, error) {
+	return collect(ctx, s.pool, "stats", func(r pgx.CollectableRow) (TypeStats, error) {
 		var t TypeStats
 		err := r.Scan(&t.DataType, &t.Files, &t.Pending, &t.Started, &t.Synced, &t.Failed,
 			&t.Tombstones, &t.TombstonesPending, &t.Bytes, &t.Verified, &t.VerificationFailed,
 			&t.ChecksumMismatch, &t.Missing)
 		return t, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("registry: stats: %w", err)
-	}
-	return out, nil
+	}, qStats)
 }
 
 // ScanRow reads one row selected with RowColumns; use it with

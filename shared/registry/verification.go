@@ -177,18 +177,10 @@ type VerificationSummary struct {
 
 // VerificationSummaries counts live rows per data type, ordered by type.
 func (s *Store) VerificationSummaries(ctx context.Context) ([]VerificationSummary, error) {
-	rows, err := s.pool.Query(ctx, qVerificationSummary)
-	if err != nil {
-		return nil, fmt.Errorf("registry: verification summary: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (VerificationSummary, error) {
+	return collect(ctx, s.pool, "verification summary", func(r pgx.CollectableRow) (VerificationSummary, error) {
 		var v VerificationSummary
 		err := r.Scan(&v.DataType, &v.Files, &v.Synced, &v.Verified, &v.VerifyFailed, &v.ChecksumMismatch,
 			&v.VerifyPending, &v.PrimaryChecksum, &v.PrimaryVerified, &v.PrimaryMismatch)
 		return v, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("registry: verification summary: %w", err)
-	}
-	return out, nil
+	}, qVerificationSummary)
 }
