@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -77,6 +78,8 @@ type Store struct {
 	bucket string
 	opts   Options
 	log    *slog.Logger
+	// hashBufs holds *[]byte read buffers of Hash (hashBufSize).
+	hashBufs sync.Pool
 }
 
 // Source is what Copy reads from; *Store satisfies it.

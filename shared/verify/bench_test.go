@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
+	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/verify"
 )
 
@@ -49,7 +50,7 @@ func benchmarkDeepVerify(b *testing.B, ep string) {
 	c := s3test.Client(b.Context(), ep)
 	const bucket = "geoblob-bench"
 	s3test.CreateBucket(b, c, bucket)
-	side := verify.NewBucket(c, bucket)
+	side := blobstore.New(c, bucket, blobstore.Options{})
 	for _, size := range []int{1 << 20, 16 << 20, 64 << 20, 256 << 20} {
 		if testing.Short() && size > 16<<20 {
 			continue
@@ -97,7 +98,7 @@ func BenchmarkFastVsDeep1MiB(b *testing.B) {
 	c := s3test.Client(b.Context(), srv.Endpoint())
 	const bucket = "geoblob-bench"
 	s3test.CreateBucket(b, c, bucket)
-	side := verify.NewBucket(c, bucket)
+	side := blobstore.New(c, bucket, blobstore.Options{})
 	const objects, size = 200, 1 << 20
 	keys := make([]string, objects)
 	wants := make([]string, objects)

@@ -148,14 +148,14 @@ func TestConcurrencyCapAndBudgetResume(t *testing.T) {
 	}
 	require.Equal(t, rows, e.syncDue())
 
-	sec := &limitSide{Side: verify.NewBucket(e.sc, e.secondary.Bucket())}
+	sec := &limitSide{Side: e.secondary}
 	// A budget clock that moves three minutes every time the pass reads it
 	// (once per claim round): a 10-minute budget runs out after a few
 	// batches.
 	var ticks atomic.Int64
 	base := e.clock.Now()
 	tick := func() time.Time { return base.Add(time.Duration(ticks.Add(1)) * 3 * time.Minute) }
-	v, err := verify.New(e.reg, verify.NewBucket(e.pc, e.primary.Bucket()), sec, verify.Options{
+	v, err := verify.New(e.reg, e.primary, sec, verify.Options{
 		Concurrency: 3, BatchSize: 4, Budget: 10 * time.Minute, Now: tick, NoPrimary: true,
 		ReverifyInterval: 1000 * time.Hour,
 	})
@@ -212,7 +212,7 @@ func TestVerificationHonoursKeyPrefixes(t *testing.T) {
 	assert.Equal(t, inside, claims[0].ObjectKey)
 	require.NoError(t, selected.ReleasePrimary(e.ctx, claims[0]))
 
-	v, err := verify.New(selected, verify.NewBucket(e.pc, e.primary.Bucket()), verify.NewBucket(e.sc, e.secondary.Bucket()),
+	v, err := verify.New(selected, e.primary, e.secondary,
 		verify.Options{Now: e.clock.Now, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	rep, err := v.Run(e.ctx, verify.RunOptions{})

@@ -51,8 +51,8 @@ func TestRunStopsClaimingBeforeTheInvocationDeadline(t *testing.T) {
 	}
 	require.Equal(t, rows, e.syncDue())
 
-	sec := &slowSide{Side: verify.NewBucket(e.sc, e.secondary.Bucket()), delay: 150 * time.Millisecond}
-	v, err := verify.New(e.reg, verify.NewBucket(e.pc, e.primary.Bucket()), sec, verify.Options{
+	sec := &slowSide{Side: e.secondary, delay: 150 * time.Millisecond}
+	v, err := verify.New(e.reg, e.primary, sec, verify.Options{
 		Concurrency: 2, BatchSize: 2, Budget: time.Hour, DeadlineMargin: 500 * time.Millisecond,
 		NoPrimary: true, ReverifyInterval: 1000 * time.Hour,
 	})

@@ -120,7 +120,7 @@ func (e *env) verifier(opts verify.Options) *verify.Verifier {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	v, err := verify.New(e.reg,
-		verify.NewBucket(e.pc, e.primary.Bucket()), verify.NewBucket(e.sc, e.secondary.Bucket()), opts)
+		e.primary, e.secondary, opts)
 	require.NoError(e.t, err)
 	return v
 }

@@ -75,7 +75,7 @@ func damageSet(t *testing.T, e *env, serverChecksums bool) []fixture {
 
 func checkModesAgree(t *testing.T, e *env, fx []fixture, serverChecksums bool) {
 	t.Helper()
-	side := verify.NewBucket(e.sc, e.secondary.Bucket())
+	side := e.secondary
 	for _, f := range fx {
 		want := sha(f.want)
 		deep := verify.CheckObject(t.Context(), side, f.key, want, int64(len(f.want)), verify.ModeDeep)

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
+	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/verify"
 )
 
@@ -16,7 +17,7 @@ import (
 func TestMissingBucketIsNotAMissingObject(t *testing.T) {
 	t.Parallel()
 	client := s3test.Client(t.Context(), s3test.NewGofakes3(t))
-	side := verify.NewBucket(client, "geoblob-no-such-bucket")
+	side := blobstore.New(client, "geoblob-no-such-bucket", blobstore.Options{})
 	_, err := side.Stat(t.Context(), "k")
 	assert.ErrorIs(t, err, verify.ErrBucketMissing)
 	assert.False(t, errors.Is(err, verify.ErrObjectNotFound), "stat: %v", err)

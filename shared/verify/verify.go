@@ -38,18 +38,22 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
 // Sentinel errors; test with errors.Is.
 var (
-	// ErrObjectNotFound: the object does not exist (the bucket does).
-	ErrObjectNotFound = errors.New("verify: object not found")
+	// ErrObjectNotFound: the object does not exist (the bucket does); the
+	// blob store's sentinel.
+	ErrObjectNotFound = blobstore.ErrNotFound
 	// ErrBucketMissing: the bucket itself does not exist. It is an error
-	// of the check (recorded and retried), never a missing object.
-	ErrBucketMissing = errors.New("verify: bucket does not exist")
-	// ErrShortRead: the body held fewer or more bytes than its Content-Length.
-	ErrShortRead = errors.New("verify: body length differs from content-length")
+	// of the check (recorded and retried), never a missing object; the blob
+	// store's sentinel.
+	ErrBucketMissing = blobstore.ErrNoSuchBucket
+	// ErrShortRead: the body held fewer or more bytes than its
+	// Content-Length; the blob store's sentinel.
+	ErrShortRead = blobstore.ErrSizeMismatch
 	// ErrInvalid: unusable options or input.
 	ErrInvalid = errors.New("verify: invalid")
 	// ErrNotFound: no registry row with that id (the registry's sentinel).

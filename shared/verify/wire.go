@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/geoblob/geoblob/shared/app"
+	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/registry"
 )
@@ -58,7 +59,7 @@ func Build(ctx context.Context, cfg config.Config, getenv func(string) string, l
 		Logger:            logger,
 	})
 	opts.PassLog = store
-	v, err := New(store, NewBucket(pc, cfg.Primary.Name), NewBucket(sc, cfg.Secondary.Name), opts)
+	v, err := New(store, blobstore.New(pc, cfg.Primary.Name, blobstore.Options{Logger: logger}), blobstore.New(sc, cfg.Secondary.Name, blobstore.Options{Logger: logger}), opts)
 	if err != nil {
 		pool.Close()
 		return nil, err

@@ -110,6 +110,15 @@ func Run(t *testing.T, newStore func(t *testing.T) *blobstore.Store) {
 			sum, err := s.Checksum(ctx, key)
 			require.NoError(t, err, key)
 			assert.Equal(t, want, sum, "checksum tag of %q", key)
+
+			d, err := s.Hash(ctx, key)
+			require.NoError(t, err, key)
+			assert.Equal(t, want, d.SHA256, "hash of %q", key)
+			assert.Equal(t, int64(len(data)), d.Size, "bytes hashed of %q (one read)", key)
+			st, err := s.Stat(ctx, key)
+			require.NoError(t, err, key)
+			assert.Equal(t, int64(len(data)), st.Size, key)
+			assert.Contains(t, []string{"", want}, st.SHA256, "a stored checksum, when there is one, is the content's: %q", key)
 		}
 		// Every key lists back exactly as written.
 		var listed []string
@@ -219,6 +228,10 @@ func Run(t *testing.T, newStore func(t *testing.T) *blobstore.Store) {
 		_, _, err = s.Open(ctx, "no/such key")
 		require.ErrorIs(t, err, blobstore.ErrNotFound)
 		_, err = s.Checksum(ctx, "no/such key")
+		require.ErrorIs(t, err, blobstore.ErrNotFound)
+		_, err = s.Hash(ctx, "no/such key")
+		require.ErrorIs(t, err, blobstore.ErrNotFound)
+		_, err = s.Stat(ctx, "no/such key")
 		require.ErrorIs(t, err, blobstore.ErrNotFound)
 		require.NoError(t, s.Delete(ctx, "no/such key"), "deleting a missing object is not an error")
 

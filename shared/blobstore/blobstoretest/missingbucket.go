@@ -28,6 +28,8 @@ func RunMissingBucket(t *testing.T, newMissing func(t *testing.T) (missing, exis
 		_, ops["Head"] = s.Head(ctx, "k")
 		_, _, ops["Open"] = s.Open(ctx, "k")
 		_, ops["Checksum"] = s.Checksum(ctx, "k")
+		_, ops["Hash"] = s.Hash(ctx, "k")
+		_, ops["Stat"] = s.Stat(ctx, "k")
 		_, ops["Put"] = s.Put(ctx, "k", bytes.NewReader(data), 1, blobstore.PutAttrs{})
 		_, ops["CopyFrom"] = blobstore.Copy(ctx, s, other, "k")
 		_, ops["CopyTo"] = putThenCopy(t, other, s)
