@@ -28,6 +28,7 @@ const apiUsage = `  status -json  the operator API's status (per-type counters, 
   list          registry rows of the operator API with filters (-type, -state, -failed, ...)
   resync        resync rows: by id, or in bulk (-all, -failed or the filter flags; -yes to run)
   reverify      reverify rows: by id, or in bulk (like resync)
+  dr-report     DR readiness: RPO, objects a failover now would lose or serve stale, verification coverage (-format table|json|csv)
   console       serve the operator console on 127.0.0.1 in the foreground (-aws URL: a deployed stack's, requests signed with your AWS credentials)
 `
 
@@ -272,6 +273,8 @@ func runAPICommand(ctx context.Context, cmd string, fs *flag.FlagSet, dir *strin
 		fmt.Fprintf(stdout, "bulk operation %d %s: %s rows changed in %d batches (longest %.0f ms)\n",
 			op.ID, op.State, humanize.Comma(op.Changed), op.Batches, op.LongestBatchMS)
 		return nil
+	case "dr-report":
+		return runDRReport(ctx, fs, *dir, base, args, stdout, logger)
 	case "console":
 		listen := fs.String("listen", "", "127.0.0.1 address to serve on (default: the stack's console port + 1; with -aws 127.0.0.1:9480)")
 		awsURL := fs.String("aws", "", "function URL of a deployed stack (output OperatorApiUrl): serve its console here, every request signed with SigV4 from your AWS credentials")

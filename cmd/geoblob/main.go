@@ -99,7 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return devstack.Down(ctx, *dir, stdout)
-	case "status", "list", "resync", "reverify", "console":
+	case "status", "list", "resync", "reverify", "console", "dr-report":
 		return runAPICommand(ctx, cmd, fs, dir, args, stdout, logger())
 	case "env":
 		if err := fs.Parse(args); err != nil {

@@ -71,11 +71,13 @@ func NewConsole(ctx context.Context, o ConsoleOptions) (*api.Server, func(), err
 	}
 	dl := DeadLetterDir(o.DeadLetterDir)
 	opts := api.Options{
-		Registry:       registry.New(pool, registry.Options{Logger: o.Logger}),
-		DataTypes:      types,
-		ActionsEnabled: true,
-		Identity:       func(*http.Request) string { return who },
-		Logger:         o.Logger,
+		Registry:         registry.New(pool, registry.Options{Logger: o.Logger}),
+		DataTypes:        types,
+		ActionsEnabled:   true,
+		Identity:         func(*http.Request) string { return who },
+		ReverifyInterval: o.Config.ReverifyInterval,
+		Brake:            o.Config.Brake,
+		Logger:           o.Logger,
 	}
 	if o.DeadLetterDir != "" {
 		opts.DeadLetters = dl

@@ -37,6 +37,8 @@ type Registry interface {
 	BrakeStatus(ctx context.Context) (registry.BrakeStatus, error)
 	Held(ctx context.Context, f registry.HoldFilter, afterKey string, limit int) ([]registry.Row, error)
 	ResolveHeld(ctx context.Context, a registry.HoldAction, f registry.HoldFilter, actor string, dryRun bool) (int64, error)
+	// DRReport is the DR readiness report (GET /api/v1/dr-report).
+	DRReport(ctx context.Context, q registry.DRReportQuery) (registry.DRReport, error)
 }
 
 var _ Registry = (*registry.Store)(nil)
@@ -85,6 +87,11 @@ type Options struct {
 	// verify pass may be before the verdict is unhealthy; 0 = the health
 	// check's defaults.
 	BackfillMaxAge, VerifyMaxAge time.Duration
+	// ReverifyInterval is the verification age the DR report counts as
+	// covered (GEOBLOB_REVERIFY_INTERVAL); 0 = the registry's default.
+	ReverifyInterval time.Duration
+	// Brake is the delete brake's policy, shown on the brake page.
+	Brake registry.BrakePolicy
 	// Now is the clock; nil = time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger

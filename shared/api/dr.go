@@ -46,6 +46,7 @@ func (s *Server) drRoutes() []route {
 		{"GET", "/api/v1/delete-brake", s.jsonHandler(s.getBrake)},
 		{"POST", "/api/v1/delete-brake/release", s.jsonHandler(s.postHold(registry.ActionRelease))},
 		{"POST", "/api/v1/delete-brake/discard", s.jsonHandler(s.postHold(registry.ActionDiscard))},
+		{"GET", DRReportPath, http.HandlerFunc(s.getDRReport)},
 	}
 }
 

@@ -82,9 +82,11 @@ func BuildFunction(ctx context.Context, cfg config.Config, getenv func(string) s
 		RunBulk: func(ctx context.Context, id int64) {
 			runBulkInInvocation(ctx, reg, id, logger)
 		},
-		BackfillMaxAge: hopts.BackfillMaxAge,
-		VerifyMaxAge:   hopts.VerifyMaxAge,
-		Logger:         logger,
+		BackfillMaxAge:   hopts.BackfillMaxAge,
+		VerifyMaxAge:     hopts.VerifyMaxAge,
+		ReverifyInterval: cfg.ReverifyInterval,
+		Brake:            cfg.Brake,
+		Logger:           logger,
 	})
 	if err != nil {
 		a.Close()

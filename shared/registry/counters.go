@@ -121,8 +121,13 @@ func (s *Store) TypeStatus(ctx context.Context) ([]TypeStatus, error) {
 	if _, err := s.RollupCounters(ctx); err != nil {
 		return nil, err
 	}
+	return s.readTypeStatus(ctx, s.pool)
+}
+
+// readTypeStatus reads summary + deltas through q (no rollup).
+func (s *Store) readTypeStatus(ctx context.Context, q querier) ([]TypeStatus, error) {
 	now := s.now()
-	return collect(ctx, s.pool, "type status", func(r pgx.CollectableRow) (TypeStatus, error) {
+	return collect(ctx, q, "type status", func(r pgx.CollectableRow) (TypeStatus, error) {
 		var t TypeStatus
 		dest := append([]any{&t.DataType}, t.counterFields()...)
 		if err := r.Scan(append(dest, &t.OldestUnsyncedAt)...); err != nil {

@@ -278,7 +278,7 @@ func (v *Verifier) verifySecondary(ctx context.Context, c registry.Claim, overri
 		f.Failure = fmt.Sprintf("verification: checksum mismatch: secondary sha256 %s (%d bytes), primary %s (%d bytes)",
 			chk.SHA256, chk.Size, c.PrimarySHA256, c.Size)
 	case OutcomeMissing:
-		f.Failure = "verification: secondary object missing"
+		f.Failure = registry.FailureSecondaryMissing
 	case OutcomeError:
 		f.Failure = "verification: " + chk.Err.Error()
 	}
