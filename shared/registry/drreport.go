@@ -401,11 +401,8 @@ func drObjects(ctx context.Context, tx pgx.Tx, now time.Time, q DRReportQuery, a
 			}
 		}
 	}
-	rows, err := tx.Query(ctx, qRiskList, q.DataType, string(q.Category), afterType, afterKey, q.Limit)
-	if err != nil {
-		return err
-	}
-	rep.Objects, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (AtRiskObject, error) {
+	var err error
+	rep.Objects, err = collect(ctx, tx, "dr report", func(r pgx.CollectableRow) (AtRiskObject, error) {
 		var o AtRiskObject
 		var state ReplicationState
 		err := r.Scan(&o.ID, &o.DataType, &o.ObjectKey, &o.Category, &state, &o.Size, &o.Since,
@@ -413,7 +410,7 @@ func drObjects(ctx context.Context, tx pgx.Tx, now time.Time, q DRReportQuery, a
 		o.State = state.String()
 		o.AgeSeconds = max(now.Sub(o.Since), 0).Seconds()
 		return o, err
-	})
+	}, qRiskList, q.DataType, string(q.Category), afterType, afterKey, q.Limit)
 	if err != nil {
 		return err
 	}
