@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -25,14 +23,7 @@ import (
 // two gofakes3 buckets, and returns the registry.
 func drEnv(t *testing.T) *registry.Store {
 	t.Helper()
-	dsn := pgtest.NewDBFrom(t, "registry", func(ctx context.Context, dsn string) error {
-		pool, err := pgxpool.New(ctx, dsn)
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
-		return registry.Migrate(ctx, pool)
-	})
+	dsn := registrytest.NewDB(t)
 	p, s := s3test.NewGofakes3(t), s3test.NewGofakes3(t)
 	s3test.CreateBucket(t, s3test.Client(t.Context(), p), "dr-primary")
 	s3test.CreateBucket(t, s3test.Client(t.Context(), s), "dr-secondary")

@@ -78,21 +78,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch cmd {
 	case "up":
-		ports := portFlags(fs)
-		sched := scheduleFlags(fs)
-		fns := functionFlags(fs)
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		s, err := settings(*dir, ports, fs)
+		parse := stackFlags(fs, dir)
+		s, daemon, err := parse(args)
 		if err != nil {
 			return err
 		}
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("locate own binary: %w", err)
-		}
-		_, err = devstack.UpAndPrint(ctx, s, devstack.Daemon{Executable: exe, Schedules: sched.get(), Functions: fns.get()}, stdout, logger())
+		_, err = devstack.UpAndPrint(ctx, s, daemon, stdout, logger())
 		return err
 	case "down":
 		if err := fs.Parse(args); err != nil {
@@ -112,29 +103,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_, err = io.WriteString(stdout, s.EnvFileContent())
 		return err
 	case "demo":
-		ports := portFlags(fs)
+		parse := stackFlags(fs, dir)
 		timeout := fs.Duration("timeout", 3*time.Minute, "how long to wait for replication")
 		extra := fs.Int("extra", 3, "files per data type beyond its example keys")
 		bigMiB := fs.Int("big-mib", 40, "size of the one large (multipart) file in MiB; 0 leaves it out")
-		sched := scheduleFlags(fs)
-		fns := functionFlags(fs)
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		s, err := settings(*dir, ports, fs)
+		s, daemon, err := parse(args)
 		if err != nil {
 			return err
-		}
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("locate own binary: %w", err)
 		}
 		if err := exportCredentials(s); err != nil {
 			return err
 		}
 		return devstack.Demo(ctx, devstack.DemoOptions{
-			Settings: s, Events: devstack.Daemon{Executable: exe, Schedules: sched.get(), Functions: fns.get()},
-			Timeout: *timeout, ExtraPerType: *extra, BigSize: *bigMiB << 20, Functions: fns.get(),
+			Settings: s, Events: daemon,
+			Timeout: *timeout, ExtraPerType: *extra, BigSize: *bigMiB << 20, Functions: daemon.Functions,
 			Out: stdout, Logger: logger(),
 		})
 	case "cp":
@@ -280,6 +262,30 @@ func cutDirArg(args []string, def string) (string, []string) {
 type schedules struct{ backfill, verify, first *time.Duration }
 
 // scheduleFlags are the EventBridge-Scheduler stand-ins of the event daemon.
+// stackFlags registers on fs the flags of the commands that start the local
+// stack (up, demo: ports, schedules, functions); the function it returns
+// parses args and returns the stack's settings (state in *dir) and the
+// daemon to start: this binary with the chosen schedules and functions.
+func stackFlags(fs *flag.FlagSet, dir *string) func(args []string) (devstack.Settings, devstack.Daemon, error) {
+	ports := portFlags(fs)
+	sched := scheduleFlags(fs)
+	fns := functionFlags(fs)
+	return func(args []string) (devstack.Settings, devstack.Daemon, error) {
+		if err := fs.Parse(args); err != nil {
+			return devstack.Settings{}, devstack.Daemon{}, err
+		}
+		s, err := settings(*dir, ports, fs)
+		if err != nil {
+			return devstack.Settings{}, devstack.Daemon{}, err
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			return devstack.Settings{}, devstack.Daemon{}, fmt.Errorf("locate own binary: %w", err)
+		}
+		return s, devstack.Daemon{Executable: exe, Schedules: sched.get(), Functions: fns.get()}, nil
+	}
+}
+
 func scheduleFlags(fs *flag.FlagSet) schedules {
 	def := devstack.DefaultSchedules()
 	return schedules{

@@ -23,9 +23,7 @@ import (
 func TestOnePassReplicatesUnannouncedChanges(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	for i := range 40 {
-		e.put(typedKey(i), samples.Bytes(typedKey(i), 100+i*37))
-	}
+	e.putTyped(40, func(i int) int { return 100 + i*37 })
 	e.put("unrelated/readme.txt", []byte("not a package"))
 
 	rep := e.run(backfill.Request{})
@@ -77,9 +75,7 @@ func TestBudgetInterruptedPassResumes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	const n, page = 230, 20
-	for i := range n {
-		e.put(typedKey(i), samples.Bytes(typedKey(i), 64))
-	}
+	e.putTyped(n, func(int) int { return 64 })
 	// The clock moves one second per reading: a 6 s budget ends a pass
 	// after a few pages whatever the machine's speed.
 	e.opts.Clock = steppingClock(time.Second)
@@ -120,9 +116,7 @@ func TestConcurrentRunsNeverCopyARowTwice(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{concurrency: 4})
 	const n = 120
-	for i := range n {
-		e.put(typedKey(i), samples.Bytes(typedKey(i), 2048))
-	}
+	e.putTyped(n, func(int) int { return 2048 })
 	e.run(backfill.Request{Phases: []backfill.Phase{backfill.PhaseReconcile}})
 
 	var (
@@ -167,8 +161,7 @@ func TestConcurrentRunsNeverCopyARowTwice(t *testing.T) {
 func TestQuarantineAndResync(t *testing.T) {
 	t.Parallel()
 	clock := registrytest.NewClock(time.Now())
-	e := newEnv(t, envOptions{regOpts: registry.Options{Clock: clock.Now}, sdkAttempts: 1})
-	e.opts.Clock = clock.Now
+	e := newEnv(t, envOptions{clock: clock.Now, sdkAttempts: 1})
 	e.cfg.MaxAttempts = 3
 	bad, good := typedKey(1), typedKey(2)
 	e.put(bad, []byte("always fails"))
@@ -224,8 +217,7 @@ func TestQuarantineAndResync(t *testing.T) {
 func TestRecoverStuckRows(t *testing.T) {
 	t.Parallel()
 	clock := registrytest.NewClock(time.Now())
-	e := newEnv(t, envOptions{regOpts: registry.Options{Clock: clock.Now}})
-	e.opts.Clock = clock.Now
+	e := newEnv(t, envOptions{clock: clock.Now})
 	e.opts.SyncTimeout = time.Minute
 	key := typedKey(3)
 	e.put(key, []byte("stuck"))

@@ -34,9 +34,9 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// putN uploads n objects of size bytes (keys of every data type) with 16
-// uploads at once and returns the total bytes.
-func putN(b *testing.B, client *s3.Client, bucket string, n, size int) int64 {
+// putN uploads n objects, the i-th of size(i) bytes (keys of every data
+// type), with 16 uploads at once and returns the total bytes.
+func putN(b *testing.B, client *s3.Client, bucket string, n int, size func(i int) int) int64 {
 	var (
 		wg    sync.WaitGroup
 		total atomic.Int64
@@ -47,7 +47,7 @@ func putN(b *testing.B, client *s3.Client, bucket string, n, size int) int64 {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				body := samples.Bytes(typedKey(i), size)
+				body := samples.Bytes(typedKey(i), size(i))
 				_, err := client.PutObject(context.Background(), &s3.PutObjectInput{
 					Bucket: aws.String(bucket), Key: aws.String(typedKey(i)), Body: bytes.NewReader(body)})
 				if err != nil {
@@ -122,7 +122,7 @@ func BenchmarkLocalScaling(b *testing.B) {
 	src, dst := s3test.NewMinio(b), s3test.NewMinio(b)
 	srcS3, dstS3 := s3test.Client(b.Context(), src.Endpoint()), s3test.Client(b.Context(), dst.Endpoint())
 	s3test.CreateBucket(b, srcS3, primaryBucket)
-	total := putN(b, srcS3, primaryBucket, n, size)
+	total := putN(b, srcS3, primaryBucket, n, func(int) int { return size })
 	mib := float64(total) / (1 << 20)
 	quiet := slog.New(slog.DiscardHandler)
 	cat, err := datatype.BuiltinCatalog()

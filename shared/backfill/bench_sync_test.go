@@ -1,22 +1,16 @@
 package backfill_test
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
-	"github.com/geoblob/geoblob/internal/samples"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/blobstore"
@@ -45,8 +39,8 @@ func BenchmarkSyncVsRclone(b *testing.B) {
 	src, dst := s3test.NewMinio(b), s3test.NewMinio(b)
 	srcS3, dstS3 := s3test.Client(b.Context(), src.Endpoint()), s3test.Client(b.Context(), dst.Endpoint())
 	s3test.CreateBucket(b, srcS3, primaryBucket)
-	var total int64
-	upload(b, srcS3, n, &total)
+	// 4–64 KiB of every data type
+	total := putN(b, srcS3, primaryBucket, n, func(i int) int { return 4096 + (i*7919)%(60*1024) })
 
 	env := append(os.Environ(), "RCLONE_CONFIG_DIR="+b.TempDir())
 	for _, r := range []struct{ name, endpoint string }{{"SRC", src.Endpoint()}, {"DST", dst.Endpoint()}} {
@@ -105,38 +99,6 @@ func BenchmarkSyncVsRclone(b *testing.B) {
 			n, mib, geoblob.Round(time.Millisecond), rcloneMatched.Round(time.Millisecond), rcloneDefault.Round(time.Millisecond))
 		b.StartTimer()
 	}
-}
-
-// upload puts n objects of 4–64 KiB of every data type.
-func upload(b *testing.B, client *s3.Client, n int, total *int64) {
-	var (
-		wg sync.WaitGroup
-		mu sync.Mutex
-	)
-	work := make(chan int)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				body := samples.Bytes(typedKey(i), 4096+(i*7919)%(60*1024))
-				_, err := client.PutObject(context.Background(), &s3.PutObjectInput{
-					Bucket: aws.String(primaryBucket), Key: aws.String(typedKey(i)), Body: bytes.NewReader(body)})
-				if err != nil {
-					b.Errorf("upload %s: %v", typedKey(i), err)
-				}
-				mu.Lock()
-				*total += int64(len(body))
-				mu.Unlock()
-			}
-		}()
-	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	require.False(b, b.Failed())
 }
 
 // repoRoot is the directory holding go.mod.

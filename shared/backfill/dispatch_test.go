@@ -54,9 +54,7 @@ func TestDispatchedBackfillSharesTheCapWithEvents(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	puts := &putCounter{puts: map[string]int{}}
 	e.setRules(nil, puts.rule)
-	for i := range objects {
-		e.put(typedKey(i), replicationtest.Content(typedKey(i), 64+i%200))
-	}
+	e.putTyped(objects, func(i int) int { return 64 + i%200 })
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute) // a safety net only: a loaded 2-core machine needs minutes
 	defer cancel()
 	f := newFleet(t, 10)
@@ -112,9 +110,7 @@ func TestDispatchSurvivesDeadWorkerDuplicatesAndReordering(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	puts := &putCounter{puts: map[string]int{}}
 	e.setRules(nil, puts.rule)
-	for i := range objects {
-		e.put(typedKey(i), replicationtest.Content(typedKey(i), 50+i))
-	}
+	e.putTyped(objects, func(i int) int { return 50 + i })
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute) // a safety net only
 	defer cancel()
 	f := newFleet(t, 10)
@@ -160,9 +156,7 @@ func TestSyncStartsOnTheFirstRegisteredBatch(t *testing.T) {
 	// Enough pages (50 objects each) that the listing outlasts sync's
 	// start on a busy machine: the order of the two is what is tested.
 	const objects = 1000
-	for i := range objects {
-		e.put(typedKey(i), replicationtest.Content(typedKey(i), 40))
-	}
+	e.putTyped(objects, func(int) int { return 40 })
 	e.cfg.BatchSize = 50
 	e.opts.ListPageSize = 50
 	var (

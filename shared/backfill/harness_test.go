@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/samples"
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
@@ -54,7 +55,8 @@ type envOptions struct {
 	types       []string // enabled data types; nil = all built-in
 	keyPrefixes []string // selective sync (catalog and registry); nil = all keys
 	regOpts     registry.Options
-	sdkAttempts int // SDK attempts per request; 0 = SDK default
+	clock       func() time.Time // the registry's and the runner's clock; nil = their default
+	sdkAttempts int              // SDK attempts per request; 0 = SDK default
 	concurrency int
 	brake       registry.BrakePolicy // delete budget of the engine
 	sentinel    string               // primary sentinel key of the engine
@@ -70,6 +72,9 @@ func newEnv(t testing.TB, eo envOptions) *env {
 	e := &env{t: t}
 	e.pool = registrytest.NewPool(t)
 	eo.regOpts.KeyPrefixes = eo.keyPrefixes
+	if eo.clock != nil {
+		eo.regOpts.Clock = eo.clock
+	}
 	e.reg = registry.New(e.pool, eo.regOpts)
 	types := datatype.Builtin()
 	if eo.types != nil {
@@ -87,24 +92,8 @@ func newEnv(t testing.TB, eo envOptions) *env {
 	e.second3 = s3test.Client(t.Context(), sEndpoint)
 	s3test.CreateBucket(t, e.primaryS3, primaryBucket)
 	s3test.CreateBucket(t, e.second3, secondaryBucket)
-	e.pproxy = s3test.NewFaultProxy(t, pEndpoint, func(r *http.Request) s3test.Fault {
-		e.mu.Lock()
-		rule := e.primRule
-		e.mu.Unlock()
-		if rule == nil {
-			return s3test.Fault{}
-		}
-		return rule(r)
-	})
-	e.sproxy = s3test.NewFaultProxy(t, sEndpoint, func(r *http.Request) s3test.Fault {
-		e.mu.Lock()
-		rule := e.secondRule
-		e.mu.Unlock()
-		if rule == nil {
-			return s3test.Fault{}
-		}
-		return rule(r)
-	})
+	e.pproxy = s3test.NewFaultProxy(t, pEndpoint, e.faults(&e.primRule))
+	e.sproxy = s3test.NewFaultProxy(t, sEndpoint, e.faults(&e.secondRule))
 	clientOpts := func(o *s3.Options) {
 		if eo.sdkAttempts > 0 {
 			o.RetryMaxAttempts = eo.sdkAttempts
@@ -124,9 +113,23 @@ func newEnv(t testing.TB, eo envOptions) *env {
 	e.opts = backfill.Options{
 		Pool: e.pool, Registry: e.reg, Engine: e.engine, Catalog: cat,
 		Primary: e.primary, PrimaryBucket: primaryBucket, Secondary: e.secondary,
-		Logger: quiet,
+		Logger: quiet, Clock: eo.clock,
 	}
 	return e
+}
+
+// faults is a fault proxy's rule: whatever *rule holds when a request
+// comes (see setRules); nil injects no fault.
+func (e *env) faults(rule *func(*http.Request) s3test.Fault) func(*http.Request) s3test.Fault {
+	return func(r *http.Request) s3test.Fault {
+		e.mu.Lock()
+		current := *rule
+		e.mu.Unlock()
+		if current == nil {
+			return s3test.Fault{}
+		}
+		return current(r)
+	}
 }
 
 func (e *env) setRules(primary, secondary func(*http.Request) s3test.Fault) {
@@ -158,6 +161,15 @@ func (e *env) put(key string, body []byte) {
 		Bucket: aws.String(primaryBucket), Key: aws.String(key), Body: bytes.NewReader(body),
 	})
 	require.NoError(e.t, err)
+}
+
+// putTyped puts objects typedKey(0) to typedKey(n-1) on the primary, the
+// i-th of size(i) sample bytes.
+func (e *env) putTyped(n int, size func(i int) int) {
+	e.t.Helper()
+	for i := range n {
+		e.put(typedKey(i), samples.Bytes(typedKey(i), size(i)))
+	}
 }
 
 func (e *env) del(client *s3.Client, bucket, key string) {

@@ -15,7 +15,6 @@ import (
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/metrics"
-	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/registry/registrytest"
 )
 
@@ -25,8 +24,7 @@ import (
 func TestHealthTracksUnsyncedFailedAndQuarantined(t *testing.T) {
 	t.Parallel()
 	clock := registrytest.NewClock(time.Now())
-	e := newEnv(t, envOptions{regOpts: registry.Options{Clock: clock.Now}, sdkAttempts: 1})
-	e.opts.Clock = clock.Now
+	e := newEnv(t, envOptions{clock: clock.Now, sdkAttempts: 1})
 	e.cfg.MaxAttempts = 2
 	doomed, flaky := typedKey(1), typedKey(2)
 	e.put(doomed, []byte("always fails"))

@@ -60,9 +60,7 @@ func TestInventoryReconcile(t *testing.T) {
 	e.run(backfill.Request{})
 	e.del(e.primaryS3, primaryBucket, gone)
 	const n = 60
-	for i := range n {
-		e.put(typedKey(i), samples.Bytes(typedKey(i), 10+i))
-	}
+	e.putTyped(n, func(i int) int { return 10 + i })
 	created := time.Now().Add(time.Second) // the inventory is taken after the row of gone
 	e.writeInventory(created, 17)
 

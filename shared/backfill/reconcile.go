@@ -75,25 +75,32 @@ func (p *pass) recreate(ctx context.Context, keys []registry.KeyRef) error {
 			return fmt.Errorf("backfill: head %s: %w", k.Key, err)
 		}
 		p.rep.Reconcile.Changed++
-		out, err := p.r.o.Engine.Apply(ctx, events.ObjectEvent{
-			Kind:      events.KindCreated,
-			EventName: "ObjectCreated:Backfill",
-			Source:    EventSource,
-			Key:       k.Key,
-			Size:      obj.Size,
-			ETag:      obj.ETag,
-			VersionID: obj.VersionID,
-			EventTime: obj.LastModified,
-		})
+		_, _, err = p.apply(ctx, k, events.ObjectEvent{
+			Kind: events.KindCreated, EventName: "ObjectCreated:Backfill", Source: EventSource, Key: k.Key,
+			Size: obj.Size, ETag: obj.ETag, VersionID: obj.VersionID, EventTime: obj.LastModified,
+		}, "re-register", "changed object not copied yet")
 		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("backfill: re-register %s: %w", k.Key, err)
-			}
-			p.r.log.WarnContext(ctx, "backfill: changed object not copied yet; sync retries it",
-				"data_type", k.DataType, "key", k.Key, "outcome", out.String(), "error", err)
+			return err
 		}
 	}
 	return nil
+}
+
+// apply runs ev, an event the pass made up for row k, through the engine.
+// An engine failure fails the pass only when ctx is done (as op, in the
+// error); otherwise it is logged as notYet (sync retries the row) and
+// applied is false.
+func (p *pass) apply(ctx context.Context, k registry.KeyRef, ev events.ObjectEvent, op, notYet string) (out replication.Outcome, applied bool, err error) {
+	out, err = p.r.o.Engine.Apply(ctx, ev)
+	if err == nil {
+		return out, true, nil
+	}
+	if ctx.Err() != nil {
+		return out, false, fmt.Errorf("backfill: %s %s: %w", op, k.Key, err)
+	}
+	p.r.log.WarnContext(ctx, "backfill: "+notYet+"; sync retries it",
+		"data_type", k.DataType, "key", k.Key, "outcome", out.String(), "error", err)
+	return out, false, nil
 }
 
 func (p *pass) reconcileListing(ctx context.Context) error {
@@ -195,26 +202,17 @@ func (r *Runner) nextListing(c *cursor) time.Time {
 // nil = to the end) that the listing did not contain. Then the cursor moves
 // to upTo.
 func (p *pass) flushListing(ctx context.Context, c *cursor, batch []registry.ListedObject, listed int64, upTo *string, listedSince time.Time) error {
-	p.rep.Reconcile.Selected += int64(len(batch))
-	tx, err := p.r.o.Pool.Begin(ctx)
+	var orphans []registry.KeyRef
+	changed, before, err := p.stageInTx(ctx, batch, listedSince, func(tx pgx.Tx, _ int64) error {
+		var err error
+		orphans, err = p.r.o.Registry.ListingOrphans(ctx, tx, p.r.typeNames(), c.pos.After, upTo, listedSince)
+		if err != nil {
+			return fmt.Errorf("backfill: orphan rows: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("backfill: reconcile: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	before := p.rep.Reconcile.Registered
-	changed, err := p.stage(ctx, tx, batch, listedSince)
-	if err != nil {
-		p.rep.Reconcile.Registered = before
 		return err
-	}
-	orphans, err := p.r.o.Registry.ListingOrphans(ctx, tx, p.r.typeNames(), c.pos.After, upTo, listedSince)
-	if err != nil {
-		p.rep.Reconcile.Registered = before
-		return fmt.Errorf("backfill: orphan rows: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		p.rep.Reconcile.Registered = before
-		return fmt.Errorf("backfill: reconcile commit: %w", err)
 	}
 	if err := p.recreate(ctx, changed); err != nil {
 		return err
@@ -227,6 +225,37 @@ func (p *pass) flushListing(ctx context.Context, c *cursor, batch []registry.Lis
 	}
 	c.pos.After = *upTo
 	return p.r.saveCursor(ctx, p.r.o.Pool, c, listed, p.rep.Reconcile.Registered-before)
+}
+
+// stageInTx registers batch (see stage) and runs then in one transaction,
+// and commits it; then gets the transaction and the pass's Registered count
+// before the batch. On any failure the Registered count is restored (the
+// batch registered nothing). It returns the changed rows (see stage) and
+// the Registered count before the batch.
+func (p *pass) stageInTx(ctx context.Context, batch []registry.ListedObject, unchangedSince time.Time,
+	then func(tx pgx.Tx, before int64) error) (changed []registry.KeyRef, before int64, err error) {
+	p.rep.Reconcile.Selected += int64(len(batch))
+	tx, err := p.r.o.Pool.Begin(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("backfill: reconcile: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	before = p.rep.Reconcile.Registered
+	defer func() {
+		if err != nil {
+			p.rep.Reconcile.Registered = before
+		}
+	}()
+	if changed, err = p.stage(ctx, tx, batch, unchangedSince); err != nil {
+		return nil, before, err
+	}
+	if err = then(tx, before); err != nil {
+		return nil, before, err
+	}
+	if err = tx.Commit(ctx); err != nil {
+		return nil, before, fmt.Errorf("backfill: reconcile commit: %w", err)
+	}
+	return changed, before, nil
 }
 
 // propagateDeletes handles live rows whose object the primary's listing
@@ -245,22 +274,14 @@ func (p *pass) propagateDeletes(ctx context.Context, orphans []registry.KeyRef) 
 			return fmt.Errorf("backfill: head %s before propagating its delete: %w", o.Key, err)
 		}
 		p.rep.Reconcile.DeletesQueued++
-		out, err := p.r.o.Engine.Apply(ctx, events.ObjectEvent{
-			Kind:      events.KindRemoved,
-			EventName: "ObjectRemoved:Backfill",
-			Source:    EventSource,
-			Key:       o.Key,
+		out, applied, err := p.apply(ctx, o, events.ObjectEvent{
+			Kind: events.KindRemoved, EventName: "ObjectRemoved:Backfill", Source: EventSource, Key: o.Key,
 			EventTime: p.r.now(),
-		})
+		}, "propagate delete of", "delete not propagated yet")
 		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("backfill: propagate delete of %s: %w", o.Key, err)
-			}
-			p.r.log.WarnContext(ctx, "backfill: delete not propagated yet; sync retries it",
-				"data_type", o.DataType, "key", o.Key, "outcome", out.String(), "error", err)
-			continue
+			return err
 		}
-		if out == replication.OutcomeIgnored {
+		if applied && out == replication.OutcomeIgnored {
 			p.r.log.WarnContext(ctx, "backfill: orphan row of a type the engine ignores", "data_type", o.DataType, "key", o.Key)
 		}
 	}
@@ -396,42 +417,25 @@ func (p *pass) scanInventory(ctx context.Context, c *cursor, m Manifest) (stoppe
 // sweep and moves the cursor, all in one transaction.
 func (p *pass) flushInventory(ctx context.Context, c *cursor, batch []registry.ListedObject, listed int64, next InventoryPosition) error {
 	p.rep.Reconcile.Listed += listed
-	p.rep.Reconcile.Selected += int64(len(batch))
-	tx, err := p.r.o.Pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("backfill: reconcile: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	before := p.rep.Reconcile.Registered
-	t0 := time.Now()
-	changed, err := p.stage(ctx, tx, batch, p.inventoryTime)
-	if err != nil {
-		p.rep.Reconcile.Registered = before
-		return err
-	}
-	t1 := time.Now()
-	if len(batch) > 0 {
-		if err := p.r.o.Registry.RememberStaged(ctx, tx, c.name); err != nil {
-			p.rep.Reconcile.Registered = before
-			return fmt.Errorf("backfill: %w", err)
-		}
-	}
-	defer func() {
-		p.r.log.DebugContext(ctx, "backfill: inventory batch", "rows", len(batch),
-			"stage", t1.Sub(t0), "seen_and_commit", time.Since(t1))
-	}()
 	prev := c.pos.Inventory
-	c.pos.Inventory = next
-	if err := p.r.saveCursor(ctx, tx, c, listed, p.rep.Reconcile.Registered-before); err != nil {
+	t0 := time.Now()
+	var t1 time.Time
+	changed, _, err := p.stageInTx(ctx, batch, p.inventoryTime, func(tx pgx.Tx, before int64) error {
+		t1 = time.Now()
+		if len(batch) > 0 {
+			if err := p.r.o.Registry.RememberStaged(ctx, tx, c.name); err != nil {
+				return fmt.Errorf("backfill: %w", err)
+			}
+		}
+		c.pos.Inventory = next
+		return p.r.saveCursor(ctx, tx, c, listed, p.rep.Reconcile.Registered-before)
+	})
+	if err != nil {
 		c.pos.Inventory = prev
-		p.rep.Reconcile.Registered = before
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		c.pos.Inventory = prev
-		p.rep.Reconcile.Registered = before
-		return fmt.Errorf("backfill: reconcile commit: %w", err)
-	}
+	p.r.log.DebugContext(ctx, "backfill: inventory batch", "rows", len(batch),
+		"stage", t1.Sub(t0), "seen_and_commit", time.Since(t1))
 	return p.recreate(ctx, changed)
 }
 

@@ -69,11 +69,7 @@ func TestLateCreateAfterDeleteNeverResurrects(t *testing.T) {
 	out, err = env.Engine.Apply(ctx, rt.CreatedEvent(key, 100, "10"))
 	require.NoError(t, err)
 	assert.Equal(t, replication.OutcomeStale, out)
-	_, ok := env.SecondaryBytes(t, key)
-	assert.False(t, ok, "late create resurrected the secondary copy")
-	row := env.Row(t, key)
-	assert.True(t, row.Tombstoned())
-	assert.Equal(t, registry.StateSynced, row.State)
+	env.RequireDeleted(t, key, "late create resurrected the secondary copy")
 }
 
 func TestLateDeleteNeverRemovesNewerObject(t *testing.T) {
@@ -93,12 +89,7 @@ func TestLateDeleteNeverRemovesNewerObject(t *testing.T) {
 	out, err = env.Engine.Apply(ctx, rt.RemovedEvent(key, "20"))
 	require.NoError(t, err)
 	assert.Equal(t, replication.OutcomeStale, out)
-	got, ok := env.SecondaryBytes(t, key)
-	require.True(t, ok, "late delete removed the newer object")
-	assert.Equal(t, v2, got)
-	row := env.Row(t, key)
-	assert.False(t, row.Tombstoned())
-	assert.Equal(t, rt.SHA256(v2), row.PrimarySHA256)
+	env.RequireSynced(t, key, v2, "late delete removed the newer object")
 }
 
 func TestMissingOnPrimaryIsRecordedNotReturned(t *testing.T) {
@@ -136,13 +127,7 @@ func TestRemovedKeepsCopyWhenPrimaryHasObjectAgain(t *testing.T) {
 	out, err := env.Engine.Apply(ctx, rt.RemovedEvent(key, "20"))
 	require.NoError(t, err)
 	assert.Equal(t, replication.OutcomeSynced, out)
-	got, ok := env.SecondaryBytes(t, key)
-	require.True(t, ok, "secondary copy deleted although the primary has the object")
-	assert.Equal(t, v2, got, "the secondary must hold the primary's current object")
-	row := env.Row(t, key)
-	assert.False(t, row.Tombstoned())
-	assert.Equal(t, registry.StateSynced, row.State)
-	assert.Equal(t, rt.SHA256(v2), row.PrimarySHA256)
+	env.RequireSynced(t, key, v2, "secondary copy deleted although the primary has the object")
 
 	// The late create of the re-upload still syncs (newer sequencer).
 	out, err = env.Engine.Apply(ctx, rt.CreatedEvent(key, int64(len(v2)), "30"))
@@ -217,12 +202,7 @@ func TestSecondaryFailureMidCopyFailsRowAndRetrySucceeds(t *testing.T) {
 			out, err = env.Engine.Apply(ctx, ev)
 			require.NoError(t, err)
 			assert.Equal(t, replication.OutcomeSynced, out)
-			got, ok := env.SecondaryBytes(t, key)
-			require.True(t, ok)
-			assert.Equal(t, body, got)
-			row = env.Row(t, key)
-			assert.Equal(t, registry.StateSynced, row.State)
-			assert.Equal(t, rt.SHA256(body), row.PrimarySHA256)
+			env.RequireSynced(t, key, body)
 		})
 	}
 }
@@ -259,12 +239,7 @@ func TestEventDuringCopyForcesAnotherCopy(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, replication.OutcomeSynced, out)
 	assert.EqualValues(t, 2, puts.Load(), "the engine must copy again after losing the compare-and-set")
-	got, ok := env.SecondaryBytes(t, key)
-	require.True(t, ok)
-	assert.Equal(t, v2, got)
-	row := env.Row(t, key)
-	assert.Equal(t, registry.StateSynced, row.State)
-	assert.Equal(t, rt.SHA256(v2), row.PrimarySHA256)
+	env.RequireSynced(t, key, v2)
 }
 
 // TestDeleteDuringCopyWins: a delete that arrives while the copy is written
@@ -296,11 +271,7 @@ func TestDeleteDuringCopyWins(t *testing.T) {
 	out, err := env.Engine.Apply(context.Background(), rt.CreatedEvent(key, int64(len(v1)), "10"))
 	require.NoError(t, err)
 	assert.Equal(t, replication.OutcomeDeleted, out)
-	_, ok := env.SecondaryBytes(t, key)
-	assert.False(t, ok, "the copy survived a delete that raced it")
-	row := env.Row(t, key)
-	assert.True(t, row.Tombstoned())
-	assert.Equal(t, registry.StateSynced, row.State)
+	env.RequireDeleted(t, key, "the copy survived a delete that raced it")
 }
 
 func TestRegistryDownIsReturnedAsRetryable(t *testing.T) {

@@ -59,19 +59,6 @@ const (
 	secondaryBucket = "geoblob-secondary"
 )
 
-func migrated(t testing.TB) *pgxpool.Pool {
-	t.Helper()
-	dsn := pgtest.NewDBFrom(t, "registry", func(ctx context.Context, dsn string) error {
-		pool, err := pgxpool.New(ctx, dsn)
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
-		return registry.Migrate(ctx, pool)
-	})
-	return pgtest.Connect(t, dsn)
-}
-
 // newEnv builds an env on two gofakes3 servers unless o names endpoints.
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
@@ -89,7 +76,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		o.secondaryBucket = secondaryBucket
 	}
 	e := &env{t: t, ctx: ctx, clock: registrytest.NewClock(time.Time{})}
-	e.pool = migrated(t)
+	e.pool = registrytest.NewPool(t)
 	e.reg = registry.New(e.pool, registry.Options{Clock: e.clock.Now, Retry: registry.GeoBackoff{Rand: noJitter},
 		VerificationRetry: registry.GeoBackoff{Cap: verify.DefaultBackoffCap, MissingCap: verify.DefaultBackoffCap, Rand: noJitter}})
 	e.pc = s3test.Client(ctx, o.primaryEndpoint)

@@ -24,12 +24,12 @@ import (
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
-// NewPool returns a pool on a fresh database with the registry schema
+// NewDB returns the URL of a fresh database with the registry schema
 // migrated (cloned from a template migrated once per test binary). It is
-// closed when the test ends.
-func NewPool(t testing.TB) *pgxpool.Pool {
+// dropped when the test ends.
+func NewDB(t testing.TB) string {
 	t.Helper()
-	dsn := pgtest.NewDBFrom(t, "registry", func(ctx context.Context, dsn string) error {
+	return pgtest.NewDBFrom(t, "registry", func(ctx context.Context, dsn string) error {
 		pool, err := pgxpool.New(ctx, dsn)
 		if err != nil {
 			return err
@@ -37,7 +37,12 @@ func NewPool(t testing.TB) *pgxpool.Pool {
 		defer pool.Close()
 		return registry.Migrate(ctx, pool)
 	})
-	return pgtest.Connect(t, dsn)
+}
+
+// NewPool returns a pool on NewDB(t). It is closed when the test ends.
+func NewPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	return pgtest.Connect(t, NewDB(t))
 }
 
 // NewStore returns a Store on NewPool(t).

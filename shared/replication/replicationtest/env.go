@@ -198,6 +198,32 @@ func (e *Env) SecondaryBytes(t testing.TB, key string) ([]byte, bool) {
 	return b, true
 }
 
+// RequireSynced checks that the secondary holds body under key and that
+// key's row is live, synced, with body's SHA-256 as its primary checksum.
+// msgAndArgs describe a missing copy.
+func (e *Env) RequireSynced(t testing.TB, key string, body []byte, msgAndArgs ...any) {
+	t.Helper()
+	got, ok := e.SecondaryBytes(t, key)
+	require.True(t, ok, msgAndArgs...)
+	require.Equal(t, body, got, "secondary copy of %q", key)
+	row := e.Row(t, key)
+	require.False(t, row.Tombstoned(), "row of %q is a tombstone", key)
+	require.Equal(t, registry.StateSynced, row.State, "row of %q", key)
+	require.Equal(t, SHA256(body), row.PrimarySHA256, "primary checksum of %q", key)
+}
+
+// RequireDeleted checks that the secondary has no copy of key and that
+// key's row is a synced tombstone (the delete was propagated). msgAndArgs
+// describe a copy left behind.
+func (e *Env) RequireDeleted(t testing.TB, key string, msgAndArgs ...any) {
+	t.Helper()
+	_, ok := e.SecondaryBytes(t, key)
+	require.False(t, ok, msgAndArgs...)
+	row := e.Row(t, key)
+	require.True(t, row.Tombstoned(), "row of %q is live", key)
+	require.Equal(t, registry.StateSynced, row.State, "row of %q", key)
+}
+
 // Row returns the registry row of key (its data type from the catalog).
 func (e *Env) Row(t testing.TB, key string) registry.Row {
 	t.Helper()
