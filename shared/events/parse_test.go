@@ -14,6 +14,14 @@ import (
 
 const fixtureBucket = "amzn-s3-demo-bucket"
 
+// parseFixture parses the event fixture name, which must parse.
+func parseFixture(t *testing.T, name string) events.Batch {
+	t.Helper()
+	b, err := events.Parse(fixture(t, name))
+	require.NoError(t, err)
+	return b
+}
+
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "events", name))
@@ -87,8 +95,7 @@ func TestParseFixtures(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
 			t.Parallel()
-			b, err := events.Parse(fixture(t, tc.file))
-			require.NoError(t, err)
+			b := parseFixture(t, tc.file)
 			assert.Equal(t, tc.fromSQS, b.FromSQS)
 			require.Len(t, b.Messages, len(tc.msgs))
 			for i, w := range tc.msgs {
@@ -121,15 +128,13 @@ func TestParseFixtures(t *testing.T) {
 
 func TestParseKeepsVersionAndETag(t *testing.T) {
 	t.Parallel()
-	b, err := events.Parse(fixture(t, "s3-put.json"))
-	require.NoError(t, err)
+	b := parseFixture(t, "s3-put.json")
 	e := b.Messages[0].Events[0]
 	assert.Equal(t, "096fKKXTRTtl3on89fVO.nfljtsv6qko", e.VersionID)
 	assert.Equal(t, "d41d8cd98f00b204e9800998ecf8427e", e.ETag)
 	assert.Equal(t, time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), e.EventTime.UTC())
 
-	b, err = events.Parse(fixture(t, "eventbridge-created.json"))
-	require.NoError(t, err)
+	b = parseFixture(t, "eventbridge-created.json")
 	e = b.Messages[0].Events[0]
 	assert.Equal(t, "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e", e.VersionID)
 	assert.Equal(t, "b1946ac92492d2347c6235b4d2611184", e.ETag)

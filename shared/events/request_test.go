@@ -15,8 +15,7 @@ import (
 
 func TestParseSyncRequestFixtures(t *testing.T) {
 	t.Parallel()
-	b, err := events.Parse(fixture(t, "sqs-sync-requests.json"))
-	require.NoError(t, err)
+	b := parseFixture(t, "sqs-sync-requests.json")
 	require.True(t, b.FromSQS)
 	require.Len(t, b.Messages, 4)
 
@@ -44,8 +43,7 @@ func TestParseSyncRequestFixtures(t *testing.T) {
 	assert.Empty(t, m.Syncs)
 
 	// Delivered directly (no SQS envelope).
-	d, err := events.Parse(fixture(t, "sync-request.json"))
-	require.NoError(t, err)
+	d := parseFixture(t, "sync-request.json")
 	require.Len(t, d.Messages, 1)
 	assert.False(t, d.FromSQS)
 	assert.Len(t, d.Messages[0].Syncs, 1)

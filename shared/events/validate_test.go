@@ -16,8 +16,7 @@ import (
 // malformed message to retry); valid records of the same message are kept.
 func TestParseRejectsRecordsThatCanNeverSucceed(t *testing.T) {
 	t.Parallel()
-	b, err := events.Parse(fixture(t, "s3-invalid-records.json"))
-	require.NoError(t, err)
+	b := parseFixture(t, "s3-invalid-records.json")
 	require.Len(t, b.Messages, 1)
 	m := b.Messages[0]
 	assert.NoError(t, m.Err, "invalid records are not a malformed message")
@@ -46,8 +45,7 @@ func TestParseRejectsRecordsThatCanNeverSucceed(t *testing.T) {
 
 func TestParseRejectsNULInEventBridgeKey(t *testing.T) {
 	t.Parallel()
-	b, err := events.Parse(fixture(t, "eventbridge-invalid-key.json"))
-	require.NoError(t, err)
+	b := parseFixture(t, "eventbridge-invalid-key.json")
 	m := b.Messages[0]
 	assert.Empty(t, m.Events)
 	require.Len(t, m.Invalid, 1)
@@ -56,8 +54,7 @@ func TestParseRejectsNULInEventBridgeKey(t *testing.T) {
 
 func TestParseSQSInvalidRecordsArePerMessage(t *testing.T) {
 	t.Parallel()
-	b, err := events.Parse(fixture(t, "sqs-invalid.json"))
-	require.NoError(t, err)
+	b := parseFixture(t, "sqs-invalid.json")
 	require.True(t, b.FromSQS)
 	require.Len(t, b.Messages, 3)
 	for i, want := range []struct{ events, invalid int }{{0, 1}, {1, 0}, {1, 1}} {
