@@ -148,6 +148,15 @@ func TestDRReportScenario(t *testing.T) {
 	assert.Zero(t, short.Verification.VerifiedWithinInterval, "verified an hour ago: outside a 30 minute interval")
 	assert.Zero(t, short.Verification.Share)
 
+	// The metrics (functions/backfill, /metrics) publish the same figures.
+	status, err := store.TypeStatus(ctx)
+	require.NoError(t, err)
+	require.Len(t, status, 1)
+	fig := status[0].Figures()
+	assert.EqualValues(t, len(drScenario), fig.AtRiskObjects)
+	assert.Equal(t, wantBytes, fig.AtRiskBytes)
+	assert.InDelta(t, wantRPO, fig.OldestUnsyncedAge.Seconds(), 0.001)
+
 	// Keyset pages and filters.
 	var paged []string
 	after := ""

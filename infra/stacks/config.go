@@ -103,6 +103,11 @@ type Config struct {
 	// OldestUnsyncedAlarmMinutes raises the "oldest unsynced blob" alarm when a
 	// blob stays unsynced longer. Context: oldestUnsyncedAlarmMinutes. Default 60.
 	OldestUnsyncedAlarmMinutes int
+	// RPOObjectiveSeconds is the recovery point objective: the
+	// geoblob-rpo-objective alarm fires when the oldest unsynced blob is
+	// older (the RPO of geoblob dr-report). Context: rpoObjectiveSeconds.
+	// Default DefaultRPOObjectiveSeconds.
+	RPOObjectiveSeconds int
 	// APIActions sets GEOBLOB_API_ACTIONS=true on the api function: resync
 	// and reverify through the operator API and console, audited with the
 	// caller's IAM ARN; read-only otherwise. Context: apiActions. Default false.
@@ -178,6 +183,7 @@ func DefaultConfig() Config {
 		LogRetentionDays:           30,
 		LogLevel:                   "info",
 		OldestUnsyncedAlarmMinutes: 60,
+		RPOObjectiveSeconds:        DefaultRPOObjectiveSeconds,
 		DatabaseMinACU:             0.5,
 		DatabaseMaxACU:             4,
 		DatabaseDeletionProtection: true,
@@ -265,6 +271,7 @@ func ConfigFromContext(get ContextGetter) (Config, error) {
 	r.str("logLevel", &c.LogLevel)
 	r.str("alarmEmail", &c.AlarmEmail)
 	r.integer("oldestUnsyncedAlarmMinutes", &c.OldestUnsyncedAlarmMinutes)
+	r.integer("rpoObjectiveSeconds", &c.RPOObjectiveSeconds)
 	r.float("databaseMinAcu", &c.DatabaseMinACU)
 	r.float("databaseMaxAcu", &c.DatabaseMaxACU)
 	r.boolean("databaseDeletionProtection", &c.DatabaseDeletionProtection)
@@ -442,6 +449,9 @@ func (c Config) Validate() error {
 	}
 	if c.OldestUnsyncedAlarmMinutes < 1 {
 		fail("oldestUnsyncedAlarmMinutes", "must be at least 1, got %d", c.OldestUnsyncedAlarmMinutes)
+	}
+	if c.RPOObjectiveSeconds < 60 {
+		fail("rpoObjectiveSeconds", "must be at least 60 (the metric is written once a minute), got %d", c.RPOObjectiveSeconds)
 	}
 	if c.DatabaseMinACU < 0 || c.DatabaseMinACU > 256 || c.DatabaseMaxACU < 1 || c.DatabaseMaxACU > 256 || c.DatabaseMinACU > c.DatabaseMaxACU {
 		fail("databaseMinAcu", "and databaseMaxAcu must satisfy 0 <= min <= max, 1 <= max <= 256, got %g..%g", c.DatabaseMinACU, c.DatabaseMaxACU)

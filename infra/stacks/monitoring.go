@@ -131,6 +131,7 @@ func (s *SecondaryStack) monitoring(c Config, specs []FunctionSpec) {
 
 	inputAlarms(scope, c, topic)
 	typeWidgets := s.typeMonitoring(c, scope, topic)
+	drWidgets := s.drReadiness(c, scope, topic)
 	registryWidgets := []awscloudwatch.IWidget{
 		awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
 			Title: jsii.String("Oldest unsynced blob (s)"), Width: jsii.Number(8),
@@ -148,7 +149,7 @@ func (s *SecondaryStack) monitoring(c Config, specs []FunctionSpec) {
 			Left:  &[]awscloudwatch.IMetric{s.Cluster.MetricServerlessDatabaseCapacity(&awscloudwatch.MetricOptions{Period: five})},
 			Right: &[]awscloudwatch.IMetric{s.Cluster.MetricDatabaseConnections(&awscloudwatch.MetricOptions{Period: five})},
 		}))
-		rows := [][]awscloudwatch.IWidget{registryWidgets, typeWidgets, queueWidgets, fnWidgets}
+		rows := [][]awscloudwatch.IWidget{registryWidgets, drWidgets, typeWidgets, queueWidgets, fnWidgets}
 		dash := awscloudwatch.NewDashboard(scope, jsii.String("Dashboard"), &awscloudwatch.DashboardProps{
 			DashboardName: jsii.String(c.Prefix + "-replication"),
 		})

@@ -216,7 +216,8 @@ func AddReports(a, b Report) Report {
 }
 
 // writeTypeMetrics writes the per-type figures (registry counters) to
-// MetricsOut as EMF lines with the DataType dimension.
+// MetricsOut as EMF lines with the DataType dimension, and the DR
+// readiness totals as one line without dimensions.
 func (s *Service) writeTypeMetrics(ctx context.Context) {
 	status, err := s.App.Registry.TypeStatus(ctx)
 	if err != nil {
@@ -227,7 +228,14 @@ func (s *Service) writeTypeMetrics(ctx context.Context) {
 	for i, t := range status {
 		figs[i] = t.Figures()
 	}
-	if err := metrics.WriteTypeEMF(s.MetricsOut, figs, time.Now()); err != nil {
+	now := time.Now()
+	err = metrics.WriteTypeEMF(s.MetricsOut, figs, now)
+	if err == nil {
+		// The DR readiness totals (objects and bytes at risk; the RPO is
+		// the registry health's OldestUnsyncedAgeSeconds).
+		err = metrics.WriteTotalsEMF(s.MetricsOut, figs, now)
+	}
+	if err != nil {
 		s.App.Logger.ErrorContext(ctx, "backfill: per-type metrics", "error", err)
 	}
 }

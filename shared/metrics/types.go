@@ -37,6 +37,11 @@ type TypeFigures struct {
 	BytesPending     int64
 	// OldestUnsyncedAge is the current RPO of the type (0: all synced).
 	OldestUnsyncedAge time.Duration
+	// AtRiskObjects counts the rows a failover now would lose or serve
+	// stale (not synced, tombstones included; the DR report's figure).
+	AtRiskObjects int64
+	// AtRiskBytes is the size of the live objects among them.
+	AtRiskBytes int64
 }
 
 // Gauge describes one per-type figure under every name it is published
@@ -58,6 +63,9 @@ type Gauge struct {
 	Help string
 	// Value reads the figure.
 	Value func(TypeFigures) float64
+	// Total, when set, is also published summed over the data types
+	// without a dimension (WriteTotalsEMF; Prometheus users sum()).
+	Total bool
 }
 
 // Prometheus names of the per-type gauges (labels data_type and, where
@@ -71,6 +79,8 @@ const (
 	PromMissingOnPrimaryRows = "geoblob_missing_on_primary_rows"
 	PromQuarantinedRows      = "geoblob_quarantined_rows"
 	PromPendingBytes         = "geoblob_pending_bytes"
+	PromAtRiskObjects        = "geoblob_dr_at_risk_objects"
+	PromAtRiskBytes          = "geoblob_dr_at_risk_bytes"
 	PromOldestUnsyncedAge    = "geoblob_oldest_unsynced_age_seconds"
 	// PromRegistryUp is 1 when the last scrape read the registry, else 0.
 	PromRegistryUp = "geoblob_registry_up"
@@ -91,6 +101,11 @@ const (
 	// the functions that copy (EMF, DataType dimension).
 	NameReplicationLatency = "ReplicationLatencySeconds"
 	NameCopiedBytes        = "CopiedBytes"
+	// NameAtRiskObjects and NameAtRiskBytes are the DR readiness figures
+	// (per type, and summed without a dimension by WriteTotalsEMF); the
+	// RPO is NameOldestUnsyncedAge.
+	NameAtRiskObjects = "AtRiskObjects"
+	NameAtRiskBytes   = "AtRiskBytes"
 )
 
 func f(v int64) float64 { return float64(v) }
@@ -98,37 +113,59 @@ func f(v int64) float64 { return float64(v) }
 // Gauges lists every per-type gauge.
 var Gauges = []Gauge{
 	{PromRegistryRows, "", "RegistryRows", "Count", "geo_<types>_registry", "Live registry rows per data type.",
-		func(t TypeFigures) float64 { return f(t.Rows) }},
+		func(t TypeFigures) float64 { return f(t.Rows) }, false},
 	{PromReplicationRows, "pending", "PendingBlobs", "Count", "(geo_<types>_registry − synced − failed)", "Registry rows per data type and replication state.",
-		func(t TypeFigures) float64 { return f(t.Pending) }},
+		func(t TypeFigures) float64 { return f(t.Pending) }, false},
 	{PromReplicationRows, "started", "StartedBlobs", "Count", "", "",
-		func(t TypeFigures) float64 { return f(t.Started) }},
+		func(t TypeFigures) float64 { return f(t.Started) }, false},
 	{PromReplicationRows, "synced", "SyncedBlobs", "Count", "geo_<types>_synced", "",
-		func(t TypeFigures) float64 { return f(t.Synced) }},
+		func(t TypeFigures) float64 { return f(t.Synced) }, false},
 	{PromReplicationRows, "failed", NameTypeFailed, "Count", "geo_<types>_failed", "",
-		func(t TypeFigures) float64 { return f(t.Failed) }},
+		func(t TypeFigures) float64 { return f(t.Failed) }, false},
 	{PromVerificationRows, "pending", "VerificationPendingBlobs", "Count", "", "Registry rows per data type and verification state.",
-		func(t TypeFigures) float64 { return f(t.VerificationPending) }},
+		func(t TypeFigures) float64 { return f(t.VerificationPending) }, false},
 	{PromVerificationRows, "started", "VerificationStartedBlobs", "Count", "", "",
-		func(t TypeFigures) float64 { return f(t.VerificationStarted) }},
+		func(t TypeFigures) float64 { return f(t.VerificationStarted) }, false},
 	{PromVerificationRows, "succeeded", "VerifiedBlobs", "Count", "geo_<types>_verified", "",
-		func(t TypeFigures) float64 { return f(t.Verified) }},
+		func(t TypeFigures) float64 { return f(t.Verified) }, false},
 	{PromVerificationRows, "failed", "VerificationFailedBlobs", "Count", "geo_<types>_verification_failed", "",
-		func(t TypeFigures) float64 { return f(t.VerificationFailed) }},
+		func(t TypeFigures) float64 { return f(t.VerificationFailed) }, false},
 	{PromChecksumMismatchRows, "", "ChecksumMismatchBlobs", "Count", "(shown in Geo's admin UI only)", "Rows whose secondary checksum differs from the primary's.",
-		func(t TypeFigures) float64 { return f(t.ChecksumMismatch) }},
+		func(t TypeFigures) float64 { return f(t.ChecksumMismatch) }, false},
 	{PromPrimaryChecksumRows, "checksummed", "PrimaryChecksummedBlobs", "Count", "geo_<types>_checksummed", "Rows per data type whose primary is checksummed, or whose primary checksum failed.",
-		func(t TypeFigures) float64 { return f(t.PrimaryChecksummed) }},
+		func(t TypeFigures) float64 { return f(t.PrimaryChecksummed) }, false},
 	{PromPrimaryChecksumRows, "failed", "PrimaryChecksumFailedBlobs", "Count", "geo_<types>_checksum_failed", "",
-		func(t TypeFigures) float64 { return f(t.PrimaryChecksumFailed) }},
+		func(t TypeFigures) float64 { return f(t.PrimaryChecksumFailed) }, false},
 	{PromMissingOnPrimaryRows, "", "MissingOnPrimaryBlobs", "Count", "(geo_<types>_failed with missing_on_primary)", "Rows whose object is missing on the primary.",
-		func(t TypeFigures) float64 { return f(t.MissingOnPrimary) }},
+		func(t TypeFigures) float64 { return f(t.MissingOnPrimary) }, false},
 	{PromQuarantinedRows, "", "QuarantinedBlobs", "Count", "", "Rows given up on after their retries, until an operator resyncs them.",
-		func(t TypeFigures) float64 { return f(t.Quarantined) }},
+		func(t TypeFigures) float64 { return f(t.Quarantined) }, false},
 	{PromPendingBytes, "", "PendingBytes", "Bytes", "", "Bytes of live rows not synced yet.",
-		func(t TypeFigures) float64 { return f(t.BytesPending) }},
+		func(t TypeFigures) float64 { return f(t.BytesPending) }, false},
 	{PromOldestUnsyncedAge, "", NameTypeOldestUnsyncedAge, "Seconds", "", "Age of the oldest unsynced row (the current RPO); 0 when all are synced.",
-		func(t TypeFigures) float64 { return t.OldestUnsyncedAge.Seconds() }},
+		func(t TypeFigures) float64 { return t.OldestUnsyncedAge.Seconds() }, false},
+	{PromAtRiskObjects, "", NameAtRiskObjects, "Count", "", "Objects a failover now would lose or serve stale: rows not synced, held and pending deletes included (geoblob dr-report).",
+		func(t TypeFigures) float64 { return f(t.AtRiskObjects) }, true},
+	{PromAtRiskBytes, "", NameAtRiskBytes, "Bytes", "", "Bytes of the live objects at risk (geoblob dr-report).",
+		func(t TypeFigures) float64 { return f(t.AtRiskBytes) }, true},
+}
+
+// WriteTotalsEMF writes one EMF line without dimensions holding every
+// Total gauge summed over types (zeros included, so an alarm sees the
+// series).
+func WriteTotalsEMF(w io.Writer, types []TypeFigures, at time.Time) error {
+	var vals []value
+	for _, g := range Gauges {
+		if !g.Total {
+			continue
+		}
+		sum := 0.0
+		for _, t := range types {
+			sum += g.Value(t)
+		}
+		vals = append(vals, value{g.CloudWatch, g.Unit, sum})
+	}
+	return writeEMF(w, at, vals)
 }
 
 // WriteTypeEMF writes one CloudWatch Embedded Metric Format line per data

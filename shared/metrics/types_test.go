@@ -93,3 +93,26 @@ func TestOperationsDocListsEveryGauge(t *testing.T) {
 		assert.Contains(t, string(doc), "| "+series+" | `"+g.CloudWatch+"` |", "docs/operations.md lists %s", series)
 	}
 }
+
+// The DR readiness totals are one EMF line without dimensions: objects and
+// bytes at risk summed over types.
+func TestWriteTotalsEMF(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	figs := []metrics.TypeFigures{
+		{DataType: "a", AtRiskObjects: 3, AtRiskBytes: 300},
+		{DataType: "b", AtRiskObjects: 2, AtRiskBytes: 20},
+	}
+	require.NoError(t, metrics.WriteTotalsEMF(&buf, figs, time.Unix(0, 0)))
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &doc))
+	assert.Equal(t, 5.0, doc[metrics.NameAtRiskObjects])
+	assert.Equal(t, 320.0, doc[metrics.NameAtRiskBytes])
+	assert.NotContains(t, doc, metrics.DimensionDataType)
+	cw := doc["_aws"].(map[string]any)["CloudWatchMetrics"].([]any)[0].(map[string]any)
+	assert.Equal(t, []any{[]any{}}, cw["Dimensions"])
+	assert.ElementsMatch(t, []any{
+		map[string]any{"Name": metrics.NameAtRiskObjects, "Unit": "Count"},
+		map[string]any{"Name": metrics.NameAtRiskBytes, "Unit": "Bytes"},
+	}, cw["Metrics"])
+}

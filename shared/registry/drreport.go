@@ -319,7 +319,7 @@ func (s *Store) drFigures(ctx context.Context, tx pgx.Tx, now time.Time, interva
 	names := make([]string, 0, len(status))
 	for _, t := range status {
 		tr := DRTypeReport{DataType: t.DataType, Rows: t.Rows, OldestUnsyncedAt: t.OldestUnsyncedAt,
-			RPOSeconds: t.OldestUnsyncedAge.Seconds(), ObjectsAtRisk: t.Rows - t.Synced + t.TombstonesPending,
+			RPOSeconds: t.OldestUnsyncedAge.Seconds(), ObjectsAtRisk: t.AtRiskObjects(),
 			BytesAtRisk: t.BytesPending, Categories: emptyCategories(),
 			Verification: Coverage{Synced: t.Synced, Verified: t.Verified}}
 		rep.Types = append(rep.Types, tr)

@@ -13,5 +13,12 @@ func (t TypeStatus) Figures() metrics.TypeFigures {
 		PrimaryChecksummed: t.PrimaryChecksummed, PrimaryChecksumFailed: t.PrimaryChecksumFailed,
 		MissingOnPrimary: t.MissingOnPrimary, Quarantined: t.Quarantined, BytesPending: t.BytesPending,
 		OldestUnsyncedAge: t.OldestUnsyncedAge,
+		AtRiskObjects:     t.AtRiskObjects(), AtRiskBytes: t.BytesPending,
 	}
 }
+
+// AtRiskObjects counts the rows a failover now would lose or serve stale:
+// live rows not synced plus tombstones whose delete is not propagated
+// (held deletes included). It equals the sum of a DRTypeReport's
+// categories; the bytes of the live ones are BytesPending.
+func (t TypeStatus) AtRiskObjects() int64 { return t.Rows - t.Synced + t.TombstonesPending }
