@@ -128,6 +128,14 @@ func TestCommands(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Contains(t, string(page), `data-type="maven_package_file"`)
+	// ... and the registry's Prometheus gauges next to it
+	resp, err = http.Get(consoleURL + "metrics")
+	require.NoError(t, err)
+	page, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Regexp(t, `(?m)^geoblob_registry_rows\{data_type="maven_package_file"\} [1-9]`, string(page))
 	out, err = cli(t, "status", "-json", "-dir", dir)
 	require.NoError(t, err, out)
 	var st api.StatusJSON

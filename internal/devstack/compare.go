@@ -136,15 +136,16 @@ func (c Comparison) Write(w io.Writer, verbose bool) error {
 // HumanBytes formats n with a binary unit (KiB, MiB, ...).
 func HumanBytes(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
 
-// WriteStatus prints the per-type table of registry statistics: one row per
-// type of names (in that order, zeros when the registry has no rows for it),
+// WriteStatus prints the per-type table of the registry's counters
+// (registry.Store.TypeStatus, never a count of the table): one row per type
+// of names (in that order, zeros when the registry has no rows for it),
 // then any other type the registry knows, then the total.
-func WriteStatus(w io.Writer, names []string, stats []registry.TypeStats) error {
-	byType := map[string]registry.TypeStats{}
+func WriteStatus(w io.Writer, names []string, stats []registry.TypeStatus) error {
+	byType := map[string]registry.TypeStatus{}
 	for _, s := range stats {
 		byType[s.DataType] = s
 	}
-	rows := make([]registry.TypeStats, 0, len(names))
+	rows := make([]registry.TypeStatus, 0, len(names))
 	seen := map[string]bool{}
 	for _, n := range names {
 		s := byType[n]
@@ -157,7 +158,7 @@ func WriteStatus(w io.Writer, names []string, stats []registry.TypeStats) error 
 			rows = append(rows, s)
 		}
 	}
-	var total registry.TypeStats
+	var total registry.TypeStatus
 	total.DataType = "TOTAL"
 	width := len("DATA TYPE")
 	for _, s := range rows {
@@ -165,18 +166,18 @@ func WriteStatus(w io.Writer, names []string, stats []registry.TypeStats) error 
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%-*s\tFILES\tSYNCED\tFAILED\tPENDING\tVERIFIED\tDELETED\tBYTES\t\n", width, "DATA TYPE")
-	line := func(s registry.TypeStats) {
-		fmt.Fprintf(tw, "%-*s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", width, s.DataType, s.Files, s.Synced, s.Failed, s.Pending+s.Started, s.Verified, s.Tombstones, HumanBytes(s.Bytes))
+	line := func(s registry.TypeStatus) {
+		fmt.Fprintf(tw, "%-*s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", width, s.DataType, s.Rows, s.Synced, s.Failed, s.Pending+s.Started, s.Verified, s.Tombstones, HumanBytes(s.BytesTotal))
 	}
 	for _, s := range rows {
 		line(s)
-		total.Files += s.Files
+		total.Rows += s.Rows
 		total.Synced += s.Synced
 		total.Failed += s.Failed
 		total.Pending += s.Pending + s.Started
 		total.Verified += s.Verified
 		total.Tombstones += s.Tombstones
-		total.Bytes += s.Bytes
+		total.BytesTotal += s.BytesTotal
 	}
 	fmt.Fprintln(tw, strings.Repeat("-", width)+"\t\t\t\t\t\t\t\t")
 	line(total)

@@ -16,6 +16,7 @@ import (
 	"github.com/geoblob/geoblob/shared/api"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/health"
+	"github.com/geoblob/geoblob/shared/metrics/prom"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
@@ -50,6 +51,7 @@ type ConsoleOptions struct {
 
 // NewConsole builds the operator handler (shared/api) on the stack's
 // registry, with actions enabled (a local stack belongs to its operator),
+// the registry's Prometheus gauges on /metrics,
 // the caller named "local:<user>" in the audit trail, the daemon's
 // dead-letter directory counted and `geoblob check` as the health check.
 // The returned func closes the registry connection.
@@ -70,8 +72,10 @@ func NewConsole(ctx context.Context, o ConsoleOptions) (*api.Server, func(), err
 		who = "local:" + u.Username
 	}
 	dl := DeadLetterDir(o.DeadLetterDir)
+	reg := registry.New(pool, registry.Options{Logger: o.Logger})
 	opts := api.Options{
-		Registry:         registry.New(pool, registry.Options{Logger: o.Logger}),
+		Registry:         reg,
+		Metrics:          prom.Handler(reg, nil),
 		DataTypes:        types,
 		ActionsEnabled:   true,
 		Identity:         func(*http.Request) string { return who },

@@ -55,7 +55,7 @@ func Status(ctx context.Context, dir string, out io.Writer) error {
 	return s.PrintStatus(ctx, out)
 }
 
-// PrintStatus prints the per-type table from the registry's statistics.
+// PrintStatus prints the per-type table from the registry's counters.
 func (s Settings) PrintStatus(ctx context.Context, out io.Writer) error {
 	cat, err := s.Catalog()
 	if err != nil {
@@ -66,7 +66,7 @@ func (s Settings) PrintStatus(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	defer closeReg()
-	stats, err := reg.Stats(ctx)
+	stats, err := reg.TypeStatus(ctx)
 	if err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
@@ -225,14 +225,14 @@ func Demo(ctx context.Context, opts DemoOptions) error {
 	if err := s.PrintStatus(ctx, out); err != nil {
 		return err
 	}
-	stats, err := reg.Stats(ctx)
+	stats, err := reg.TypeStatus(ctx)
 	if err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
 	var unverified []string
 	for _, st := range stats {
-		if st.Verified != st.Files {
-			unverified = append(unverified, fmt.Sprintf("%s: %d of %d verified", st.DataType, st.Verified, st.Files))
+		if st.Verified != st.Rows {
+			unverified = append(unverified, fmt.Sprintf("%s: %d of %d verified", st.DataType, st.Verified, st.Rows))
 		}
 	}
 

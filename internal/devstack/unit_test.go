@@ -30,9 +30,9 @@ func TestSettingsEnvIsTheFunctionsConfig(t *testing.T) {
 func TestWriteStatus(t *testing.T) {
 	t.Parallel()
 	var b strings.Builder
-	err := devstack.WriteStatus(&b, []string{"maven_package_file", "npm_package_file"}, []registry.TypeStats{
-		{DataType: "maven_package_file", Files: 3, Synced: 2, Pending: 1, Bytes: 2048, Tombstones: 1},
-		{DataType: "helm_chart_file", Files: 1, Failed: 1},
+	err := devstack.WriteStatus(&b, []string{"maven_package_file", "npm_package_file"}, []registry.TypeStatus{
+		{DataType: "maven_package_file", Rows: 3, Synced: 2, Pending: 1, BytesTotal: 2048, Tombstones: 1},
+		{DataType: "helm_chart_file", Rows: 1, Failed: 1},
 	})
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")

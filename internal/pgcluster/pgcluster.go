@@ -71,6 +71,9 @@ type Options struct {
 	// FsyncOff turns off fsync, synchronous_commit and full_page_writes:
 	// fast, and safe only for data you can lose.
 	FsyncOff bool
+	// Settings are extra server settings, "name=value" each (passed as
+	// -c name=value), e.g. "shared_buffers=4GB" for a large benchmark.
+	Settings []string
 	// Logger receives progress messages; nil discards them.
 	Logger *slog.Logger
 	// InitCache, if set, is a directory holding a pristine initdb result
@@ -87,6 +90,7 @@ type Cluster struct {
 	binDir   string
 	port     int
 	fsyncOff bool
+	settings []string // Options.Settings
 	logger   *slog.Logger
 	runAs    *user.User // nil: run binaries as the current user
 	cache    string     // Options.InitCache
@@ -94,9 +98,10 @@ type Cluster struct {
 
 // state is what Start records in DIR/pgcluster.json for Open.
 type state struct {
-	Port     int    `json:"port"`
-	BinDir   string `json:"bin_dir"`
-	FsyncOff bool   `json:"fsync_off"`
+	Port     int      `json:"port"`
+	BinDir   string   `json:"bin_dir"`
+	FsyncOff bool     `json:"fsync_off"`
+	Settings []string `json:"settings,omitempty"`
 }
 
 // FindBinDir returns the directory holding initdb and pg_ctl: $GEOBLOB_PG_BIN
@@ -158,7 +163,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir, binDir: binDir, port: opts.Port, fsyncOff: opts.FsyncOff, logger: opts.Logger, cache: opts.InitCache}
+	c := &Cluster{dir: dir, binDir: binDir, port: opts.Port, fsyncOff: opts.FsyncOff, settings: opts.Settings, logger: opts.Logger, cache: opts.InitCache}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
@@ -176,7 +181,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		if opts.Port != 0 && opts.Port != prev.Port {
 			return nil, fmt.Errorf("pgcluster: cluster in %s already running on port %d, not %d", dir, prev.Port, opts.Port)
 		}
-		c.port, c.fsyncOff = prev.Port, prev.FsyncOff
+		c.port, c.fsyncOff, c.settings = prev.Port, prev.FsyncOff, prev.Settings
 		c.logger.Info("pgcluster: attached to running cluster", "dir", dir, "port", c.port)
 		return c, c.waitReady(ctx)
 	}
@@ -201,7 +206,7 @@ func Open(ctx context.Context, dir string, logger *slog.Logger) (*Cluster, error
 	if err != nil {
 		return nil, fmt.Errorf("%w in %s: %v", ErrNotRunning, abs, err)
 	}
-	c := &Cluster{dir: abs, binDir: st.BinDir, port: st.Port, fsyncOff: st.FsyncOff, logger: logger}
+	c := &Cluster{dir: abs, binDir: st.BinDir, port: st.Port, fsyncOff: st.FsyncOff, settings: st.Settings, logger: logger}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
@@ -432,13 +437,16 @@ func (c *Cluster) startOnce(ctx context.Context) error {
 	if c.fsyncOff {
 		settings = append(settings, "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
 	}
+	for _, kv := range c.settings {
+		settings = append(settings, "-c "+kv)
+	}
 	out, err := c.run(ctx, "pg_ctl", "start", "-D", c.dataDir(), "-l", c.LogFile(), "-w",
 		"-t", strconv.Itoa(int(startTimeout.Seconds())), "-o", strings.Join(settings, " "))
 	if err != nil {
 		return fmt.Errorf("pgcluster: %s/pg_ctl start in %s on port %d: %w: %s; log tail: %s",
 			c.binDir, c.dir, c.port, err, bytes.TrimSpace(out), tail(c.LogFile(), 600))
 	}
-	if err := writeState(c.dir, state{Port: c.port, BinDir: c.binDir, FsyncOff: c.fsyncOff}); err != nil {
+	if err := writeState(c.dir, state{Port: c.port, BinDir: c.binDir, FsyncOff: c.fsyncOff, Settings: c.settings}); err != nil {
 		return err
 	}
 	if err := c.waitReady(ctx); err != nil {

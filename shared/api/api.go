@@ -92,6 +92,10 @@ type Options struct {
 	ReverifyInterval time.Duration
 	// Brake is the delete brake's policy, shown on the brake page.
 	Brake registry.BrakePolicy
+	// Metrics, when set, is served on GET /metrics: the local console's
+	// Prometheus endpoint (the Lambda API leaves it nil; CloudWatch gets
+	// the same figures as embedded-metric lines).
+	Metrics http.Handler
 	// Now is the clock; nil = time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -160,6 +164,9 @@ func New(o Options) (*Server, error) {
 	}
 	for _, r := range s.routes(pages) {
 		s.mux.Handle(r.method+" "+r.pattern, r.handler)
+	}
+	if o.Metrics != nil {
+		s.mux.Handle("GET /metrics", o.Metrics)
 	}
 	s.guarded = http.NewCrossOriginProtection().Handler(s.mux)
 	return s, nil

@@ -44,18 +44,21 @@ const benchLoad = `
 INSERT INTO blob_registry (data_type, object_key, state, started_at, retry_at, retry_count,
 	last_sync_failure, last_synced_at, size, primary_sha256, secondary_sha256, missing_on_primary,
 	checksum_mismatch, quarantined_at, verification_state, verified_at, created_at, updated_at)
-SELECT t, format('pkg/%s/%s/%s/file-%s.bin', t, i % 97, i % 1013, i), s,
+SELECT t, format('pkg/%s/%s/%s/file-%s.bin', t, j % 97, j % 1013, i), s,
 	CASE WHEN s = 1 THEN ts END, CASE WHEN s = 3 THEN ts + interval '1 hour' END, (s = 3)::int * 3,
 	CASE WHEN s = 3 THEN 'copy failed: connection reset by peer' END,
-	CASE WHEN s = 2 THEN ts - make_interval(secs => i % 86400) END, 1000 + i % 100000,
+	CASE WHEN s = 2 THEN ts - make_interval(secs => j % 86400) END, 1000 + j % 100000,
 	repeat('a', 64), CASE WHEN s = 2 THEN repeat('a', 64) ELSE '' END,
-	i % 100 = 7, i % 200 = 11, CASE WHEN s = 3 AND i % 5 = 0 THEN ts END,
-	CASE WHEN s = 2 THEN CASE WHEN i % 2 = 0 THEN 2 ELSE 0 END ELSE 4 END,
-	CASE WHEN s = 2 AND i % 2 = 0 THEN ts - make_interval(secs => i % 7200) END,
-	ts, ts - make_interval(secs => i % 3600)
+	j % 100 = 7, j % 200 = 11, CASE WHEN s = 3 AND j % 5 = 0 THEN ts END,
+	CASE WHEN s = 2 THEN CASE WHEN j % 2 = 0 THEN 2 ELSE 0 END ELSE 4 END,
+	CASE WHEN s = 2 AND j % 2 = 0 THEN ts - make_interval(secs => j % 7200) END,
+	ts, ts - make_interval(secs => j % 3600)
 FROM generate_series($1::bigint, $2::bigint) i,
-	LATERAL (SELECT format('bench_type_%s', lpad((i % 10)::text, 2, '0')) AS t) ty,
-	LATERAL (SELECT CASE WHEN i % 100 < 90 THEN 2 WHEN i % 100 < 94 THEN 0 WHEN i % 100 < 95 THEN 1 ELSE 3 END AS s) st,
+	LATERAL (SELECT format('bench_type_%s', lpad((i % 10)::text, 2, '0')) AS t,
+		-- j drives every other property: independent of the type (i % 10),
+		-- so each type has the same mix of states
+		(i / 10) * 7919 % 1000003 AS j) ty,
+	LATERAL (SELECT CASE WHEN j % 100 < 90 THEN 2 WHEN j % 100 < 94 THEN 0 WHEN j % 100 < 95 THEN 1 ELSE 3 END AS s) st,
 	(SELECT '2026-03-01 12:00:00+00'::timestamptz AS ts) c`
 
 var bench struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/dispatch"
 	"github.com/geoblob/geoblob/shared/metrics"
+	"github.com/geoblob/geoblob/shared/registry"
 )
 
 // Service is the backfill function's dependencies, built once per cold
@@ -137,6 +138,7 @@ func (s *Service) Handle(ctx context.Context, payload json.RawMessage) (Report, 
 	if err != nil {
 		return Report{}, err
 	}
+	s.resumeBulk(ctx)
 	rep, err := s.Runner.Run(ctx, req)
 	if s.MetricsOut != nil {
 		// Health is reported even after a failed pass: that is when it matters.
@@ -148,6 +150,34 @@ func (s *Service) Handle(ctx context.Context, payload json.RawMessage) (Report, 
 		s.writeTypeMetrics(ctx)
 	}
 	return rep, err
+}
+
+// maxBulkShare bounds how long one scheduled pass spends finishing bulk
+// resync/reverify operations whose runner stopped: at most a quarter of
+// the invocation's time left, and never more than this, so registration and
+// sync keep most of every pass.
+const maxBulkShare = 2 * time.Minute
+
+// resumeBulk finishes bulk operations started through the API whose runner
+// stopped (the api function's invocation ended first, or its process
+// died): in Lambda nothing else picks them up until the next operator
+// action. A batch cut short by the share's end is resumed by the next pass.
+func (s *Service) resumeBulk(ctx context.Context) {
+	share := maxBulkShare
+	if dl, ok := ctx.Deadline(); ok {
+		share = min(share, time.Until(dl)/4)
+	}
+	if share <= 0 {
+		return
+	}
+	bctx, cancel := context.WithTimeout(ctx, share)
+	defer cancel()
+	n, err := s.App.Registry.ResumeBulk(bctx, registry.BulkOptions{Owner: "backfill"})
+	if err != nil {
+		s.App.Logger.ErrorContext(ctx, "backfill: resume bulk operations", "error", err)
+	} else if n > 0 {
+		s.App.Logger.InfoContext(ctx, "backfill: resumed bulk operations", "count", n)
+	}
 }
 
 // RunUntilQuiet runs passes until one finds nothing to do (nothing listed

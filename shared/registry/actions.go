@@ -215,7 +215,7 @@ type BulkOptions struct {
 	// TargetBatch is the batch transaction time aimed at; batch sizes
 	// adapt to it. 0 = 250 ms.
 	TargetBatch time.Duration
-	// FirstBatch is the first batch's row count; 0 = 500.
+	// FirstBatch is the id span of the first batch; 0 = 2,000.
 	FirstBatch int
 }
 
@@ -227,18 +227,30 @@ func (o BulkOptions) withDefaults() BulkOptions {
 		o.TargetBatch = 250 * time.Millisecond
 	}
 	if o.FirstBatch <= 0 {
-		o.FirstBatch = 500
+		o.FirstBatch = 2_000
 	}
 	return o
 }
 
+// Bounds of a bulk batch's id span: at least minBulkSpan ids (so a batch
+// is never all overhead), at most maxBulkSpan (so one batch of a filter
+// that matches every row stays near a second even when the adaptation
+// overshoots), and never more than twice the previous span.
+const (
+	minBulkSpan = 100
+	maxBulkSpan = 200_000
+)
+
 // RunBulk runs the bulk operation id to its end in batches: each batch is
-// one short transaction that changes up to n rows past the cursor and moves
-// the cursor, so a crash loses no work and repeats none, and event
-// processing only ever waits for one batch. The batch size adapts so a
-// batch takes about TargetBatch. It returns the operation as it ended, or
-// as it stood when ctx ended (still running, resumable), or ErrNotFound.
-// Another runner's live lease makes it return the operation untouched.
+// one short transaction that changes the matching rows in the next id span
+// past the cursor and moves the cursor to the span's end, so a crash loses
+// no work and repeats none, and event processing only ever waits for one
+// batch. A batch is bounded by its id span, not by how many rows match, so
+// a filter that matches few rows never walks far in one transaction. The
+// span adapts so a batch takes about TargetBatch. It returns the operation
+// as it ended, or as it stood when ctx ended (still running, resumable), or
+// ErrNotFound. Another runner's live lease makes it return the operation
+// untouched.
 func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOperation, error) {
 	o = o.withDefaults()
 	op, err := s.BulkOperation(ctx, id)
@@ -251,24 +263,18 @@ func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOpera
 		return op, err
 	}
 	k := len(b.args)
-	cur, maxID, lim := "$"+strconv.Itoa(k+1), "$"+strconv.Itoa(k+2), "$"+strconv.Itoa(k+3)
-	batchSQL := `
-WITH scan AS (
-	SELECT r.id FROM blob_registry r
-	WHERE ` + where + ` AND r.id > ` + cur + ` AND r.id <= ` + maxID + `
-	ORDER BY ` + typeFirst(op.Filter, "r.id") + ` LIMIT ` + lim + `
-), upd AS (
-	UPDATE blob_registry r SET ` + set + ` FROM scan WHERE r.id = scan.id AND ` + where + `
-	RETURNING 1
-)
-SELECT (SELECT count(*) FROM scan), (SELECT max(id) FROM scan), (SELECT count(*) FROM upd)`
-	n := o.FirstBatch
+	lo, hi := "$"+strconv.Itoa(k+1), "$"+strconv.Itoa(k+2)
+	// one UPDATE over the id span (lo, hi]: the filter's per-type index
+	// (data_type, id) or the state indexes of 00700 give the range scan
+	batchSQL := `UPDATE blob_registry r SET ` + set + ` WHERE ` + where + ` AND r.id > ` + lo + ` AND r.id <= ` + hi
+	span := int64(o.FirstBatch)
 	for op.State == BulkRunning {
 		if ctx.Err() != nil {
 			return op, nil
 		}
 		start := time.Now()
 		var leased bool
+		var covered int64
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			now := s.now()
 			// lease: ours, free or expired; holds the op row for the batch
@@ -283,16 +289,17 @@ SELECT (SELECT count(*) FROM scan), (SELECT max(id) FROM scan), (SELECT count(*)
 				return err
 			}
 			leased = true
+			end := min(cursor+span, op.MaxID)
+			covered = end - cursor
 			args := append([]any{now}, b.args[1:]...)
-			args = append(args, cursor, op.MaxID, n)
-			var scanned, changed int64
-			var last *int64
-			if err := tx.QueryRow(ctx, batchSQL, args...).Scan(&scanned, &last, &changed); err != nil {
+			args = append(args, cursor, end)
+			tag, err := tx.Exec(ctx, batchSQL, args...)
+			if err != nil {
 				return err
 			}
-			newCursor, state := op.MaxID, BulkDone
-			if last != nil && scanned == int64(n) {
-				newCursor, state = *last, BulkRunning
+			state := BulkRunning
+			if end >= op.MaxID {
+				state = BulkDone
 			}
 			ms := float64(time.Since(start).Microseconds()) / 1000
 			rows, err := tx.Query(ctx, `UPDATE registry_bulk_operation SET cursor_id = $2, changed = changed + $3,
@@ -300,7 +307,7 @@ SELECT (SELECT count(*) FROM scan), (SELECT max(id) FROM scan), (SELECT count(*)
 				finished_at = CASE WHEN $5 = 'running' THEN NULL ELSE $6::timestamptz END,
 				lease_owner = CASE WHEN $5 = 'running' THEN lease_owner END,
 				lease_until = CASE WHEN $5 = 'running' THEN lease_until END, updated_at = $6
-				WHERE id = $1 RETURNING `+bulkColumns, id, newCursor, changed, ms, string(state), now)
+				WHERE id = $1 RETURNING `+bulkColumns, id, end, tag.RowsAffected(), ms, string(state), now)
 			if err != nil {
 				return err
 			}
@@ -316,12 +323,11 @@ SELECT (SELECT count(*) FROM scan), (SELECT max(id) FROM scan), (SELECT count(*)
 		if !leased {
 			return s.BulkOperation(ctx, id)
 		}
-		// adapt the batch size to the target transaction time
-		// aim the next batch at TargetBatch: scale by the measured rate,
-		// at most doubling, between 50 and 50,000 rows
-		if took := time.Since(start); took > 0 {
-			next := int(float64(n) * float64(o.TargetBatch) / float64(took))
-			n = max(50, min(next, 2*n, 50_000))
+		// aim the next batch at TargetBatch: scale the span by the
+		// measured rate, at most doubling, within the span bounds
+		if took := time.Since(start); took > 0 && covered == span {
+			next := int64(float64(span) * float64(o.TargetBatch) / float64(took))
+			span = max(minBulkSpan, min(next, 2*span, maxBulkSpan))
 		}
 	}
 	s.logger.Info("registry: bulk operation finished", "id", op.ID, "action", op.Action, "actor", op.Actor,

@@ -116,6 +116,7 @@ func (f Filter) apply(b *sqlBuilder) error {
 		b.conds = append(b.conds, fmt.Sprintf("r.verification_state = %d", s))
 	}
 	if f.FailedOnly {
+		// exactly the predicate of blob_registry_list_failed_any_idx (00700)
 		b.conds = append(b.conds, "(r.state = 3 OR r.verification_state = 3)")
 	}
 	if f.MissingOnPrimary {

@@ -181,8 +181,10 @@ func NewCluster(t testing.TB) *pgcluster.Cluster {
 
 // clusterOptions: fsync off, and an initdb result shared by all test
 // binaries (per PostgreSQL binary directory) so a cluster starts in ~0.3 s.
+// GEOBLOB_PGTEST_SETTINGS adds server settings (space-separated
+// name=value, e.g. "shared_buffers=4GB" for the 10M-row benchmarks).
 func clusterOptions(dir string) pgcluster.Options {
-	opts := pgcluster.Options{Dir: dir, FsyncOff: true}
+	opts := pgcluster.Options{Dir: dir, FsyncOff: true, Settings: strings.Fields(os.Getenv("GEOBLOB_PGTEST_SETTINGS"))}
 	if bin, err := pgcluster.FindBinDir(); err == nil {
 		opts.InitCache = filepath.Join(os.TempDir(), "geoblob-pginit-"+sanitize(bin))
 	}

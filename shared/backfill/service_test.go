@@ -1,0 +1,40 @@
+package backfill_test
+
+import (
+	"log/slog"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/shared/app"
+	"github.com/geoblob/geoblob/shared/backfill"
+	"github.com/geoblob/geoblob/shared/registry"
+)
+
+// A bulk resync started through the API whose runner stopped (in Lambda:
+// the api function's invocation ended) is finished by the next scheduled
+// backfill pass, and the pass then copies the resynced rows again.
+func TestScheduledPassFinishesStoppedBulkOperations(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	for i := range 5 {
+		e.put(typedKey(i), []byte("bytes"))
+	}
+	require.Equal(t, int64(5), e.run(backfill.Request{}).Sync.Synced)
+
+	op, err := e.reg.StartBulk(t.Context(), registry.ActionResync, registry.Filter{}, "ops@example")
+	require.NoError(t, err)
+	require.Equal(t, int64(5), op.Planned)
+	require.Equal(t, registry.BulkRunning, op.State, "started, never run")
+
+	svc := &backfill.Service{App: &app.App{Registry: e.reg, Logger: slog.New(slog.DiscardHandler)}, Runner: e.runner()}
+	rep, err := svc.Handle(t.Context(), nil)
+	require.NoError(t, err)
+	done, err := e.reg.BulkOperation(t.Context(), op.ID)
+	require.NoError(t, err)
+	assert.Equal(t, registry.BulkDone, done.State)
+	assert.Equal(t, int64(5), done.Changed)
+	assert.Equal(t, int64(5), rep.Sync.Synced, "the same pass copies the resynced rows")
+	e.requireConverged()
+}
