@@ -77,18 +77,10 @@ func run(m *testing.M) int {
 		}
 		functions = devstack.FunctionsOptions{Dir: fnDir}
 	}
-	// app.Build reads S3 credentials through the AWS default chain, as the
-	// Lambda functions do: give it the stack's, and nothing from the user.
-	for _, v := range devstack.DefaultSettings("/").Env() {
-		if strings.HasPrefix(v.Name, "AWS_") {
-			os.Setenv(v.Name, v.Value)
-		}
-	}
-	for _, name := range []string{"AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"} {
-		os.Unsetenv(name)
-	}
-	os.Setenv("AWS_CONFIG_FILE", os.DevNull)
-	os.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+	// The stack's credentials reach every AWS client through the
+	// configuration (config.Config.Credentials, read through the stack's
+	// getenv), as in the functions: nothing is put into this process's
+	// environment.
 
 	// Handler logs go to stderr at warn level: failed deliveries (PostgreSQL
 	// down in the fault test) show up, per-event info lines do not.

@@ -22,14 +22,7 @@ func runBackfill(ctx context.Context, dir string, args []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	getenv := s.Getenv(os.Getenv)
-	// The AWS SDK reads credentials from the process environment.
-	for _, name := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"} {
-		if os.Getenv(name) == "" {
-			if err := os.Setenv(name, getenv(name)); err != nil {
-				return err
-			}
-		}
-	}
-	return backfill.RunCLI(ctx, getenv, args, stdout, stderr)
+	// The stack's credentials reach the AWS clients through getenv
+	// (config.Config.Credentials), not through the process environment.
+	return backfill.RunCLI(ctx, s.Getenv(os.Getenv), args, stdout, stderr)
 }

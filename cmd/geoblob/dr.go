@@ -51,9 +51,6 @@ func (t drTarget) build(ctx context.Context, logger *slog.Logger) (*app.App, err
 		if err != nil {
 			return nil, err
 		}
-		if err := exportCredentials(s); err != nil {
-			return nil, err
-		}
 		getenv = s.Getenv(os.Getenv)
 	}
 	cfg, err := config.FromEnv(getenv)

@@ -111,9 +111,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := exportCredentials(s); err != nil {
-			return err
-		}
 		return devstack.Demo(ctx, devstack.DemoOptions{
 			Settings: s, Events: daemon,
 			Timeout: *timeout, ExtraPerType: *extra, BigSize: *bigMiB << 20, Functions: daemon.Functions,
@@ -138,21 +135,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "backfill":
 		// The flags after "backfill" are backfill.RunCLI's; -dir is ours.
 		d, rest := cutDirArg(args, *dir)
-		if err := useStackCredentials(d); err != nil {
-			return err
-		}
 		return runBackfill(ctx, d, rest, stdout, stderr)
 	case "verify":
-		d, _ := cutDirArg(args, *dir)
-		if err := useStackCredentials(d); err != nil {
-			return err
-		}
 		return runVerify(ctx, fs, dir, args, stdout, logger())
 	case "check":
 		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if err := useStackCredentials(*dir); err != nil {
 			return err
 		}
 		rep, err := devstack.Check(ctx, *dir, stdout, logger())
@@ -208,35 +195,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)
 	}
-}
-
-// useStackCredentials points the AWS SDK of this process (the backfill and
-// verify services read credentials through the default chain, as in
-// Lambda) at the stack in dir.
-func useStackCredentials(dir string) error {
-	s, err := devstack.LoadSettings(dir)
-	if err != nil {
-		return err
-	}
-	return exportCredentials(s)
-}
-
-// exportCredentials sets the stack's AWS_* variables in this process's
-// environment and removes the ones that would override them.
-func exportCredentials(s devstack.Settings) error {
-	for _, v := range s.Env() {
-		if strings.HasPrefix(v.Name, "AWS_") {
-			if err := os.Setenv(v.Name, v.Value); err != nil {
-				return fmt.Errorf("set %s: %w", v.Name, err)
-			}
-		}
-	}
-	for _, name := range []string{"AWS_SESSION_TOKEN", "AWS_PROFILE"} {
-		if err := os.Unsetenv(name); err != nil {
-			return fmt.Errorf("unset %s: %w", name, err)
-		}
-	}
-	return nil
 }
 
 // cutDirArg returns the value of a -dir flag in args (before parsing;

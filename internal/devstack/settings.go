@@ -176,9 +176,11 @@ func (s Settings) Env() []EnvVar {
 
 // Getenv looks a variable up in Env, falling back to fallback (os.Getenv, or
 // nil for none) for the others, so config.FromEnv(s.Getenv(os.Getenv)) reads
-// the stack's configuration plus any GEOBLOB_* tuning the user set.
+// the stack's configuration and credentials (config.Config.Credentials)
+// plus any GEOBLOB_* tuning the user set. The caller's AWS_SESSION_TOKEN
+// never pairs with the stack's key pair: it reads as empty.
 func (s Settings) Getenv(fallback func(string) string) func(string) string {
-	env := map[string]string{}
+	env := map[string]string{"AWS_SESSION_TOKEN": ""}
 	for _, v := range s.Env() {
 		env[v.Name] = v.Value
 	}

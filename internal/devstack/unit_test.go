@@ -21,6 +21,17 @@ func TestSettingsEnvIsTheFunctionsConfig(t *testing.T) {
 	assert.Equal(t, "http://127.0.0.1:9200", cfg.Secondary.Endpoint)
 	assert.Equal(t, "eu-west-1", cfg.Secondary.Region)
 	assert.True(t, cfg.PathStyle)
+	// The stack's credentials come with its configuration, never paired
+	// with the caller's session token or taken from the caller's keys.
+	caller := map[string]string{"AWS_ACCESS_KEY_ID": "AKIDCALLER", "AWS_SECRET_ACCESS_KEY": "caller", "AWS_SESSION_TOKEN": "caller-token"}
+	cfg, err = config.FromEnv(s.Getenv(func(k string) string { return caller[k] }))
+	require.NoError(t, err)
+	require.NotNil(t, cfg.Primary.Credentials)
+	creds, err := cfg.Primary.Credentials.Retrieve(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, s.AccessKey, creds.AccessKeyID)
+	assert.Equal(t, s.SecretKey, creds.SecretAccessKey)
+	assert.Empty(t, creds.SessionToken)
 	env := s.EnvFileContent()
 	assert.Contains(t, env, "export GEOBLOB_DATABASE_URL='postgres://postgres@127.0.0.1:9432/geoblob?sslmode=disable'")
 	assert.Contains(t, env, "export AWS_ENDPOINT_URL_S3=http://127.0.0.1:9100")

@@ -19,7 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsarn "github.com/aws/aws-sdk-go-v2/aws/arn"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -81,13 +80,13 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...
 		PartSize:           cfg.PartSize,
 		Logger:             logger,
 	}
-	primaryClient, err := S3Client(ctx, cfg.Primary, cfg.PathStyle)
+	primary, err := blobstore.Open(ctx, Location(cfg.Primary, cfg.PathStyle), storeOpts)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("app: %w", err)
 	}
-	secondaryClient, err := S3Client(ctx, cfg.Secondary, cfg.PathStyle)
+	secondary, err := blobstore.Open(ctx, Location(cfg.Secondary, cfg.PathStyle), storeOpts)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("app: %w", err)
 	}
 	dsn, err := DatabaseURL(ctx, cfg, nil)
 	if err != nil {
@@ -102,8 +101,8 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...
 		Logger:    logger,
 		Pool:      pool,
 		Registry:  registry.New(pool, registry.Options{KeyPrefixes: catalog.Prefixes(), Logger: logger}),
-		Primary:   blobstore.New(primaryClient, cfg.Primary.Name, storeOpts),
-		Secondary: blobstore.New(secondaryClient, cfg.Secondary.Name, storeOpts),
+		Primary:   primary,
+		Secondary: secondary,
 		Catalog:   catalog,
 	}
 	a.Engine, err = replication.New(replication.Options{
@@ -152,27 +151,32 @@ func (a *App) Close() {
 	}
 }
 
-// S3Client returns an S3 client for bucket b: b.Credentials, or the default
-// credential chain when nil, the bucket's region, its endpoint
-// (BaseEndpoint) when set and path-style addressing when asked for.
-func S3Client(ctx context.Context, b config.Bucket, pathStyle bool) (*s3.Client, error) {
-	loadOpts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(b.Region)}
-	if b.Credentials != nil {
-		loadOpts = append(loadOpts, awsconfig.WithCredentialsProvider(b.Credentials))
+// Location is where bucket b is and how to reach it (blobstore.NewClient
+// builds its client).
+func Location(b config.Bucket, pathStyle bool) blobstore.Location {
+	return blobstore.Location{Bucket: b.Name, Region: b.Region, Endpoint: b.Endpoint, PathStyle: pathStyle, Credentials: b.Credentials}
+}
+
+// AWSConfig is the AWS SDK configuration of the clients that are not a
+// bucket's (SQS, Secrets Manager): region when not empty, else cfg.Region
+// (else the SDK's own lookup), and cfg.Credentials when set, else the
+// default credential chain.
+func AWSConfig(ctx context.Context, cfg config.Config, region string) (aws.Config, error) {
+	if region == "" {
+		region = cfg.Region
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
+	var opts []func(*awsconfig.LoadOptions) error
+	if region != "" {
+		opts = append(opts, awsconfig.WithRegion(region))
+	}
+	if cfg.Credentials != nil {
+		opts = append(opts, awsconfig.WithCredentialsProvider(cfg.Credentials))
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("app: aws config for bucket %s: %w", b.Name, err)
+		return aws.Config{}, fmt.Errorf("app: aws config: %w", err)
 	}
-	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-		if b.Endpoint != "" {
-			o.BaseEndpoint = aws.String(b.Endpoint)
-		}
-		o.UsePathStyle = pathStyle
-		// geoblob computes and compares its own SHA-256; the SDK's notice
-		// that a response carried no checksum would flood the logs.
-		o.DisableLogOutputChecksumValidationSkipped = true
-	}), nil
+	return awsCfg, nil
 }
 
 // SecretGetter reads a Secrets Manager secret; *secretsmanager.Client
@@ -199,7 +203,7 @@ func DatabaseURL(ctx context.Context, cfg config.Config, sm SecretGetter) (strin
 	if cfg.DatabaseSecretARN == "" {
 		return "", fmt.Errorf("app: %w: neither GEOBLOB_DATABASE_URL nor GEOBLOB_DATABASE_SECRET_ARN is set", config.ErrInvalid)
 	}
-	secret, err := readSecret(ctx, "GEOBLOB_DATABASE_SECRET_ARN", cfg.DatabaseSecretARN, sm)
+	secret, err := readSecret(ctx, cfg, "GEOBLOB_DATABASE_SECRET_ARN", cfg.DatabaseSecretARN, sm)
 	if err != nil {
 		return "", err
 	}
@@ -236,16 +240,16 @@ func WithTLS(dsn, sslmode, caFile string) (string, error) {
 
 // readSecret returns the string of the Secrets Manager secret id (named by
 // variable in errors). sm may be nil: a client for the secret's region is
-// made.
-func readSecret(ctx context.Context, variable, id string, sm SecretGetter) (string, error) {
+// made (AWSConfig: the secret's region, cfg's credentials).
+func readSecret(ctx context.Context, cfg config.Config, variable, id string, sm SecretGetter) (string, error) {
 	if sm == nil {
-		var opts []func(*awsconfig.LoadOptions) error
-		if a, err := awsarn.Parse(id); err == nil && a.Region != "" {
-			opts = append(opts, awsconfig.WithRegion(a.Region))
+		region := ""
+		if a, err := awsarn.Parse(id); err == nil {
+			region = a.Region
 		}
-		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+		awsCfg, err := AWSConfig(ctx, cfg, region)
 		if err != nil {
-			return "", fmt.Errorf("app: aws config for secrets manager: %w", err)
+			return "", fmt.Errorf("app: secrets manager: %w", err)
 		}
 		sm = secretsmanager.NewFromConfig(awsCfg)
 	}
@@ -277,7 +281,7 @@ func MigrateRegistry(ctx context.Context, cfg config.Config, logger *slog.Logger
 	if cfg.DatabaseRuntimeSecretARN == "" {
 		return nil
 	}
-	secret, err := readSecret(ctx, "GEOBLOB_DATABASE_RUNTIME_SECRET_ARN", cfg.DatabaseRuntimeSecretARN, sm)
+	secret, err := readSecret(ctx, cfg, "GEOBLOB_DATABASE_RUNTIME_SECRET_ARN", cfg.DatabaseRuntimeSecretARN, sm)
 	if err != nil {
 		return err
 	}

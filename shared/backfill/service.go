@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/geoblob/geoblob/shared/app"
@@ -59,7 +58,7 @@ func Build(ctx context.Context, cfg config.Config, getenv func(string) string, l
 		PassLog:       a.Registry,
 	}
 	if bcfg.SyncQueueURL != "" {
-		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+		awsCfg, err := app.AWSConfig(ctx, cfg, "")
 		if err != nil {
 			a.Close()
 			return nil, fmt.Errorf("backfill: aws config for the sync queue: %w", err)
@@ -69,12 +68,12 @@ func Build(ctx context.Context, cfg config.Config, getenv func(string) string, l
 	if bcfg.Inventory != nil {
 		b := cfg.Primary
 		b.Name = bcfg.Inventory.Bucket
-		client, err := app.S3Client(ctx, b, cfg.PathStyle)
+		inv, err := blobstore.Open(ctx, app.Location(b, cfg.PathStyle), blobstore.Options{Logger: a.Logger})
 		if err != nil {
 			a.Close()
 			return nil, fmt.Errorf("backfill: inventory bucket: %w", err)
 		}
-		o.Inventory = blobstore.New(client, b.Name, blobstore.Options{Logger: a.Logger})
+		o.Inventory = inv
 	}
 	r, err := New(o)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/registry"
@@ -69,8 +70,9 @@ type Bucket struct {
 	Region   string
 	Endpoint string
 	// Credentials, when set, sign this bucket's requests instead of the AWS
-	// default credential chain. Never read from the environment: code sets
-	// it (e.g. a test that gives each function its own S3 user).
+	// default credential chain. FromEnv sets it to Config.Credentials;
+	// code may replace it (e.g. a test that gives each function its own S3
+	// user).
 	Credentials aws.CredentialsProvider
 }
 
@@ -89,6 +91,17 @@ type Config struct {
 	Primary   Bucket
 	Secondary Bucket
 	PathStyle bool
+
+	// Region is AWS_REGION (else AWS_DEFAULT_REGION): the region of the
+	// AWS clients that are not a bucket's (SQS).
+	Region string
+	// Credentials sign every AWS request (both buckets, the queues): the
+	// static AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN
+	// read through getenv (Lambda sets them for the function's role; the
+	// local stack's getenv supplies its own), so no caller ever has to put
+	// credentials into the process environment. Nil when getenv has no key
+	// pair: the clients then use the AWS default credential chain.
+	Credentials aws.CredentialsProvider
 
 	// Types are the enabled data types, with pattern overrides applied.
 	Types []datatype.Type
@@ -147,11 +160,14 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	if defaultRegion == "" {
 		defaultRegion = getenv("AWS_DEFAULT_REGION")
 	}
+	c.Region = defaultRegion
 	c.Primary = r.bucket("PRIMARY", defaultRegion)
 	c.Secondary = r.bucket("SECONDARY", defaultRegion)
 	if c.Primary.Name != "" && c.Primary == c.Secondary {
 		r.Fail("GEOBLOB_SECONDARY_BUCKET", "must differ from the primary bucket (same name, region and endpoint)")
 	}
+	c.Credentials = credentialsFrom(getenv)
+	c.Primary.Credentials, c.Secondary.Credentials = c.Credentials, c.Credentials
 	c.Types = r.types()
 	for _, p := range strings.Split(r.Str("GEOBLOB_KEY_PREFIXES"), ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -175,6 +191,16 @@ func (c Config) Catalog() (*datatype.Catalog, error) {
 }
 
 type reader struct{ *Env }
+
+// credentialsFrom returns static credentials from the AWS_* key pair (and
+// session token) getenv holds, or nil when it holds no pair.
+func credentialsFrom(getenv func(string) string) aws.CredentialsProvider {
+	id, secret := strings.TrimSpace(getenv("AWS_ACCESS_KEY_ID")), strings.TrimSpace(getenv("AWS_SECRET_ACCESS_KEY"))
+	if id == "" || secret == "" {
+		return nil
+	}
+	return credentials.NewStaticCredentialsProvider(id, secret, strings.TrimSpace(getenv("AWS_SESSION_TOKEN")))
+}
 
 // sslMode reads a libpq sslmode that never falls back to plain text
 // silently (allow and prefer do); default verify-full.

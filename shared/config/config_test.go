@@ -88,3 +88,37 @@ func TestFromEnvTypesSelectionOverrideAndExtra(t *testing.T) {
 	_, ok = cat.Match("packages/npm-other/a-1.0.0.tgz")
 	assert.False(t, ok, "outside the selected prefixes")
 }
+
+// TestFromEnvCredentials: the AWS key pair read through getenv signs every
+// client (so nobody has to put credentials into the process environment);
+// without a pair the clients fall back to the default chain (nil).
+func TestFromEnvCredentials(t *testing.T) {
+	t.Parallel()
+	c, err := config.FromEnv(env(valid()))
+	require.NoError(t, err)
+	assert.Nil(t, c.Credentials)
+	assert.Nil(t, c.Primary.Credentials)
+	assert.Equal(t, "eu-west-1", c.Region)
+
+	m := valid()
+	m["AWS_ACCESS_KEY_ID"], m["AWS_SECRET_ACCESS_KEY"], m["AWS_SESSION_TOKEN"] = "AKIDSTACK", "stack-secret", "tok"
+	c, err = config.FromEnv(env(m))
+	require.NoError(t, err)
+	require.NotNil(t, c.Credentials)
+	got, err := c.Credentials.Retrieve(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, "AKIDSTACK", got.AccessKeyID)
+	assert.Equal(t, "stack-secret", got.SecretAccessKey)
+	assert.Equal(t, "tok", got.SessionToken)
+	for _, b := range []config.Bucket{c.Primary, c.Secondary} {
+		require.NotNil(t, b.Credentials, b.Name)
+		bc, err := b.Credentials.Retrieve(t.Context())
+		require.NoError(t, err)
+		assert.Equal(t, got, bc, b.Name)
+	}
+
+	delete(m, "AWS_SECRET_ACCESS_KEY")
+	c, err = config.FromEnv(env(m))
+	require.NoError(t, err)
+	assert.Nil(t, c.Credentials, "half a key pair is no credentials")
+}

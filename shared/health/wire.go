@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/geoblob/geoblob/shared/app"
@@ -46,8 +45,8 @@ func OptionsFromEnv(getenv func(string) string) (Options, []string, error) {
 }
 
 // ForApp returns a checker on the app's registry and buckets with the
-// thresholds and dead-letter queues read through getenv (SQS client from
-// the default credential chain). readOnly: see Options.ReadOnly. deadLetters,
+// thresholds and dead-letter queues read through getenv (SQS client with
+// the app's credentials, app.AWSConfig). readOnly: see Options.ReadOnly. deadLetters,
 // when not nil, replaces the SQS queues (the local stack's directory).
 func ForApp(ctx context.Context, a *app.App, getenv func(string) string, readOnly bool, deadLetters DeadLetters) (*Checker, error) {
 	o, queues, err := OptionsFromEnv(getenv)
@@ -57,7 +56,7 @@ func ForApp(ctx context.Context, a *app.App, getenv func(string) string, readOnl
 	o.Registry, o.Primary, o.Secondary, o.ReadOnly = a.Registry, a.Primary, a.Secondary, readOnly
 	o.DeadLetters = deadLetters
 	if o.DeadLetters == nil && len(queues) > 0 {
-		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+		awsCfg, err := app.AWSConfig(ctx, a.Config, "")
 		if err != nil {
 			return nil, fmt.Errorf("health: aws config: %w", err)
 		}

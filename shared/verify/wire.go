@@ -29,7 +29,7 @@ type Service struct {
 
 // Build wires a Service from geoblob's configuration and the
 // GEOBLOB_VERIFY_* variables read through getenv: S3 clients for both
-// buckets (app.S3Client) and a database pool (app.DatabaseURL) sized for the
+// buckets (blobstore.Open) and a database pool (app.DatabaseURL) sized for the
 // verification concurrency. It does not connect yet. Close releases it.
 func Build(ctx context.Context, cfg config.Config, getenv func(string) string, logger *slog.Logger) (*Service, error) {
 	opts, err := OptionsFromEnv(getenv, cfg.ReverifyInterval)
@@ -37,11 +37,12 @@ func Build(ctx context.Context, cfg config.Config, getenv func(string) string, l
 		return nil, err
 	}
 	opts.Logger = logger
-	pc, err := app.S3Client(ctx, cfg.Primary, cfg.PathStyle)
+	storeOpts := blobstore.Options{Logger: logger}
+	primary, err := blobstore.Open(ctx, app.Location(cfg.Primary, cfg.PathStyle), storeOpts)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
-	sc, err := app.S3Client(ctx, cfg.Secondary, cfg.PathStyle)
+	secondary, err := blobstore.Open(ctx, app.Location(cfg.Secondary, cfg.PathStyle), storeOpts)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
@@ -59,7 +60,7 @@ func Build(ctx context.Context, cfg config.Config, getenv func(string) string, l
 		Logger:            logger,
 	})
 	opts.PassLog = store
-	v, err := New(store, blobstore.New(pc, cfg.Primary.Name, blobstore.Options{Logger: logger}), blobstore.New(sc, cfg.Secondary.Name, blobstore.Options{Logger: logger}), opts)
+	v, err := New(store, primary, secondary, opts)
 	if err != nil {
 		pool.Close()
 		return nil, err
