@@ -37,6 +37,8 @@ type Registry interface {
 	BrakeStatus(ctx context.Context) (registry.BrakeStatus, error)
 	Held(ctx context.Context, f registry.HoldFilter, afterKey string, limit int) ([]registry.Row, error)
 	ResolveHeld(ctx context.Context, a registry.HoldAction, f registry.HoldFilter, actor string, dryRun bool) (int64, error)
+	// BrakeWindow counts the deletes admitted in the window per scope.
+	BrakeWindow(ctx context.Context, window time.Duration) (map[string]int64, error)
 	// DRReport is the DR readiness report (GET /api/v1/dr-report).
 	DRReport(ctx context.Context, q registry.DRReportQuery) (registry.DRReport, error)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/registry/registrytest"
 	"github.com/geoblob/geoblob/shared/replication"
 )
 
@@ -305,5 +306,137 @@ func TestConsoleInBrowser(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "bulk_resync", audit[0].Action)
 		assert.Equal(t, int64(want), audit[0].Rows)
+	})
+}
+
+// TestDRPagesInBrowser drives the delete brake and DR report pages: the
+// brake page shows the tripped brake, its window counts and its held
+// deletes; Release of one type (the confirm dialog states the dry-run
+// count) makes exactly those rows pending and keeps the brake tripped;
+// Release all re-arms it; the DR report page lists exactly the objects at
+// risk the registry holds, keys rendered as text.
+func TestDRPagesInBrowser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *api.Options) {
+		o.DataTypes = []string{"npm_package_file", "maven_package_file"}
+		o.Brake = registry.BrakePolicy{MaxDeletes: 1000, TypeMaxDeletes: 500, MaxFraction: 0.05, MinDeletes: 50}
+	})
+	ctx := newBrowser(t)
+	held := map[string]string{"npm/a/-/a-1.0.0.tgz": "npm_package_file", "npm/b/-/b-1.0.0.tgz": "npm_package_file",
+		"maven/x/y/1.0/y-1.0.jar": "maven_package_file"}
+	for k, ty := range held {
+		registrytest.HoldDelete(t, e.store, ty, k)
+	}
+	xss := `npm/<img src=x onerror=alert(1)>/-/x-1.0.0.tgz`
+	for _, k := range []string{"npm/new/-/new-1.0.0.tgz", xss} {
+		_, err := e.store.RecordCreated(t.Context(), registry.ObjectEvent{DataType: "npm_package_file", Key: k, Size: 10})
+		require.NoError(t, err)
+	}
+	var dialogs atomic.Int32
+	require.NoError(t, chromedp.Listen(ctx, func(ev any) {
+		if _, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			dialogs.Add(1)
+		}
+	}))
+	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+	do := func(t *testing.T, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		require.NoError(t, chromedp.Do(ctx, steps...))
+	}
+	keys := func(t *testing.T, table string) []string {
+		t.Helper()
+		out, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
+			`Array.from(document.querySelectorAll("#`+table+` tbody tr[data-key]")).map(tr => tr.dataset.key)`))
+		require.NoError(t, err)
+		sort.Strings(out)
+		return out
+	}
+	state := func(t *testing.T, key string) (registry.ReplicationState, registry.DeleteHold) {
+		t.Helper()
+		var st registry.ReplicationState
+		var hold registry.DeleteHold
+		require.NoError(t, e.pool.QueryRow(t.Context(), "SELECT state, delete_hold FROM blob_registry WHERE object_key = $1", key).Scan(&st, &hold))
+		return st, hold
+	}
+	base := e.srv.URL
+
+	t.Run("the brake page shows the tripped brake and its held deletes", func(t *testing.T) {
+		do(t, chromedp.Navigate(base+"/brake"), chromedp.WaitVisible(css("#held")))
+		assert.Equal(t, "tripped", text(t, ctx, "#brake-state"))
+		assert.Equal(t, "3", text(t, ctx, "#held-total"))
+		assert.Equal(t, []string{"maven/x/y/1.0/y-1.0.jar", "npm/a/-/a-1.0.0.tgz", "npm/b/-/b-1.0.0.tgz"}, keys(t, "held"))
+		assert.Equal(t, "tripped", text(t, ctx, `#scopes tr[data-scope="*"] [data-field="state"]`))
+		assert.Equal(t, "3", text(t, ctx, `#scopes tr[data-scope="*"] [data-field="held"]`))
+		assert.Equal(t, "2", text(t, ctx, `#scopes tr[data-scope="npm_package_file"] [data-field="held"]`))
+		assert.Contains(t, text(t, ctx, "#thresholds"), "1,000")
+		screenshot(t, ctx, "brake-tripped")
+	})
+
+	t.Run("Release of one type through the page", func(t *testing.T) {
+		do(t, chromedp.Navigate(base+"/brake?data_type=npm_package_file"), chromedp.WaitVisible(css("#held")))
+		assert.Equal(t, []string{"npm/a/-/a-1.0.0.tgz", "npm/b/-/b-1.0.0.tgz"}, keys(t, "held"), "the filter")
+		do(t, chromedp.Click(css("#hold-release")), chromedp.WaitVisible(css("#confirm")))
+		assert.Regexp(t, `^Release filtered held deletes: 2 held deletes will be released`, text(t, ctx, "#confirm-text"))
+		screenshot(t, ctx, "brake-confirm")
+		do(t, chromedp.Click(css("#confirm-ok")), chromedp.WaitNotPresent(css(`#held tr[data-key="npm/a/-/a-1.0.0.tgz"]`)),
+			chromedp.WaitVisible(css("#held")))
+		assert.Equal(t, []string{"maven/x/y/1.0/y-1.0.jar"}, keys(t, "held"))
+		assert.Equal(t, "tripped", text(t, ctx, "#brake-state"), "releasing one type re-arms only that type")
+		for k := range held {
+			st, hold := state(t, k)
+			if held[k] == "npm_package_file" {
+				assert.Equal(t, registry.StatePending, st, k)
+				assert.Equal(t, registry.HoldReleased, hold, k)
+			} else {
+				assert.Equal(t, registry.StateFailed, st, k)
+				assert.Equal(t, registry.HoldHeld, hold, k)
+			}
+		}
+	})
+
+	t.Run("Release all re-arms the brake", func(t *testing.T) {
+		do(t, chromedp.Click(css("#hold-release")), chromedp.WaitVisible(css("#confirm")))
+		assert.Regexp(t, `^Release all held deletes: 1 held deletes will be released`, text(t, ctx, "#confirm-text"))
+		do(t, chromedp.Click(css("#confirm-ok")), chromedp.WaitVisible(css("#no-held")))
+		assert.Equal(t, "armed", text(t, ctx, "#brake-state"))
+		st, hold := state(t, "maven/x/y/1.0/y-1.0.jar")
+		assert.Equal(t, registry.StatePending, st)
+		assert.Equal(t, registry.HoldReleased, hold)
+		audit, err := e.store.Audit(t.Context(), 10)
+		require.NoError(t, err)
+		require.Len(t, audit, 2)
+		for _, a := range audit {
+			assert.Equal(t, "delete_brake_release", a.Action)
+		}
+		assert.EqualValues(t, 1, audit[0].Rows)
+		assert.EqualValues(t, 2, audit[1].Rows)
+	})
+
+	t.Run("the DR report page lists the objects at risk", func(t *testing.T) {
+		rep, err := e.store.DRReport(t.Context(), registry.DRReportQuery{})
+		require.NoError(t, err)
+		var want []string
+		for _, o := range rep.Objects {
+			want = append(want, o.ObjectKey)
+		}
+		sort.Strings(want)
+		require.Len(t, want, 5, "three released deletes and two unsynced objects")
+		do(t, chromedp.Navigate(base+"/dr-report"), chromedp.WaitVisible(css("#at-risk")))
+		assert.Equal(t, want, keys(t, "at-risk"))
+		assert.Equal(t, "5", text(t, ctx, "#objects-at-risk"))
+		assert.Equal(t, "3", strings.Fields(text(t, ctx, `#dr-types tr[data-type="*"] [data-field="pending_delete"]`))[0])
+		assert.Equal(t, "pending_delete", text(t, ctx, `#at-risk tr[data-key="npm/a/-/a-1.0.0.tgz"] td:nth-child(2)`))
+		screenshot(t, ctx, "dr-report")
+
+		do(t, chromedp.Navigate(base+"/dr-report?category=unsynced"), chromedp.WaitVisible(css("#at-risk")))
+		assert.Equal(t, []string{xss, "npm/new/-/new-1.0.0.tgz"}, keys(t, "at-risk"))
+		cells, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
+			`Array.from(document.querySelectorAll("#at-risk td.key a")).map(a => a.textContent)`))
+		require.NoError(t, err)
+		assert.Contains(t, cells, xss, "the key renders as text")
+		imgs, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("main img").length`))
+		require.NoError(t, err)
+		assert.Zero(t, imgs, "the key is text, not markup")
+		assert.Zero(t, dialogs.Load(), "no script ran")
 	})
 }

@@ -38,7 +38,26 @@ func parseTemplates() (pages, error) {
 			return d.Round(time.Second).String()
 		},
 		"deref": func(p *int64) int64 { return *p },
-		"bar":   bar,
+		"secs": func(f float64) string {
+			if f <= 0 {
+				return "—"
+			}
+			return time.Duration(f * float64(time.Second)).Round(time.Second).String()
+		},
+		"share": func(f float64) string { return strconv.FormatFloat(f*100, 'f', 1, 64) },
+		"list":  func(a ...string) []string { return a },
+		"dict": func(kv ...any) (map[string]any, error) {
+			m := map[string]any{}
+			for i := 0; i+1 < len(kv); i += 2 {
+				k, ok := kv[i].(string)
+				if !ok {
+					return nil, fmt.Errorf("api: dict wants string keys")
+				}
+				m[k] = kv[i+1]
+			}
+			return m, nil
+		},
+		"bar": bar,
 		"bulkButtons": func() []bulkButton {
 			return []bulkButton{
 				{"resync", "all", "Resync all"}, {"reverify", "all", "Reverify all"},
@@ -370,6 +389,9 @@ func (s *Server) routes(p pages) []route {
 		route{"POST", "/bulk", s.bulkForm(p)},
 		route{"GET", "/bulk/{id}", s.bulkPage(p)},
 		route{"GET", "/audit", s.auditPage(p)},
+		route{"GET", "/brake", s.brakePage(p)},
+		route{"POST", "/brake/{action}", s.brakeForm(p)},
+		route{"GET", "/dr-report", s.drReportPage(p)},
 		route{"GET", "/assets/", assets()},
 	)
 }

@@ -59,15 +59,20 @@ func (s *Server) brake(r *http.Request) (BrakeJSON, error) {
 	if err != nil {
 		return BrakeJSON{}, err
 	}
-	out := BrakeJSON{BrakeStatus: st, HeldKeys: make([]HeldJSON, 0, len(rows))}
+	return BrakeJSON{BrakeStatus: st, HeldKeys: heldJSON(rows)}, nil
+}
+
+// heldJSON lists held deletes on the wire.
+func heldJSON(rows []registry.Row) []HeldJSON {
+	out := make([]HeldJSON, 0, len(rows))
 	for _, row := range rows {
 		h := HeldJSON{ID: row.ID, DataType: row.DataType, Key: row.ObjectKey, Size: row.Size, Reason: row.LastSyncFailure}
 		if row.DeletedAt != nil {
 			h.DeletedAt = row.DeletedAt.UTC().Format("2006-01-02T15:04:05Z")
 		}
-		out.HeldKeys = append(out.HeldKeys, h)
+		out = append(out, h)
 	}
-	return out, nil
+	return out
 }
 
 func (s *Server) getBrake(r *http.Request) (int, any, error) {

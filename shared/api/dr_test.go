@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"net/http"
 	"testing"
@@ -66,4 +67,37 @@ func TestDeleteBrakeAPI(t *testing.T) {
 	ro := newEnv(t, func(o *api.Options) { o.ActionsEnabled = false })
 	code, _ = ro.do(t, "POST", "/api/v1/delete-brake/release", api.HoldRequest{})
 	assert.Equal(t, http.StatusForbidden, code)
+}
+
+// GET /api/v1/dr-report answers JSON by default and CSV on request, and
+// refuses bad parameters with 400.
+func TestDRReportAPI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	registrytest.HoldDelete(t, e.store, "npm_package_file", "npm/a/-/a-1.0.0.tgz")
+	var rep registry.DRReport
+	require.Equal(t, http.StatusOK, e.getJSON(t, "/api/v1/dr-report", &rep))
+	require.Len(t, rep.Objects, 1)
+	assert.Equal(t, registry.RiskHeldDelete, rep.Objects[0].Category)
+	assert.EqualValues(t, 1, rep.Categories[registry.RiskHeldDelete].Objects)
+
+	resp, err := http.Get(e.srv.URL + "/api/v1/dr-report?format=csv")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, "text/csv; charset=utf-8", resp.Header.Get("Content-Type"))
+	recs, err := csv.NewReader(resp.Body).ReadAll()
+	require.NoError(t, err)
+	assert.Equal(t, api.DRReportCSVHeader, recs[0])
+	var objects [][]string
+	for _, r := range recs {
+		if r[0] == "object" {
+			objects = append(objects, r[:7])
+		}
+	}
+	assert.Equal(t, [][]string{{"object", "npm_package_file", "held_delete", "npm/a/-/a-1.0.0.tgz", "failed", "1", "0"}}, objects)
+
+	for _, q := range []string{"format=xml", "limit=0", "limit=x", "category=bogus", "after=!!!"} {
+		code, body := e.do(t, "GET", "/api/v1/dr-report?"+q, nil)
+		assert.Equal(t, http.StatusBadRequest, code, "%s: %s", q, body)
+	}
 }
