@@ -244,20 +244,33 @@ func (s *Store) population(ctx context.Context, tx pgx.Tx, dataType string, now 
 	return all, typ, nil
 }
 
-// writeVerdict records a hold or a deferral on the claimed row
-// (compare-and-set on the claim).
+// Finish statements of a sync claim the brake ends without a delete (the
+// sync machine's finish, compare-and-set on the claim token; $1 id, $2
+// generation, $3 claim time, $4 now): held ($5 reason) is never due again
+// on its own, only an operator moves it; deferred ($5 until, $6 reason) is
+// due when the grace period ends.
+var (
+	qHoldDelete = syncMachine.finishing(syncMachine.ended("3") + `
+	retry_at = '9999-12-31T00:00:00Z',
+	last_sync_failure = $5,
+	delete_hold = 1,`)
+	qDeferDelete = syncMachine.finishing(syncMachine.ended("3") + `
+	retry_at = $5,
+	last_sync_failure = $6,`)
+)
+
+// writeVerdict records a hold or a deferral on the claimed row through the
+// sync machine's finish (in tx, the brake's transaction).
 func (s *Store) writeVerdict(ctx context.Context, tx pgx.Tx, c Claim, d DeleteDecision, now time.Time) (DeleteDecision, error) {
-	var tag interface{ RowsAffected() int64 }
-	var err error
+	sql, args := qDeferDelete, []any{d.Until, TruncateFailure(d.Reason)}
 	if d.Verdict == VerdictHold {
-		tag, err = tx.Exec(ctx, qHoldDelete, c.ID, c.Generation, TruncateFailure(d.Reason), now)
-	} else {
-		tag, err = tx.Exec(ctx, qDeferDelete, c.ID, c.Generation, d.Until, TruncateFailure(d.Reason), now)
+		sql, args = qHoldDelete, []any{TruncateFailure(d.Reason)}
 	}
+	won, err := s.finishOn(ctx, tx, syncMachine, c, "brake "+d.Verdict.String(), sql, now, args)
 	if err != nil {
 		return DeleteDecision{}, err
 	}
-	if tag.RowsAffected() == 0 {
+	if !won {
 		return DeleteDecision{Verdict: VerdictLost}, nil
 	}
 	return d, nil

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // machine is one of the registry's three state machines on blob_registry:
@@ -199,16 +201,34 @@ func (s *Store) claim(ctx context.Context, m *machine, what, sql string, args ..
 // returns false, after giving the claim back, when the compare-and-set
 // lost.
 func (s *Store) finish(ctx context.Context, m *machine, c Claim, op, sql string, now time.Time, args []any, dest ...any) (bool, error) {
+	return s.finishOn(ctx, s.pool, m, c, op, sql, now, args, dest...)
+}
+
+// finishRunner runs finish and release statements: the pool or a
+// transaction.
+type finishRunner interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+var (
+	_ finishRunner = (pgx.Tx)(nil)
+	_ finishRunner = (*pgxpool.Pool)(nil)
+)
+
+// finishOn is finish on q (a transaction, for finishes that are part of a
+// larger decision such as the delete brake's).
+func (s *Store) finishOn(ctx context.Context, q finishRunner, m *machine, c Claim, op, sql string, now time.Time, args []any, dest ...any) (bool, error) {
 	all := append([]any{c.ID, c.Generation, c.token, now}, args...)
 	won := true
 	if len(dest) == 0 {
-		tag, err := s.pool.Exec(ctx, sql, all...)
+		tag, err := q.Exec(ctx, sql, all...)
 		if err != nil {
 			return false, fmt.Errorf("registry: %s %s/%s: %w", op, c.DataType, c.ObjectKey, err)
 		}
 		won = tag.RowsAffected() > 0
 	} else {
-		err := s.pool.QueryRow(ctx, sql, all...).Scan(dest...)
+		err := q.QueryRow(ctx, sql, all...).Scan(dest...)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			won = false
@@ -221,15 +241,20 @@ func (s *Store) finish(ctx context.Context, m *machine, c Claim, op, sql string,
 	}
 	s.logger.Debug("registry: claim lost", "machine", m.name, "op", op, "data_type", c.DataType,
 		"key", c.ObjectKey, "id", c.ID, "generation", c.Generation)
-	return false, s.release(ctx, m, c, now)
+	return false, s.releaseOn(ctx, q, m, c, now)
 }
 
 // release gives a claim of m back without a result (nothing for sync).
 func (s *Store) release(ctx context.Context, m *machine, c Claim, now time.Time) error {
+	return s.releaseOn(ctx, s.pool, m, c, now)
+}
+
+// releaseOn is release on q.
+func (s *Store) releaseOn(ctx context.Context, q finishRunner, m *machine, c Claim, now time.Time) error {
 	if m.resetTo == "" {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, m.giveBack(m.resetTo, false), c.ID, c.token, now); err != nil {
+	if _, err := q.Exec(ctx, m.giveBack(m.resetTo, false), c.ID, c.token, now); err != nil {
 		return fmt.Errorf("registry: release %s claim %d: %w", m.name, c.ID, err)
 	}
 	return nil

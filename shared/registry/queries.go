@@ -352,25 +352,6 @@ const qLogDelete = `
 WITH pruned AS (DELETE FROM delete_brake_log WHERE at < $3)
 INSERT INTO delete_brake_log (data_type, at) VALUES ($1, $2)`
 
-// $1 id, $2 generation, $3 reason, $4 now.
-const qHoldDelete = `
-UPDATE blob_registry AS r SET
-	state = 3,
-	retry_at = '9999-12-31T00:00:00Z', -- never due: only an operator moves a held row
-	last_sync_failure = $3,
-	delete_hold = 1,
-	updated_at = $4
-WHERE r.id = $1 AND r.state = 1 AND r.generation = $2`
-
-// $1 id, $2 generation, $3 until, $4 reason, $5 now.
-const qDeferDelete = `
-UPDATE blob_registry AS r SET
-	state = 3,
-	retry_at = $3,
-	last_sync_failure = $4,
-	updated_at = $5
-WHERE r.id = $1 AND r.state = 1 AND r.generation = $2`
-
 // heldFilter selects held tombstones by $1 data type (” = all) and $2 key
 // prefix (” = all).
 const heldFilter = `r.delete_hold = 1 AND r.deleted_at IS NOT NULL AND r.state = 3
