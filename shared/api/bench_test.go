@@ -23,6 +23,7 @@ import (
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/shared/api"
 	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/registry/registrytest"
 )
 
 // The operator surface's speed targets, measured with
@@ -38,8 +39,7 @@ import (
 const benchTypes = 10
 
 // benchLoad builds rows $1..$2 with one INSERT ... generate_series
-// while the secondary indexes are dropped (they are rebuilt after, which
-// is far faster than maintaining them row by row).
+// (registrytest.BulkLoad drops and rebuilds the secondary indexes around it).
 const benchLoad = `
 INSERT INTO blob_registry (data_type, object_key, state, started_at, retry_at, retry_count,
 	last_sync_failure, last_synced_at, size, primary_sha256, secondary_sha256, missing_on_primary,
@@ -107,35 +107,8 @@ func loadBench(ctx context.Context, dsn string, rows int) error {
 	}
 	defer conn.Close(ctx)
 	start := time.Now()
-	r, err := conn.Query(ctx, `SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'blob_registry'
-		AND indexname NOT IN ('blob_registry_pkey', 'blob_registry_type_key_uniq')`)
-	if err != nil {
-		return err
-	}
-	type index struct{ Name, Def string }
-	indexes, err := pgx.CollectRows(r, pgx.RowToStructByPos[index])
-	if err != nil {
-		return err
-	}
-	for _, ix := range indexes {
-		if _, err := conn.Exec(ctx, "DROP INDEX "+ix.Name); err != nil {
-			return err
-		}
-	}
-	// types interleave (as events of all types do), in chunks of a
-	// million rows per statement
-	const chunk = 1_000_000
-	for lo := 0; lo < rows; lo += chunk {
-		if _, err := conn.Exec(ctx, benchLoad, lo, min(lo+chunk, rows)-1); err != nil {
-			return fmt.Errorf("load rows %d..: %w", lo, err)
-		}
-	}
-	for _, ix := range indexes {
-		if _, err := conn.Exec(ctx, ix.Def); err != nil {
-			return err
-		}
-	}
-	if _, err := conn.Exec(ctx, "VACUUM ANALYZE blob_registry"); err != nil {
+	// types interleave (as events of all types do)
+	if err := registrytest.BulkLoad(ctx, conn, rows, benchLoad); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "bench registry: %d rows loaded and indexed in %s\n", rows, time.Since(start).Round(time.Second))

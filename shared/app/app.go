@@ -20,11 +20,13 @@ import (
 	awsarn "github.com/aws/aws-sdk-go-v2/aws/arn"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/datatype"
+	"github.com/geoblob/geoblob/shared/dispatch"
 	"github.com/geoblob/geoblob/shared/events"
 	"github.com/geoblob/geoblob/shared/handler"
 	"github.com/geoblob/geoblob/shared/registry"
@@ -177,6 +179,18 @@ func AWSConfig(ctx context.Context, cfg config.Config, region string) (aws.Confi
 		return aws.Config{}, fmt.Errorf("app: aws config: %w", err)
 	}
 	return awsCfg, nil
+}
+
+// Dispatcher returns the sender of request messages to the SQS queue at
+// queueURL (GEOBLOB_SYNC_QUEUE_URL, GEOBLOB_VERIFY_QUEUE_URL), with the
+// clients' AWS configuration (AWSConfig; the SQS endpoint may be set with
+// AWS_ENDPOINT_URL_SQS, as the local stack does).
+func Dispatcher(ctx context.Context, cfg config.Config, queueURL string) (*dispatch.SQS, error) {
+	awsCfg, err := AWSConfig(ctx, cfg, "")
+	if err != nil {
+		return nil, err
+	}
+	return dispatch.NewSQS(sqs.NewFromConfig(awsCfg), queueURL, 0), nil
 }
 
 // SecretGetter reads a Secrets Manager secret; *secretsmanager.Client

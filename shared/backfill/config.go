@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/dispatch"
 )
 
 // Vars lists the environment variables backfill reads, in README order.
@@ -121,7 +122,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c.RelistInterval = env.Duration("GEOBLOB_BACKFILL_RELIST_INTERVAL", c.RelistInterval)
 	c.Window = integer("GEOBLOB_SYNC_WINDOW", c.Window, 1, 1_000_000)
 	if v := get("GEOBLOB_SYNC_QUEUE_URL"); v != "" {
-		if u, err := url.Parse(v); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		if !dispatch.ValidQueueURL(v) {
 			fail("GEOBLOB_SYNC_QUEUE_URL", "must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>), got %q", v)
 		} else {
 			c.SyncQueueURL = v

@@ -2,11 +2,11 @@ package backfill
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/geoblob/geoblob/shared/dispatch"
 	"github.com/geoblob/geoblob/shared/events"
 	"github.com/geoblob/geoblob/shared/registry"
 )
@@ -51,127 +51,66 @@ const quarantineEvery = 10 * time.Second
 // database and on SQS).
 func (p *pass) dispatch(ctx context.Context) error {
 	rep := &p.rep.Sync
-	d := &dispatcher{p: p, window: int64(max(p.r.o.Config.Window, 1)), lastQuarantine: p.r.o.Clock()}
 	defer func() {
 		p.r.log.InfoContext(ctx, "backfill sync dispatch", "phase", PhaseSync, "rounds", rep.Rounds,
 			"claimed", rep.Claimed, "dispatched", rep.Dispatched, "window", p.r.o.Config.Window,
 			"window_waits", rep.WindowWaits, "quarantined", rep.Quarantined, "budget_exhausted", p.exhausted.Load())
 	}()
-	var err error
-	if d.total, err = p.startSync(ctx); err != nil {
+	total, err := p.startSync(ctx)
+	if err != nil {
 		return err
 	}
-	var (
-		wg   sync.WaitGroup
-		errs = make([]error, max(p.r.o.DispatchParallel, 1))
-	)
-	for i := range errs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = d.loop(ctx)
-		}()
+	var mu sync.Mutex // guards rep and total (Send runs in every loop)
+	lastQuarantine := p.r.o.Clock()
+	w := dispatch.Window[registry.Claim]{
+		Size:  int64(p.r.o.Config.Window),
+		Batch: p.r.o.Config.ClaimSize,
+		Loops: p.r.o.DispatchParallel,
+		InFlight: func(ctx context.Context) (int64, error) {
+			// Runs under the window's lock: park exhausted rows every
+			// quarantineEvery, then count.
+			if p.r.o.Clock().Sub(lastQuarantine) >= quarantineEvery {
+				if err := p.quarantine(ctx); err != nil {
+					return 0, err
+				}
+				lastQuarantine = p.r.o.Clock()
+			}
+			return p.r.o.Registry.CountStarted(ctx)
+		},
+		Claim: func(ctx context.Context, n int) ([]registry.Claim, bool, error) {
+			// Read before the claim: a reconcile that registers its last
+			// rows and ends between an empty claim and this check must not
+			// end sync.
+			registering := p.reconciling.Load()
+			claims, err := p.r.claimDue(ctx, n)
+			return claims, registering, err
+		},
+		Send: func(ctx context.Context, claims []registry.Claim) error {
+			if err := p.send(ctx, claims); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			rep.Rounds++
+			rep.Claimed += int64(len(claims))
+			rep.Dispatched += int64(len(claims))
+			total = max(total, rep.Dispatched)
+			if total >= 0 {
+				p.progress(PhaseSync, rep.Dispatched, total)
+			}
+			return nil
+		},
+		Wait:    p.wait,
+		Expired: p.expired,
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	stats, err := w.Run(ctx)
+	mu.Lock()
+	rep.WindowWaits += stats.Waits
+	mu.Unlock()
+	if err != nil {
 		return err
 	}
 	return p.quarantine(ctx)
-}
-
-// dispatcher is the state the claim loops of one dispatch phase share.
-type dispatcher struct {
-	p      *pass
-	window int64
-
-	mu             sync.Mutex // guards the fields below and p.rep.Sync
-	reserved       int64      // rows being claimed right now (not yet counted as started)
-	total          int64
-	lastQuarantine time.Time
-}
-
-// loop claims and sends until nothing is due, the budget ends or an
-// error occurs.
-func (d *dispatcher) loop(ctx context.Context) error {
-	p := d.p
-	rep := &p.rep.Sync
-	for !p.expired() {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("backfill: dispatch: %w", err)
-		}
-		take, err := d.reserve(ctx)
-		if err != nil {
-			return err
-		}
-		if take == 0 {
-			if !p.wait(ctx) {
-				break
-			}
-			continue
-		}
-		// Read before the claim: a reconcile that registers its last rows
-		// and ends between an empty claim and this check must not end sync.
-		registering := p.reconciling.Load()
-		claims, err := p.r.claimDue(ctx, int(take))
-		d.release(take)
-		if err != nil {
-			return err
-		}
-		if len(claims) == 0 {
-			if registering && p.wait(ctx) {
-				continue // reconcile is still registering rows
-			}
-			break
-		}
-		if err := p.send(ctx, claims); err != nil {
-			return err
-		}
-		d.mu.Lock()
-		rep.Rounds++
-		rep.Claimed += int64(len(claims))
-		rep.Dispatched += int64(len(claims))
-		d.total = max(d.total, rep.Dispatched)
-		if d.total >= 0 {
-			p.progress(PhaseSync, rep.Dispatched, d.total)
-		}
-		d.mu.Unlock()
-	}
-	return nil
-}
-
-// reserve returns how many rows this loop may claim now (0: the window is
-// full), counting the claims in flight and what other loops are claiming;
-// it also parks exhausted rows every quarantineEvery.
-func (d *dispatcher) reserve(ctx context.Context) (int64, error) {
-	p := d.p
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if p.r.o.Clock().Sub(d.lastQuarantine) >= quarantineEvery {
-		if err := p.quarantine(ctx); err != nil {
-			return 0, err
-		}
-		d.lastQuarantine = p.r.o.Clock()
-	}
-	inFlight, err := p.r.o.Registry.CountStarted(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("backfill: dispatch: %w", err)
-	}
-	room := d.window - inFlight - d.reserved
-	if room <= 0 {
-		p.rep.Sync.WindowWaits++
-		return 0, nil
-	}
-	take := min(room, int64(p.r.o.Config.ClaimSize))
-	d.reserved += take
-	return take, nil
-}
-
-// release ends a reservation once its rows are claimed (and so counted as
-// started) or the claim failed.
-func (d *dispatcher) release(n int64) {
-	d.mu.Lock()
-	d.reserved -= n
-	d.mu.Unlock()
 }
 
 // send dispatches claims as sync requests. If sending fails, the claims

@@ -9,12 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/config"
-	"github.com/geoblob/geoblob/shared/dispatch"
 	"github.com/geoblob/geoblob/shared/metrics"
 	"github.com/geoblob/geoblob/shared/registry"
 )
@@ -58,12 +55,12 @@ func Build(ctx context.Context, cfg config.Config, getenv func(string) string, l
 		PassLog:       a.Registry,
 	}
 	if bcfg.SyncQueueURL != "" {
-		awsCfg, err := app.AWSConfig(ctx, cfg, "")
+		d, err := app.Dispatcher(ctx, cfg, bcfg.SyncQueueURL)
 		if err != nil {
 			a.Close()
-			return nil, fmt.Errorf("backfill: aws config for the sync queue: %w", err)
+			return nil, fmt.Errorf("backfill: sync queue: %w", err)
 		}
-		o.Dispatcher = dispatch.NewSQS(sqs.NewFromConfig(awsCfg), bcfg.SyncQueueURL, 0)
+		o.Dispatcher = d
 	}
 	if bcfg.Inventory != nil {
 		b := cfg.Primary

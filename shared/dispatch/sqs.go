@@ -1,13 +1,17 @@
-// Package dispatch sends geoblob request messages (events.SyncRequest) to
-// the queue the workers consume. In AWS that is an SQS queue, reached
-// through the one call it needs, SendMessageBatch, behind a small
-// interface; the local stack plugs its SQS stand-in into the same interface.
+// Package dispatch is how a geoblob dispatcher hands claimed registry rows
+// to the workers: Window is the claim-and-send loop with a cap on the
+// claims in flight (backfill's sync phase and verify's scheduled pass both
+// run it), and SQS sends the request messages (events.SyncRequest,
+// events.VerifyRequest) to the queue the workers consume, through the one
+// call it needs, SendMessageBatch, behind a small interface; the local
+// stack's SQS stand-in answers the same call.
 package dispatch
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,9 +39,10 @@ const MaxBatch = 10
 // ErrSend wraps every failure to enqueue requests.
 var ErrSend = errors.New("dispatch: send")
 
-// SQS sends sync requests to one queue, one request per message (so one
-// message is one copy: the event source mapping's batch size is then the
-// requests per invocation and partial batch failures are per request), in
+// SQS sends requests to one queue, one request per message (so one
+// message is one copy or one check: the event source mapping's batch size
+// is then the requests per invocation and partial batch failures are per
+// request), in
 // SendMessageBatch calls of up to 10 messages, Parallel calls at once.
 type SQS struct {
 	client   BatchSender
@@ -54,14 +59,36 @@ func NewSQS(client BatchSender, queueURL string, parallel int) *SQS {
 	return &SQS{client: client, queueURL: queueURL, parallel: parallel}
 }
 
-// SendSync enqueues reqs. Entries SQS rejects are retried once; if some
-// are still not sent, the error (wrapping ErrSend) names how many. Sent
-// requests stay sent: a retry of the whole call only duplicates requests,
-// which the workers detect.
+// ValidQueueURL reports whether v looks like a queue URL (http or https
+// with a host), the check of every GEOBLOB_*_QUEUE_URL variable.
+func ValidQueueURL(v string) bool {
+	u, err := url.Parse(v)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
+}
+
+// SendSync enqueues sync requests, one message each (see sendAll).
 func (s *SQS) SendSync(ctx context.Context, reqs []events.SyncRequest) error {
+	return sendAll(ctx, s, reqs, func(r events.SyncRequest) ([]byte, error) {
+		return events.EncodeSyncRequests([]events.SyncRequest{r})
+	})
+}
+
+// SendVerify enqueues verification requests, one message each (see
+// sendAll).
+func (s *SQS) SendVerify(ctx context.Context, reqs []events.VerifyRequest) error {
+	return sendAll(ctx, s, reqs, func(r events.VerifyRequest) ([]byte, error) {
+		return events.EncodeVerifyRequests([]events.VerifyRequest{r})
+	})
+}
+
+// sendAll enqueues one message per request. Entries SQS rejects are
+// retried once; if some are still not sent, the error (wrapping ErrSend)
+// names how many. Sent requests stay sent: a retry of the whole call only
+// duplicates requests, which the workers detect.
+func sendAll[R any](ctx context.Context, s *SQS, reqs []R, encode func(R) ([]byte, error)) error {
 	entries := make([]types.SendMessageBatchRequestEntry, 0, len(reqs))
 	for i, r := range reqs {
-		body, err := events.EncodeSyncRequests([]events.SyncRequest{r})
+		body, err := encode(r)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrSend, err)
 		}

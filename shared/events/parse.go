@@ -21,7 +21,7 @@ import (
 //   - an SNS event delivered directly (Records[].EventSource "aws:sns");
 //   - an EventBridge S3 event delivered directly (source "aws.s3");
 //   - an s3:TestEvent delivered directly;
-//   - a geoblob request message (see SyncRequest), in an SQS message or
+//   - a geoblob request message (see SyncRequest and VerifyRequest), in an SQS message or
 //     directly.
 //
 // Only a payload that is none of these (or not JSON) makes Parse return an
@@ -56,7 +56,7 @@ func Parse(payload []byte) (Batch, error) {
 		return b, nil
 	}
 	msg := parseBody(payload)
-	if msg.Err != nil && len(msg.Events) == 0 && msg.Skipped == 0 && len(msg.Unsupported) == 0 && len(msg.Syncs) == 0 {
+	if msg.Err != nil && len(msg.Events) == 0 && msg.Skipped == 0 && len(msg.Unsupported) == 0 && len(msg.Syncs) == 0 && len(msg.Verifies) == 0 {
 		return Batch{}, msg.Err
 	}
 	return Batch{Messages: []Message{msg}}, nil
@@ -77,6 +77,13 @@ type envelopeProbe struct {
 
 type recordProbe struct {
 	EventSource string `json:"eventSource"` // SNS spells it EventSource; matching is case-insensitive
+}
+
+// IsSQSEvent reports whether payload is an SQS event (Records whose
+// eventSource is aws:sqs), as an event source mapping delivers.
+func IsSQSEvent(payload []byte) bool {
+	var probe envelopeProbe
+	return json.Unmarshal(bytes.TrimSpace(payload), &probe) == nil && probe.Records != nil && isSQS(probe.Records)
 }
 
 func isSQS(records []json.RawMessage) bool {

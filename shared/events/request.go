@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // SyncRequest asks a worker (onCreate) to do the sync work of one registry
@@ -24,7 +25,42 @@ type RequestKind string
 const (
 	// RequestSync: sync the named rows (replication).
 	RequestSync RequestKind = "sync"
+	// RequestVerify: verify the named rows (see VerifyRequest).
+	RequestVerify RequestKind = "verify"
 )
+
+// VerifySide names the copy a VerifyRequest checks.
+type VerifySide string
+
+// Verification sides.
+const (
+	// SideSecondary: hash the secondary copy and compare it with the
+	// primary's checksum.
+	SideSecondary VerifySide = "secondary"
+	// SidePrimary: hash the primary object (record its checksum, or
+	// recheck it).
+	SidePrimary VerifySide = "primary"
+)
+
+// VerifyRequest asks a verify worker to do the verification of one
+// registry row that the verify function's scheduled pass (the dispatcher)
+// claimed on Side: the row's state of that side is started, with
+// Generation and the claim time ClaimedAt (the claim's token). The worker
+// takes the claim over with a compare-and-set on that token (which moves
+// the claim time on), so a duplicate request hashes nothing; a request
+// whose claim is gone (finished, recovered after the stuck-claim timeout,
+// reset by a sync) is dropped: the row is claimed again when it is due.
+// Mode, when set ("deep" or "fast"), overrides the data type's mode.
+//
+//	{"geoblob":"verify","version":1,"requests":[{"data_type":"npm_package_file","key":"npm/a/-/a-1.0.0.tgz","side":"secondary","generation":7,"claimed_at":"2026-03-01T12:00:00.123456Z"}]}
+type VerifyRequest struct {
+	DataType   string     `json:"data_type"`
+	Key        string     `json:"key"` // the object key, verbatim (not URL-encoded)
+	Side       VerifySide `json:"side"`
+	Generation int64      `json:"generation"`
+	ClaimedAt  time.Time  `json:"claimed_at"`
+	Mode       string     `json:"mode,omitempty"`
+}
 
 // RequestVersion is the version of the request message format that
 // EncodeSyncRequests writes and Parse accepts.
@@ -46,21 +82,37 @@ type requestMessage struct {
 // EncodeSyncRequests returns the message body carrying reqs (1 to
 // MaxRequestsPerMessage valid requests).
 func EncodeSyncRequests(reqs []SyncRequest) ([]byte, error) {
+	return encodeRequests(RequestSync, reqs)
+}
+
+// EncodeVerifyRequests returns the message body carrying reqs (1 to
+// MaxRequestsPerMessage valid requests).
+func EncodeVerifyRequests(reqs []VerifyRequest) ([]byte, error) {
+	return encodeRequests(RequestVerify, reqs)
+}
+
+// request is what every kind of request can say about itself.
+type request interface {
+	SyncRequest | VerifyRequest
+	check() error
+}
+
+func encodeRequests[R request](kind RequestKind, reqs []R) ([]byte, error) {
 	if len(reqs) == 0 || len(reqs) > MaxRequestsPerMessage {
-		return nil, fmt.Errorf("events: a sync request message carries 1 to %d requests, not %d", MaxRequestsPerMessage, len(reqs))
+		return nil, fmt.Errorf("events: a %s request message carries 1 to %d requests, not %d", kind, MaxRequestsPerMessage, len(reqs))
 	}
 	for i, r := range reqs {
 		if err := r.check(); err != nil {
-			return nil, fmt.Errorf("events: sync request %d: %w", i, err)
+			return nil, fmt.Errorf("events: %s request %d: %w", kind, i, err)
 		}
 	}
 	body, err := json.Marshal(struct {
-		Geoblob  RequestKind   `json:"geoblob"`
-		Version  int           `json:"version"`
-		Requests []SyncRequest `json:"requests"`
-	}{RequestSync, RequestVersion, reqs})
+		Geoblob  RequestKind `json:"geoblob"`
+		Version  int         `json:"version"`
+		Requests []R         `json:"requests"`
+	}{kind, RequestVersion, reqs})
 	if err != nil {
-		return nil, fmt.Errorf("events: encode sync requests: %w", err)
+		return nil, fmt.Errorf("events: encode %s requests: %w", kind, err)
 	}
 	return body, nil
 }
@@ -76,8 +128,26 @@ func (r SyncRequest) check() error {
 	return ValidKey(r.Key)
 }
 
-// parseRequests decodes a request message body into msg.Syncs. A request
-// that can not be used is the message's error; the other requests stay.
+// check reports what makes r unusable.
+func (r VerifyRequest) check() error {
+	switch {
+	case r.DataType == "" || r.Key == "":
+		return errors.New("data type and key are required")
+	case r.Side != SideSecondary && r.Side != SidePrimary:
+		return fmt.Errorf("side %q is not %q or %q", r.Side, SideSecondary, SidePrimary)
+	case r.Generation <= 0:
+		return fmt.Errorf("generation %d is not positive", r.Generation)
+	case r.ClaimedAt.IsZero():
+		return errors.New("claimed_at is required")
+	case r.Mode != "" && r.Mode != "deep" && r.Mode != "fast":
+		return fmt.Errorf("mode %q is not deep or fast", r.Mode)
+	}
+	return ValidKey(r.Key)
+}
+
+// parseRequests decodes a request message body into msg.Syncs or
+// msg.Verifies. A request that can not be used is the message's error; the
+// other requests stay.
 func parseRequests(msg *Message, body []byte) {
 	var m requestMessage
 	if err := json.Unmarshal(body, &m); err != nil {
@@ -85,7 +155,7 @@ func parseRequests(msg *Message, body []byte) {
 		return
 	}
 	switch {
-	case m.Geoblob != RequestSync:
+	case m.Geoblob != RequestSync && m.Geoblob != RequestVerify:
 		msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: request message of unknown kind %q", ErrMalformed, m.Geoblob))
 		return
 	case m.Version != RequestVersion:
@@ -95,16 +165,28 @@ func parseRequests(msg *Message, body []byte) {
 		msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: %d requests in one message (at most %d)", ErrMalformed, len(m.Requests), MaxRequestsPerMessage))
 		return
 	}
+	if m.Geoblob == RequestVerify {
+		msg.Verifies = decodeRequests[VerifyRequest](msg, m)
+	} else {
+		msg.Syncs = decodeRequests[SyncRequest](msg, m)
+	}
+}
+
+// decodeRequests decodes the requests of m that are usable and joins the
+// errors of the others into msg.Err.
+func decodeRequests[R request](msg *Message, m requestMessage) []R {
+	var out []R
 	for i, raw := range m.Requests {
-		var r SyncRequest
+		var r R
 		if err := json.Unmarshal(raw, &r); err != nil {
-			msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: sync request %d: %v", ErrMalformed, i, err))
+			msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: %s request %d: %v", ErrMalformed, m.Geoblob, i, err))
 			continue
 		}
 		if err := r.check(); err != nil {
-			msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: sync request %d: %v", ErrMalformed, i, err))
+			msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: %s request %d: %v", ErrMalformed, m.Geoblob, i, err))
 			continue
 		}
-		msg.Syncs = append(msg.Syncs, r)
+		out = append(out, r)
 	}
+	return out
 }

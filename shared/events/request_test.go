@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -15,9 +16,7 @@ import (
 
 func TestParseSyncRequestFixtures(t *testing.T) {
 	t.Parallel()
-	b := parseFixture(t, "sqs-sync-requests.json")
-	require.True(t, b.FromSQS)
-	require.Len(t, b.Messages, 4)
+	b := sqsFixture(t, "sqs-sync-requests.json", 4)
 
 	m := b.Messages[0]
 	assert.NoError(t, m.Err)
@@ -55,13 +54,7 @@ func TestEncodeSyncRequestsRoundTrip(t *testing.T) {
 		{DataType: "npm_package_file", Key: "npm/a b+c%20/-/ü.tgz", Generation: 1},
 		{DataType: "maven_package_file", Key: "maven/x/1/x-1.jar", Generation: 1 << 40},
 	}
-	body, err := events.EncodeSyncRequests(reqs)
-	require.NoError(t, err)
-	b, err := events.Parse(body)
-	require.NoError(t, err)
-	require.Len(t, b.Messages, 1)
-	assert.NoError(t, b.Messages[0].Err)
-	assert.Equal(t, reqs, b.Messages[0].Syncs)
+	roundTrip(t, events.EncodeSyncRequests, reqs, func(m events.Message) []events.SyncRequest { return m.Syncs })
 
 	for name, bad := range map[string][]events.SyncRequest{
 		"none":          nil,
@@ -135,4 +128,62 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseVerifyRequestFixture(t *testing.T) {
+	t.Parallel()
+	b := sqsFixture(t, "sqs-verify-requests.json", 3)
+	assert.NoError(t, b.Messages[0].Err)
+	assert.Empty(t, b.Messages[0].Syncs)
+	assert.Equal(t, []events.VerifyRequest{{DataType: "npm_package_file", Key: "npm/left-pad/-/left-pad-1.3.0.tgz",
+		Side: events.SideSecondary, Generation: 3, ClaimedAt: time.Date(2026, 11, 30, 17, 0, 0, 123456000, time.UTC)}}, b.Messages[0].Verifies)
+	assert.NoError(t, b.Messages[1].Err)
+	assert.Equal(t, events.SidePrimary, b.Messages[1].Verifies[0].Side)
+	assert.Equal(t, "fast", b.Messages[1].Verifies[0].Mode)
+	// An unknown side and a missing claim time: the message fails, nothing is acted on.
+	assert.ErrorIs(t, b.Messages[2].Err, events.ErrMalformed)
+	assert.Empty(t, b.Messages[2].Verifies)
+	assert.True(t, events.IsSQSEvent(fixture(t, "sqs-verify-requests.json")))
+	assert.False(t, events.IsSQSEvent([]byte(`{"mode":"deep"}`)))
+}
+
+func TestEncodeVerifyRequestsRoundTrip(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 3, 1, 12, 0, 0, 1000, time.UTC)
+	reqs := []events.VerifyRequest{
+		{DataType: "npm_package_file", Key: "npm/a b+c%20/-/ü.tgz", Side: events.SideSecondary, Generation: 1, ClaimedAt: at},
+		{DataType: "maven_package_file", Key: "maven/x/1/x-1.jar", Side: events.SidePrimary, Generation: 1 << 40, ClaimedAt: at, Mode: "deep"},
+	}
+	roundTrip(t, events.EncodeVerifyRequests, reqs, func(m events.Message) []events.VerifyRequest { return m.Verifies })
+	for name, bad := range map[string][]events.VerifyRequest{
+		"none":       nil,
+		"no side":    {{DataType: "t", Key: "k", Generation: 1, ClaimedAt: at}},
+		"no time":    {{DataType: "t", Key: "k", Side: events.SidePrimary, Generation: 1}},
+		"bad mode":   {{DataType: "t", Key: "k", Side: events.SidePrimary, Generation: 1, ClaimedAt: at, Mode: "quick"}},
+		"generation": {{DataType: "t", Key: "k", Side: events.SidePrimary, ClaimedAt: at}},
+	} {
+		_, err := events.EncodeVerifyRequests(bad)
+		assert.Error(t, err, name)
+	}
+}
+
+// roundTrip encodes reqs into one message and parses them back unchanged.
+func roundTrip[R any](t *testing.T, encode func([]R) ([]byte, error), reqs []R, got func(events.Message) []R) {
+	t.Helper()
+	body, err := encode(reqs)
+	require.NoError(t, err)
+	b, err := events.Parse(body)
+	require.NoError(t, err)
+	require.Len(t, b.Messages, 1)
+	assert.NoError(t, b.Messages[0].Err)
+	assert.Equal(t, reqs, got(b.Messages[0]))
+}
+
+// sqsFixture parses testdata/events/name, an SQS event of n messages.
+func sqsFixture(t *testing.T, name string, n int) events.Batch {
+	t.Helper()
+	b := parseFixture(t, name)
+	require.True(t, b.FromSQS)
+	require.Len(t, b.Messages, n)
+	return b
 }

@@ -85,6 +85,9 @@ type Message struct {
 	// Syncs are the sync requests of a request message (see SyncRequest),
 	// in message order.
 	Syncs []SyncRequest
+	// Verifies are the verification requests of a request message (see
+	// VerifyRequest), in message order.
+	Verifies []VerifyRequest
 	// Invalid are decoded records geoblob would act on that can never
 	// succeed (each Err wraps ErrInvalid; see ValidKey, ValidSize,
 	// NormalizeSequencer). They must be rejected at once, never retried.

@@ -245,6 +245,14 @@ func (h *Handler) process(ctx context.Context, log *slog.Logger, batch events.Ba
 			failed[i] = true
 			mlog.ErrorContext(ctx, "undecodable message", "error", m.Err)
 		}
+		if len(m.Verifies) > 0 {
+			// Verification requests belong to the verify workers' queue.
+			sum.Received += len(m.Verifies)
+			sum.Malformed++
+			failed[i] = true
+			mlog.ErrorContext(ctx, "verification requests sent to the copy worker; failed (its dead-letter queue keeps them)",
+				"requests", len(m.Verifies))
+		}
 		sum.Received += len(m.Invalid)
 		for _, ev := range m.Events {
 			if ev.Bucket != h.opts.PrimaryBucket {

@@ -165,6 +165,22 @@ UPDATE blob_registry AS r SET ` + m.state + ` = ` + resetTo + `, ` + m.startedAt
 WHERE r.id = $1 AND r.` + m.state + ` = 1 AND r.` + m.startedAt + ` = $2`
 }
 
+// accept is the statement that takes over a claim of m another process
+// made and handed over (a dispatched request): $1 data type, $2 key, $3
+// generation, $4 claim time, $5 now. It moves the claim time on (at least
+// by a microsecond, so a frozen clock still changes it), which is the new
+// token: of several deliveries of one request exactly one matches, and the
+// stuck-claim clock restarts.
+func (m *machine) accept() string {
+	return `
+UPDATE blob_registry AS r SET
+	` + m.startedAt + ` = greatest($5, r.` + m.startedAt + ` + interval '1 microsecond'),
+	updated_at = $5
+WHERE r.data_type = $1 AND r.object_key = $2 AND r.generation = $3
+  AND r.` + m.state + ` = 1 AND r.` + m.startedAt + ` = $4
+RETURNING ` + RowColumns
+}
+
 // stuck matches claims started before $1.
 func (m *machine) stuck() string {
 	return `r.` + m.state + ` = 1 AND r.` + m.startedAt + ` < $1`

@@ -421,6 +421,18 @@ var (
 	qRecoverPrimary   = primaryMachine.giveBack("0", true)
 )
 
+// Verification claims handed over to a worker (see machine.accept).
+var (
+	qAcceptSecondaryClaim = secondaryMachine.accept()
+	qAcceptPrimaryClaim   = primaryMachine.accept()
+)
+
+// Verification claims in flight, both machines (partial indexes
+// blob_registry_verification_started_idx and
+// blob_registry_primary_started_idx).
+const qCountVerifying = `SELECT (SELECT count(*) FROM blob_registry WHERE verification_state = 1)
+	+ (SELECT count(*) FROM blob_registry WHERE primary_verification_state = 1)`
+
 // Verification claims: $1 limit, $2 now, $3 reverify interval (µs), $4
 // reverify spread (µs), $5 key prefixes (NULL = all).
 //

@@ -149,6 +149,11 @@ type Claim struct {
 	token time.Time // started_at of the machine's claim (verification machines)
 }
 
+// ClaimedAt is the claim's token: the time the row's machine was started
+// at. A dispatcher hands it to the worker (events.VerifyRequest), which
+// takes the claim over with AcceptSecondaryClaim or AcceptPrimaryClaim.
+func (c Claim) ClaimedAt() time.Time { return c.token }
+
 // SyncResult is what a finished copy reports.
 type SyncResult struct {
 	Size      int64

@@ -80,6 +80,37 @@ func (s *Store) claimVerify(ctx context.Context, m *machine, what, sql string, o
 	return s.claim(ctx, m, what, sql, limit, s.now(), o.ReverifyInterval.Microseconds(), o.ReverifySpread.Microseconds(), s.prefixes)
 }
 
+// AcceptSecondaryClaim takes over a secondary verification claim another
+// process made and handed over (a dispatched events.VerifyRequest): it
+// succeeds only while the row's secondary verification is still started
+// with generation and claim time claimedAt, and gives the claim a new
+// token, so of several deliveries of one request exactly one gets it. ok
+// is false (nothing changes) when the row is absent or the claim is gone:
+// finished, recovered after the timeout, reset by a sync, or taken by a
+// duplicate request.
+func (s *Store) AcceptSecondaryClaim(ctx context.Context, dataType, key string, generation int64, claimedAt time.Time) (Claim, bool, error) {
+	return s.claimOne(ctx, secondaryMachine, "accept secondary claim "+dataType+"/"+key, qAcceptSecondaryClaim,
+		dataType, key, generation, claimedAt, s.now())
+}
+
+// AcceptPrimaryClaim is AcceptSecondaryClaim for a primary verification
+// claim.
+func (s *Store) AcceptPrimaryClaim(ctx context.Context, dataType, key string, generation int64, claimedAt time.Time) (Claim, bool, error) {
+	return s.claimOne(ctx, primaryMachine, "accept primary claim "+dataType+"/"+key, qAcceptPrimaryClaim,
+		dataType, key, generation, claimedAt, s.now())
+}
+
+// CountVerifying returns how many verification claims are in flight
+// (secondary and primary machines in state started) across every worker.
+// A verification dispatcher keeps it under its window.
+func (s *Store) CountVerifying(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, qCountVerifying).Scan(&n); err != nil {
+		return 0, fmt.Errorf("registry: count verifying: %w", err)
+	}
+	return n, nil
+}
+
 // RecoverVerification gives back secondary and primary verification claims
 // started longer ago than olderThan and returns how many it recovered.
 func (s *Store) RecoverVerification(ctx context.Context, olderThan time.Duration) (int64, error) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/dispatch"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
@@ -21,6 +22,7 @@ const (
 	DefaultReverifyInterval = 90 * 24 * time.Hour
 	DefaultSpreadFraction   = 0.10
 	DefaultBackoffCap       = registry.DefaultVerificationBackoffCap
+	DefaultWindow           = 100 // verification claims in flight when dispatching
 	// DefaultDeadlineMargin is kept free before the invocation's deadline
 	// for the checks in flight when claiming stops.
 	DefaultDeadlineMargin = time.Minute
@@ -38,6 +40,8 @@ var Reference = []config.Var{
 	{Name: "GEOBLOB_VERIFY_REVERIFY_SPREAD", Default: "10%", Description: "Rows come due for reverification up to this much before GEOBLOB_REVERIFY_INTERVAL (a duration or a percentage of it), spread evenly by row."},
 	{Name: "GEOBLOB_VERIFY_BACKOFF_CAP", Default: "24h", Description: "Longest wait before a secondary that keeps failing verification is resynced again."},
 	{Name: "GEOBLOB_VERIFY_PRIMARY", Default: "true", Description: "Also checksum primaries that have no checksum and re-verify primaries after the interval."},
+	{Name: "GEOBLOB_VERIFY_QUEUE_URL", Default: "", Description: "SQS queue of verification requests consumed by the verify workers. When set, the scheduled verify pass claims due rows and dispatches them there instead of checking them itself, so verification scales with the workers' reserved concurrency."},
+	{Name: "GEOBLOB_VERIFY_WINDOW", Default: "100", Description: "Most verification claims in flight (queued and running) the verify dispatcher fills up to; set it to the verify workers' reserved concurrency x GEOBLOB_VERIFY_CONCURRENCY, their cap."},
 }
 
 // Options tune a Verifier. Zero fields take the defaults.
@@ -78,6 +82,17 @@ type Options struct {
 	Now func() time.Time
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+	// Dispatcher, when set, makes passes dispatch their claims to the
+	// verify workers (see HandleRequests) instead of checking them, with at
+	// most Window claims in flight (GEOBLOB_VERIFY_WINDOW, default 100),
+	// looking again every PollInterval (default DefaultPollInterval) while
+	// the window is full.
+	Dispatcher   Dispatcher
+	Window       int
+	PollInterval time.Duration
+	// QueueURL is GEOBLOB_VERIFY_QUEUE_URL: Build makes the Dispatcher
+	// from it.
+	QueueURL string
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -118,6 +133,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Window <= 0 {
+		o.Window = DefaultWindow
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -192,6 +213,13 @@ func OptionsFromEnv(getenv func(string) string, reverifyInterval time.Duration) 
 	o.ReverifySpread = spread
 	o.BackoffCap = duration("GEOBLOB_VERIFY_BACKOFF_CAP", DefaultBackoffCap)
 	o.NoPrimary = !env.Bool("GEOBLOB_VERIFY_PRIMARY", true)
+	o.Window = integer("GEOBLOB_VERIFY_WINDOW", DefaultWindow, 1, 1_000_000)
+	if v := str("GEOBLOB_VERIFY_QUEUE_URL"); v != "" {
+		if !dispatch.ValidQueueURL(v) {
+			fail("GEOBLOB_VERIFY_QUEUE_URL", "must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>), got %q", v)
+		}
+		o.QueueURL = v
+	}
 	if err := env.Err(); err != nil {
 		return Options{}, err
 	}

@@ -20,6 +20,12 @@ type Store interface {
 	// the claim; won is false when the row changed and the claim was released).
 	FinishSecondary(ctx context.Context, c registry.Claim, res registry.VerifyResult) (won, resync bool, err error)
 	FinishPrimary(ctx context.Context, c registry.Claim, res registry.VerifyResult) (won bool, err error)
+	// AcceptSecondaryClaim and AcceptPrimaryClaim take over a claim a
+	// dispatcher handed over (ok false: the claim is gone).
+	AcceptSecondaryClaim(ctx context.Context, dataType, key string, generation int64, claimedAt time.Time) (registry.Claim, bool, error)
+	AcceptPrimaryClaim(ctx context.Context, dataType, key string, generation int64, claimedAt time.Time) (registry.Claim, bool, error)
+	// CountVerifying counts the verification claims in flight.
+	CountVerifying(ctx context.Context) (int64, error)
 	// ReleaseSecondary and ReleasePrimary give a claim back without a result.
 	ReleaseSecondary(ctx context.Context, c registry.Claim) error
 	ReleasePrimary(ctx context.Context, c registry.Claim) error

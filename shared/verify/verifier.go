@@ -20,6 +20,7 @@ type Verifier struct {
 	primary   Side
 	secondary Side
 	opts      Options
+	stats     *workerStats
 }
 
 // New returns a Verifier over the registry store and the two buckets.
@@ -31,7 +32,7 @@ func New(store Store, primary, secondary Side, opts Options) (*Verifier, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{store: store, primary: primary, secondary: secondary, opts: o}, nil
+	return &Verifier{store: store, primary: primary, secondary: secondary, opts: o, stats: &workerStats{}}, nil
 }
 
 // RunOptions adjust one pass (on-demand invocations).
@@ -59,7 +60,9 @@ type Counts struct {
 type Report struct {
 	Started         time.Time     `json:"started"`
 	Elapsed         time.Duration `json:"elapsedNs"`
-	Recovered       int64         `json:"recovered"` // stuck claims given back
+	Recovered       int64         `json:"recovered"`             // stuck claims given back
+	Dispatched      int64         `json:"dispatched,omitempty"`  // verification requests sent to the workers (dispatching passes)
+	WindowWaits     int64         `json:"windowWaits,omitempty"` // rounds that found the workers' window full
 	Secondary       Counts        `json:"secondary"`
 	Primary         Counts        `json:"primary"`
 	BudgetExhausted bool          `json:"budgetExhausted"` // stopped with work possibly left
@@ -118,7 +121,9 @@ var _ PassLog = (*registry.Store)(nil)
 // Run does one pass: recover stuck claims, then claim and check due rows
 // (secondaries and primaries alternately, at most Concurrency at once) until
 // none is due or the budget is spent (or the context's deadline is less than
-// Options.DeadlineMargin away). Errors checking one object are
+// Options.DeadlineMargin away). With Options.Dispatcher set, the pass
+// sends the claims to the workers instead of checking them (see
+// dispatchPass and HandleRequests). Errors checking one object are
 // recorded on its row; Run returns an error only when the registry fails.
 // With Options.PassLog set, the outcome is recorded there.
 func (v *Verifier) Run(ctx context.Context, ro RunOptions) (Report, error) {
@@ -162,6 +167,11 @@ func (v *Verifier) run(ctx context.Context, ro RunOptions) (Report, error) {
 		return rep, err
 	}
 	rep.Recovered = n
+	if v.opts.Dispatcher != nil {
+		err := v.dispatchPass(ctx, ro, deadline, &rep, log)
+		rep.Elapsed = v.opts.Now().Sub(start)
+		return rep, err
+	}
 
 	var sec, pri counters
 	sem := make(chan struct{}, v.opts.Concurrency)
@@ -265,7 +275,9 @@ func (v *Verifier) mode(override Mode, dataType string) Mode {
 
 func (v *Verifier) verifySecondary(ctx context.Context, c registry.Claim, override Mode, cnt *counters, log *slog.Logger) error {
 	log = log.With("side", "secondary", "data_type", c.DataType, "key", c.ObjectKey, "id", c.ID)
+	done := v.stats.begin()
 	chk := CheckObject(ctx, v.secondary, c.ObjectKey, c.PrimarySHA256, c.Size, v.mode(override, c.DataType))
+	done()
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	if chk.Outcome == OutcomeError && ctx.Err() != nil {
@@ -305,7 +317,9 @@ func (v *Verifier) verifySecondary(ctx context.Context, c registry.Claim, overri
 func (v *Verifier) verifyPrimary(ctx context.Context, c registry.Claim, override Mode, cnt *counters, log *slog.Logger) error {
 	log = log.With("side", "primary", "data_type", c.DataType, "key", c.ObjectKey, "id", c.ID)
 	want := c.PrimarySHA256
+	done := v.stats.begin()
 	chk := CheckObject(ctx, v.primary, c.ObjectKey, want, c.Size, v.mode(override, c.DataType))
+	done()
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	if chk.Outcome == OutcomeError && ctx.Err() != nil {

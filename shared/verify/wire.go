@@ -17,6 +17,7 @@ import (
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/events"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
@@ -60,6 +61,14 @@ func Build(ctx context.Context, cfg config.Config, getenv func(string) string, l
 		Logger:            logger,
 	})
 	opts.PassLog = store
+	if opts.QueueURL != "" {
+		d, err := app.Dispatcher(ctx, cfg, opts.QueueURL)
+		if err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("verify: verification queue: %w", err)
+		}
+		opts.Dispatcher = d
+	}
 	v, err := New(store, primary, secondary, opts)
 	if err != nil {
 		pool.Close()
@@ -113,11 +122,19 @@ func ParseRequest(payload []byte) (RunOptions, error) {
 	return ro, nil
 }
 
-// Handle is the Lambda handler: one pass with the request's options. It
-// fails (so the invocation is reported as failed) only for an invalid
-// request or a registry error; objects that fail verification are recorded
-// on their rows and counted in the report.
-func (s *Service) Handle(ctx context.Context, payload json.RawMessage) (Report, error) {
+// Handle is the Lambda handler of both verify roles. An SQS event (from
+// the verification queue's event source mapping) is worker work: see
+// HandleRequests; the answer is the batch's partial failures. Anything
+// else is a pass with the request's options (a schedule, or on demand),
+// which dispatches to the workers when GEOBLOB_VERIFY_QUEUE_URL is set;
+// the answer is its Report. A pass fails (so the invocation is reported as
+// failed) only for an invalid request or a registry error; objects that
+// fail verification are recorded on their rows and counted in the report.
+func (s *Service) Handle(ctx context.Context, payload json.RawMessage) (any, error) {
+	if events.IsSQSEvent(payload) {
+		resp, _, err := s.HandleRequests(ctx, payload)
+		return resp, err
+	}
 	ro, err := ParseRequest(payload)
 	if err != nil {
 		return Report{}, err
