@@ -133,7 +133,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return devstack.Remove(ctx, *dir, fs.Arg(0), stdout)
 	case "backfill":
-		// The flags after "backfill" are backfill.RunCLI's; -dir is ours.
+		// The flags after "backfill" are runBackfillCLI's; -dir is ours.
 		d, rest := cutDirArg(args, *dir)
 		return runBackfill(ctx, d, rest, stdout, stderr)
 	case "verify":
