@@ -320,3 +320,21 @@ func BenchmarkBulkResync(b *testing.B) {
 	}
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkDRReport: GET /api/v1/dr-report on the full registry (figures
+// from the counters plus one aggregate over the rows at risk through
+// blob_registry_at_risk_idx, and a keyset page of 100 objects at risk:
+// first pages, filtered pages and pages after a random key). The bench
+// data has 10 % of its rows at risk (a registry in trouble); the cost of
+// the aggregate grows with those rows, not with the table.
+func BenchmarkDRReport(b *testing.B) {
+	srv, _, _ := benchServer(b)
+	rnd := rand.New(rand.NewPCG(3, 4))
+	queries := []string{"", "category=failed", "category=unsynced", "category=checksum_mismatch", "data_type=TYPE", "after=CURSOR"}
+	timed(b, srv, func(i int) string {
+		ty := benchTypeName(rnd.IntN(benchTypes))
+		q := strings.NewReplacer("TYPE", ty, "CURSOR", registry.RiskCursor(ty,
+			fmt.Sprintf("pkg/%s/%d/", ty, rnd.IntN(97)))).Replace(queries[i%len(queries)])
+		return "/api/v1/dr-report?" + q
+	})
+}

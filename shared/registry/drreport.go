@@ -418,17 +418,22 @@ func drObjects(ctx context.Context, tx pgx.Tx, now time.Time, q DRReportQuery, a
 		return nil
 	}
 	last := rep.Objects[len(rep.Objects)-1]
-	if err := tx.QueryRow(ctx, qRiskAfter, q.DataType, string(q.Category), last.DataType, last.ObjectKey).Scan(&rep.More); err != nil {
+	if afterType == "" {
+		// A first page: the aggregate of this snapshot already counts
+		// the rest.
+		rep.More = rep.Matching - int64(len(rep.Objects))
+	} else if err := tx.QueryRow(ctx, qRiskAfter, q.DataType, string(q.Category), last.DataType, last.ObjectKey).Scan(&rep.More); err != nil {
 		return err
 	}
 	if rep.More > 0 {
-		rep.Next = encodeRiskCursor(last.DataType, last.ObjectKey)
+		rep.Next = RiskCursor(last.DataType, last.ObjectKey)
 	}
 	return nil
 }
 
-// encodeRiskCursor makes the Next cursor of a page ending at (type, key).
-func encodeRiskCursor(dataType, key string) string {
+// RiskCursor is the DR report's Next cursor of a page ending at (dataType,
+// key): the next page starts after that key.
+func RiskCursor(dataType, key string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(dataType + "\x00" + key))
 }
 
