@@ -83,7 +83,9 @@ type Config struct {
 	Concurrency map[string]int
 	// Dispatch makes backfill send sync requests to onCreate through the
 	// sync-request queue instead of copying itself (when both functions
-	// are deployed). Context: dispatch. Default true.
+	// are deployed), and verify send verification requests to verifyWorker
+	// through the verification queue (likewise). Context: dispatch.
+	// Default true.
 	Dispatch bool
 	// SyncWindowOverride sets GEOBLOB_SYNC_WINDOW (see SyncWindow).
 	// Context: syncWindow. Default 0: derived from the caps.
@@ -176,7 +178,7 @@ func DefaultConfig() Config {
 		VerifySchedule:             "rate(5 minutes)",
 		ReverifyInterval:           2160 * time.Hour,
 		CopyConcurrency:            10,
-		Concurrency:                map[string]int{"onCreate": 10, "onDelete": 5, "backfill": 1, "verify": 2, "migrate": 1, "api": 2},
+		Concurrency:                map[string]int{"onCreate": 10, "onDelete": 5, "backfill": 1, "verify": 2, "verifyWorker": 10, "migrate": 1, "api": 2},
 		MaxReceiveCount:            5,
 		BatchSize:                  10,
 		Dispatch:                   true,
@@ -330,6 +332,7 @@ var (
 		"GEOBLOB_SECONDARY_BUCKET", "GEOBLOB_SECONDARY_REGION", "GEOBLOB_SECONDARY_ENDPOINT",
 		"GEOBLOB_S3_PATH_STYLE", "GEOBLOB_DATA_TYPES", "GEOBLOB_COPY_CONCURRENCY",
 		"GEOBLOB_LOG_LEVEL", "GEOBLOB_REVERIFY_INTERVAL", "GEOBLOB_BACKFILL_INVENTORY",
+		"GEOBLOB_SYNC_QUEUE_URL", "GEOBLOB_SYNC_WINDOW", "GEOBLOB_VERIFY_QUEUE_URL", "GEOBLOB_VERIFY_WINDOW",
 	}
 )
 

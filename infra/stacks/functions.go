@@ -25,6 +25,9 @@ const (
 	TriggerDeploy
 	// TriggerURL: a Lambda function URL with AuthType AWS_IAM (see api.go).
 	TriggerURL
+	// TriggerRequests: a request queue that another function (its
+	// dispatcher) fills with claimed registry rows (see requests.go).
+	TriggerRequests
 )
 
 // S3Access is the S3 access a function needs. Each flag maps to explicit actions (no
@@ -61,8 +64,13 @@ type S3Access struct {
 // FunctionSpec describes one Lambda function. Adding a function is one entry
 // in KnownFunctions plus its directory under functions/.
 type FunctionSpec struct {
-	// Name is the directory under functions/ and under the asset root.
+	// Name is the function's name (and, unless Binary says otherwise, its
+	// directory under functions/ and under the asset root).
 	Name string
+	// Binary, when set, is the directory of the function's code under
+	// functions/ and the asset root: a second deployment of another
+	// function's binary, with its own role and concurrency.
+	Binary string
 	// LogicalID is the stable CloudFormation logical id (used by `sam local invoke`).
 	LogicalID string
 	// Description is the function's description.
@@ -114,6 +122,17 @@ func KnownFunctions() []FunctionSpec {
 			S3:      S3Access{PrimaryRead: true, SecondaryRead: true},
 		},
 		{
+			// The verify binary again: Handle tells the SQS events of the
+			// verification queue (worker) from schedules (dispatcher). A
+			// function of its own so that its reserved concurrency caps the
+			// workers alone and only the dispatcher may send to the queue.
+			Name: "verifyWorker", Binary: "verify", LogicalID: "VerifyWorkerFunction",
+			Description: "geoblob: check the rows the verify pass dispatched (verification queue)",
+			MemoryMB:    1769, Timeout: 15 * time.Minute,
+			Trigger: TriggerRequests,
+			S3:      S3Access{PrimaryRead: true, SecondaryRead: true},
+		},
+		{
 			Name: "migrate", LogicalID: "MigrateFunction",
 			Description: "geoblob: apply the registry migrations (CloudFormation custom resource)",
 			MemoryMB:    256, Timeout: 5 * time.Minute,
@@ -132,6 +151,14 @@ func KnownFunctions() []FunctionSpec {
 	}
 }
 
+// binary is the directory of spec's code under functions/ and the asset root.
+func (spec FunctionSpec) binary() string {
+	if spec.Binary != "" {
+		return spec.Binary
+	}
+	return spec.Name
+}
+
 // KnownFunctionNames returns the names of KnownFunctions.
 func KnownFunctionNames() []string {
 	var names []string
@@ -146,7 +173,7 @@ func KnownFunctionNames() []string {
 func DiscoverFunctions(repoRoot string) ([]string, error) {
 	var found []string
 	for _, f := range KnownFunctions() {
-		_, err := os.Stat(filepath.Join(repoRoot, "functions", f.Name, "main.go"))
+		_, err := os.Stat(filepath.Join(repoRoot, "functions", f.binary(), "main.go"))
 		switch {
 		case err == nil:
 			found = append(found, f.Name)
@@ -167,7 +194,7 @@ func selectedFunctions(c Config) ([]FunctionSpec, error) {
 		if !slices.Contains(c.Functions, f.Name) {
 			continue
 		}
-		bootstrap := filepath.Join(c.AssetRoot, f.Name, "bootstrap")
+		bootstrap := filepath.Join(c.AssetRoot, f.binary(), "bootstrap")
 		if st, err := os.Stat(bootstrap); err != nil || st.IsDir() {
 			errs = append(errs, fmt.Errorf("%w: assetRoot: %s is missing: build the functions first (make lambdas)", ErrInvalidConfig, bootstrap))
 			continue

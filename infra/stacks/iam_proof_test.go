@@ -68,14 +68,16 @@ func rolePolicies(t *testing.T, s *synthesized) iamcheck.Policies {
 }
 
 // provenPolicies are the policies the recorded scenario exercises: the
-// "full" deployment's, except backfill's, which come from the "nodispatch"
-// deployment (the scenario's backfill copies in process; while it
-// dispatches, TestIAMGrantsPerRole shows its role is that one minus the
-// secondary writes, which onCreate then makes).
+// "full" deployment's, except backfill's and verify's, which come from the
+// "nodispatch" deployment (the scenario's backfill copies and its verify
+// checks in process; while they dispatch, TestIAMGrantsPerRole shows
+// their roles are those minus the secondary writes, resp. minus every S3
+// read, which onCreate and verifyWorker then make).
 func provenPolicies(t *testing.T) iamcheck.Policies {
 	t.Helper()
 	p := rolePolicies(t, fixture(t, "full"))
-	p["backfill"] = rolePolicies(t, fixture(t, "nodispatch"))["backfill"]
+	nd := rolePolicies(t, fixture(t, "nodispatch"))
+	p["backfill"], p["verify"] = nd["backfill"], nd["verify"]
 	return p
 }
 
@@ -206,8 +208,11 @@ func TestIAMGrantsPerRole(t *testing.T) {
 	noDispatch := rolePolicies(t, fixture(t, "nodispatch"))
 	grantsOf := func(fn string) map[string][]string {
 		sts := pols[fn]
-		if fn == "backfill (copying)" {
+		switch fn {
+		case "backfill (copying)":
 			sts = noDispatch["backfill"]
+		case "verify (checking)":
+			sts = noDispatch["verify"]
 		}
 		out := map[string][]string{}
 		for _, st := range sts {
@@ -246,9 +251,13 @@ func TestIAMGrantsPerRole(t *testing.T) {
 		"secondary": {"s3:ListBucket"}, "secondary/*": {"s3:DeleteObject"},
 	}), grantsOf("backfill"))
 	assert.Equal(t, with(primaryRead, map[string][]string{"secondary/*": {"s3:DeleteObject"}}), grantsOf("onDelete"))
-	assert.Equal(t, with(primaryRead, map[string][]string{
+	verifier := with(primaryRead, map[string][]string{
 		"secondary": {"s3:ListBucket"}, "secondary/*": {"s3:GetObject"}, "kms:secondary": {"kms:Decrypt"},
-	}), grantsOf("verify"))
+	})
+	assert.Equal(t, verifier, grantsOf("verify (checking)"))
+	// Dispatching, verify reads nothing: verifyWorker does.
+	assert.Empty(t, grantsOf("verify"))
+	assert.Equal(t, verifier, grantsOf("verifyWorker"))
 	assert.Empty(t, grantsOf("migrate"))
 	assert.Equal(t, map[string][]string{
 		"primary": {"s3:GetBucketNotification", "s3:ListBucket"}, "primary/*": {"s3:GetObject"},

@@ -75,8 +75,8 @@ type SecondaryStack struct {
 	scopes map[string]constructs.Construct
 	// alarmTopic is the SNS topic of the stack's alarms (set by monitoring).
 	alarmTopic awssns.ITopic
-	// syncScope groups the sync-request queue's resources.
-	syncScope constructs.Construct
+	// requestScopes group each request queue's resources (requests.go).
+	requestScopes map[string]constructs.Construct
 }
 
 // EventBusName is the name of the secondary region's event bus (known to the
@@ -95,6 +95,7 @@ func newSecondaryStack(scope constructs.Construct, id string, c Config, specs []
 		Queues:           map[string]awssqs.Queue{},
 		DeadLetterQueues: map[string]awssqs.Queue{},
 		scopes:           map[string]constructs.Construct{},
+		requestScopes:    map[string]constructs.Construct{},
 	}
 	s.storage(c)
 	var sg awsec2.ISecurityGroup // nil on LocalStack: no VPC
@@ -135,11 +136,11 @@ func newSecondaryStack(scope constructs.Construct, id string, c Config, specs []
 			}
 		}
 	}
-	s.syncQueue(c, migrations)
+	s.requestQueues(c, migrations)
 	s.operatorAPI(c)
 	s.monitoring(c, specs)
 	s.disasterRecovery(c)
-	s.syncQueueAlarms(c)
+	s.requestQueueAlarms(c)
 	s.outputs(c)
 	return s, nil
 }
@@ -354,7 +355,7 @@ func (s *SecondaryStack) function(c Config, spec FunctionSpec, sg awsec2.ISecuri
 		envCopy[k] = v
 	}
 	s.databaseEnv(spec, envCopy)
-	assetDir, err := filepath.Abs(filepath.Join(c.AssetRoot, spec.Name))
+	assetDir, err := filepath.Abs(filepath.Join(c.AssetRoot, spec.binary()))
 	if err != nil {
 		return nil, fmt.Errorf("infra: asset dir of %s: %w", spec.Name, err)
 	}

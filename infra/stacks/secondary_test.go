@@ -14,8 +14,8 @@ import (
 
 func TestFunctions(t *testing.T) {
 	s := fixture(t, "full")
-	// Six geoblob functions plus the Provider framework's own handler.
-	check(t, "function count", func() { s.secondary.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(7)) })
+	// Seven geoblob functions plus the Provider framework's own handler.
+	check(t, "function count", func() { s.secondary.ResourceCountIs(jsii.String("AWS::Lambda::Function"), jsii.Number(8)) })
 	for _, spec := range KnownFunctions() {
 		t.Run(spec.Name, func(t *testing.T) {
 			check(t, "properties", func() {
@@ -85,7 +85,8 @@ func TestLogRetentionEverywhere(t *testing.T) {
 
 func TestQueuesAndDeadLetters(t *testing.T) {
 	s := fixture(t, "full")
-	check(t, "queue count", func() { s.secondary.ResourceCountIs(jsii.String("AWS::SQS::Queue"), jsii.Number(6)) })
+	// Two event queues and two request queues, each with its dead-letter queue.
+	check(t, "queue count", func() { s.secondary.ResourceCountIs(jsii.String("AWS::SQS::Queue"), jsii.Number(8)) })
 	for _, spec := range KnownFunctions() {
 		if spec.Trigger != TriggerQueue {
 			continue
