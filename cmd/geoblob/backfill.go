@@ -15,6 +15,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/geoblob/geoblob/internal/devstack"
+	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/config"
 )
@@ -86,7 +87,7 @@ func runBackfillCLI(ctx context.Context, getenv func(string) string, args []stri
 		bars = &progressBars{out: stderr}
 		progress = bars.update
 	}
-	svc, err := backfill.Build(ctx, cfg, getenv, logger, progress)
+	svc, err := app.BuildBackfill(ctx, cfg, getenv, logger, progress)
 	if err != nil {
 		return err
 	}

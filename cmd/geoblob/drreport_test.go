@@ -74,7 +74,7 @@ func TestDRReportScenario(t *testing.T) {
 	put(sec, "dr-secondary", "npm/corrupt/-/corrupt-1.0.0.tgz", "garbage of the same length..........")
 	_, err = sec.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("dr-secondary"), Key: aws.String("npm/lost/-/lost-1.0.0.tgz")})
 	require.NoError(t, err)
-	vs, err := verify.Build(ctx, cfg, os.Getenv, nil)
+	vs, err := app.BuildVerify(ctx, cfg, os.Getenv, nil)
 	require.NoError(t, err)
 	t.Cleanup(vs.Close)
 	_, err = vs.Run(ctx, verify.RunOptions{})

@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/geoblob/geoblob/internal/devstack"
+	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/verify"
 )
@@ -54,7 +55,7 @@ func runVerify(ctx context.Context, fs *flag.FlagSet, dir *string, args []string
 		}
 		ro.Mode = m
 	}
-	_, err = verify.RunLocal(ctx, getenv, ro, stdout, logger)
+	_, err = runVerifyLocal(ctx, getenv, ro, stdout, logger)
 	return err
 }
 
@@ -63,7 +64,7 @@ func acceptPrimary(ctx context.Context, getenv func(string) string, id int64, st
 	if err != nil {
 		return err
 	}
-	svc, err := verify.Build(ctx, cfg, getenv, logger)
+	svc, err := app.BuildVerify(ctx, cfg, getenv, logger)
 	if err != nil {
 		return err
 	}
@@ -73,4 +74,25 @@ func acceptPrimary(ctx context.Context, getenv func(string) string, id int64, st
 	}
 	fmt.Fprintf(stdout, "row %d: primary content accepted; it will be copied to the secondary by the next sync\n", id)
 	return nil
+}
+
+// runVerifyLocal builds the verify service from the environment read
+// through getenv (the local stack's settings), runs passes until nothing is
+// due and prints the per-type table to out; it returns an error wrapping
+// verify.ErrNotVerified unless every live file is verified. `geoblob
+// verify` (make verify) calls it.
+func runVerifyLocal(ctx context.Context, getenv func(string) string, ro verify.RunOptions, out io.Writer, logger *slog.Logger) (verify.Report, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return verify.Report{}, fmt.Errorf("verify: %w", err)
+	}
+	svc, err := app.BuildVerify(ctx, cfg, getenv, logger)
+	if err != nil {
+		return verify.Report{}, err
+	}
+	defer svc.Close()
+	return svc.RunUntilDone(ctx, ro, verify.DefaultMaxPasses, out)
 }

@@ -13,14 +13,13 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambdaurl"
 
-	"github.com/geoblob/geoblob/shared/api"
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/config"
 )
 
 func main() {
 	os.Exit(app.RunLambda("api", func(ctx context.Context, cfg config.Config, logger *slog.Logger) (any, func(), error) {
-		h, closeFn, err := api.BuildFunction(ctx, cfg, os.Getenv, logger)
+		h, closeFn, err := app.BuildAPI(ctx, cfg, os.Getenv, logger)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -13,14 +13,13 @@ import (
 	"os"
 
 	"github.com/geoblob/geoblob/shared/app"
-	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/metrics"
 )
 
 func main() {
 	os.Exit(app.RunLambda("backfill", func(ctx context.Context, cfg config.Config, logger *slog.Logger) (any, func(), error) {
-		svc, err := backfill.Build(ctx, cfg, os.Getenv, logger, nil, app.WithCopies(metrics.NewEMFCopies(os.Stdout)))
+		svc, err := app.BuildBackfill(ctx, cfg, os.Getenv, logger, nil, app.WithCopies(metrics.NewEMFCopies(os.Stdout)))
 		if err != nil {
 			return nil, nil, err
 		}

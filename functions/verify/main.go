@@ -13,12 +13,11 @@ import (
 
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/config"
-	"github.com/geoblob/geoblob/shared/verify"
 )
 
 func main() {
 	os.Exit(app.RunLambda("verify", func(ctx context.Context, cfg config.Config, logger *slog.Logger) (any, func(), error) {
-		svc, err := verify.Build(ctx, cfg, os.Getenv, logger)
+		svc, err := app.BuildVerify(ctx, cfg, os.Getenv, logger)
 		if err != nil {
 			return nil, nil, err
 		}

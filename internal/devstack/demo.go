@@ -16,6 +16,7 @@ import (
 
 	"github.com/geoblob/geoblob/internal/samples"
 	"github.com/geoblob/geoblob/internal/sqsspool"
+	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/datatype"
@@ -307,7 +308,7 @@ func demoBackfill(ctx context.Context, cfg config.Config, getenv func(string) st
 	if fns != nil {
 		err = invokeFor(ctx, fns.Get(FnBackfill), []byte(`{"relist":true}`), &rep)
 	} else {
-		svc, buildErr := backfill.Build(ctx, cfg, getenv, logger, nil)
+		svc, buildErr := app.BuildBackfill(ctx, cfg, getenv, logger, nil)
 		if buildErr != nil {
 			return fmt.Errorf("devstack: %w", buildErr)
 		}
@@ -334,7 +335,7 @@ func demoVerify(ctx context.Context, cfg config.Config, getenv func(string) stri
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	svc, err := verify.Build(ctx, cfg, getenv, logger)
+	svc, err := app.BuildVerify(ctx, cfg, getenv, logger)
 	if err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}

@@ -56,7 +56,7 @@ func CheckWith(ctx context.Context, getenv func(string) string, dl health.DeadLe
 		return fail(err)
 	}
 	defer a.Close()
-	c, err := health.ForApp(ctx, a, getenv, false, dl)
+	c, err := app.HealthChecker(ctx, a, getenv, false, dl)
 	if err != nil {
 		return fail(err)
 	}

@@ -61,7 +61,7 @@ func (sc Schedules) Run(ctx context.Context, cfg config.Config, getenv func(stri
 	}
 	return sc.run(ctx, logger, []scheduledJob{
 		{name: "backfill", interval: sc.Backfill, build: func(ctx context.Context) (func(context.Context), func(), error) {
-			svc, err := backfill.Build(ctx, cfg, getenv, logger, nil, opts...)
+			svc, err := app.BuildBackfill(ctx, cfg, getenv, logger, nil, opts...)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -71,7 +71,7 @@ func (sc Schedules) Run(ctx context.Context, cfg config.Config, getenv func(stri
 			return func(ctx context.Context) { runBackfillPass(ctx, svc.Runner, logger) }, svc.Close, nil
 		}},
 		{name: "verify", interval: sc.Verify, build: func(ctx context.Context) (func(context.Context), func(), error) {
-			svc, err := verify.Build(ctx, cfg, getenv, logger)
+			svc, err := app.BuildVerify(ctx, cfg, getenv, logger)
 			if err != nil {
 				return nil, nil, err
 			}

@@ -32,7 +32,6 @@ import (
 	"github.com/geoblob/geoblob/internal/iamcheck"
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
-	"github.com/geoblob/geoblob/shared/api"
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/backfill/backfilltest"
@@ -164,19 +163,19 @@ func build(t *testing.T, fn string, cfg config.Config, getenv func(string) strin
 		h, closeFn, err = app.EventFunction("onDelete", geoevents.KindRemoved)(t.Context(), cfg, logger)
 	case "backfill":
 		var svc *backfill.Service
-		svc, err = backfill.Build(t.Context(), cfg, getenv, logger, nil)
+		svc, err = app.BuildBackfill(t.Context(), cfg, getenv, logger, nil)
 		if err == nil {
 			h, closeFn = svc.Handle, svc.Close
 		}
 	case "verify", "verifyWorker": // one binary, two functions (infra/stacks)
 		var svc *verify.Service
-		svc, err = verify.Build(t.Context(), cfg, getenv, logger)
+		svc, err = app.BuildVerify(t.Context(), cfg, getenv, logger)
 		if err == nil {
 			h, closeFn = svc.Handle, svc.Close
 		}
 	case "api":
 		var srv http.Handler
-		srv, closeFn, err = api.BuildFunction(t.Context(), cfg, getenv, logger)
+		srv, closeFn, err = app.BuildAPI(t.Context(), cfg, getenv, logger)
 		if err == nil {
 			h = lambdaurl.Wrap(srv)
 		}

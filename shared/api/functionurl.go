@@ -9,7 +9,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambdaurl"
 
-	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/health"
 	"github.com/geoblob/geoblob/shared/registry"
@@ -40,59 +39,59 @@ func functionIdentity(r *http.Request) string {
 // operation runs inside a request.
 const bulkMargin = 15 * time.Second
 
-// BuildFunction wires the api function (functions/api) from the validated
-// configuration and getenv: the registry and buckets (app.Build), the health
-// check with a read-only secondary probe (the api role may not write) and
-// the SQS dead-letter queues of GEOBLOB_DEAD_LETTER_QUEUES, actions as
-// GEOBLOB_API_ACTIONS says, audited with the caller's IAM ARN, and bulk
+// FunctionOptions are what the api function's handler is made of
+// (app.BuildAPI wires them from configuration).
+type FunctionOptions struct {
+	// Config is the validated configuration; Getenv reads
+	// GEOBLOB_API_ACTIONS and the health thresholds.
+	Config config.Config
+	Getenv func(string) string
+	// Registry is the registry the API reads and changes.
+	Registry *registry.Store
+	// Health is the health check, with a read-only secondary probe (the api
+	// role may not write) and the SQS dead-letter queues.
+	Health *health.Checker
+	Logger *slog.Logger
+}
+
+// NewFunction returns the api function's handler (functions/api): actions
+// as GEOBLOB_API_ACTIONS says, audited with the caller's IAM ARN, and bulk
 // operations run inside the invocation (what its deadline cuts short is
-// resumed by the next action request). The handler is served with
-// lambdaurl.Wrap; close releases the database pool.
-func BuildFunction(ctx context.Context, cfg config.Config, getenv func(string) string, logger *slog.Logger) (http.Handler, func(), error) {
-	actions, err := ActionsFromEnv(getenv)
+// resumed by the next action request). It is served with lambdaurl.Wrap.
+func NewFunction(o FunctionOptions) (http.Handler, error) {
+	actions, err := ActionsFromEnv(o.Getenv)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	a, err := app.Build(ctx, cfg, logger)
+	hopts, _, err := health.OptionsFromEnv(o.Getenv)
 	if err != nil {
-		return nil, nil, fmt.Errorf("api: %w", err)
-	}
-	checker, err := health.ForApp(ctx, a, getenv, true, nil)
-	if err != nil {
-		a.Close()
-		return nil, nil, fmt.Errorf("api: %w", err)
-	}
-	hopts, _, err := health.OptionsFromEnv(getenv)
-	if err != nil {
-		a.Close()
-		return nil, nil, fmt.Errorf("api: %w", err)
+		return nil, fmt.Errorf("api: %w", err)
 	}
 	var types []string
-	for _, t := range cfg.Types {
+	for _, t := range o.Config.Types {
 		types = append(types, t.Name)
 	}
-	reg := a.Registry
+	reg, logger := o.Registry, o.Logger
 	srv, err := New(Options{
 		Registry:       reg,
 		DataTypes:      types,
 		ActionsEnabled: actions,
 		Identity:       functionIdentity,
-		DeadLetters:    checker.DeadLetters(),
-		Health:         checker.Run,
+		DeadLetters:    o.Health.DeadLetters(),
+		Health:         o.Health.Run,
 		RunBulk: func(ctx context.Context, id int64) {
 			runBulkInInvocation(ctx, reg, id, logger)
 		},
 		BackfillMaxAge:   hopts.BackfillMaxAge,
 		VerifyMaxAge:     hopts.VerifyMaxAge,
-		ReverifyInterval: cfg.ReverifyInterval,
-		Brake:            cfg.Brake,
+		ReverifyInterval: o.Config.ReverifyInterval,
+		Brake:            o.Config.Brake,
 		Logger:           logger,
 	})
 	if err != nil {
-		a.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return srv, a.Close, nil
+	return srv, nil
 }
 
 // bulkRunner is the part of the registry that runs bulk operations.

@@ -82,11 +82,7 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...
 		PartSize:           cfg.PartSize,
 		Logger:             logger,
 	}
-	primary, err := blobstore.Open(ctx, Location(cfg.Primary, cfg.PathStyle), storeOpts)
-	if err != nil {
-		return nil, fmt.Errorf("app: %w", err)
-	}
-	secondary, err := blobstore.Open(ctx, Location(cfg.Secondary, cfg.PathStyle), storeOpts)
+	primary, secondary, err := openBuckets(ctx, cfg, storeOpts)
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
@@ -157,6 +153,17 @@ func (a *App) Close() {
 // builds its client).
 func Location(b config.Bucket, pathStyle bool) blobstore.Location {
 	return blobstore.Location{Bucket: b.Name, Region: b.Region, Endpoint: b.Endpoint, PathStyle: pathStyle, Credentials: b.Credentials}
+}
+
+// openBuckets opens the stores of the primary and secondary buckets.
+func openBuckets(ctx context.Context, cfg config.Config, opts blobstore.Options) (primary, secondary *blobstore.Store, err error) {
+	if primary, err = blobstore.Open(ctx, Location(cfg.Primary, cfg.PathStyle), opts); err != nil {
+		return nil, nil, err
+	}
+	if secondary, err = blobstore.Open(ctx, Location(cfg.Secondary, cfg.PathStyle), opts); err != nil {
+		return nil, nil, err
+	}
+	return primary, secondary, nil
 }
 
 // AWSConfig is the AWS SDK configuration of the clients that are not a

@@ -9,79 +9,31 @@ import (
 	"strings"
 	"time"
 
-	"github.com/geoblob/geoblob/shared/app"
-	"github.com/geoblob/geoblob/shared/blobstore"
-	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/metrics"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
 // Service is the backfill function's dependencies, built once per cold
-// start.
+// start (app.BuildBackfill wires it from configuration).
 type Service struct {
-	App    *app.App
 	Runner *Runner
+	// Registry receives the bulk-operation resumes and the per-type
+	// metrics reads of Handle.
+	Registry *registry.Store
+	Logger   *slog.Logger
 	// MetricsOut, when set, receives the registry health as a CloudWatch
 	// Embedded Metric Format line after every Handle (Lambda: os.Stdout).
 	MetricsOut io.Writer
+	// Release, when set, is called by Close (the wiring's database pool).
+	Release func()
 }
 
-// Build wires a Service from the validated configuration and the
-// GEOBLOB_BACKFILL_* variables read through getenv: app.Build, plus the
-// inventory bucket's store (same endpoint, region and credentials as the
-// primary) when GEOBLOB_BACKFILL_INVENTORY is set. progress may be nil.
-// opts are passed to app.Build (e.g. app.WithCopies).
-func Build(ctx context.Context, cfg config.Config, getenv func(string) string, logger *slog.Logger, progress func(Progress), opts ...app.Option) (*Service, error) {
-	bcfg, err := ConfigFromEnv(getenv)
-	if err != nil {
-		return nil, err
+// Close releases what the wiring opened for the service.
+func (s *Service) Close() {
+	if s.Release != nil {
+		s.Release()
 	}
-	a, err := app.Build(ctx, cfg, logger, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("backfill: %w", err)
-	}
-	o := Options{
-		Config:        bcfg,
-		Pool:          a.Pool,
-		Registry:      a.Registry,
-		Engine:        a.Engine,
-		Catalog:       a.Catalog,
-		Primary:       a.Primary,
-		PrimaryBucket: cfg.Primary.Name,
-		Secondary:     a.Secondary,
-		SyncTimeout:   cfg.SyncTimeout,
-		Logger:        a.Logger,
-		Progress:      progress,
-		PassLog:       a.Registry,
-	}
-	if bcfg.SyncQueueURL != "" {
-		d, err := app.Dispatcher(ctx, cfg, bcfg.SyncQueueURL)
-		if err != nil {
-			a.Close()
-			return nil, fmt.Errorf("backfill: sync queue: %w", err)
-		}
-		o.Dispatcher = d
-	}
-	if bcfg.Inventory != nil {
-		b := cfg.Primary
-		b.Name = bcfg.Inventory.Bucket
-		inv, err := blobstore.Open(ctx, app.Location(b, cfg.PathStyle), blobstore.Options{Logger: a.Logger})
-		if err != nil {
-			a.Close()
-			return nil, fmt.Errorf("backfill: inventory bucket: %w", err)
-		}
-		o.Inventory = inv
-	}
-	r, err := New(o)
-	if err != nil {
-		a.Close()
-		return nil, err
-	}
-	return &Service{App: a, Runner: r}, nil
 }
-
-// Close releases the database pool.
-func (s *Service) Close() { s.App.Close() }
 
 // ParseRequest decodes the function's input: an on-demand request such as
 // {"phases":["reconcile","sync"],"budget":"10m"}, or an EventBridge
@@ -139,9 +91,9 @@ func (s *Service) Handle(ctx context.Context, payload json.RawMessage) (Report, 
 	if s.MetricsOut != nil {
 		// Health is reported even after a failed pass: that is when it matters.
 		if h, herr := s.Runner.Health(ctx); herr != nil {
-			s.App.Logger.ErrorContext(ctx, "backfill: registry health", "error", herr)
+			s.Logger.ErrorContext(ctx, "backfill: registry health", "error", herr)
 		} else if werr := metrics.WriteEMF(s.MetricsOut, h, time.Now()); werr != nil {
-			s.App.Logger.ErrorContext(ctx, "backfill: registry health", "error", werr)
+			s.Logger.ErrorContext(ctx, "backfill: registry health", "error", werr)
 		}
 		s.writeTypeMetrics(ctx)
 	}
@@ -168,11 +120,11 @@ func (s *Service) resumeBulk(ctx context.Context) {
 	}
 	bctx, cancel := context.WithTimeout(ctx, share)
 	defer cancel()
-	n, err := s.App.Registry.ResumeBulk(bctx, registry.BulkOptions{Owner: "backfill"})
+	n, err := s.Registry.ResumeBulk(bctx, registry.BulkOptions{Owner: "backfill"})
 	if err != nil {
-		s.App.Logger.ErrorContext(ctx, "backfill: resume bulk operations", "error", err)
+		s.Logger.ErrorContext(ctx, "backfill: resume bulk operations", "error", err)
 	} else if n > 0 {
-		s.App.Logger.InfoContext(ctx, "backfill: resumed bulk operations", "count", n)
+		s.Logger.InfoContext(ctx, "backfill: resumed bulk operations", "count", n)
 	}
 }
 
@@ -245,9 +197,9 @@ func AddReports(a, b Report) Report {
 // MetricsOut as EMF lines with the DataType dimension, and the DR
 // readiness totals as one line without dimensions.
 func (s *Service) writeTypeMetrics(ctx context.Context) {
-	status, err := s.App.Registry.TypeStatus(ctx)
+	status, err := s.Registry.TypeStatus(ctx)
 	if err != nil {
-		s.App.Logger.ErrorContext(ctx, "backfill: per-type metrics", "error", err)
+		s.Logger.ErrorContext(ctx, "backfill: per-type metrics", "error", err)
 		return
 	}
 	figs := make([]metrics.TypeFigures, len(status))
@@ -262,6 +214,6 @@ func (s *Service) writeTypeMetrics(ctx context.Context) {
 		err = metrics.WriteTotalsEMF(s.MetricsOut, figs, now)
 	}
 	if err != nil {
-		s.App.Logger.ErrorContext(ctx, "backfill: per-type metrics", "error", err)
+		s.Logger.ErrorContext(ctx, "backfill: per-type metrics", "error", err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/registry"
 )
@@ -28,7 +27,7 @@ func TestScheduledPassFinishesStoppedBulkOperations(t *testing.T) {
 	require.Equal(t, int64(5), op.Planned)
 	require.Equal(t, registry.BulkRunning, op.State, "started, never run")
 
-	svc := &backfill.Service{App: &app.App{Registry: e.reg, Logger: slog.New(slog.DiscardHandler)}, Runner: e.runner()}
+	svc := &backfill.Service{Registry: e.reg, Logger: slog.New(slog.DiscardHandler), Runner: e.runner()}
 	rep, err := svc.Handle(t.Context(), nil)
 	require.NoError(t, err)
 	done, err := e.reg.BulkOperation(t.Context(), op.ID)

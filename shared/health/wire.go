@@ -1,14 +1,9 @@
 package health
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"strings"
 
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-
-	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/config"
 )
 
@@ -42,25 +37,4 @@ func OptionsFromEnv(getenv func(string) string) (Options, []string, error) {
 		queues = append(queues, u)
 	}
 	return o, queues, e.Err()
-}
-
-// ForApp returns a checker on the app's registry and buckets with the
-// thresholds and dead-letter queues read through getenv (SQS client with
-// the app's credentials, app.AWSConfig). readOnly: see Options.ReadOnly. deadLetters,
-// when not nil, replaces the SQS queues (the local stack's directory).
-func ForApp(ctx context.Context, a *app.App, getenv func(string) string, readOnly bool, deadLetters DeadLetters) (*Checker, error) {
-	o, queues, err := OptionsFromEnv(getenv)
-	if err != nil {
-		return nil, err
-	}
-	o.Registry, o.Primary, o.Secondary, o.ReadOnly = a.Registry, a.Primary, a.Secondary, readOnly
-	o.DeadLetters = deadLetters
-	if o.DeadLetters == nil && len(queues) > 0 {
-		awsCfg, err := app.AWSConfig(ctx, a.Config, "")
-		if err != nil {
-			return nil, fmt.Errorf("health: aws config: %w", err)
-		}
-		o.DeadLetters = SQSDeadLetters{Client: sqs.NewFromConfig(awsCfg), QueueURLs: queues}
-	}
-	return New(o)
 }

@@ -7,80 +7,27 @@ import (
 	"fmt"
 	"github.com/dustin/go-humanize"
 	"io"
-	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/geoblob/geoblob/shared/app"
-	"github.com/geoblob/geoblob/shared/blobstore"
-	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/events"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
-// Service is a Verifier wired from configuration, with the store it uses.
+// Service is a Verifier wired from configuration (app.BuildVerify), with
+// the store it uses.
 type Service struct {
 	*Verifier
 	Store *registry.Store
-	pool  *pgxpool.Pool
+	// Release, when set, is called by Close (the wiring's database pool).
+	Release func()
 }
 
-// Build wires a Service from geoblob's configuration and the
-// GEOBLOB_VERIFY_* variables read through getenv: S3 clients for both
-// buckets (blobstore.Open) and a database pool (app.DatabaseURL) sized for the
-// verification concurrency. It does not connect yet. Close releases it.
-func Build(ctx context.Context, cfg config.Config, getenv func(string) string, logger *slog.Logger) (*Service, error) {
-	opts, err := OptionsFromEnv(getenv, cfg.ReverifyInterval)
-	if err != nil {
-		return nil, err
-	}
-	opts.Logger = logger
-	storeOpts := blobstore.Options{Logger: logger}
-	primary, err := blobstore.Open(ctx, app.Location(cfg.Primary, cfg.PathStyle), storeOpts)
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	secondary, err := blobstore.Open(ctx, app.Location(cfg.Secondary, cfg.PathStyle), storeOpts)
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	dsn, err := app.DatabaseURL(ctx, cfg, nil)
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	pool, err := app.NewPool(ctx, dsn, opts.Concurrency)
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	store := registry.New(pool, registry.Options{
-		VerificationRetry: opts.RetryPolicy(),
-		KeyPrefixes:       cfg.KeyPrefixes,
-		Logger:            logger,
-	})
-	opts.PassLog = store
-	if opts.QueueURL != "" {
-		d, err := app.Dispatcher(ctx, cfg, opts.QueueURL)
-		if err != nil {
-			pool.Close()
-			return nil, fmt.Errorf("verify: verification queue: %w", err)
-		}
-		opts.Dispatcher = d
-	}
-	v, err := New(store, primary, secondary, opts)
-	if err != nil {
-		pool.Close()
-		return nil, err
-	}
-	return &Service{Verifier: v, Store: store, pool: pool}, nil
-}
-
-// Close releases the database pool (if Build opened one).
+// Close releases what the wiring opened for the service.
 func (s *Service) Close() {
-	if s.pool != nil {
-		s.pool.Close()
+	if s.Release != nil {
+		s.Release()
 	}
 }
 
@@ -232,26 +179,6 @@ func WriteSummary(out io.Writer, rep Report, sums []Summary) error {
 
 func bytesText(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
 
-// DefaultMaxPasses bounds RunLocal.
+// DefaultMaxPasses bounds the passes of a local `geoblob verify` run
+// (RunUntilDone).
 const DefaultMaxPasses = 5
-
-// RunLocal builds a Service from the environment read through getenv (the
-// local stack's settings), runs passes until nothing is due and prints the
-// per-type table to out; it returns an error wrapping ErrNotVerified unless
-// every live file is verified. `geoblob verify` (make verify) and the end of
-// `geoblob demo` (make demo) call it.
-func RunLocal(ctx context.Context, getenv func(string) string, ro RunOptions, out io.Writer, logger *slog.Logger) (Report, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	cfg, err := config.FromEnv(getenv)
-	if err != nil {
-		return Report{}, fmt.Errorf("verify: %w", err)
-	}
-	svc, err := Build(ctx, cfg, getenv, logger)
-	if err != nil {
-		return Report{}, err
-	}
-	defer svc.Close()
-	return svc.RunUntilDone(ctx, ro, DefaultMaxPasses, out)
-}
