@@ -65,13 +65,18 @@ func (r *Runner) releaseCursor(ctx context.Context, c *cursor) {
 	}
 }
 
-// execCursor runs one of the cursor update statements through q (the pool
-// or a transaction) and fails when the lease was lost.
+// execCursor runs one of the cursor update statements ($1 name, $2 owner,
+// $3 now, $4 position pos, then args) through q (the pool or a
+// transaction) and fails when the lease was lost.
 func (r *Runner) execCursor(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
-}, c *cursor, sql string, args ...any) error {
+}, c *cursor, sql string, pos position, args ...any) error {
+	raw, err := json.Marshal(pos)
+	if err != nil {
+		return fmt.Errorf("backfill: cursor %s: %w", c.name, err)
+	}
 	var one int
-	err := q.QueryRow(ctx, sql, append([]any{c.name, c.owner, r.now()}, args...)...).Scan(&one)
+	err = q.QueryRow(ctx, sql, append([]any{c.name, c.owner, r.now(), raw}, args...)...).Scan(&one)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("%w: %s (lease lost)", ErrBusy, c.name)
@@ -84,19 +89,11 @@ func (r *Runner) execCursor(ctx context.Context, q interface {
 func (r *Runner) saveCursor(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, c *cursor, listed, registered int64) error {
-	raw, err := json.Marshal(c.pos)
-	if err != nil {
-		return fmt.Errorf("backfill: cursor %s: %w", c.name, err)
-	}
-	return r.execCursor(ctx, q, c, qCursorSave, raw, c.passStartedAt, listed, registered)
+	return r.execCursor(ctx, q, c, qCursorSave, c.pos, c.passStartedAt, listed, registered)
 }
 
 func (r *Runner) restartCursor(ctx context.Context, c *cursor, pos position) error {
-	raw, err := json.Marshal(pos)
-	if err != nil {
-		return fmt.Errorf("backfill: cursor %s: %w", c.name, err)
-	}
-	if err := r.execCursor(ctx, r.o.Pool, c, qCursorRestart, raw); err != nil {
+	if err := r.execCursor(ctx, r.o.Pool, c, qCursorRestart, pos); err != nil {
 		return err
 	}
 	now := r.now()
@@ -105,11 +102,7 @@ func (r *Runner) restartCursor(ctx context.Context, c *cursor, pos position) err
 }
 
 func (r *Runner) completeCursor(ctx context.Context, c *cursor, next position) error {
-	raw, err := json.Marshal(next)
-	if err != nil {
-		return fmt.Errorf("backfill: cursor %s: %w", c.name, err)
-	}
-	if err := r.execCursor(ctx, r.o.Pool, c, qCursorComplete, raw); err != nil {
+	if err := r.execCursor(ctx, r.o.Pool, c, qCursorComplete, next); err != nil {
 		return err
 	}
 	c.pos, c.passStartedAt = next, nil

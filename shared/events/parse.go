@@ -105,14 +105,20 @@ func parseBody(body []byte) Message {
 	return msg
 }
 
+// malformed adds to msg's error that its body is malformed (ErrMalformed),
+// as format and args say.
+func (msg *Message) malformed(format string, args ...any) {
+	msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...))
+}
+
 func parseInto(msg *Message, body []byte, depth int) {
 	if depth > maxNesting {
-		msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: envelopes nested deeper than %d", ErrMalformed, maxNesting))
+		msg.malformed("envelopes nested deeper than %d", maxNesting)
 		return
 	}
 	var probe envelopeProbe
 	if err := json.Unmarshal(body, &probe); err != nil {
-		msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: %v", ErrMalformed, err))
+		msg.malformed("%v", err)
 		return
 	}
 	switch {
@@ -132,14 +138,14 @@ func parseInto(msg *Message, body []byte, depth int) {
 	case probe.Records != nil:
 		// {"Records":[]}: nothing to do.
 	default:
-		msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: not an S3, SNS, EventBridge or test event", ErrMalformed))
+		msg.malformed("not an S3, SNS, EventBridge or test event")
 	}
 }
 
 func parseRecord(msg *Message, i int, raw json.RawMessage, depth int) {
 	var p recordProbe
 	if err := json.Unmarshal(raw, &p); err != nil {
-		msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: record %d: %v", ErrMalformed, i, err))
+		msg.malformed("record %d: %v", i, err)
 		return
 	}
 	switch p.EventSource {
@@ -148,12 +154,12 @@ func parseRecord(msg *Message, i int, raw json.RawMessage, depth int) {
 	case "aws:sns":
 		var rec lambdaevents.SNSEventRecord
 		if err := json.Unmarshal(raw, &rec); err != nil {
-			msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: sns record %d: %v", ErrMalformed, i, err))
+			msg.malformed("sns record %d: %v", i, err)
 			return
 		}
 		parseInto(msg, []byte(rec.SNS.Message), depth+1)
 	default:
-		msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: record %d: unknown eventSource %q", ErrMalformed, i, p.EventSource))
+		msg.malformed("record %d: unknown eventSource %q", i, p.EventSource)
 	}
 }
 
@@ -162,7 +168,7 @@ func parseS3Record(msg *Message, i int, raw json.RawMessage) {
 	// S3Object.UnmarshalJSON fails on an invalid %-escape in the key; that is
 	// this record's error, the message's other records stay usable.
 	if err := json.Unmarshal(raw, &rec); err != nil {
-		msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: s3 record %d: %v", ErrMalformed, i, err))
+		msg.malformed("s3 record %d: %v", i, err)
 		return
 	}
 	name := strings.TrimPrefix(rec.EventName, "s3:")
@@ -184,7 +190,7 @@ func parseS3Record(msg *Message, i int, raw json.RawMessage) {
 func add(msg *Message, i int, ev ObjectEvent) {
 	switch {
 	case ev.Bucket == "" || ev.Key == "":
-		msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: record %d (%s): missing bucket or key", ErrMalformed, i, ev.EventName))
+		msg.malformed("record %d (%s): missing bucket or key", i, ev.EventName)
 	case ev.Kind == KindUnknown:
 		msg.Unsupported = append(msg.Unsupported, ev)
 	default:
@@ -233,12 +239,12 @@ type eventBridgeDetail struct {
 func parseEventBridge(msg *Message, body []byte) {
 	var cw lambdaevents.CloudWatchEvent
 	if err := json.Unmarshal(body, &cw); err != nil {
-		msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: eventbridge event: %v", ErrMalformed, err))
+		msg.malformed("eventbridge event: %v", err)
 		return
 	}
 	var d eventBridgeDetail
 	if err := json.Unmarshal(cw.Detail, &d); err != nil {
-		msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: eventbridge event %s detail: %v", ErrMalformed, cw.ID, err))
+		msg.malformed("eventbridge event %s detail: %v", cw.ID, err)
 		return
 	}
 	name := eventBridgeName(cw.DetailType, d.Reason, d.DeletionType)

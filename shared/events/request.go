@@ -151,18 +151,18 @@ func (r VerifyRequest) check() error {
 func parseRequests(msg *Message, body []byte) {
 	var m requestMessage
 	if err := json.Unmarshal(body, &m); err != nil {
-		msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: request message: %v", ErrMalformed, err))
+		msg.malformed("request message: %v", err)
 		return
 	}
 	switch {
 	case m.Geoblob != RequestSync && m.Geoblob != RequestVerify:
-		msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: request message of unknown kind %q", ErrMalformed, m.Geoblob))
+		msg.malformed("request message of unknown kind %q", m.Geoblob)
 		return
 	case m.Version != RequestVersion:
-		msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: request message version %d (want %d)", ErrMalformed, m.Version, RequestVersion))
+		msg.malformed("request message version %d (want %d)", m.Version, RequestVersion)
 		return
 	case len(m.Requests) > MaxRequestsPerMessage:
-		msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: %d requests in one message (at most %d)", ErrMalformed, len(m.Requests), MaxRequestsPerMessage))
+		msg.malformed("%d requests in one message (at most %d)", len(m.Requests), MaxRequestsPerMessage)
 		return
 	}
 	if m.Geoblob == RequestVerify {
@@ -179,11 +179,11 @@ func decodeRequests[R request](msg *Message, m requestMessage) []R {
 	for i, raw := range m.Requests {
 		var r R
 		if err := json.Unmarshal(raw, &r); err != nil {
-			msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: %s request %d: %v", ErrMalformed, m.Geoblob, i, err))
+			msg.malformed("%s request %d: %v", m.Geoblob, i, err)
 			continue
 		}
 		if err := r.check(); err != nil {
-			msg.Err = errors.Join(msg.Err, fmt.Errorf("%w: %s request %d: %v", ErrMalformed, m.Geoblob, i, err))
+			msg.malformed("%s request %d: %v", m.Geoblob, i, err)
 			continue
 		}
 		out = append(out, r)

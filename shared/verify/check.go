@@ -32,26 +32,35 @@ type Check struct {
 func CheckObject(ctx context.Context, side Side, key, want string, wantSize int64, mode Mode) Check {
 	if mode == ModeFast && want != "" {
 		st, err := side.Stat(ctx, key)
-		switch {
-		case errors.Is(err, ErrObjectNotFound):
-			return Check{Outcome: OutcomeMissing}
-		case err != nil:
-			return Check{Outcome: OutcomeError, Err: err}
-		case st.SHA256 == want && (wantSize < 0 || st.Size == wantSize):
+		if c, failed := readFailed(err); failed {
+			return c
+		}
+		if st.SHA256 == want && (wantSize < 0 || st.Size == wantSize) {
 			return Check{Outcome: OutcomeMatch, SHA256: st.SHA256, Size: st.Size, Fast: true, ETag: st.ETag, VersionID: st.VersionID}
 		}
 		// No usable stored checksum, or one that differs: the bytes decide.
 	}
 	d, err := side.Hash(ctx, key)
-	switch {
-	case errors.Is(err, ErrObjectNotFound):
-		return Check{Outcome: OutcomeMissing}
-	case err != nil:
-		return Check{Outcome: OutcomeError, Err: err}
+	if c, failed := readFailed(err); failed {
+		return c
 	}
 	c := Check{Outcome: OutcomeMatch, SHA256: d.SHA256, Size: d.Size, BytesRead: d.Size, ETag: d.ETag, VersionID: d.VersionID}
 	if want != "" && d.SHA256 != want {
 		c.Outcome = OutcomeMismatch
 	}
 	return c
+}
+
+// readFailed is the Check of a read of the object that failed with err
+// (missing when the object does not exist, else an error); failed is false
+// when err is nil.
+func readFailed(err error) (c Check, failed bool) {
+	switch {
+	case err == nil:
+		return Check{}, false
+	case errors.Is(err, ErrObjectNotFound):
+		return Check{Outcome: OutcomeMissing}, true
+	default:
+		return Check{Outcome: OutcomeError, Err: err}, true
+	}
 }
