@@ -166,12 +166,7 @@ func TestQuarantineAndResync(t *testing.T) {
 	bad, good := typedKey(1), typedKey(2)
 	e.put(bad, []byte("always fails"))
 	e.put(good, []byte("fine"))
-	e.setRules(nil, func(r *http.Request) s3test.Fault {
-		if s3test.Op(r) == s3test.OpPutObject && r.URL.Path == "/"+secondaryBucket+"/"+bad {
-			return s3test.Fault{Status: http.StatusForbidden}
-		}
-		return s3test.Fault{}
-	})
+	e.refuseSecondaryPuts(bad)
 	attempts := func() int64 { return e.sproxy.OpCount(s3test.OpPutObject) }
 
 	var quarantined int64

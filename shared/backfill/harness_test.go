@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -136,6 +138,18 @@ func (e *env) setRules(primary, secondary func(*http.Request) s3test.Fault) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.primRule, e.secondRule = primary, secondary
+}
+
+// refuseSecondaryPuts makes the secondary answer 403 to every PutObject of
+// keys (none: of every key), replacing the rules set before.
+func (e *env) refuseSecondaryPuts(keys ...string) {
+	e.setRules(nil, func(r *http.Request) s3test.Fault {
+		if s3test.Op(r) == s3test.OpPutObject &&
+			(len(keys) == 0 || slices.Contains(keys, strings.TrimPrefix(r.URL.Path, "/"+secondaryBucket+"/"))) {
+			return s3test.Fault{Status: http.StatusForbidden}
+		}
+		return s3test.Fault{}
+	})
 }
 
 // runner builds a runner from e.opts with e.cfg.

@@ -3,7 +3,6 @@ package backfill_test
 import (
 	"bytes"
 	"encoding/json"
-	"net/http"
 	"testing"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/metrics"
 	"github.com/geoblob/geoblob/shared/registry/registrytest"
@@ -29,12 +27,7 @@ func TestHealthTracksUnsyncedFailedAndQuarantined(t *testing.T) {
 	doomed, flaky := typedKey(1), typedKey(2)
 	e.put(doomed, []byte("always fails"))
 	e.put(flaky, []byte("fails for now"))
-	e.setRules(nil, func(r *http.Request) s3test.Fault {
-		if s3test.Op(r) == s3test.OpPutObject {
-			return s3test.Fault{Status: http.StatusForbidden}
-		}
-		return s3test.Fault{}
-	})
+	e.refuseSecondaryPuts()
 	e.run(backfill.Request{}) // registers both, first attempt fails
 	clock.Advance(2 * time.Hour)
 	e.run(backfill.Request{}) // second attempt fails: both quarantined (MaxAttempts 2)

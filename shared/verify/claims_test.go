@@ -62,8 +62,7 @@ func TestStuckClaimsRecoveredAfterTimeout(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	v := e.verifier(verify.Options{Timeout: 30 * time.Minute, NoPrimary: true})
-	key := e.upload(content(1, 100))
-	require.Equal(t, 1, e.syncDue())
+	key := e.uploadSynced(content(1, 100))
 	abandoned, err := e.reg.ClaimSecondary(e.ctx, e.due(10))
 	require.NoError(t, err)
 	require.Len(t, abandoned, 1)
@@ -81,11 +80,9 @@ func TestStuckClaimsRecoveredAfterTimeout(t *testing.T) {
 	assert.Equal(t, registry.VerificationSucceeded, e.row(key).VerificationState)
 
 	// The crashed owner wakes up with a bogus result: compare-and-set fails.
-	won, _, err := e.reg.FinishSecondary(e.ctx, abandoned[0], registry.VerifyResult{
+	e.finishLost(abandoned[0], registry.VerifyResult{
 		Outcome: verify.OutcomeMismatch, SHA256: sha([]byte("x")), Failure: "stale",
 	})
-	require.NoError(t, err)
-	assert.False(t, won)
 	it := e.row(key)
 	assert.Equal(t, registry.VerificationSucceeded, it.VerificationState)
 	assert.False(t, it.ChecksumMismatch)
@@ -97,19 +94,14 @@ func TestStuckClaimsRecoveredAfterTimeout(t *testing.T) {
 func TestResultOfChangedRowIsDiscarded(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	key := e.upload(content(2, 100))
-	require.Equal(t, 1, e.syncDue())
+	key := e.uploadSynced(content(2, 100))
 	claims, err := e.reg.ClaimSecondary(e.ctx, e.due(10))
 	require.NoError(t, err)
 	require.Len(t, claims, 1)
 	e.putPrimary(key, content(3, 200))
 	e.recordCreated(key) // new content: pending sync, generation+1
 
-	won, resync, err := e.reg.FinishSecondary(e.ctx, claims[0], registry.VerifyResult{
-		Outcome: verify.OutcomeMismatch, Failure: "x",
-	})
-	require.NoError(t, err)
-	assert.False(t, won)
+	resync := e.finishLost(claims[0], registry.VerifyResult{Outcome: verify.OutcomeMismatch, Failure: "x"})
 	assert.False(t, resync)
 	it := e.row(key)
 	assert.Equal(t, registry.StatePending, it.State)

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
@@ -96,6 +97,14 @@ func newEnv(t *testing.T, o envOptions) *env {
 	return e
 }
 
+// newVerifierEnv is newEnv with default options and a verifier with
+// default options over it.
+func newVerifierEnv(t *testing.T) (*env, *verify.Verifier) {
+	t.Helper()
+	e := newEnv(t, envOptions{})
+	return e, e.verifier(verify.Options{})
+}
+
 // verifier returns a verifier over the env with opts (clock and logger
 // filled in; the registry's verification backoff is exact).
 func (e *env) verifier(opts verify.Options) *verify.Verifier {
@@ -129,6 +138,26 @@ func (e *env) upload(data []byte) string {
 	e.putPrimary(key, data)
 	e.recordCreated(key)
 	return key
+}
+
+// uploadSynced uploads data as upload does and syncs it (it must be the
+// only row due), returning its key.
+func (e *env) uploadSynced(data []byte) string {
+	e.t.Helper()
+	key := e.upload(data)
+	require.Equal(e.t, 1, e.syncDue(), "sync of %s", key)
+	return key
+}
+
+// finishLost finishes secondary claim c with res and requires that the
+// compare-and-set lost (nothing written); it returns FinishSecondary's
+// resync.
+func (e *env) finishLost(c registry.Claim, res registry.VerifyResult) bool {
+	e.t.Helper()
+	won, resync, err := e.reg.FinishSecondary(e.ctx, c, res)
+	require.NoError(e.t, err)
+	assert.False(e.t, won, "a stale claim's finish must lose")
+	return resync
 }
 
 func (e *env) putPrimary(key string, data []byte) {

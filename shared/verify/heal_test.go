@@ -35,8 +35,7 @@ func TestVerifyFlagsResyncsAndVerifiesDamagedSecondary(t *testing.T) {
 	for _, tc := range corruptions {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, envOptions{})
-			v := e.verifier(verify.Options{})
+			e, v := newVerifierEnv(t)
 			data := content(7, 100_000)
 			key := e.upload(data)
 			other := e.upload(content(8, 5_000)) // an untouched neighbour
@@ -99,11 +98,9 @@ func TestVerifyFlagsResyncsAndVerifiesDamagedSecondary(t *testing.T) {
 // mismatches so that the backoff keeps growing.
 func TestRepeatedMismatchesBackOffLonger(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
-	v := e.verifier(verify.Options{})
+	e, v := newVerifierEnv(t)
 	data := content(1, 4096)
-	key := e.upload(data)
-	require.Equal(t, 1, e.syncDue())
+	key := e.uploadSynced(data)
 
 	var delays []time.Duration
 	for i := 1; i <= 5; i++ {

@@ -17,8 +17,7 @@ import (
 func TestRunRecordsPassInPassLog(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	e.upload([]byte("hello"))
-	require.Equal(t, 1, e.syncDue())
+	e.uploadSynced([]byte("hello"))
 	start := e.clock.Now()
 	v := e.verifier(verify.Options{PassLog: e.reg})
 	rep := e.run(v, verify.RunOptions{})

@@ -17,8 +17,7 @@ import (
 // verifies its secondary in the same pass.
 func TestComputesMissingPrimaryChecksum(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
-	v := e.verifier(verify.Options{})
+	e, v := newVerifierEnv(t)
 	data := content(3, 70_000)
 	key := e.upload(data)
 	// A sync that did not hash (e.g. a server-side copy): copy the bytes and
@@ -50,8 +49,7 @@ func TestComputesMissingPrimaryChecksum(t *testing.T) {
 // computed, is not hashed into the row: its event will describe it.
 func TestDoesNotRecordChecksumOfAnotherPrimaryVersion(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
-	v := e.verifier(verify.Options{})
+	e, v := newVerifierEnv(t)
 	key := e.upload(content(4, 1000))
 	claims, err := e.reg.ClaimDue(e.ctx, registry.ClaimOptions{Limit: 10})
 	require.NoError(t, err)
@@ -74,11 +72,9 @@ func TestDoesNotRecordChecksumOfAnotherPrimaryVersion(t *testing.T) {
 // secondary; an operator's AcceptPrimary then resyncs.
 func TestPrimaryChangedWithoutEventIsFlaggedAndSecondaryKept(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
-	v := e.verifier(verify.Options{})
+	e, v := newVerifierEnv(t)
 	good := content(6, 50_000)
-	key := e.upload(good)
-	require.Equal(t, 1, e.syncDue())
+	key := e.uploadSynced(good)
 	e.run(v, verify.RunOptions{})
 
 	tampered := append([]byte(nil), good...)
@@ -130,10 +126,8 @@ func TestPrimaryChangedWithoutEventIsFlaggedAndSecondaryKept(t *testing.T) {
 // the event has been applied and the new content synced.
 func TestPrimaryFlagClearsWhenTheEventArrives(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
-	v := e.verifier(verify.Options{})
-	key := e.upload(content(9, 2000))
-	require.Equal(t, 1, e.syncDue())
+	e, v := newVerifierEnv(t)
+	key := e.uploadSynced(content(9, 2000))
 	e.run(v, verify.RunOptions{})
 
 	newer := content(10, 3000)
