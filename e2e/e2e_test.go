@@ -2,16 +2,15 @@ package e2e_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/internal/pgcluster"
@@ -33,37 +32,17 @@ func apply(t testing.TB, m *model, ops []op) {
 	t.Helper()
 	ctx := t.Context()
 	primary := fx.settings.Bucket(devstack.Primary)
-	work := make(chan op)
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for o := range work {
-				var err error
-				if o.body == nil {
-					err = primary.Delete(ctx, o.key)
-				} else {
-					err = primary.Put(ctx, o.key, o.body, samples.ContentType(o.key))
-				}
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+	var g errgroup.Group
+	g.SetLimit(8)
 	for _, o := range ops {
-		work <- o
+		g.Go(func() error {
+			if o.body == nil {
+				return primary.Delete(ctx, o.key)
+			}
+			return primary.Put(ctx, o.key, o.body, samples.ContentType(o.key))
+		})
 	}
-	close(work)
-	wg.Wait()
-	require.NoError(t, errors.Join(errs...))
+	require.NoError(t, g.Wait())
 	for _, o := range ops {
 		if o.body == nil {
 			m.del(o.key)
@@ -145,31 +124,15 @@ func TestReplicationEndToEnd(t *testing.T) {
 	rng.Shuffle(len(bodies), func(i, j int) { bodies[i], bodies[j] = bodies[j], bodies[i] })
 	rec := fx.runner.Receiver()
 	require.NotNil(t, rec)
-	work := make(chan []byte)
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := range work {
-				if _, err := rec.Invoke(ctx, b); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+	var g errgroup.Group
+	g.SetLimit(4)
 	for _, b := range bodies {
-		work <- b
+		g.Go(func() error {
+			_, err := rec.Invoke(ctx, b)
+			return err
+		})
 	}
-	close(work)
-	wg.Wait()
-	require.NoError(t, errors.Join(errs...), "replayed deliveries must succeed")
+	require.NoError(t, g.Wait(), "replayed deliveries must succeed")
 
 	waitConverged(t, m, time.Minute)
 	assertBuckets(t, m)

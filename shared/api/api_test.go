@@ -81,6 +81,14 @@ func (e *env) getJSON(t *testing.T, path string, v any) int {
 	return code
 }
 
+// rows gets the row list at path (GET /api/v1/rows?...).
+func (e *env) rows(t *testing.T, path string) api.ListJSON {
+	t.Helper()
+	var l api.ListJSON
+	e.getJSON(t, path, &l)
+	return l
+}
+
 type deadLetters struct{ n *int64 }
 
 func (d deadLetters) DeadLetters(context.Context) (int64, string, error) {
@@ -313,8 +321,7 @@ func TestActionsDisabled(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(o *api.Options) { o.ActionsEnabled = false })
 	registrytest.Seed(t, e.pool, 5, "npm")
-	var l api.ListJSON
-	e.getJSON(t, "/api/v1/rows?data_type=npm&state=failed", &l)
+	l := e.rows(t, "/api/v1/rows?data_type=npm&state=failed")
 	require.NotEmpty(t, l.Rows)
 	for _, p := range []string{fmt.Sprintf("/api/v1/rows/%d/resync", l.Rows[0].ID), fmt.Sprintf("/api/v1/rows/%d/reverify", l.Rows[0].ID)} {
 		code, _ := e.do(t, "POST", p, nil)
@@ -336,8 +343,7 @@ func TestCrossSiteRequestsRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	registrytest.Seed(t, e.pool, 5, "npm")
-	var l api.ListJSON
-	e.getJSON(t, "/api/v1/rows?data_type=npm&state=failed", &l)
+	l := e.rows(t, "/api/v1/rows?data_type=npm&state=failed")
 	require.NotEmpty(t, l.Rows)
 	path := fmt.Sprintf("/api/v1/rows/%d/resync", l.Rows[0].ID)
 	form := fmt.Sprintf("/rows/%d/resync", l.Rows[0].ID)
@@ -383,8 +389,7 @@ func TestConsolePages(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	registrytest.Seed(t, e.pool, 30, "npm")
-	var l api.ListJSON
-	e.getJSON(t, "/api/v1/rows?data_type=npm", &l)
+	l := e.rows(t, "/api/v1/rows?data_type=npm")
 	for _, p := range []string{"/", "/types/npm", "/types/npm?state=failed&sort=last_synced", "/types/maven",
 		fmt.Sprintf("/rows/%d", l.Rows[0].ID), "/audit", "/assets/style.css", "/assets/console.js"} {
 		code, b := e.do(t, "GET", p, nil)

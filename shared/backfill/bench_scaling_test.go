@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/geoblob/geoblob/internal/samples"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
@@ -38,31 +39,23 @@ func cpuTime() time.Duration {
 // type), with 16 uploads at once and returns the total bytes.
 func putN(b *testing.B, client *s3.Client, bucket string, n int, size func(i int) int) int64 {
 	var (
-		wg    sync.WaitGroup
+		g     errgroup.Group
 		total atomic.Int64
 	)
-	work := make(chan int)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				body := samples.Bytes(typedKey(i), size(i))
-				_, err := client.PutObject(context.Background(), &s3.PutObjectInput{
-					Bucket: aws.String(bucket), Key: aws.String(typedKey(i)), Body: bytes.NewReader(body)})
-				if err != nil {
-					b.Errorf("upload %s: %v", typedKey(i), err)
-				}
-				total.Add(int64(len(body)))
-			}
-		}()
-	}
+	g.SetLimit(16)
 	for i := range n {
-		work <- i
+		g.Go(func() error {
+			body := samples.Bytes(typedKey(i), size(i))
+			_, err := client.PutObject(context.Background(), &s3.PutObjectInput{
+				Bucket: aws.String(bucket), Key: aws.String(typedKey(i)), Body: bytes.NewReader(body)})
+			if err != nil {
+				return fmt.Errorf("upload %s: %w", typedKey(i), err)
+			}
+			total.Add(int64(len(body)))
+			return nil
+		})
 	}
-	close(work)
-	wg.Wait()
-	require.False(b, b.Failed())
+	require.NoError(b, g.Wait())
 	return total.Load()
 }
 

@@ -99,6 +99,15 @@ func lambdaCtx() context.Context {
 }
 
 // direct invokes with a direct payload and decodes the summary.
+// handled invokes the function directly with payload and returns its
+// summary; the invocation must succeed (msgAndArgs say why).
+func (h *harness) handled(t *testing.T, payload []byte, msgAndArgs ...any) handler.Summary {
+	t.Helper()
+	sum, err := h.direct(t, payload)
+	require.NoError(t, err, msgAndArgs...)
+	return sum
+}
+
 func (h *harness) direct(t *testing.T, payload []byte) (handler.Summary, error) {
 	t.Helper()
 	out, err := h.invoke.Invoke(lambdaCtx(), payload)
@@ -160,8 +169,7 @@ func TestCreatedFixturesReplicate(t *testing.T) {
 			for _, ev := range evs {
 				h.env.PutPrimary(t, ev.Key, rt.Content(ev.Key, 777))
 			}
-			sum, err := h.direct(t, payload)
-			require.NoError(t, err)
+			sum := h.handled(t, payload)
 			assert.Equal(t, len(evs), sum.Received)
 			assert.Equal(t, len(evs), sum.Synced)
 			assert.Zero(t, sum.Failed)
@@ -189,8 +197,7 @@ func TestRemovedFixturesDelete(t *testing.T) {
 			if name != "minio-noop.json" { // NoOP: the key never existed
 				h.env.PutSecondary(t, key, []byte("an earlier copy"))
 			}
-			sum, err := h.direct(t, payload)
-			require.NoError(t, err)
+			sum := h.handled(t, payload)
 			assert.Equal(t, 1, sum.Deleted)
 			h.assertDeleted(t, key)
 		})
@@ -201,31 +208,27 @@ func TestNonActionableFixtures(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, rt.EnvOptions{})
 
-	sum, err := h.direct(t, fixture(t, "s3-test-event.json"))
-	require.NoError(t, err)
+	sum := h.handled(t, fixture(t, "s3-test-event.json"))
 	assert.Equal(t, 1, sum.TestEvents)
 
-	sum, err = h.direct(t, fixture(t, "s3-restore-completed.json"))
-	require.NoError(t, err, "unsupported events are not retried")
+	sum = h.handled(t, fixture(t, "s3-restore-completed.json"), "unsupported events are not retried")
 	assert.Equal(t, 1, sum.Unsupported)
 	assert.False(t, h.env.HasRow(t, "maven/com/example/app/1.0.0/app-1.0.0.jar"))
 
 	// The fixture's own bucket is not the primary: counted, not replicated, not retried.
 	key := "maven/com/example/app/1.0.0/app-1.0.0.jar"
 	h.env.PutPrimary(t, key, []byte("x"))
-	sum, err = h.direct(t, rawFixture(t, "s3-put.json"))
-	require.NoError(t, err)
+	sum = h.handled(t, rawFixture(t, "s3-put.json"))
 	assert.Equal(t, 1, sum.ForeignBucket)
 	assert.Zero(t, sum.Synced)
 	assert.False(t, h.env.HasRow(t, key))
 
 	// A key of no data type is ignored.
 	payload := strings.ReplaceAll(string(fixture(t, "s3-put.json")), "maven/com/example/app/1.0.0/app-1.0.0.jar", "tmp/scratch.bin")
-	sum, err = h.direct(t, []byte(payload))
-	require.NoError(t, err)
+	sum = h.handled(t, []byte(payload))
 	assert.Equal(t, 1, sum.Ignored)
 
-	_, err = h.direct(t, []byte(`{"not":"an event"}`))
+	_, err := h.direct(t, []byte(`{"not":"an event"}`))
 	require.ErrorIs(t, err, handler.ErrFailed)
 }
 
@@ -279,11 +282,9 @@ func TestReorderedDirectInvocations(t *testing.T) {
 	h := newHarness(t, rt.EnvOptions{})
 	key := "maven/com/example/app/1.0.0/app-1.0.0.jar"
 	// The delete (sequencer ...F0) is delivered before the put (...E5).
-	sum, err := h.direct(t, fixture(t, "s3-delete.json"))
-	require.NoError(t, err)
+	sum := h.handled(t, fixture(t, "s3-delete.json"))
 	assert.Equal(t, 1, sum.Deleted)
-	sum, err = h.direct(t, fixture(t, "s3-put.json"))
-	require.NoError(t, err)
+	sum = h.handled(t, fixture(t, "s3-put.json"))
 	assert.Equal(t, 1, sum.Stale)
 	h.assertDeleted(t, key)
 }
@@ -291,8 +292,7 @@ func TestReorderedDirectInvocations(t *testing.T) {
 func TestMissingOnPrimaryIsNotAnError(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, rt.EnvOptions{})
-	sum, err := h.direct(t, fixture(t, "s3-put.json"))
-	require.NoError(t, err, "a vanished object must not make Lambda retry")
+	sum := h.handled(t, fixture(t, "s3-put.json"), "a vanished object must not make Lambda retry")
 	assert.Equal(t, 1, sum.MissingOnPrimary)
 	row := h.env.Row(t, "maven/com/example/app/1.0.0/app-1.0.0.jar")
 	assert.Equal(t, registry.StateFailed, row.State)
@@ -408,8 +408,7 @@ func TestDirectInvalidRecordsAreRejectedNotFailed(t *testing.T) {
 	h.env.PutPrimary(t, "generic/good/ok.bin", []byte("ok!"))
 	big := "generic/good/" + strings.Repeat("k", 1007) + ".bin"
 	h.env.PutPrimary(t, big, []byte("1024-byte key"))
-	sum, err := h.direct(t, fixture(t, "s3-invalid-records.json"))
-	require.NoError(t, err)
+	sum := h.handled(t, fixture(t, "s3-invalid-records.json"))
 	assert.Equal(t, 7, sum.Invalid)
 	assert.Equal(t, 2, sum.Synced)
 	assert.Equal(t, 9, sum.Received)

@@ -130,6 +130,19 @@ func (e *env) failed(t *testing.T, c registry.Claim, msg string, missing bool) {
 	require.True(t, ok, "mark failed %s/%s", c.DataType, c.ObjectKey)
 }
 
+// failAgain claims key a minute later and fails it with msg (missing on
+// the primary or not). It returns the row and how long after the failure
+// the row is due again.
+func (e *env) failAgain(t *testing.T, dataType, key, msg string, missing bool) (registry.Row, time.Duration) {
+	t.Helper()
+	c := e.claim(t, dataType, key)
+	now := e.clock.Advance(time.Minute)
+	e.failed(t, c, msg, missing)
+	row := e.get(t, dataType, key)
+	require.NotNil(t, row.RetryAt, "retry time of %s", key)
+	return row, row.RetryAt.Sub(now)
+}
+
 // syncKey creates, claims and syncs a key.
 func (e *env) syncKey(t *testing.T, dataType, key, seq string) registry.Row {
 	t.Helper()
@@ -636,17 +649,12 @@ func testBackoff(t *testing.T, e *env) {
 	require.True(t, e.created(t, event(typeA, "k", "1")))
 	var prev time.Duration
 	for attempt := 1; attempt <= 10; attempt++ {
-		c := e.claim(t, typeA, "k")
-		now := e.clock.Advance(time.Minute)
-		e.failed(t, c, fmt.Sprintf("attempt %d", attempt), false)
-		row := e.get(t, typeA, "k")
+		row, got := e.failAgain(t, typeA, "k", fmt.Sprintf("attempt %d", attempt), false)
 		assert.Equal(t, attempt, row.RetryCount)
 		want := time.Duration(attempt*attempt*attempt*attempt)*time.Second + 15*time.Second
 		if want > time.Hour {
 			want = time.Hour
 		}
-		require.NotNil(t, row.RetryAt)
-		got := row.RetryAt.Sub(now)
 		assert.Equal(t, want, got, "attempt %d", attempt)
 		assert.GreaterOrEqual(t, got, prev, "backoff never shrinks")
 		assert.LessOrEqual(t, got, time.Hour, "capped at 1 h")
@@ -659,12 +667,9 @@ func testBackoffMissing(t *testing.T, e *env) {
 	require.True(t, e.created(t, event(typeA, "k", "1")))
 	var got time.Duration
 	for attempt := 1; attempt <= 12; attempt++ {
-		c := e.claim(t, typeA, "k")
-		now := e.clock.Advance(time.Minute)
-		e.failed(t, c, "primary: NoSuchKey", true)
-		row := e.get(t, typeA, "k")
+		var row registry.Row
+		row, got = e.failAgain(t, typeA, "k", "primary: NoSuchKey", true)
 		assert.True(t, row.MissingOnPrimary)
-		got = row.RetryAt.Sub(now)
 		if attempt == 8 {
 			assert.Equal(t, (8*8*8*8+15)*time.Second, got, "above the 1 h cap when missing")
 		}
