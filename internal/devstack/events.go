@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/geoblob/geoblob/internal/lambdarie"
+	"github.com/geoblob/geoblob/internal/logtail"
 	"github.com/geoblob/geoblob/internal/sqsspool"
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/backfill"
@@ -282,7 +283,7 @@ func (d Daemon) StartEvents(ctx context.Context, s Settings) (string, error) {
 	}
 	if err := waitHTTP(ctx, s.EventsURL(), pid, 30*time.Second); err != nil {
 		_, _, _ = stopPID(context.WithoutCancel(ctx), s.EventsPIDFile(), 2*time.Second)
-		return "", fmt.Errorf("%w; log %s: %s", err, s.EventsLogFile(), tailFile(s.EventsLogFile(), 1000))
+		return "", fmt.Errorf("%w; log %s: %s", err, s.EventsLogFile(), logtail.Tail(s.EventsLogFile(), 1000))
 	}
 	return fmt.Sprintf("%-15s %s (pid %d), log %s", restarted+"started", s.EventsURL(), pid, s.EventsLogFile()), nil
 }
@@ -332,19 +333,6 @@ func daemonEnv(environ []string, s Settings) []string {
 		env = append(env, v.Name+"="+v.Value)
 	}
 	return env
-}
-
-func tailFile(path string, n int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > n {
-		_, _ = f.Seek(-n, io.SeekEnd)
-	}
-	b, _ := io.ReadAll(f)
-	return strings.TrimSpace(string(b))
 }
 
 // InProcess serves the event receiver and its queue worker inside the

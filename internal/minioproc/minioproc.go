@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/geoblob/geoblob/internal/toolbin"
 	"io"
 	"log/slog"
 	"net"
@@ -22,6 +21,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/geoblob/geoblob/internal/logtail"
+	"github.com/geoblob/geoblob/internal/toolbin"
 )
 
 // Errors returned by this package.
@@ -220,7 +222,7 @@ func start(ctx context.Context, bin, addr string, opts Options) (*Server, error)
 
 	if err := s.waitReady(ctx, opts.ReadyTimeout); err != nil {
 		_ = s.kill()
-		return nil, fmt.Errorf("%w (log tail: %s)", err, tail(filepath.Join(opts.Dir, LogFile), 800))
+		return nil, fmt.Errorf("%w (log tail: %s)", err, logtail.Tail(filepath.Join(opts.Dir, LogFile), 800))
 	}
 	if err := writeState(opts.Dir, s.state); err != nil {
 		_ = s.kill()
@@ -431,17 +433,4 @@ func readState(dir string) (State, error) {
 		return st, fmt.Errorf("minioproc: %s: %w", StateFile, err)
 	}
 	return st, nil
-}
-
-func tail(path string, n int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > n {
-		_, _ = f.Seek(-n, io.SeekEnd)
-	}
-	b, _ := io.ReadAll(f)
-	return strings.TrimSpace(string(b))
 }

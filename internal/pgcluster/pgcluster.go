@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/geoblob/geoblob/internal/logtail"
 )
 
 // Sentinel errors; test with errors.Is.
@@ -444,7 +446,7 @@ func (c *Cluster) startOnce(ctx context.Context) error {
 		"-t", strconv.Itoa(int(startTimeout.Seconds())), "-o", strings.Join(settings, " "))
 	if err != nil {
 		return fmt.Errorf("pgcluster: %s/pg_ctl start in %s on port %d: %w: %s; log tail: %s",
-			c.binDir, c.dir, c.port, err, bytes.TrimSpace(out), tail(c.LogFile(), 600))
+			c.binDir, c.dir, c.port, err, bytes.TrimSpace(out), logtail.Tail(c.LogFile(), 600))
 	}
 	if err := writeState(c.dir, state{Port: c.port, BinDir: c.binDir, FsyncOff: c.fsyncOff, Settings: c.settings}); err != nil {
 		return err
@@ -540,13 +542,3 @@ func portFree(port int) bool {
 }
 
 // tail returns the last n bytes of a file, for error messages.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(bytes.TrimSpace(b))
-}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/geoblob/geoblob/internal/samples"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
@@ -132,18 +133,15 @@ func TestConcurrentRunsNeverCopyARowTwice(t *testing.T) {
 		return s3test.Fault{}
 	}, nil)
 	e.cfg.ClaimSize = 7
-	var wg sync.WaitGroup
+	var g errgroup.Group
 	reps := make([]backfill.Report, 3)
 	for i := range reps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rep, err := e.runner().Run(t.Context(), backfill.Request{Phases: []backfill.Phase{backfill.PhaseSync}})
-			assert.NoError(t, err)
-			reps[i] = rep
-		}()
+		g.Go(func() (err error) {
+			reps[i], err = e.runner().Run(t.Context(), backfill.Request{Phases: []backfill.Phase{backfill.PhaseSync}})
+			return err
+		})
 	}
-	wg.Wait()
+	require.NoError(t, g.Wait())
 	var synced int64
 	for _, r := range reps {
 		synced += r.Sync.Synced
@@ -160,9 +158,7 @@ func TestConcurrentRunsNeverCopyARowTwice(t *testing.T) {
 // visible and counted, is no longer attempted, and a resync brings it back.
 func TestQuarantineAndResync(t *testing.T) {
 	t.Parallel()
-	clock := registrytest.NewClock(time.Now())
-	e := newEnv(t, envOptions{clock: clock.Now, sdkAttempts: 1})
-	e.cfg.MaxAttempts = 3
+	e, clock := newRetryEnv(t, 3)
 	bad, good := typedKey(1), typedKey(2)
 	e.put(bad, []byte("always fails"))
 	e.put(good, []byte("fine"))

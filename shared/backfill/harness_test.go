@@ -120,6 +120,17 @@ func newEnv(t testing.TB, eo envOptions) *env {
 	return e
 }
 
+// newRetryEnv is an env on a manual clock (starting now) whose S3 clients
+// do not retry (a failed request is a failed attempt) and whose runner
+// quarantines a row after maxAttempts.
+func newRetryEnv(t testing.TB, maxAttempts int) (*env, *registrytest.Clock) {
+	t.Helper()
+	clock := registrytest.NewClock(time.Now())
+	e := newEnv(t, envOptions{clock: clock.Now, sdkAttempts: 1})
+	e.cfg.MaxAttempts = maxAttempts
+	return e, clock
+}
+
 // faults is a fault proxy's rule: whatever *rule holds when a request
 // comes (see setRules); nil injects no fault.
 func (e *env) faults(rule *func(*http.Request) s3test.Fault) func(*http.Request) s3test.Fault {

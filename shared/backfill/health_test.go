@@ -13,7 +13,6 @@ import (
 
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/metrics"
-	"github.com/geoblob/geoblob/shared/registry/registrytest"
 )
 
 // TestHealthTracksUnsyncedFailedAndQuarantined drives one row into
@@ -21,9 +20,7 @@ import (
 // alarms are fed with, then that it goes back to zero once all is synced.
 func TestHealthTracksUnsyncedFailedAndQuarantined(t *testing.T) {
 	t.Parallel()
-	clock := registrytest.NewClock(time.Now())
-	e := newEnv(t, envOptions{clock: clock.Now, sdkAttempts: 1})
-	e.cfg.MaxAttempts = 2
+	e, clock := newRetryEnv(t, 2)
 	doomed, flaky := typedKey(1), typedKey(2)
 	e.put(doomed, []byte("always fails"))
 	e.put(flaky, []byte("fails for now"))

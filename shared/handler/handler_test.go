@@ -48,16 +48,18 @@ func rawFixture(t *testing.T, name string) []byte {
 	return b
 }
 
-// eventsOf returns the object events a payload carries.
-func eventsOf(t *testing.T, payload []byte) []events.ObjectEvent {
+// fixtureEvents reads the fixture name (see fixture) and returns it with
+// the object events it carries.
+func fixtureEvents(t *testing.T, name string) ([]byte, []events.ObjectEvent) {
 	t.Helper()
+	payload := fixture(t, name)
 	b, err := events.Parse(payload)
 	require.NoError(t, err)
 	var out []events.ObjectEvent
 	for _, m := range b.Messages {
 		out = append(out, m.Events...)
 	}
-	return out
+	return payload, out
 }
 
 type harness struct {
@@ -163,8 +165,7 @@ func TestCreatedFixturesReplicate(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t, rt.EnvOptions{})
-			payload := fixture(t, name)
-			evs := eventsOf(t, payload)
+			payload, evs := fixtureEvents(t, name)
 			require.NotEmpty(t, evs)
 			for _, ev := range evs {
 				h.env.PutPrimary(t, ev.Key, rt.Content(ev.Key, 777))
@@ -190,8 +191,7 @@ func TestRemovedFixturesDelete(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t, rt.EnvOptions{})
-			payload := fixture(t, name)
-			evs := eventsOf(t, payload)
+			payload, evs := fixtureEvents(t, name)
 			require.Len(t, evs, 1)
 			key := evs[0].Key
 			if name != "minio-noop.json" { // NoOP: the key never existed

@@ -257,9 +257,11 @@ func TestCountersExactUnderChaos(t *testing.T) {
 			}
 		}()
 	}
-	// status readers run all along
-	done := make(chan struct{})
+	// status readers run all along (and are done before the final checks:
+	// a rollup still running would hold deltas the checks count)
+	done, readerDone := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(readerDone)
 		for {
 			select {
 			case <-done:
@@ -272,6 +274,7 @@ func TestCountersExactUnderChaos(t *testing.T) {
 	}()
 	wg.Wait()
 	close(done)
+	<-readerDone
 	assertCountersExact(t, store, pool)
 	var deltas int
 	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM registry_counter_delta").Scan(&deltas))

@@ -2,11 +2,11 @@ package replication_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/geoblob/geoblob/shared/events"
 	"github.com/geoblob/geoblob/shared/registry"
@@ -37,18 +37,15 @@ func TestPerformCopiesOnceForDuplicateRequests(t *testing.T) {
 	req := dispatch(t, env, key)
 
 	// Four deliveries of one request at once: exactly one copies.
-	var wg sync.WaitGroup
+	var g errgroup.Group
 	outs := make([]replication.Outcome, 4)
 	for i := range outs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			o, err := env.Engine.Perform(context.Background(), req)
-			assert.NoError(t, err)
-			outs[i] = o
-		}()
+		g.Go(func() (err error) {
+			outs[i], err = env.Engine.Perform(context.Background(), req)
+			return err
+		})
 	}
-	wg.Wait()
+	require.NoError(t, g.Wait())
 	synced := 0
 	for _, o := range outs {
 		if o == replication.OutcomeSynced {
