@@ -77,16 +77,11 @@ func TestLateDeleteNeverRemovesNewerObject(t *testing.T) {
 	env := rt.NewEnv(t, rt.EnvOptions{})
 	ctx := context.Background()
 	v1, v2 := []byte("version one"), []byte("version two, longer")
-	env.PutPrimary(t, key, v1)
-	_, err := env.Engine.Apply(ctx, rt.CreatedEvent(key, int64(len(v1)), "10"))
-	require.NoError(t, err)
-	env.PutPrimary(t, key, v2)
-	out, err := env.Engine.Apply(ctx, rt.CreatedEvent(key, int64(len(v2)), "30"))
-	require.NoError(t, err)
-	assert.Equal(t, replication.OutcomeSynced, out)
+	env.Upload(t, key, v1, "10")
+	assert.Equal(t, replication.OutcomeSynced, env.Upload(t, key, v2, "30"))
 
 	// A delete between the two puts arrives last.
-	out, err = env.Engine.Apply(ctx, rt.RemovedEvent(key, "20"))
+	out, err := env.Engine.Apply(ctx, rt.RemovedEvent(key, "20"))
 	require.NoError(t, err)
 	assert.Equal(t, replication.OutcomeStale, out)
 	env.RequireSynced(t, key, v2, "late delete removed the newer object")
@@ -100,13 +95,7 @@ func TestMissingOnPrimaryIsRecordedNotReturned(t *testing.T) {
 	out, err := env.Engine.Apply(ctx, rt.CreatedEvent(key, 10, "10"))
 	require.NoError(t, err, "a vanished source must not be retried hot")
 	assert.Equal(t, replication.OutcomeMissingOnPrimary, out)
-	row := env.Row(t, key)
-	assert.Equal(t, registry.StateFailed, row.State)
-	assert.True(t, row.MissingOnPrimary)
-	assert.Equal(t, 1, row.RetryCount)
-	require.NotNil(t, row.RetryAt)
-	assert.True(t, row.RetryAt.After(before), "retry_at must be in the future")
-	assert.False(t, row.RetryAt.After(time.Now().Add(4*time.Hour+time.Minute)), "retry_at beyond the 4 h cap")
+	row := env.RequireFailedOnce(t, key, true, before, 4*time.Hour+time.Minute)
 	assert.NotEmpty(t, row.LastSyncFailure)
 	_, ok := env.SecondaryBytes(t, key)
 	assert.False(t, ok)
@@ -117,9 +106,7 @@ func TestRemovedKeepsCopyWhenPrimaryHasObjectAgain(t *testing.T) {
 	env := rt.NewEnv(t, rt.EnvOptions{})
 	ctx := context.Background()
 	v1, v2 := []byte("first upload"), []byte("re-uploaded after the delete")
-	env.PutPrimary(t, key, v1)
-	_, err := env.Engine.Apply(ctx, rt.CreatedEvent(key, int64(len(v1)), "10"))
-	require.NoError(t, err)
+	env.Upload(t, key, v1, "10")
 	// Deleted and uploaded again; only the delete's event has arrived.
 	env.DeletePrimary(t, key)
 	env.PutPrimary(t, key, v2)
@@ -185,13 +172,7 @@ func TestSecondaryFailureMidCopyFailsRowAndRetrySucceeds(t *testing.T) {
 			assert.ErrorIs(t, err, replication.ErrCopy)
 			assert.True(t, replication.IsRetryable(err), "%v", err)
 			assert.Equal(t, replication.OutcomeFailed, out)
-			row := env.Row(t, key)
-			assert.Equal(t, registry.StateFailed, row.State)
-			assert.False(t, row.MissingOnPrimary)
-			assert.Equal(t, 1, row.RetryCount)
-			require.NotNil(t, row.RetryAt)
-			assert.True(t, row.RetryAt.After(before))
-			assert.True(t, row.RetryAt.Before(time.Now().Add(time.Hour+time.Minute)), "retry due within the 1 h cap")
+			row := env.RequireFailedOnce(t, key, false, before, time.Hour+time.Minute)
 			assert.Nil(t, row.LastSyncedAt, "nothing may be marked synced")
 			assert.Empty(t, row.PrimarySHA256)
 			_, ok := env.SecondaryBytes(t, key)
@@ -207,36 +188,41 @@ func TestSecondaryFailureMidCopyFailsRowAndRetrySucceeds(t *testing.T) {
 	}
 }
 
+// raceFirstCopy returns an env whose secondary, when the first PutObject
+// of a copy reaches it, runs during (which changes the object and its row
+// under the copy) before answering; puts counts the PutObject requests.
+func raceFirstCopy(t *testing.T, during func(env *rt.Env)) (env *rt.Env, puts *atomic.Int32) {
+	t.Helper()
+	puts = new(atomic.Int32)
+	ready := make(chan struct{})
+	env = rt.NewEnv(t, rt.EnvOptions{SecondaryEndpoint: func(t testing.TB, endpoint string) string {
+		return s3test.NewFaultProxy(t, endpoint, func(r *http.Request) s3test.Fault {
+			if s3test.Op(r) == s3test.OpPutObject && puts.Add(1) == 1 {
+				<-ready
+				during(env)
+			}
+			return s3test.Fault{}
+		}).Endpoint()
+	}})
+	close(ready)
+	return env, puts
+}
+
 // TestEventDuringCopyForcesAnotherCopy injects a newer event while the first
 // copy is being written: its compare-and-set must fail and the engine must
 // copy again, so the secondary ends with the newest bytes.
 func TestEventDuringCopyForcesAnotherCopy(t *testing.T) {
 	t.Parallel()
-	var (
-		env   *rt.Env
-		puts  atomic.Int32
-		v2    = []byte("the newer upload that raced the copy")
-		ready = make(chan struct{})
-	)
-	opts := rt.EnvOptions{SecondaryEndpoint: func(t testing.TB, endpoint string) string {
-		return s3test.NewFaultProxy(t, endpoint, func(r *http.Request) s3test.Fault {
-			if s3test.Op(r) == s3test.OpPutObject && puts.Add(1) == 1 {
-				<-ready
-				env.PutPrimary(t, key, v2)
-				_, err := env.Registry.RecordCreated(context.Background(), registry.ObjectEvent{
-					DataType: "maven_package_file", Key: key, Size: int64(len(v2)), Sequencer: "20",
-				})
-				assert.NoError(t, err)
-			}
-			return s3test.Fault{}
-		}).Endpoint()
-	}}
-	env = rt.NewEnv(t, opts)
-	close(ready)
+	v2 := []byte("the newer upload that raced the copy")
+	env, puts := raceFirstCopy(t, func(env *rt.Env) {
+		env.PutPrimary(t, key, v2)
+		_, err := env.Registry.RecordCreated(context.Background(), registry.ObjectEvent{
+			DataType: "maven_package_file", Key: key, Size: int64(len(v2)), Sequencer: "20",
+		})
+		assert.NoError(t, err)
+	})
 	v1 := []byte("the first upload")
-	env.PutPrimary(t, key, v1)
-	out, err := env.Engine.Apply(context.Background(), rt.CreatedEvent(key, int64(len(v1)), "10"))
-	require.NoError(t, err)
+	out := env.Upload(t, key, v1, "10")
 	assert.Equal(t, replication.OutcomeSynced, out)
 	assert.EqualValues(t, 2, puts.Load(), "the engine must copy again after losing the compare-and-set")
 	env.RequireSynced(t, key, v2)
@@ -246,30 +232,15 @@ func TestEventDuringCopyForcesAnotherCopy(t *testing.T) {
 // must not leave the copy behind.
 func TestDeleteDuringCopyWins(t *testing.T) {
 	t.Parallel()
-	var (
-		env   *rt.Env
-		puts  atomic.Int32
-		ready = make(chan struct{})
-	)
-	opts := rt.EnvOptions{SecondaryEndpoint: func(t testing.TB, endpoint string) string {
-		return s3test.NewFaultProxy(t, endpoint, func(r *http.Request) s3test.Fault {
-			if s3test.Op(r) == s3test.OpPutObject && puts.Add(1) == 1 {
-				<-ready
-				env.DeletePrimary(t, key)
-				_, err := env.Registry.RecordRemoved(context.Background(), registry.ObjectEvent{
-					DataType: "maven_package_file", Key: key, Sequencer: "20",
-				})
-				assert.NoError(t, err)
-			}
-			return s3test.Fault{}
-		}).Endpoint()
-	}}
-	env = rt.NewEnv(t, opts)
-	close(ready)
+	env, _ := raceFirstCopy(t, func(env *rt.Env) {
+		env.DeletePrimary(t, key)
+		_, err := env.Registry.RecordRemoved(context.Background(), registry.ObjectEvent{
+			DataType: "maven_package_file", Key: key, Sequencer: "20",
+		})
+		assert.NoError(t, err)
+	})
 	v1 := []byte("uploaded then deleted")
-	env.PutPrimary(t, key, v1)
-	out, err := env.Engine.Apply(context.Background(), rt.CreatedEvent(key, int64(len(v1)), "10"))
-	require.NoError(t, err)
+	out := env.Upload(t, key, v1, "10")
 	assert.Equal(t, replication.OutcomeDeleted, out)
 	env.RequireDeleted(t, key, "the copy survived a delete that raced it")
 }

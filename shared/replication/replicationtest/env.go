@@ -198,6 +198,33 @@ func (e *Env) SecondaryBytes(t testing.TB, key string) ([]byte, bool) {
 	return b, true
 }
 
+// Upload puts body on the primary under key and applies its ObjectCreated
+// event (sequencer seq) through the engine, which must not fail; it
+// returns the engine's outcome.
+func (e *Env) Upload(t testing.TB, key string, body []byte, seq string) replication.Outcome {
+	t.Helper()
+	e.PutPrimary(t, key, body)
+	out, err := e.Engine.Apply(context.Background(), CreatedEvent(key, int64(len(body)), seq))
+	require.NoError(t, err, "apply the ObjectCreated event of %q", key)
+	return out
+}
+
+// RequireFailedOnce checks that key's row failed its first attempt (state
+// failed, one retry counted, missing on the primary as missing says) and is
+// due again after after but no later than within from now; it returns the
+// row.
+func (e *Env) RequireFailedOnce(t testing.TB, key string, missing bool, after time.Time, within time.Duration) registry.Row {
+	t.Helper()
+	row := e.Row(t, key)
+	require.Equal(t, registry.StateFailed, row.State, "row of %q", key)
+	require.Equal(t, missing, row.MissingOnPrimary, "missing on primary of %q", key)
+	require.Equal(t, 1, row.RetryCount, "retries of %q", key)
+	require.NotNil(t, row.RetryAt, "retry time of %q", key)
+	require.True(t, row.RetryAt.After(after), "retry_at %s must be after %s", row.RetryAt, after)
+	require.False(t, row.RetryAt.After(time.Now().Add(within)), "retry_at %s beyond %s from now", row.RetryAt, within)
+	return row
+}
+
 // RequireSynced checks that the secondary holds body under key and that
 // key's row is live, synced, with body's SHA-256 as its primary checksum.
 // msgAndArgs describe a missing copy.
