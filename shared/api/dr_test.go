@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -100,4 +101,40 @@ func TestDRReportAPI(t *testing.T) {
 		code, body := e.do(t, "GET", "/api/v1/dr-report?"+q, nil)
 		assert.Equal(t, http.StatusBadRequest, code, "%s: %s", q, body)
 	}
+}
+
+// The brake page's Release / Discard are refused from another site, like
+// every console action; from the console itself they act and are audited.
+func TestBrakeFormCrossSiteRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	const key = "npm/a/-/a-1.0.0.tgz"
+	registrytest.HoldDelete(t, e.store, "npm_package_file", key)
+	for _, action := range []string{"release", "discard"} {
+		for _, hdr := range [][]string{{"Sec-Fetch-Site", "cross-site"}, {"Origin", "http://evil.example"}} {
+			code, _ := e.do(t, "POST", "/brake/"+action, nil, hdr...)
+			assert.Equal(t, http.StatusForbidden, code, "%s %v", action, hdr)
+		}
+	}
+	row, err := e.store.Get(t.Context(), "npm_package_file", key)
+	require.NoError(t, err)
+	assert.Equal(t, registry.StateFailed, row.State, "still held (a held delete is failed, never due)")
+
+	req, err := http.NewRequest("POST", e.srv.URL+"/brake/discard", strings.NewReader("data_type=npm_package_file"))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("X-User", "carol")
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	row, err = e.store.Get(t.Context(), "npm_package_file", key)
+	require.NoError(t, err)
+	assert.Equal(t, registry.StateSynced, row.State, "discarded: the tombstone is synced")
+	audit, err := e.store.Audit(t.Context(), 1)
+	require.NoError(t, err)
+	require.Len(t, audit, 1)
+	assert.Equal(t, "delete_brake_discard", audit[0].Action)
+	assert.Equal(t, "test:carol", audit[0].Actor)
 }
