@@ -96,13 +96,14 @@ func writeDRReport(out io.Writer, rep registry.DRReport) error {
 		name string
 		p    *registry.Pass
 	}{{"backfill", rep.LastBackfill}, {"verify", rep.LastVerify}} {
+		label := fmt.Sprintf("%-23s", "last "+p.name+" pass")
 		switch {
 		case p.p == nil:
-			fmt.Fprintf(out, "last %-8s pass     never ran\n", p.name)
+			fmt.Fprintf(out, "%snever ran\n", label)
 		case p.p.LastOKAt == nil:
-			fmt.Fprintf(out, "last %-8s pass     never succeeded (last: %s)\n", p.name, p.p.Error)
+			fmt.Fprintf(out, "%snever succeeded (last: %s)\n", label, p.p.Error)
 		default:
-			fmt.Fprintf(out, "last %-8s pass     succeeded %s", p.name, p.p.LastOKAt.UTC().Format(time.RFC3339))
+			fmt.Fprintf(out, "%ssucceeded %s", label, p.p.LastOKAt.UTC().Format(time.RFC3339))
 			if !p.p.OK {
 				fmt.Fprintf(out, "; the last one failed: %s", p.p.Error)
 			}
