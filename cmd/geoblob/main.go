@@ -22,6 +22,7 @@ import (
 
 	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/internal/sqsspool"
+	"github.com/geoblob/geoblob/internal/toolbin"
 	"github.com/geoblob/geoblob/shared/config"
 )
 
@@ -324,16 +325,11 @@ func defaultDir() string {
 	if d := os.Getenv("GEOBLOB_STACK_DIR"); d != "" {
 		return d
 	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return filepath.Join(".local", "stack")
+	if root, ok := toolbin.ModuleRoot(); ok {
+		return filepath.Join(root, ".local", "stack")
 	}
-	for d := wd; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return filepath.Join(d, ".local", "stack")
-		}
-		if filepath.Dir(d) == d {
-			return filepath.Join(wd, ".local", "stack")
-		}
+	if wd, err := os.Getwd(); err == nil {
+		return filepath.Join(wd, ".local", "stack")
 	}
+	return filepath.Join(".local", "stack")
 }

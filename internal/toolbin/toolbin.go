@@ -21,23 +21,33 @@ func Find(envVar, name string, notFound error) (string, error) {
 		}
 		return "", fmt.Errorf("%w: %s=%q is not an executable file", notFound, envVar, p)
 	}
-	if wd, err := os.Getwd(); err == nil {
-		for dir := wd; ; dir = filepath.Dir(dir) {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				if p := filepath.Join(dir, ".local", "bin", name); isExecutable(p) {
-					return p, nil
-				}
-				break
-			}
-			if filepath.Dir(dir) == dir {
-				break
-			}
+	if root, ok := ModuleRoot(); ok {
+		if p := filepath.Join(root, ".local", "bin", name); isExecutable(p) {
+			return p, nil
 		}
 	}
 	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
 	return "", notFound
+}
+
+// ModuleRoot returns the module root: the nearest directory at or above
+// the working directory that holds go.mod. ok is false when there is none
+// (or the working directory is unknown).
+func ModuleRoot() (root string, ok bool) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", false
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, true
+		}
+		if filepath.Dir(dir) == dir {
+			return "", false
+		}
+	}
 }
 
 func isExecutable(p string) bool {

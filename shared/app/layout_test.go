@@ -4,7 +4,6 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/internal/toolbin"
 )
 
 const module = "github.com/geoblob/geoblob"
@@ -27,10 +28,8 @@ const module = "github.com/geoblob/geoblob"
 // and internal/ import them, which the last rule checks for the binaries.
 func TestDependenciesPointOneWay(t *testing.T) {
 	t.Parallel()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	require.NoError(t, err)
-	_, err = os.Stat(filepath.Join(root, "go.mod"))
-	require.NoError(t, err, "module root not found from shared/app")
+	root, ok := toolbin.ModuleRoot()
+	require.True(t, ok, "module root not found from shared/app")
 
 	var offenders []string
 	checked := 0

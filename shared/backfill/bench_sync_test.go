@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
+	"github.com/geoblob/geoblob/internal/toolbin"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/datatype"
@@ -103,14 +104,7 @@ func BenchmarkSyncVsRclone(b *testing.B) {
 
 // repoRoot is the directory holding go.mod.
 func repoRoot(b *testing.B) string {
-	dir, err := os.Getwd()
-	require.NoError(b, err)
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		if filepath.Dir(d) == d {
-			b.Fatalf("no go.mod above %s", dir)
-		}
-	}
+	root, ok := toolbin.ModuleRoot()
+	require.True(b, ok, "no go.mod above the working directory")
+	return root
 }

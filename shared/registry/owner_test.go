@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/geoblob/geoblob/internal/toolbin"
 )
 
 // tableName matches the table's name as an SQL identifier (not inside
@@ -21,10 +23,8 @@ var tableName = regexp.MustCompile(`(^|[^A-Za-z0-9_])blob_registry([^A-Za-z0-9_]
 // shared/registry (tests and the CDK app in infra/ aside) names the table.
 func TestOnlyRegistryTouchesBlobRegistry(t *testing.T) {
 	t.Parallel()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	require.NoError(t, err)
-	_, err = os.Stat(filepath.Join(root, "go.mod"))
-	require.NoError(t, err, "module root not found from shared/registry")
+	root, ok := toolbin.ModuleRoot()
+	require.True(t, ok, "module root not found from shared/registry")
 	skipDirs := map[string]bool{
 		filepath.Join(root, "shared", "registry"): true,
 		filepath.Join(root, "infra"):              true,
@@ -34,7 +34,7 @@ func TestOnlyRegistryTouchesBlobRegistry(t *testing.T) {
 	}
 	var offenders []string
 	checked := 0
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

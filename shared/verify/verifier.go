@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,45 +198,44 @@ func (v *Verifier) run(ctx context.Context, ro RunOptions) (Report, error) {
 	// (a computed primary checksum enables its secondary's verification), so
 	// once both sides run dry the pass waits for the checks in flight and
 	// looks again if anything was claimed since it last looked.
-	secondaryDone, primaryDone := false, v.opts.NoPrimary
+	sides := []*passSide{
+		{claim: v.store.ClaimSecondary, verify: v.verifySecondary, cnt: &sec},
+		{claim: v.store.ClaimPrimary, verify: v.verifyPrimary, cnt: &pri, off: v.opts.NoPrimary},
+	}
+	lookAgain := func() {
+		for _, sd := range sides {
+			sd.done = sd.off
+		}
+	}
+	lookAgain()
 	claimed := 0
+claiming:
 	for {
-		if secondaryDone && primaryDone {
+		if !slices.ContainsFunc(sides, func(sd *passSide) bool { return !sd.done }) {
 			wg.Wait()
 			if claimed == 0 || failed() {
 				break
 			}
 			claimed = 0
-			secondaryDone, primaryDone = false, v.opts.NoPrimary
+			lookAgain()
 		}
 		if ctx.Err() != nil || !v.opts.Now().Before(deadline) {
 			rep.BudgetExhausted = true
 			break
 		}
-		if !secondaryDone {
-			claims, err := v.store.ClaimSecondary(ctx, v.claimOptions())
+		for _, sd := range sides {
+			if sd.done {
+				continue
+			}
+			claims, err := sd.claim(ctx, v.claimOptions())
 			if err != nil {
 				fail(err)
-				break
+				break claiming
 			}
-			secondaryDone = len(claims) == 0
+			sd.done = len(claims) == 0
 			claimed += len(claims)
 			v.dispatch(ctx, &wg, sem, claims, func(ctx context.Context, c registry.Claim) {
-				if err := v.verifySecondary(ctx, c, ro.Mode, &sec, log); err != nil {
-					fail(err)
-				}
-			})
-		}
-		if !primaryDone {
-			claims, err := v.store.ClaimPrimary(ctx, v.claimOptions())
-			if err != nil {
-				fail(err)
-				break
-			}
-			primaryDone = len(claims) == 0
-			claimed += len(claims)
-			v.dispatch(ctx, &wg, sem, claims, func(ctx context.Context, c registry.Claim) {
-				if err := v.verifyPrimary(ctx, c, ro.Mode, &pri, log); err != nil {
+				if err := sd.verify(ctx, c, ro.Mode, sd.cnt, log); err != nil {
 					fail(err)
 				}
 			})
@@ -250,6 +250,16 @@ func (v *Verifier) run(ctx context.Context, ro RunOptions) (Report, error) {
 	log.Info("verify pass done", "secondary", rep.Secondary, "primary", rep.Primary,
 		"recovered", rep.Recovered, "budget_exhausted", rep.BudgetExhausted, "elapsed", rep.Elapsed)
 	return rep, firstErr
+}
+
+// passSide is one side (secondary or primary) of an in-process pass: how
+// its due rows are claimed and checked, its counters, and whether it has
+// no due rows left (done) or is not verified at all (off).
+type passSide struct {
+	claim     func(context.Context, registry.VerifyClaimOptions) ([]registry.Claim, error)
+	verify    func(context.Context, registry.Claim, Mode, *counters, *slog.Logger) error
+	cnt       *counters
+	off, done bool
 }
 
 // dispatch runs fn for every claim with at most cap(sem) running at once;
