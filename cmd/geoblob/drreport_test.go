@@ -199,6 +199,14 @@ func TestDRReportScenario(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &viaJSON), out)
 	checkReport(t, viaJSON)
 
+	// -aws takes the stack's function URL (signed when it is one); any
+	// other URL is called as it is, like -url.
+	out, err = cli(t, "dr-report", "-aws", srv.URL, "-format", "json")
+	require.NoError(t, err, out)
+	viaJSON = registry.DRReport{}
+	require.NoError(t, json.Unmarshal([]byte(out), &viaJSON), out)
+	checkReport(t, viaJSON)
+
 	out, err = cli(t, "dr-report", "-url", srv.URL, "-format", "csv")
 	require.NoError(t, err, out)
 	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
