@@ -275,6 +275,7 @@ func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOpera
 		start := time.Now()
 		var leased bool
 		var covered int64
+		var next BulkOperation
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			now := s.now()
 			// lease: ours, free or expired; holds the op row for the batch
@@ -311,7 +312,9 @@ func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOpera
 			if err != nil {
 				return err
 			}
-			op, err = pgx.CollectExactlyOneRow(rows, scanBulk)
+			// op changes only when the batch commits: a batch cut short
+			// (ctx ended) leaves the operation as it stood
+			next, err = pgx.CollectExactlyOneRow(rows, scanBulk)
 			return err
 		})
 		if err != nil {
@@ -323,6 +326,7 @@ func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOpera
 		if !leased {
 			return s.BulkOperation(ctx, id)
 		}
+		op = next
 		// aim the next batch at TargetBatch: scale the span by the
 		// measured rate, at most doubling, within the span bounds
 		if took := time.Since(start); took > 0 && covered == span {
