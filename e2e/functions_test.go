@@ -13,6 +13,7 @@ import (
 	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/internal/samples"
 	"github.com/geoblob/geoblob/internal/sqsspool"
+	geoevents "github.com/geoblob/geoblob/shared/events"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
@@ -109,4 +110,71 @@ func redeliveries(ds []sqsspool.Delivery) (failed, redelivered map[string]bool) 
 		}
 	}
 	return failed, redelivered
+}
+
+// TestFunctionProcessesDispatchThroughSQSAPI: the backfill and verify
+// function processes (under the emulator, configured with the local
+// request queues' URLs and AWS_ENDPOINT_URL_SQS) dispatch through the SQS
+// API stand-in with aws-sdk-go-v2, exactly as in AWS: a row put back to
+// pending is copied by onCreate from a sync request, and the copies are
+// verified by the verify worker processes from verification requests.
+func TestFunctionProcessesDispatchThroughSQSAPI(t *testing.T) {
+	fns := fx.runner.RunningFunctions()
+	require.NotNil(t, fns, "the end-to-end stack runs the function binaries under the emulator")
+	ctx := t.Context()
+	keys := faultKeys(t, "dispatch", 3)
+	primary := fx.settings.Bucket(devstack.Primary)
+	for _, o := range putOps(t, keys, 4096) {
+		require.NoError(t, primary.Put(ctx, o.key, o.body, samples.ContentType(o.key)))
+	}
+	synced := func(k string) bool {
+		row, err := fx.row(ctx, k)
+		return err == nil && row.State == registry.StateSynced
+	}
+	require.Eventually(t, func() bool { return synced(keys[0]) && synced(keys[1]) && synced(keys[2]) },
+		time.Minute, 50*time.Millisecond, "event copies")
+	resynced, err := fx.row(ctx, keys[0])
+	require.NoError(t, err)
+	require.NoError(t, fx.reg.Resync(ctx, resynced.DataType, keys[0]))
+
+	first := fx.rec.len()
+	_, err = fns.Get(devstack.FnBackfill).Invoke(ctx, devstack.ScheduledEvent("us-east-1", "geoblob-backfill", time.Now()))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return synced(keys[0]) }, time.Minute, 50*time.Millisecond, "the dispatched sync request was copied")
+	verified := func() bool {
+		for _, k := range keys {
+			row, err := fx.row(ctx, k)
+			if err != nil || row.VerificationState != registry.VerificationSucceeded {
+				return false
+			}
+		}
+		return true
+	}
+	require.Eventually(t, func() bool {
+		if verified() {
+			return true
+		}
+		_, err := fns.Get(devstack.FnVerify).Invoke(ctx, devstack.ScheduledEvent("us-east-1", "geoblob-verify", time.Now()))
+		return err == nil && verified()
+	}, 2*time.Minute, 500*time.Millisecond, "the verify workers verified every copy")
+
+	syncs, checks := map[string]bool{}, map[string]bool{}
+	for _, d := range fx.rec.since(first) {
+		b, err := geoevents.Parse(d.Body)
+		if err != nil || d.Err != nil {
+			continue
+		}
+		for _, m := range b.Messages {
+			for _, r := range m.Syncs {
+				syncs[r.Key] = true
+			}
+			for _, r := range m.Verifies {
+				checks[r.Key] = true
+			}
+		}
+	}
+	assert.True(t, syncs[keys[0]], "backfill's sync request went through the SQS API and the sync spool")
+	for _, k := range keys {
+		assert.True(t, checks[k], "verify's request for %s went through the SQS API to the workers", k)
+	}
 }

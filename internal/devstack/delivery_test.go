@@ -209,6 +209,7 @@ func TestEventsMissedWhileDownAreBackfilled(t *testing.T) {
 	var (
 		mu         sync.Mutex
 		dispatched []string
+		verified   []string // keys of verification requests delivered to the workers
 	)
 	scheduled := &devstack.InProcess{
 		Schedules: devstack.Schedules{Backfill: time.Second, Verify: time.Second, FirstRun: 200 * time.Millisecond},
@@ -222,6 +223,9 @@ func TestEventsMissedWhileDownAreBackfilled(t *testing.T) {
 			for _, m := range b.Messages {
 				for _, r := range m.Syncs {
 					dispatched = append(dispatched, r.Key)
+				}
+				for _, r := range m.Verifies {
+					verified = append(verified, r.Key)
 				}
 			}
 		},
@@ -241,6 +245,7 @@ func TestEventsMissedWhileDownAreBackfilled(t *testing.T) {
 	assert.True(t, ok)
 	mu.Lock()
 	assert.Contains(t, dispatched, "generic/missed/1.0.0/missed.bin", "backfill dispatched the copy to the handler through the sync-request queue")
+	assert.Contains(t, verified, "generic/missed/1.0.0/missed.bin", "verify dispatched the check to the workers through the verification queue")
 	mu.Unlock()
 	require.Eventually(t, func() bool {
 		ok, err := secondary.Exists(ctx, "generic/early/1.0.0/early.bin")

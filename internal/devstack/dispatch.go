@@ -3,48 +3,70 @@ package devstack
 import (
 	"context"
 	"fmt"
+	"log/slog"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/geoblob/geoblob/internal/sqsspool"
-	"github.com/geoblob/geoblob/shared/backfill"
-	"github.com/geoblob/geoblob/shared/events"
+	"github.com/geoblob/geoblob/shared/app"
+	"github.com/geoblob/geoblob/shared/config"
+	"github.com/geoblob/geoblob/shared/dispatch"
 )
 
-// SyncQueueConcurrency is how many invocations the local sync-request
-// queue runs at once (the event source mapping's maximum concurrency), so
-// backfill's fan-out to the copy workers is exercised locally.
-const SyncQueueConcurrency = 4
+// The local request queues: backfill's sync requests (delivered to the
+// same handler as the event spool, as onCreate consumes both in AWS) and
+// verify's verification requests (delivered to verify workers). The
+// dispatchers reach them through the SQS API stand-in on the events
+// address (sqsspool.SQSAPI), with the same SQS client and sender as in
+// AWS.
+const (
+	SyncQueueName   = "geoblob-sync-requests"
+	VerifyQueueName = "geoblob-verify-requests"
+	// SyncQueueConcurrency and VerifyQueueConcurrency are how many
+	// invocations each runs at once (the event source mapping's maximum
+	// concurrency), so the fan-out is exercised locally.
+	SyncQueueConcurrency   = 4
+	VerifyQueueConcurrency = 4
+	// verifyQueueBatch is the verification queue's batch size: a worker
+	// checks its batch at once, so the verify window is
+	// VerifyQueueConcurrency x verifyQueueBatch.
+	verifyQueueBatch = 10
+)
 
-// QueueDispatcher is backfill's Dispatcher on the local stack: it puts
-// each sync request into a local queue (the SQS stand-in), whose worker
-// hands it to the onCreate handler exactly as the sync-request queue's
-// event source mapping does in AWS.
-type QueueDispatcher struct {
-	Queue *sqsspool.Queue
-}
-
-var _ backfill.Dispatcher = QueueDispatcher{}
-
-// SendSync spools one message per request.
-func (d QueueDispatcher) SendSync(_ context.Context, reqs []events.SyncRequest) error {
-	for _, r := range reqs {
-		body, err := events.EncodeSyncRequests([]events.SyncRequest{r})
-		if err != nil {
-			return fmt.Errorf("devstack: sync request: %w", err)
-		}
-		if _, err := d.Queue.Append(body); err != nil {
-			return fmt.Errorf("devstack: spool sync request: %w", err)
-		}
-	}
-	return nil
-}
-
-// syncQueueOptions derives the sync-request queue's options from the
-// event queue's: its own spool and dead-letter directories next to the
-// event spool's, SyncQueueConcurrency invocations at once; Observe sees
-// its deliveries too (from its own goroutine).
-func syncQueueOptions(qo sqsspool.QueueOptions) sqsspool.QueueOptions {
+// requestQueueOptions derives a request queue's options from the event
+// queue's: its own spool and dead-letter directories next to the event
+// spool's (suffix -<suffix>), concurrency invocations at once; Observe
+// sees its deliveries too (from its own goroutine).
+func requestQueueOptions(qo sqsspool.QueueOptions, suffix string, concurrency int) sqsspool.QueueOptions {
 	so := qo
-	so.Dir, so.DeadLetterDir = qo.Dir+"-sync", qo.DeadLetterDir+"-sync"
-	so.Concurrency = SyncQueueConcurrency
+	so.Dir, so.DeadLetterDir = qo.Dir+"-"+suffix, qo.DeadLetterDir+"-"+suffix
+	so.Concurrency = concurrency
 	return so
+}
+
+// sender returns the dispatcher's SQS sender to the local queue name
+// through the SQS API stand-in at endpoint (http://host:port).
+func sender(endpoint, name string) *dispatch.SQS {
+	client := sqs.New(sqs.Options{BaseEndpoint: aws.String(endpoint), Region: "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("geoblob-local", "geoblob-local", "")})
+	return dispatch.NewSQS(client, sqsspool.QueueURL(endpoint, name), 0)
+}
+
+// verifyWorker builds the verify workers' handler (the verify function's
+// own Handle, which takes the verification queue's SQS events) from the
+// stack's configuration; the func releases it.
+func verifyWorker(ctx context.Context, cfg config.Config, getenv func(string) string, logger *slog.Logger) (sqsspool.Invoker, func(), error) {
+	svc, err := app.BuildVerify(ctx, cfg, func(k string) string {
+		if k == "GEOBLOB_VERIFY_CONCURRENCY" {
+			return fmt.Sprint(verifyQueueBatch) // a whole batch at once
+		}
+		return getenv(k)
+	}, logger)
+	if err != nil {
+		return nil, nil, fmt.Errorf("devstack: verify workers: %w", err)
+	}
+	return lambda.NewHandler(svc.Handle), svc.Close, nil
 }

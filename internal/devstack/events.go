@@ -19,7 +19,6 @@ import (
 	"github.com/geoblob/geoblob/internal/logtail"
 	"github.com/geoblob/geoblob/internal/sqsspool"
 	"github.com/geoblob/geoblob/shared/app"
-	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/metrics/prom"
 )
@@ -77,16 +76,26 @@ func ServeEvents(ctx context.Context, o ServeOptions) error {
 		fs             *Functions
 		err            error
 	)
+	var verifyInv sqsspool.Invoker
 	if o.Functions.Enabled() {
-		inv, metricsHandler, closeApp, fs, err = functionsInvoker(ctx, o.Functions, stackEnviron(os.Environ()), o.FunctionLogDir, o.Config, logger)
+		env := append(stackEnviron(os.Environ()), requestQueueEnv(o.Addr, o.Config)...)
+		inv, verifyInv, metricsHandler, closeApp, fs, err = functionsInvoker(ctx, o.Functions, env, o.FunctionLogDir, o.Config, logger)
 	} else {
 		inv, metricsHandler, closeApp, err = buildInvoker(ctx, o.Config, logger, copies)
+		if err == nil {
+			var closeWorker func()
+			if verifyInv, closeWorker, err = verifyWorker(ctx, o.Config, o.Getenv, logger); err != nil {
+				closeApp()
+			} else {
+				closeApp = chain(closeApp, closeWorker)
+			}
+		}
 	}
 	if err != nil {
 		return err
 	}
 	defer closeApp()
-	d, err := startDelivery(ctx, o.Addr, o.Token, inv, metricsHandler, o.Queue, logger)
+	d, err := startDelivery(ctx, o.Addr, o.Token, inv, verifyInv, metricsHandler, o.Queue, logger)
 	if err != nil {
 		return err
 	}
@@ -94,8 +103,7 @@ func ServeEvents(ctx context.Context, o ServeOptions) error {
 		"dead_letters", o.Queue.DeadLetterDir, "primary", o.Config.Primary.Name, "secondary", o.Config.Secondary.Name)
 	schedCtx, stopSched := context.WithCancel(ctx)
 	schedDone := make(chan error, 1)
-	sched := o.Schedules
-	sched.Dispatcher = d.dispatcher()
+	sched := d.schedules(o.Schedules)
 	go func() {
 		if fs != nil {
 			schedDone <- sched.runFunctions(schedCtx, fs, o.Config.Secondary.Region, logger)
@@ -144,56 +152,86 @@ func startConsole(ctx context.Context, o ServeOptions, logger *slog.Logger) (don
 	return done, closeConsole, nil
 }
 
-// delivery is a running receiver with its queue worker.
+// delivery is a running receiver with its queue workers.
 type delivery struct {
 	srv   *sqsspool.EventServer
 	rec   *sqsspool.Receiver
 	queue *sqsspool.Queue
-	// syncQueue carries backfill's sync requests to the same handler.
-	syncQueue *sqsspool.Queue
-	stopQueue context.CancelFunc
-	queueDone chan error // one result per queue worker
+	// syncQueue carries backfill's sync requests to the same handler;
+	// verifyQueue (nil without verify workers) verify's verification
+	// requests to the workers.
+	syncQueue, verifyQueue *sqsspool.Queue
+	queues                 int // queue workers running
+	stopQueue              context.CancelFunc
+	queueDone              chan error // one result per queue worker
 }
 
-// startDelivery opens the spool, starts the queue worker and listens on addr
-// (serving metricsHandler, when not nil, on /metrics).
-func startDelivery(ctx context.Context, addr, token string, inv sqsspool.Invoker, metricsHandler http.Handler, qo sqsspool.QueueOptions, logger *slog.Logger) (*delivery, error) {
+// startDelivery opens the spools, starts the queue workers and listens on
+// addr: MinIO's webhook POSTs, the SQS API of the request queues (calls
+// carrying an X-Amz-Target AmazonSQS.* header) and, when metricsHandler is
+// not nil, /metrics. With verifyInv set, verification requests are
+// delivered to it, VerifyQueueConcurrency invocations at once.
+func startDelivery(ctx context.Context, addr, token string, inv, verifyInv sqsspool.Invoker, metricsHandler http.Handler, qo sqsspool.QueueOptions, logger *slog.Logger) (*delivery, error) {
 	qo.Invoker = inv
 	if qo.Logger == nil {
 		qo.Logger = logger
 	}
-	q, err := sqsspool.OpenQueue(qo)
-	if err != nil {
+	d := &delivery{}
+	var err error
+	if d.queue, err = sqsspool.OpenQueue(qo); err != nil {
 		return nil, err
 	}
-	rec := sqsspool.NewReceiver(q, inv, sqsspool.ReceiverOptions{Token: token, Logger: logger})
-	var h http.Handler = rec
+	if d.syncQueue, err = sqsspool.OpenQueue(requestQueueOptions(qo, "sync", SyncQueueConcurrency)); err != nil {
+		return nil, err
+	}
+	queues := map[string]sqsspool.Enqueuer{SyncQueueName: d.syncQueue}
+	run := []*sqsspool.Queue{d.queue, d.syncQueue}
+	if verifyInv != nil {
+		vo := requestQueueOptions(qo, "verify", VerifyQueueConcurrency)
+		vo.Invoker, vo.BatchSize = verifyInv, verifyQueueBatch
+		if d.verifyQueue, err = sqsspool.OpenQueue(vo); err != nil {
+			return nil, err
+		}
+		queues[VerifyQueueName] = d.verifyQueue
+		run = append(run, d.verifyQueue)
+	}
+	d.rec = sqsspool.NewReceiver(d.queue, inv, sqsspool.ReceiverOptions{Token: token, Logger: logger})
+	api := sqsspool.NewSQSAPI(queues, logger)
+	mux := http.NewServeMux()
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sqsspool.IsSQSRequest(r) {
+			api.ServeHTTP(w, r)
+			return
+		}
+		d.rec.ServeHTTP(w, r)
+	}))
 	if metricsHandler != nil {
-		mux := http.NewServeMux()
-		mux.Handle("/", rec)
 		mux.Handle("GET "+MetricsPath, metricsHandler)
-		h = mux
 	}
-	srv, err := sqsspool.ListenEvents(addr, h)
-	if err != nil {
-		return nil, err
-	}
-	sq, err := sqsspool.OpenQueue(syncQueueOptions(qo))
-	if err != nil {
-		_ = srv.Close(context.WithoutCancel(ctx))
+	if d.srv, err = sqsspool.ListenEvents(addr, mux); err != nil {
 		return nil, err
 	}
 	qctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	d := &delivery{srv: srv, rec: rec, queue: q, syncQueue: sq, stopQueue: stop, queueDone: make(chan error, 2)}
-	go func() { d.queueDone <- q.Run(qctx) }()
-	go func() { d.queueDone <- sq.Run(qctx) }()
+	d.stopQueue, d.queues, d.queueDone = stop, len(run), make(chan error, len(run))
+	for _, q := range run {
+		go func() { d.queueDone <- q.Run(qctx) }()
+	}
 	return d, nil
 }
 
-// dispatcher is backfill's way into the local sync-request queue.
-func (d *delivery) dispatcher() backfill.Dispatcher { return QueueDispatcher{Queue: d.syncQueue} }
+// schedules returns sc with the dispatchers of the local request queues:
+// backfill and verify send through the SQS API stand-in, exactly as they
+// send to SQS in AWS.
+func (d *delivery) schedules(sc Schedules) Schedules {
+	endpoint := "http://" + d.srv.Addr()
+	sc.Dispatcher = sender(endpoint, SyncQueueName)
+	if d.verifyQueue != nil {
+		sc.VerifyDispatcher = sender(endpoint, VerifyQueueName)
+	}
+	return sc
+}
 
-// close stops accepting POSTs, then stops the queue worker (waiting for
+// close stops accepting POSTs, then stops the queue workers (waiting for
 // the invocations in flight; what is not acknowledged stays spooled).
 func (d *delivery) close(ctx context.Context) error {
 	shutdown, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -201,7 +239,7 @@ func (d *delivery) close(ctx context.Context) error {
 	srvErr := d.srv.Close(shutdown)
 	d.stopQueue()
 	var qErrs []error
-	for range 2 {
+	for range d.queues {
 		select {
 		case err := <-d.queueDone:
 			qErrs = append(qErrs, err)
@@ -210,6 +248,15 @@ func (d *delivery) close(ctx context.Context) error {
 		}
 	}
 	return errors.Join(srvErr, errors.Join(qErrs...))
+}
+
+// chain returns a func that calls fns in order.
+func chain(fns ...func()) func() {
+	return func() {
+		for _, f := range fns {
+			f()
+		}
+	}
 }
 
 // Daemon runs the event receiver as a background process of the geoblob
@@ -410,29 +457,36 @@ func (p *InProcess) StartEvents(ctx context.Context, s Settings) (string, error)
 	var (
 		metricsHandler http.Handler
 		fs             *Functions
+		verifyInv      sqsspool.Invoker
 	)
 	switch {
 	case inv != nil:
 	case p.Functions.Enabled():
-		if inv, metricsHandler, closeApp, fs, err = functionsInvoker(ctx, p.Functions, FunctionEnv(s, os.Environ()), s.FunctionLogDir(), cfg, logger); err != nil {
+		env := append(FunctionEnv(s, os.Environ()), requestQueueEnv(s.EventsAddr(), cfg)...)
+		if inv, verifyInv, metricsHandler, closeApp, fs, err = functionsInvoker(ctx, p.Functions, env, s.FunctionLogDir(), cfg, logger); err != nil {
 			return "", err
 		}
 	default:
 		if inv, metricsHandler, closeApp, err = buildInvoker(ctx, cfg, logger, copies); err != nil {
 			return "", err
 		}
+		var closeWorker func()
+		if verifyInv, closeWorker, err = verifyWorker(ctx, cfg, getenv, logger); err != nil {
+			closeApp()
+			return "", err
+		}
+		closeApp = chain(closeApp, closeWorker)
 	}
 	qo := p.Queue
 	qo.Dir, qo.DeadLetterDir, qo.Observe = s.SpoolDir(), s.DeadLetterDir(), p.Observe
-	d, err := startDelivery(ctx, s.EventsAddr(), s.EventsToken, inv, metricsHandler, qo, logger)
+	d, err := startDelivery(ctx, s.EventsAddr(), s.EventsToken, inv, verifyInv, metricsHandler, qo, logger)
 	if err != nil {
 		closeApp()
 		return "", err
 	}
 	schedCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	p.schedDone = make(chan error, 1)
-	sched := p.Schedules
-	sched.Dispatcher = d.dispatcher()
+	sched := d.schedules(p.Schedules)
 	go func() {
 		if fs != nil {
 			p.schedDone <- sched.runFunctions(schedCtx, fs, cfg.Secondary.Region, logger)

@@ -50,7 +50,20 @@ const (
 	FnBackfill = "backfill"
 	FnVerify   = "verify"
 	FnMigrate  = "migrate"
+	// FnVerifyWorker is the verify binary again, as the verification
+	// queue's workers (infra/stacks deploys it as verifyWorker); the local
+	// stack runs VerifyQueueConcurrency of them, FnVerifyWorker-1 to -N.
+	FnVerifyWorker = "verifyWorker"
 )
+
+// binaryOf is the functions/ directory of function name (FnVerifyWorker-n
+// runs the verify binary).
+func binaryOf(name string) string {
+	if strings.HasPrefix(name, FnVerifyWorker) {
+		return FnVerify
+	}
+	return name
+}
 
 // functionTimeouts mirror the Lambda timeouts of infra/stacks.KnownFunctions.
 var functionTimeouts = map[string]time.Duration{
@@ -86,8 +99,8 @@ func StartFunctions(ctx context.Context, o FunctionsOptions, env []string, logDi
 			return nil, fmt.Errorf("devstack: function log: %w", err)
 		}
 		f, err := lambdarie.Start(ctx, lambdarie.Options{
-			Emulator: emulator, Bootstrap: filepath.Join(o.Dir, name, "bootstrap"), Name: name,
-			Env: env, Timeout: functionTimeouts[name], Log: log,
+			Emulator: emulator, Bootstrap: filepath.Join(o.Dir, binaryOf(name), "bootstrap"), Name: name,
+			Env: env, Timeout: functionTimeouts[binaryOf(name)], Log: log,
 		})
 		if err != nil {
 			log.Close()
@@ -356,26 +369,68 @@ func BuildFunctions(ctx context.Context, root, dir string) error {
 	return nil
 }
 
-// functionsInvoker starts the event and schedule functions under their
-// emulators and returns the event router in front of onCreate and onDelete,
+// functionsInvoker starts the event and schedule functions and
+// VerifyQueueConcurrency verify workers under their emulators and returns
+// the event router in front of onCreate and onDelete, the workers' pool,
 // the /metrics handler (the registry's gauges, read by this process; the
 // copy counters live in the function processes and stay empty here), and
-// the func that stops it all.
-func functionsInvoker(ctx context.Context, o FunctionsOptions, env []string, logDir string, cfg config.Config, logger *slog.Logger) (sqsspool.Invoker, http.Handler, func(), *Functions, error) {
+// the func that stops it all. env should carry requestQueueEnv, so that
+// backfill and verify dispatch through the SQS API stand-in.
+func functionsInvoker(ctx context.Context, o FunctionsOptions, env []string, logDir string, cfg config.Config, logger *slog.Logger) (sqsspool.Invoker, sqsspool.Invoker, http.Handler, func(), *Functions, error) {
 	dsn, err := app.DatabaseURL(ctx, cfg, nil)
 	if err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("devstack: %w", err)
+		return nil, nil, nil, nil, nil, fmt.Errorf("devstack: %w", err)
 	}
 	pool, err := app.NewPool(ctx, dsn, 1)
 	if err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("devstack: %w", err)
+		return nil, nil, nil, nil, nil, fmt.Errorf("devstack: %w", err)
 	}
-	fs, err := StartFunctions(ctx, o, env, logDir, FnOnCreate, FnOnDelete, FnBackfill, FnVerify)
+	names := []string{FnOnCreate, FnOnDelete, FnBackfill, FnVerify}
+	workers := make(workerPool, VerifyQueueConcurrency)
+	for i := range VerifyQueueConcurrency {
+		names = append(names, fmt.Sprintf("%s-%d", FnVerifyWorker, i+1))
+	}
+	fs, err := StartFunctions(ctx, o, env, logDir, names...)
 	if err != nil {
 		pool.Close()
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, nil, nil, err
+	}
+	for i := range VerifyQueueConcurrency {
+		workers <- fs.Get(fmt.Sprintf("%s-%d", FnVerifyWorker, i+1))
 	}
 	inv := &eventRouter{onCreate: fs.Get(FnOnCreate), onDelete: fs.Get(FnOnDelete), logger: logger}
 	metrics := prom.Handler(registry.New(pool, registry.Options{Logger: logger}), prom.NewCopies())
-	return inv, metrics, func() { fs.Close(); pool.Close() }, fs, nil
+	return inv, workers, metrics, func() { fs.Close(); pool.Close() }, fs, nil
+}
+
+// workerPool invokes whichever of its functions is free (one invocation at
+// a time each, as one Lambda execution environment).
+type workerPool chan sqsspool.Invoker
+
+// Invoke implements sqsspool.Invoker.
+func (p workerPool) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	var f sqsspool.Invoker
+	select {
+	case f = <-p:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { p <- f }()
+	return f.Invoke(ctx, payload)
+}
+
+// requestQueueEnv points the function processes' dispatchers at the local
+// request queues, served by the SQS API stand-in on the events address
+// addr: backfill sends sync requests, verify verification requests, with
+// the local windows.
+func requestQueueEnv(addr string, cfg config.Config) []string {
+	endpoint := "http://" + addr
+	return []string{
+		"AWS_ENDPOINT_URL_SQS=" + endpoint,
+		"GEOBLOB_SYNC_QUEUE_URL=" + sqsspool.QueueURL(endpoint, SyncQueueName),
+		fmt.Sprintf("GEOBLOB_SYNC_WINDOW=%d", SyncQueueConcurrency*cfg.CopyConcurrency),
+		"GEOBLOB_VERIFY_QUEUE_URL=" + sqsspool.QueueURL(endpoint, VerifyQueueName),
+		fmt.Sprintf("GEOBLOB_VERIFY_WINDOW=%d", VerifyQueueConcurrency*verifyQueueBatch),
+		fmt.Sprintf("GEOBLOB_VERIFY_CONCURRENCY=%d", verifyQueueBatch),
+	}
 }

@@ -29,6 +29,11 @@ type Schedules struct {
 	// (the local sync-request queue) instead of copying in process, with a
 	// window of SyncQueueConcurrency x GEOBLOB_COPY_CONCURRENCY claims.
 	Dispatcher backfill.Dispatcher
+	// VerifyDispatcher, when set, makes verify dispatch verification
+	// requests to it (the local verification queue and its workers)
+	// instead of checking in process, with a window of
+	// VerifyQueueConcurrency x the queue's batch size claims.
+	VerifyDispatcher verify.Dispatcher
 }
 
 // DefaultSchedules are the daemon's: both every minute, first after 5 s.
@@ -74,6 +79,9 @@ func (sc Schedules) Run(ctx context.Context, cfg config.Config, getenv func(stri
 			svc, err := app.BuildVerify(ctx, cfg, getenv, logger)
 			if err != nil {
 				return nil, nil, err
+			}
+			if sc.VerifyDispatcher != nil {
+				svc.Verifier = svc.Verifier.WithDispatcher(sc.VerifyDispatcher, VerifyQueueConcurrency*verifyQueueBatch)
 			}
 			return func(ctx context.Context) { runVerifyPass(ctx, svc, logger) }, svc.Close, nil
 		}},
@@ -166,7 +174,8 @@ func runVerifyPass(ctx context.Context, v verifyPass, logger *slog.Logger) verif
 		"secondary_mismatched", rep.Secondary.Mismatched, "secondary_missing", rep.Secondary.Missing,
 		"resynced", rep.Secondary.Resynced, "primary_checked", rep.Primary.Checked,
 		"primary_changed", rep.Primary.Mismatched, "errors", rep.Secondary.Errors + rep.Primary.Errors,
-		"bytes_read", rep.Secondary.BytesRead + rep.Primary.BytesRead, "budget_exhausted", rep.BudgetExhausted}
+		"bytes_read", rep.Secondary.BytesRead + rep.Primary.BytesRead, "dispatched", rep.Dispatched,
+		"budget_exhausted", rep.BudgetExhausted}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		logger.Error("devstack: scheduled verify pass failed", append(attrs, "error", err)...)
 	} else {

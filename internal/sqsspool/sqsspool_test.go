@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,10 +16,15 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/geoblob/geoblob/internal/sqsspool"
+	"github.com/geoblob/geoblob/shared/dispatch"
+	geoevents "github.com/geoblob/geoblob/shared/events"
 )
 
 func TestReceiverSpoolsBeforeAnswering(t *testing.T) {
@@ -214,4 +220,65 @@ func TestQueueDeliversLikeAnSQSEventSource(t *testing.T) {
 	dead, err := os.ReadFile(filepath.Join(dlq, "00000000000000000031.3.json"))
 	require.NoError(t, err)
 	assert.Equal(t, "fail: not json", string(dead))
+}
+
+// The real dispatcher (dispatch.SQS on aws-sdk-go-v2's sqs client, which
+// checks every message's MD5) sends through the SQS API stand-in into a
+// spool whose queue worker delivers the requests, 3 invocations at once.
+func TestSQSAPIDeliversDispatchedRequests(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var (
+		mu       sync.Mutex
+		got      []geoevents.VerifyRequest
+		inFlight int
+		peak     int
+	)
+	worker := lambda.NewHandler(func(_ context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		mu.Lock()
+		inFlight++
+		peak = max(peak, inFlight)
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		inFlight--
+		for _, m := range ev.Records {
+			b, err := geoevents.Parse([]byte(m.Body))
+			if err == nil {
+				got = append(got, b.Messages[0].Verifies...)
+			}
+		}
+		return events.SQSEventResponse{}, nil
+	})
+	q, err := sqsspool.OpenQueue(sqsspool.QueueOptions{Dir: filepath.Join(dir, "spool"), DeadLetterDir: filepath.Join(dir, "dlq"),
+		Invoker: worker, BatchSize: 2, Concurrency: 3})
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- q.Run(ctx) }()
+	defer func() { stop(); <-done }()
+
+	srv := httptest.NewServer(sqsspool.NewSQSAPI(map[string]sqsspool.Enqueuer{"geoblob-verify-requests": q}, nil))
+	defer srv.Close()
+	client := sqs.New(sqs.Options{BaseEndpoint: aws.String(srv.URL), Region: "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")})
+	sender := dispatch.NewSQS(client, sqsspool.QueueURL(srv.URL, "geoblob-verify-requests"), 2)
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var reqs []geoevents.VerifyRequest
+	for i := range 25 {
+		reqs = append(reqs, geoevents.VerifyRequest{DataType: "npm_package_file", Key: "npm/p/-/p-" + string(rune('a'+i)) + ".tgz",
+			Side: geoevents.SideSecondary, Generation: int64(i + 1), ClaimedAt: at})
+	}
+	require.NoError(t, sender.SendVerify(t.Context(), reqs))
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == len(reqs) }, 30*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	assert.ElementsMatch(t, reqs, got)
+	assert.Greater(t, peak, 1, "several invocations at once")
+	assert.LessOrEqual(t, peak, 3)
+	mu.Unlock()
+
+	// A queue it does not serve is an error the sender reports.
+	bad := dispatch.NewSQS(client, sqsspool.QueueURL(srv.URL, "nope"), 1)
+	assert.ErrorIs(t, bad.SendVerify(t.Context(), reqs[:1]), dispatch.ErrSend)
 }
