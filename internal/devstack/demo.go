@@ -356,7 +356,7 @@ func demoVerify(ctx context.Context, cfg config.Config, getenv func(string) stri
 		if err != nil {
 			return fmt.Errorf("devstack: verify pass: %w", err)
 		}
-		total = addVerifyReports(total, rep)
+		total = total.Add(rep)
 		if rep.Secondary.Checked+rep.Primary.Checked > 0 && !rep.BudgetExhausted {
 			continue
 		}
@@ -388,22 +388,6 @@ func allVerified(sums []verify.Summary) bool {
 		}
 	}
 	return true
-}
-
-func addVerifyReports(a, b verify.Report) verify.Report {
-	add := func(x, y verify.Counts) verify.Counts {
-		return verify.Counts{
-			Checked: x.Checked + y.Checked, Matched: x.Matched + y.Matched, Mismatched: x.Mismatched + y.Mismatched,
-			Missing: x.Missing + y.Missing, Errors: x.Errors + y.Errors, Resynced: x.Resynced + y.Resynced,
-			Stale: x.Stale + y.Stale, Fast: x.Fast + y.Fast, BytesRead: x.BytesRead + y.BytesRead,
-		}
-	}
-	a.Secondary = add(a.Secondary, b.Secondary)
-	a.Primary = add(a.Primary, b.Primary)
-	a.Recovered += b.Recovered
-	a.Elapsed += b.Elapsed
-	a.BudgetExhausted = b.BudgetExhausted
-	return a
 }
 
 // demoSize gives the demo's files varied, realistic sizes (1 KiB .. 1 MiB).

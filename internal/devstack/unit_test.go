@@ -38,6 +38,21 @@ func TestSettingsEnvIsTheFunctionsConfig(t *testing.T) {
 	assert.Contains(t, env, "source '/tmp/x y/env'", "paths with spaces are quoted")
 }
 
+// TestSettingsEnvIsInTheReference: every GEOBLOB_* variable the local stack
+// sets is one of the configuration reference (config.Reference).
+func TestSettingsEnvIsInTheReference(t *testing.T) {
+	t.Parallel()
+	known := map[string]bool{}
+	for _, v := range config.Reference {
+		known[v.Name] = true
+	}
+	for _, v := range devstack.DefaultSettings("/tmp/x").Env() {
+		if strings.HasPrefix(v.Name, "GEOBLOB_") {
+			assert.True(t, known[v.Name], "%s is not in config.Reference", v.Name)
+		}
+	}
+}
+
 func TestWriteStatus(t *testing.T) {
 	t.Parallel()
 	var b strings.Builder

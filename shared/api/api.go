@@ -103,11 +103,6 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Reference lists the API's environment variables (for the README).
-var Reference = []config.Var{
-	{Name: "GEOBLOB_API_ACTIONS", Default: "false", Description: "Allow resync and reverify (single and bulk) through the API and console; read-only when false. The local stack's console enables them; in AWS set the stack parameter."},
-}
-
 // ErrInvalid is returned (wrapped, naming the variable) for unusable API
 // configuration.
 var ErrInvalid = errors.New("api: invalid configuration")

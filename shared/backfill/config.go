@@ -11,20 +11,6 @@ import (
 	"github.com/geoblob/geoblob/shared/dispatch"
 )
 
-// Vars lists the environment variables backfill reads, in README order.
-var Vars = []config.Var{
-	{Name: "GEOBLOB_BACKFILL_BUDGET", Default: "10m", Description: "Work time per backfill invocation; the cursor is saved and the next invocation resumes. Capped by the Lambda deadline minus 30 s."},
-	{Name: "GEOBLOB_BACKFILL_PHASES", Default: "recover,reconcile,sync", Description: "Phases a scheduled invocation runs, in order: recover, reconcile, sync, orphans."},
-	{Name: "GEOBLOB_BACKFILL_INVENTORY", Default: "", Description: "S3 Inventory location (s3://bucket/prefix/ or s3://bucket/.../manifest.json, CSV format) used by reconcile instead of listing the primary bucket. The newest manifest under a prefix is used."},
-	{Name: "GEOBLOB_BACKFILL_BATCH_SIZE", Default: "10000", Description: "Listed objects registered per transaction (bulk COPY + INSERT ON CONFLICT)."},
-	{Name: "GEOBLOB_BACKFILL_CLAIM_SIZE", Default: "50", Description: "Due rows claimed per sync round (FOR UPDATE SKIP LOCKED, fair across data types)."},
-	{Name: "GEOBLOB_BACKFILL_MAX_ATTEMPTS", Default: "10", Description: "Failed sync attempts after which a row is quarantined: still counted, resynced only on request."},
-	{Name: "GEOBLOB_BACKFILL_SECONDARY_ORPHANS", Default: "off", Description: "Secondary objects with no primary counterpart: off, report (dry run: count and log) or delete."},
-	{Name: "GEOBLOB_BACKFILL_RELIST_INTERVAL", Default: "1h", Description: "A completed listing pass of the primary is not started again before this long (reconcile skips until then; sync goes on)."},
-	{Name: "GEOBLOB_SYNC_QUEUE_URL", Default: "", Description: "SQS queue of sync requests consumed by onCreate. When set, backfill's sync phase dispatches claimed rows there instead of copying them itself, so event and backfill copies share onCreate's reserved concurrency."},
-	{Name: "GEOBLOB_SYNC_WINDOW", Default: "100", Description: "Most sync claims in flight (rows in state started: event copies and dispatched requests together) the dispatcher fills up to; set it to onCreate's reserved concurrency x GEOBLOB_COPY_CONCURRENCY, the shared copy cap."},
-}
-
 // Phase names a unit of backfill work.
 type Phase string
 

@@ -140,15 +140,7 @@ func (s *Store) Head(ctx context.Context, key string) (Object, error) {
 	if err != nil {
 		return Object{}, s.objectError(ctx, "head", key, err)
 	}
-	return Object{
-		Key:          key,
-		Size:         aws.ToInt64(out.ContentLength),
-		ETag:         aws.ToString(out.ETag),
-		VersionID:    aws.ToString(out.VersionId),
-		ContentType:  aws.ToString(out.ContentType),
-		Metadata:     lowerKeys(out.Metadata),
-		LastModified: aws.ToTime(out.LastModified),
-	}, nil
+	return object(key, out.ContentLength, out.ETag, out.VersionId, out.ContentType, out.Metadata, out.LastModified), nil
 }
 
 // objectError maps the error of an object operation whose 404 may not say
@@ -175,19 +167,20 @@ func (s *Store) HeadBucket(ctx context.Context) error {
 // The returned Object describes exactly the version being read. Missing
 // objects give an error wrapping ErrNotFound.
 func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, Object, error) {
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
-	if err != nil {
-		return nil, Object{}, opError("open", s.bucket, key, err)
-	}
-	return out.Body, Object{
+	return s.OpenVersion(ctx, key, "")
+}
+
+// object describes key from the attributes of a HEAD or GET response.
+func object(key string, size *int64, etag, versionID, contentType *string, meta map[string]string, modified *time.Time) Object {
+	return Object{
 		Key:          key,
-		Size:         aws.ToInt64(out.ContentLength),
-		ETag:         aws.ToString(out.ETag),
-		VersionID:    aws.ToString(out.VersionId),
-		ContentType:  aws.ToString(out.ContentType),
-		Metadata:     lowerKeys(out.Metadata),
-		LastModified: aws.ToTime(out.LastModified),
-	}, nil
+		Size:         aws.ToInt64(size),
+		ETag:         aws.ToString(etag),
+		VersionID:    aws.ToString(versionID),
+		ContentType:  aws.ToString(contentType),
+		Metadata:     lowerKeys(meta),
+		LastModified: aws.ToTime(modified),
+	}
 }
 
 // Delete removes the object. Deleting a missing object succeeds; a missing

@@ -72,13 +72,5 @@ func (s *Store) OpenVersion(ctx context.Context, key, versionID string) (io.Read
 	if err != nil {
 		return nil, Object{}, opError("open", s.bucket, key, err)
 	}
-	return out.Body, Object{
-		Key:          key,
-		Size:         aws.ToInt64(out.ContentLength),
-		ETag:         aws.ToString(out.ETag),
-		VersionID:    aws.ToString(out.VersionId),
-		ContentType:  aws.ToString(out.ContentType),
-		Metadata:     lowerKeys(out.Metadata),
-		LastModified: aws.ToTime(out.LastModified),
-	}, nil
+	return out.Body, object(key, out.ContentLength, out.ETag, out.VersionId, out.ContentType, out.Metadata, out.LastModified), nil
 }

@@ -29,41 +29,6 @@ type Var struct {
 	Description string
 }
 
-// Reference lists every environment variable geoblob reads, in README order.
-var Reference = []Var{
-	{"GEOBLOB_DATABASE_URL", "", "PostgreSQL URL of the registry (postgres://user:pass@host:port/db). Required unless GEOBLOB_DATABASE_SECRET_ARN is set."},
-	{"GEOBLOB_DATABASE_SECRET_ARN", "", "Secrets Manager secret, by ARN or name (RDS JSON format: host, port, username, password, dbname), used instead of GEOBLOB_DATABASE_URL."},
-	{"GEOBLOB_DATABASE_HOST", "", "Host that overrides the secret's host (e.g. the RDS Proxy endpoint)."},
-	{"GEOBLOB_DATABASE_SSLMODE", "verify-full", "TLS to the registry when the URL is built from the secret: verify-full (certificate chain and host name), verify-ca, require or disable (local stacks without TLS only)."},
-	{"GEOBLOB_DATABASE_CA_FILE", "(system roots)", "PEM file of the CAs the registry's certificate must chain to (e.g. the RDS CA bundle for a direct Aurora connection); empty uses the system trust store, which holds the Amazon roots RDS Proxy certificates chain to."},
-	{"GEOBLOB_DATABASE_RUNTIME_SECRET_ARN", "", "migrate only: secret (RDS JSON) of the runtime login, which migrate creates or updates as a DML-only member of geoblob_runtime with the secret's current password."},
-	{"GEOBLOB_PRIMARY_BUCKET", "", "Primary bucket (the package registry's bucket). Required."},
-	{"GEOBLOB_PRIMARY_REGION", "AWS_REGION", "Region of the primary bucket."},
-	{"GEOBLOB_PRIMARY_ENDPOINT", "", "S3 endpoint URL of the primary (LocalStack, MinIO); empty for AWS."},
-	{"GEOBLOB_SECONDARY_BUCKET", "", "Secondary (disaster-recovery) bucket. Required."},
-	{"GEOBLOB_SECONDARY_REGION", "AWS_REGION", "Region of the secondary bucket."},
-	{"GEOBLOB_SECONDARY_ENDPOINT", "", "S3 endpoint URL of the secondary; empty for AWS."},
-	{"GEOBLOB_S3_PATH_STYLE", "false", "Path-style S3 addressing (true for LocalStack and MinIO)."},
-	{"GEOBLOB_DATA_TYPES", "(all built-in)", "Comma-separated data types to replicate; others are ignored and counted."},
-	{"GEOBLOB_TYPE_PATTERNS", "", `JSON object overriding key patterns per type, e.g. {"npm_package_file":["^packages/npm/.+\\.tgz$"]}.`},
-	{"GEOBLOB_EXTRA_TYPES", "", `JSON list of extra types: [{"name":"helm_chart_file","patterns":["^helm/.+\\.tgz$"],"examples":["helm/c/c-1.0.0.tgz"]}].`},
-	{"GEOBLOB_KEY_PREFIXES", "", "Comma-separated key prefixes this secondary replicates (selective sync, events and backfill alike); empty means every key of the enabled types."},
-	{"GEOBLOB_COPY_CONCURRENCY", "10", "Copies in flight at once per function instance (event and backfill copies together)."},
-	{"GEOBLOB_MULTIPART_THRESHOLD", "16777216", "Objects larger than this many bytes are copied with multipart upload."},
-	{"GEOBLOB_PART_SIZE", "8388608", "Multipart part size in bytes (raised automatically to stay within 10,000 parts)."},
-	{"GEOBLOB_SYNC_TIMEOUT", "30m", "A row in state started longer than this is considered abandoned and retried; keep it above the function timeout (Lambda: at most 15m)."},
-	{"GEOBLOB_REVERIFY_INTERVAL", "2160h", "Re-verify each blob after this long (90 days, like Geo)."},
-	{"GEOBLOB_LOG_LEVEL", "info", "debug, info, warn or error."},
-	{"GEOBLOB_DELETE_BRAKE", "true", "Delete brake: propagate deletes to the secondary through a budget; when it is exceeded the brake trips and deletes are held for an operator (false: no budget; grace and guards still apply)."},
-	{"GEOBLOB_DELETE_BRAKE_WINDOW", "1h", "Sliding window of the delete budget."},
-	{"GEOBLOB_DELETE_BRAKE_MAX_DELETES", "1000", "Deletes of all types together the secondary may receive within the window (0: no absolute limit)."},
-	{"GEOBLOB_DELETE_BRAKE_TYPE_MAX_DELETES", "1000", "Deletes of one data type within the window (0: no absolute limit)."},
-	{"GEOBLOB_DELETE_BRAKE_MAX_FRACTION", "0.05", "Deletes within the window as a fraction of the rows, per data type and overall (0: no fraction limit)."},
-	{"GEOBLOB_DELETE_BRAKE_MIN_DELETES", "50", "Deletes the fraction limit always allows (so routine deletes in a small type do not trip it)."},
-	{"GEOBLOB_DELETE_GRACE", "0", "A delete reaches the secondary only once its tombstone is this old (e.g. 24h); a create within it cancels the delete. 0: at once."},
-	{"GEOBLOB_PRIMARY_SENTINEL_KEY", "", "Object that must exist on the primary before any delete is propagated; if it is missing the brake trips (empty: only HeadBucket is checked)."},
-}
-
 // Bucket locates one bucket.
 type Bucket struct {
 	Name     string

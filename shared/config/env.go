@@ -74,3 +74,11 @@ func (e *Env) Duration(name string, def time.Duration) time.Duration {
 	}
 	return d
 }
+
+// Default sets *v to def when *v is zero or negative: how options structs
+// apply their defaults to fields the caller left unset.
+func Default[T ~int | ~int32 | ~int64 | ~float64](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/geoblob/geoblob/shared/blobstore"
+	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/registry"
 )
 
@@ -169,18 +170,10 @@ func New(o Options) (*Checker, error) {
 	if o.ConfigErr == nil && (o.Registry == nil || o.Primary == nil || o.Secondary == nil) {
 		return nil, errors.New("health: Registry, Primary and Secondary are required")
 	}
-	if o.BackfillMaxAge <= 0 {
-		o.BackfillMaxAge = DefaultBackfillMaxAge
-	}
-	if o.VerifyMaxAge <= 0 {
-		o.VerifyMaxAge = DefaultVerifyMaxAge
-	}
-	if o.MaxClockSkew <= 0 {
-		o.MaxClockSkew = DefaultMaxClockSkew
-	}
-	if o.CheckTimeout <= 0 {
-		o.CheckTimeout = DefaultCheckTimeout
-	}
+	config.Default(&o.BackfillMaxAge, DefaultBackfillMaxAge)
+	config.Default(&o.VerifyMaxAge, DefaultVerifyMaxAge)
+	config.Default(&o.MaxClockSkew, DefaultMaxClockSkew)
+	config.Default(&o.CheckTimeout, DefaultCheckTimeout)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

@@ -11,13 +11,6 @@ import (
 // GEOBLOB_HEALTH_* or GEOBLOB_DEAD_LETTER_QUEUES value.
 var ErrInvalid = errors.New("health: invalid")
 
-// Reference lists the variables the health check reads (for the README).
-var Reference = []config.Var{
-	{Name: "GEOBLOB_DEAD_LETTER_QUEUES", Default: "", Description: "Comma-separated SQS dead-letter queue URLs the health check counts (AWS; the stack sets it on the api function). Locally the event daemon's dead-letter directory is counted."},
-	{Name: "GEOBLOB_HEALTH_BACKFILL_MAX_AGE", Default: "10m", Description: "Health check: the last backfill pass must have succeeded within this long."},
-	{Name: "GEOBLOB_HEALTH_VERIFY_MAX_AGE", Default: "30m", Description: "Health check: the last verify pass must have succeeded within this long."},
-}
-
 // OptionsFromEnv reads the thresholds of Reference into Options (no
 // dependencies set) and returns the dead-letter queue URLs.
 func OptionsFromEnv(getenv func(string) string) (Options, []string, error) {

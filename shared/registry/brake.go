@@ -31,17 +31,7 @@ const (
 
 // String returns the hold's lower-case name.
 func (h DeleteHold) String() string {
-	switch h {
-	case HoldNone:
-		return "none"
-	case HoldHeld:
-		return "held"
-	case HoldReleased:
-		return "released"
-	case HoldDiscarded:
-		return "discarded"
-	}
-	return "unknown"
+	return enumName(h, "none", "held", "released", "discarded")
 }
 
 // ScopeAll is the brake scope covering every data type.
@@ -105,7 +95,7 @@ const (
 
 // String returns the verdict's lower-case name.
 func (v Verdict) String() string {
-	return [...]string{"admit", "hold", "defer", "lost"}[v]
+	return enumName(v, "admit", "hold", "defer", "lost")
 }
 
 // DeleteDecision is AdmitDelete's answer.

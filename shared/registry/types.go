@@ -21,17 +21,7 @@ const (
 
 // String returns the state's lower-case name.
 func (s ReplicationState) String() string {
-	switch s {
-	case StatePending:
-		return "pending"
-	case StateStarted:
-		return "started"
-	case StateSynced:
-		return "synced"
-	case StateFailed:
-		return "failed"
-	}
-	return "unknown"
+	return enumName(s, "pending", "started", "synced", "failed")
 }
 
 // VerificationState is the verification state of a row.
@@ -48,19 +38,7 @@ const (
 
 // String returns the state's lower-case name.
 func (s VerificationState) String() string {
-	switch s {
-	case VerificationPending:
-		return "pending"
-	case VerificationStarted:
-		return "started"
-	case VerificationSucceeded:
-		return "succeeded"
-	case VerificationFailed:
-		return "failed"
-	case VerificationDisabled:
-		return "disabled"
-	}
-	return "unknown"
+	return enumName(s, "pending", "started", "succeeded", "failed", "disabled")
 }
 
 // Sentinel errors; callers test with errors.Is.
@@ -178,4 +156,13 @@ type TypeStats struct {
 	VerificationFailed int64 // live rows with verification failed
 	ChecksumMismatch   int64 // live rows whose last verification found a mismatch
 	Missing            int64 // live rows missing on primary
+}
+
+// enumName returns the name of an enumeration value: names[v], or
+// "unknown" for a value out of range.
+func enumName[T ~int | ~int16](v T, names ...string) string {
+	if v < 0 || int(v) >= len(names) {
+		return "unknown"
+	}
+	return names[v]
 }

@@ -28,22 +28,6 @@ const (
 	DefaultDeadlineMargin = time.Minute
 )
 
-// Reference lists the GEOBLOB_VERIFY_* variables (for config.Reference and
-// the README).
-var Reference = []config.Var{
-	{Name: "GEOBLOB_VERIFY_MODE", Default: "deep", Description: "Verification mode of every data type: deep (re-read and SHA-256 every byte) or fast (compare the full-object SHA-256 S3 stores; deep when there is none)."},
-	{Name: "GEOBLOB_VERIFY_TYPE_MODES", Default: "", Description: `JSON object of per-type modes overriding GEOBLOB_VERIFY_MODE, e.g. {"maven_package_file":"fast"}.`},
-	{Name: "GEOBLOB_VERIFY_CONCURRENCY", Default: "10", Description: "Objects verified at once per function instance."},
-	{Name: "GEOBLOB_VERIFY_BATCH_SIZE", Default: "20", Description: "Rows claimed per registry round trip."},
-	{Name: "GEOBLOB_VERIFY_BUDGET", Default: "10m", Description: "A pass stops claiming work after this long and the next pass resumes."},
-	{Name: "GEOBLOB_VERIFY_TIMEOUT", Default: "1h", Description: "A verification claim older than this is considered stuck and recovered."},
-	{Name: "GEOBLOB_VERIFY_REVERIFY_SPREAD", Default: "10%", Description: "Rows come due for reverification up to this much before GEOBLOB_REVERIFY_INTERVAL (a duration or a percentage of it), spread evenly by row."},
-	{Name: "GEOBLOB_VERIFY_BACKOFF_CAP", Default: "24h", Description: "Longest wait before a secondary that keeps failing verification is resynced again."},
-	{Name: "GEOBLOB_VERIFY_PRIMARY", Default: "true", Description: "Also checksum primaries that have no checksum and re-verify primaries after the interval."},
-	{Name: "GEOBLOB_VERIFY_QUEUE_URL", Default: "", Description: "SQS queue of verification requests consumed by the verify workers. When set, the scheduled verify pass claims due rows and dispatches them there instead of checking them itself, so verification scales with the workers' reserved concurrency."},
-	{Name: "GEOBLOB_VERIFY_WINDOW", Default: "100", Description: "Most verification claims in flight (queued and running) the verify dispatcher fills up to; set it to the verify workers' reserved concurrency x GEOBLOB_VERIFY_CONCURRENCY, their cap."},
-}
-
 // Options tune a Verifier. Zero fields take the defaults.
 type Options struct {
 	// Mode is the default mode; TypeModes override it per data type.
@@ -107,39 +91,21 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("%w (type %s)", err, t)
 		}
 	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = DefaultConcurrency
-	}
-	if o.BatchSize <= 0 {
-		o.BatchSize = DefaultBatchSize
-	}
-	if o.Budget <= 0 {
-		o.Budget = DefaultBudget
-	}
-	if o.DeadlineMargin <= 0 {
-		o.DeadlineMargin = DefaultDeadlineMargin
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.ReverifyInterval <= 0 {
-		o.ReverifyInterval = DefaultReverifyInterval
-	}
+	config.Default(&o.Concurrency, DefaultConcurrency)
+	config.Default(&o.BatchSize, DefaultBatchSize)
+	config.Default(&o.Budget, DefaultBudget)
+	config.Default(&o.DeadlineMargin, DefaultDeadlineMargin)
+	config.Default(&o.Timeout, DefaultTimeout)
+	config.Default(&o.ReverifyInterval, DefaultReverifyInterval)
 	if o.ReverifySpread < 0 || o.ReverifySpread >= o.ReverifyInterval {
 		return o, fmt.Errorf("%w: reverify spread %s must be at least 0 and below the interval %s", ErrInvalid, o.ReverifySpread, o.ReverifyInterval)
 	}
-	if o.BackoffCap <= 0 {
-		o.BackoffCap = DefaultBackoffCap
-	}
+	config.Default(&o.BackoffCap, DefaultBackoffCap)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Window <= 0 {
-		o.Window = DefaultWindow
-	}
-	if o.PollInterval <= 0 {
-		o.PollInterval = DefaultPollInterval
-	}
+	config.Default(&o.Window, DefaultWindow)
+	config.Default(&o.PollInterval, DefaultPollInterval)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

@@ -105,7 +105,7 @@ func (s *Service) RunUntilDone(ctx context.Context, ro RunOptions, maxPasses int
 		if err != nil {
 			return total, err
 		}
-		total = addReports(total, rep, i == 0)
+		total = total.Add(rep)
 		if rep.Secondary.Checked+rep.Primary.Checked == 0 && !rep.BudgetExhausted {
 			break
 		}
@@ -130,10 +130,10 @@ func (s *Service) RunUntilDone(ctx context.Context, ro RunOptions, maxPasses int
 	return total, nil
 }
 
-func addReports(a, b Report, first bool) Report {
-	if first {
-		return b
-	}
+// Add returns the sum of two pass reports: counts, recoveries, dispatches
+// and time added up; Started is r's (o's when r is the zero Report, the
+// start of a sum), BudgetExhausted o's (the later pass's).
+func (r Report) Add(o Report) Report {
 	add := func(x, y Counts) Counts {
 		return Counts{
 			Checked: x.Checked + y.Checked, Matched: x.Matched + y.Matched, Mismatched: x.Mismatched + y.Mismatched,
@@ -141,12 +141,17 @@ func addReports(a, b Report, first bool) Report {
 			Stale: x.Stale + y.Stale, Fast: x.Fast + y.Fast, BytesRead: x.BytesRead + y.BytesRead,
 		}
 	}
-	a.Secondary = add(a.Secondary, b.Secondary)
-	a.Primary = add(a.Primary, b.Primary)
-	a.Recovered += b.Recovered
-	a.Elapsed += b.Elapsed
-	a.BudgetExhausted = b.BudgetExhausted
-	return a
+	r.Secondary = add(r.Secondary, o.Secondary)
+	r.Primary = add(r.Primary, o.Primary)
+	if r.Started.IsZero() {
+		r.Started = o.Started
+	}
+	r.Recovered += o.Recovered
+	r.Dispatched += o.Dispatched
+	r.WindowWaits += o.WindowWaits
+	r.Elapsed += o.Elapsed
+	r.BudgetExhausted = o.BudgetExhausted
+	return r
 }
 
 // WriteSummary prints what a pass did and the per-type verification table.
