@@ -17,11 +17,14 @@ import (
 	"github.com/geoblob/geoblob/shared/blobstore/blobstoretest"
 )
 
-// Benchmark objects are generated (blobstoretest.Random), never stored in git.
-var benchSizes = []struct {
+// benchSize is one benchmark object: bench/<name> of size bytes.
+type benchSize struct {
 	name string
 	size int64
-}{
+}
+
+// Benchmark objects are generated (blobstoretest.Random), never stored in git.
+var benchSizes = []benchSize{
 	{"4KiB", 4 << 10},
 	{"1MiB", 1 << 20},
 	{"256MiB", 256 << 20},
@@ -57,19 +60,26 @@ func benchPairs(b *testing.B) []benchPair {
 // BenchmarkCopy measures blobstore.Copy (GET, SHA-256 in the same pass,
 // PutObject or multipart with checksum tag, HEAD verification).
 func BenchmarkCopy(b *testing.B) {
+	eachCase(b, func(b *testing.B, _ benchPair, src, dst *blobstore.Store, sz benchSize) {
+		b.SetBytes(sz.size)
+		for b.Loop() {
+			if _, err := blobstore.Copy(b.Context(), src, dst, "bench/"+sz.name); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/copy")
+	})
+}
+
+// eachCase runs fn as the sub-benchmark <pair>/<size> for every server
+// pair and benchmark object, with stores on the pair's primary and
+// secondary buckets.
+func eachCase(b *testing.B, fn func(b *testing.B, p benchPair, src, dst *blobstore.Store, sz benchSize)) {
 	for _, p := range benchPairs(b) {
 		src := blobstore.New(p.src, "primary", blobstore.Options{})
 		dst := blobstore.New(p.dst, "secondary", blobstore.Options{})
 		for _, sz := range benchSizes {
-			b.Run(p.name+"/"+sz.name, func(b *testing.B) {
-				b.SetBytes(sz.size)
-				for b.Loop() {
-					if _, err := blobstore.Copy(b.Context(), src, dst, "bench/"+sz.name); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/copy")
-			})
+			b.Run(p.name+"/"+sz.name, func(b *testing.B) { fn(b, p, src, dst, sz) })
 		}
 	}
 }
@@ -77,18 +87,14 @@ func BenchmarkCopy(b *testing.B) {
 // BenchmarkRawGetPut is the baseline: plain GetObject into memory, then one
 // plain PutObject of the same bytes, no hashing, no tag, no verification.
 func BenchmarkRawGetPut(b *testing.B) {
-	for _, p := range benchPairs(b) {
-		for _, sz := range benchSizes {
-			b.Run(p.name+"/"+sz.name, func(b *testing.B) {
-				b.SetBytes(sz.size)
-				buf := bytes.NewBuffer(make([]byte, 0, sz.size+bytes.MinRead))
-				for b.Loop() {
-					rawGetPut(b, p, "bench/"+sz.name, buf)
-				}
-				b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/copy")
-			})
+	eachCase(b, func(b *testing.B, p benchPair, _, _ *blobstore.Store, sz benchSize) {
+		b.SetBytes(sz.size)
+		buf := bytes.NewBuffer(make([]byte, 0, sz.size+bytes.MinRead))
+		for b.Loop() {
+			rawGetPut(b, p, "bench/"+sz.name, buf)
 		}
-	}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/copy")
+	})
 }
 
 // BenchmarkCopyPeakHeap copies 256 MiB and 1 GiB objects between two MinIO
@@ -164,44 +170,38 @@ func sampleHeap(interval time.Duration) (inuse, alloc func() uint64, stop func()
 // first), so load from other processes hits both alike. copy/raw is the
 // throughput ratio (raw time / copy time); >= 1 means Copy is as fast.
 func BenchmarkCopyVsRaw(b *testing.B) {
-	for _, p := range benchPairs(b) {
-		src := blobstore.New(p.src, "primary", blobstore.Options{})
-		dst := blobstore.New(p.dst, "secondary", blobstore.Options{})
-		for _, sz := range benchSizes {
-			b.Run(p.name+"/"+sz.name, func(b *testing.B) {
-				b.SetBytes(2 * sz.size)
-				key := "bench/" + sz.name
-				buf := bytes.NewBuffer(make([]byte, 0, sz.size+bytes.MinRead))
-				var tCopy, tRaw time.Duration
-				copyOnce := func() {
-					start := time.Now()
-					if _, err := blobstore.Copy(b.Context(), src, dst, key); err != nil {
-						b.Fatal(err)
-					}
-					tCopy += time.Since(start)
-				}
-				rawOnce := func() {
-					start := time.Now()
-					rawGetPut(b, p, key, buf)
-					tRaw += time.Since(start)
-				}
-				i := 0
-				for b.Loop() {
-					if i%2 == 0 {
-						copyOnce()
-						rawOnce()
-					} else {
-						rawOnce()
-						copyOnce()
-					}
-					i++
-				}
-				b.ReportMetric(float64(tCopy.Microseconds())/1e3/float64(i), "ms/copy")
-				b.ReportMetric(float64(tRaw.Microseconds())/1e3/float64(i), "ms/raw")
-				b.ReportMetric(tRaw.Seconds()/tCopy.Seconds(), "copy/raw")
-			})
+	eachCase(b, func(b *testing.B, p benchPair, src, dst *blobstore.Store, sz benchSize) {
+		b.SetBytes(2 * sz.size)
+		key := "bench/" + sz.name
+		buf := bytes.NewBuffer(make([]byte, 0, sz.size+bytes.MinRead))
+		var tCopy, tRaw time.Duration
+		copyOnce := func() {
+			start := time.Now()
+			if _, err := blobstore.Copy(b.Context(), src, dst, key); err != nil {
+				b.Fatal(err)
+			}
+			tCopy += time.Since(start)
 		}
-	}
+		rawOnce := func() {
+			start := time.Now()
+			rawGetPut(b, p, key, buf)
+			tRaw += time.Since(start)
+		}
+		i := 0
+		for b.Loop() {
+			if i%2 == 0 {
+				copyOnce()
+				rawOnce()
+			} else {
+				rawOnce()
+				copyOnce()
+			}
+			i++
+		}
+		b.ReportMetric(float64(tCopy.Microseconds())/1e3/float64(i), "ms/copy")
+		b.ReportMetric(float64(tRaw.Microseconds())/1e3/float64(i), "ms/raw")
+		b.ReportMetric(tRaw.Seconds()/tCopy.Seconds(), "copy/raw")
+	})
 }
 
 func rawGetPut(b *testing.B, p benchPair, key string, buf *bytes.Buffer) {

@@ -13,11 +13,14 @@ import (
 	"io"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/blobstore"
 )
 
@@ -107,9 +110,7 @@ func Run(t *testing.T, newStore func(t *testing.T) *blobstore.Store) {
 			assert.Equal(t, obj.Size, obj2.Size)
 			assert.Equal(t, attrs.Metadata, obj2.Metadata, key)
 
-			sum, err := s.Checksum(ctx, key)
-			require.NoError(t, err, key)
-			assert.Equal(t, want, sum, "checksum tag of %q", key)
+			assertChecksum(t, s, key, want)
 
 			d, err := s.Hash(ctx, key)
 			require.NoError(t, err, key)
@@ -142,9 +143,7 @@ func Run(t *testing.T, newStore func(t *testing.T) *blobstore.Store) {
 		assert.Zero(t, obj.Size)
 		got, _ := readAll(t, s, "empty/zero")
 		assert.Empty(t, got)
-		sum, err := s.Checksum(t.Context(), "empty/zero")
-		require.NoError(t, err)
-		assert.Equal(t, sha(nil), sum)
+		assertChecksum(t, s, "empty/zero", sha(nil))
 	})
 
 	t.Run("Overwrite", func(t *testing.T) {
@@ -159,9 +158,7 @@ func Run(t *testing.T, newStore func(t *testing.T) *blobstore.Store) {
 		got, obj := readAll(t, s, "over/write")
 		assert.Equal(t, sha(second), sha(got))
 		assert.Equal(t, "text/b", obj.ContentType)
-		sum, err := s.Checksum(ctx, "over/write")
-		require.NoError(t, err)
-		assert.Equal(t, sha(second), sum)
+		assertChecksum(t, s, "over/write", sha(second))
 	})
 
 	t.Run("LargeMultipart", func(t *testing.T) {
@@ -189,9 +186,7 @@ func Run(t *testing.T, newStore func(t *testing.T) *blobstore.Store) {
 		require.NoError(t, body.Close())
 		assert.Equal(t, want, got, "content read back")
 
-		sum, err := s.Checksum(ctx, key)
-		require.NoError(t, err)
-		assert.Equal(t, want, sum, "checksum tag")
+		assertChecksum(t, s, key, want)
 	})
 
 	t.Run("SizeMismatch", func(t *testing.T) {
@@ -369,4 +364,32 @@ func readAll(t *testing.T, s *blobstore.Store, key string) ([]byte, blobstore.Ob
 	b, err := io.ReadAll(body)
 	require.NoError(t, err, key)
 	return b, obj
+}
+
+// RunAll runs Run, RunMissingBucket and RunCopy on stores over two S3
+// clients (two servers, or two regions): every store gets a fresh bucket,
+// Run and RunMissingBucket use primary, RunCopy copies from primary to
+// secondary.
+func RunAll(t *testing.T, primary, secondary *s3.Client) {
+	var n atomic.Int64
+	storeOn := func(t *testing.T, client *s3.Client) *blobstore.Store {
+		bucket := fmt.Sprintf("conf-%d", n.Add(1))
+		s3test.CreateBucket(t, client, bucket)
+		return blobstore.New(client, bucket, blobstore.Options{})
+	}
+	Run(t, func(t *testing.T) *blobstore.Store { return storeOn(t, primary) })
+	RunMissingBucket(t, func(t *testing.T) (*blobstore.Store, *blobstore.Store) {
+		return blobstore.New(primary, "geoblob-no-such-bucket", blobstore.Options{}), storeOn(t, primary)
+	})
+	RunCopy(t, func(t *testing.T) (*blobstore.Store, *blobstore.Store) {
+		return storeOn(t, primary), storeOn(t, secondary)
+	})
+}
+
+// assertChecksum checks that the checksum tag of key in s is want.
+func assertChecksum(t *testing.T, s *blobstore.Store, key, want string) {
+	t.Helper()
+	sum, err := s.Checksum(t.Context(), key)
+	require.NoError(t, err, "checksum tag of %q", key)
+	assert.Equal(t, want, sum, "checksum tag of %q", key)
 }
