@@ -35,8 +35,7 @@ type env struct {
 
 func newEnv(t *testing.T, mod func(*api.Options)) *env {
 	t.Helper()
-	pool := registrytest.NewPool(t)
-	store := registry.New(pool, registry.Options{})
+	store, pool := registrytest.NewStorePool(t, registry.Options{})
 	o := api.Options{
 		Registry:       store,
 		DataTypes:      []string{"npm", "maven", "pypi"},

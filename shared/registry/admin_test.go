@@ -39,8 +39,7 @@ func listAll(t *testing.T, s *registry.Store, q registry.PageQuery) []registry.E
 
 func TestListPageFiltersAndSorts(t *testing.T) {
 	t.Parallel()
-	pool := registrytest.NewPool(t)
-	s := registry.New(pool, registry.Options{})
+	s, pool := registrytest.NewStorePool(t, registry.Options{})
 	registrytest.Seed(t, pool, 300, "npm", "maven")
 
 	for name, c := range map[string]struct {
@@ -113,8 +112,7 @@ func tOrMin(t *time.Time) time.Time {
 func TestListPageStableWhileRowsChange(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := registrytest.NewPool(t)
-	s := registry.New(pool, registry.Options{})
+	s, pool := registrytest.NewStorePool(t, registry.Options{})
 	registrytest.Seed(t, pool, 400, "npm")
 	stable := map[int64]bool{}
 	rows, err := pool.Query(ctx, "SELECT id FROM blob_registry WHERE data_type = 'npm' AND state = 3 AND id % 2 = 0")
@@ -157,8 +155,7 @@ func TestActOnRow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clock := registrytest.NewClock(time.Time{})
-	pool := registrytest.NewPool(t)
-	s := registry.New(pool, registry.Options{Clock: clock.Now})
+	s, pool := registrytest.NewStorePool(t, registry.Options{Clock: clock.Now})
 	_, err := s.RecordCreated(ctx, registry.ObjectEvent{DataType: "npm", Key: "a", Size: 3})
 	require.NoError(t, err)
 	claims, err := s.ClaimDue(ctx, registry.ClaimOptions{})
@@ -216,8 +213,7 @@ func TestActOnRow(t *testing.T) {
 func TestBulkDryRunEqualsActualAndResumes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := registrytest.NewPool(t)
-	s := registry.New(pool, registry.Options{})
+	s, pool := registrytest.NewStorePool(t, registry.Options{})
 	registrytest.Seed(t, pool, 2000, "npm", "maven")
 
 	for _, c := range []struct {

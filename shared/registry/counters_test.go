@@ -103,8 +103,7 @@ func TestTypeStatusSimple(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clock := registrytest.NewClock(time.Time{})
-	pool := registrytest.NewPool(t)
-	store := registry.New(pool, registry.Options{Clock: clock.Now})
+	store, pool := registrytest.NewStorePool(t, registry.Options{Clock: clock.Now})
 
 	got, err := store.TypeStatus(ctx)
 	require.NoError(t, err)
@@ -171,8 +170,7 @@ func fmt64(s string) string {
 func TestCountersExactUnderChaos(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := registrytest.NewPool(t)
-	store := registry.New(pool, registry.Options{})
+	store, pool := registrytest.NewStorePool(t, registry.Options{})
 	types := []string{"npm", "maven", "pypi"}
 	key := func(r *rand.Rand) (string, string) {
 		return types[r.IntN(len(types))], fmt.Sprintf("k/%03d", r.IntN(200))

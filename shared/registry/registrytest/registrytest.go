@@ -48,7 +48,16 @@ func NewPool(t testing.TB) *pgxpool.Pool {
 // NewStore returns a Store on NewPool(t).
 func NewStore(t testing.TB, opts registry.Options) *registry.Store {
 	t.Helper()
-	return registry.New(NewPool(t), opts)
+	s, _ := NewStorePool(t, opts)
+	return s
+}
+
+// NewStorePool returns a Store on NewPool(t) and the pool, for tests that
+// also look at the tables directly.
+func NewStorePool(t testing.TB, opts registry.Options) (*registry.Store, *pgxpool.Pool) {
+	t.Helper()
+	pool := NewPool(t)
+	return registry.New(pool, opts), pool
 }
 
 // Clock is a manual clock for Options.Clock: time moves only when told.
