@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"LongFailureTruncated", testLongFailure},
 		{"RecoverStuck", testRecoverStuck},
 		{"AcceptClaimHandsOverOnce", testAcceptClaim},
+		{"AcceptVerificationClaimHandsOverOnce", testAcceptVerificationClaim},
 		{"Register", testRegister},
 		{"RecordBatch", testRecordBatch},
 		{"ListPaging", testList},
@@ -114,6 +115,17 @@ func (e *env) claim(t *testing.T, dataType, key string) registry.Claim {
 	require.NoError(t, err)
 	require.True(t, ok, "claim %s/%s", dataType, key)
 	return c
+}
+
+// createdAndClaimed records the creation of key (typeA) and returns its
+// sync claim, the only row due.
+func (e *env) createdAndClaimed(t *testing.T, key string) registry.Claim {
+	t.Helper()
+	require.True(t, e.created(t, event(typeA, key, "10")))
+	claims, err := e.s.ClaimDue(e.ctx, registry.ClaimOptions{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, claims, 1)
+	return claims[0]
 }
 
 func (e *env) synced(t *testing.T, c registry.Claim, res registry.SyncResult) {
@@ -869,11 +881,7 @@ func claimedKeys(claims []registry.Claim) []string {
 // request) is taken over exactly once, only at its generation, and the
 // dispatcher's stale copy of the claim can no longer finish the row.
 func testAcceptClaim(t *testing.T, e *env) {
-	require.True(t, e.created(t, event(typeA, "k", "10")))
-	claims, err := e.s.ClaimDue(e.ctx, registry.ClaimOptions{Limit: 10})
-	require.NoError(t, err)
-	require.Len(t, claims, 1)
-	dispatched := claims[0]
+	dispatched := e.createdAndClaimed(t, "k")
 	n, err := e.s.CountStarted(e.ctx)
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, n)
@@ -906,4 +914,63 @@ func testAcceptClaim(t *testing.T, e *env) {
 	_, ok, err = e.s.AcceptClaim(e.ctx, typeA, "missing", 1)
 	require.NoError(t, err)
 	assert.False(t, ok)
+}
+
+// testAcceptVerificationClaim: a dispatched verification claim (secondary
+// or primary) is taken over once, by its generation and claim time; the
+// take-over moves the token on even on a frozen clock, so a duplicate
+// request and the dispatcher's own copy of the claim get nothing.
+func testAcceptVerificationClaim(t *testing.T, e *env) {
+	e.synced(t, e.createdAndClaimed(t, "k"), registry.SyncResult{Size: 1, SHA256: sha1})
+	due := registry.VerifyClaimOptions{Limit: 10, ReverifyInterval: 90 * 24 * time.Hour}
+	secs, err := e.s.ClaimSecondary(e.ctx, due)
+	require.NoError(t, err)
+	require.Len(t, secs, 1)
+	dispatched := secs[0]
+	n, err := e.s.CountVerifying(e.ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n)
+
+	_, ok, err := e.s.AcceptSecondaryClaim(e.ctx, typeA, "k", dispatched.Generation, dispatched.ClaimedAt().Add(time.Second))
+	require.NoError(t, err)
+	assert.False(t, ok, "a claim time the row never had")
+	_, ok, err = e.s.AcceptSecondaryClaim(e.ctx, typeA, "k", dispatched.Generation+1, dispatched.ClaimedAt())
+	require.NoError(t, err)
+	assert.False(t, ok, "a generation the row does not have")
+	c, ok, err := e.s.AcceptSecondaryClaim(e.ctx, typeA, "k", dispatched.Generation, dispatched.ClaimedAt())
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.True(t, c.ClaimedAt().After(dispatched.ClaimedAt()), "the token moves on (frozen clock)")
+	_, ok, err = e.s.AcceptSecondaryClaim(e.ctx, typeA, "k", dispatched.Generation, dispatched.ClaimedAt())
+	require.NoError(t, err)
+	assert.False(t, ok, "a duplicate request gets nothing")
+	_, ok, err = e.s.AcceptPrimaryClaim(e.ctx, typeA, "k", dispatched.Generation, dispatched.ClaimedAt())
+	require.NoError(t, err)
+	assert.False(t, ok, "the primary machine is not started")
+
+	match := registry.VerifyResult{Outcome: registry.VerifyMatch, SHA256: sha1, Expected: sha1}
+	won, _, err := e.s.FinishSecondary(e.ctx, dispatched, match)
+	require.NoError(t, err)
+	assert.False(t, won, "the handed-over claim is no longer the dispatcher's")
+	won, _, err = e.s.FinishSecondary(e.ctx, c, match)
+	require.NoError(t, err)
+	assert.True(t, won)
+	n, err = e.s.CountVerifying(e.ctx)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+
+	// The primary machine, due for reverification.
+	e.clock.Advance(time.Hour)
+	pris, err := e.s.ClaimPrimary(e.ctx, registry.VerifyClaimOptions{Limit: 10, ReverifyInterval: time.Minute})
+	require.NoError(t, err)
+	require.Len(t, pris, 1)
+	p, ok, err := e.s.AcceptPrimaryClaim(e.ctx, typeA, "k", pris[0].Generation, pris[0].ClaimedAt())
+	require.NoError(t, err)
+	require.True(t, ok)
+	won, err = e.s.FinishPrimary(e.ctx, p, match)
+	require.NoError(t, err)
+	assert.True(t, won)
+	_, ok, err = e.s.AcceptPrimaryClaim(e.ctx, typeA, "k", pris[0].Generation, pris[0].ClaimedAt())
+	require.NoError(t, err)
+	assert.False(t, ok, "a finished claim is gone")
 }
