@@ -158,23 +158,29 @@ func TestFunctionProcessesDispatchThroughSQSAPI(t *testing.T) {
 		return err == nil && verified()
 	}, 2*time.Minute, 500*time.Millisecond, "the verify workers verified every copy")
 
-	syncs, checks := map[string]bool{}, map[string]bool{}
-	for _, d := range fx.rec.since(first) {
-		b, err := geoevents.Parse(d.Body)
-		if err != nil || d.Err != nil {
-			continue
-		}
-		for _, m := range b.Messages {
-			for _, r := range m.Syncs {
-				syncs[r.Key] = true
+	// The queue records a delivery once its invocation returned, which
+	// may be after the rows changed: wait for the records.
+	delivered := func() (syncs, checks map[string]bool) {
+		syncs, checks = map[string]bool{}, map[string]bool{}
+		for _, d := range fx.rec.since(first) {
+			b, err := geoevents.Parse(d.Body)
+			if err != nil || d.Err != nil {
+				continue
 			}
-			for _, r := range m.Verifies {
-				checks[r.Key] = true
+			for _, m := range b.Messages {
+				for _, r := range m.Syncs {
+					syncs[r.Key] = true
+				}
+				for _, r := range m.Verifies {
+					checks[r.Key] = true
+				}
 			}
 		}
+		return syncs, checks
 	}
-	assert.True(t, syncs[keys[0]], "backfill's sync request went through the SQS API and the sync spool")
-	for _, k := range keys {
-		assert.True(t, checks[k], "verify's request for %s went through the SQS API to the workers", k)
-	}
+	require.Eventually(t, func() bool {
+		syncs, checks := delivered()
+		return syncs[keys[0]] && checks[keys[0]] && checks[keys[1]] && checks[keys[2]]
+	}, time.Minute, 50*time.Millisecond,
+		"backfill's sync request went through the SQS API and the sync spool, verify's requests through the SQS API to the workers")
 }
