@@ -3,11 +3,9 @@ package devstack
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"sort"
@@ -19,9 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/geoblob/geoblob/internal/minioproc"
+	"github.com/geoblob/geoblob/shared/blobstore"
 )
 
 // Side names one region of the stack.
@@ -127,23 +125,30 @@ func (b Bucket) PutFile(ctx context.Context, key, file string) (int64, error) {
 	return st.Size(), nil
 }
 
+// Store is the bucket's blob store (blobstore, the one S3 adapter): reads,
+// hashes, listings and deletes go through it. Uploads (Put, PutFile) stay
+// plain PutObject/multipart calls without geoblob's checksum tag, as a
+// package registry's would be.
+func (b Bucket) Store() *blobstore.Store {
+	return blobstore.New(b.Client, b.Name, blobstore.Options{Logger: slog.New(slog.DiscardHandler)})
+}
+
 // Delete removes key (deleting a missing key is not an error, as in S3).
 func (b Bucket) Delete(ctx context.Context, key string) error {
-	if _, err := b.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.Name), Key: aws.String(key)}); err != nil {
-		return fmt.Errorf("devstack: delete %s/%s: %w", b.Name, key, err)
+	if err := b.Store().Delete(ctx, key); err != nil {
+		return fmt.Errorf("devstack: %w", err)
 	}
 	return nil
 }
 
 // Exists reports whether key exists.
 func (b Bucket) Exists(ctx context.Context, key string) (bool, error) {
-	_, err := b.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.Name), Key: aws.String(key)})
-	var re *smithyhttp.ResponseError
-	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
+	_, err := b.Store().Head(ctx, key)
+	if errors.Is(err, blobstore.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("devstack: head %s/%s: %w", b.Name, key, err)
+		return false, fmt.Errorf("devstack: %w", err)
 	}
 	return true, nil
 }
@@ -158,15 +163,14 @@ type ObjectSum struct {
 // Keys lists every key of the bucket with its size.
 func (b Bucket) Keys(ctx context.Context) (map[string]int64, error) {
 	out := map[string]int64{}
-	p := s3.NewListObjectsV2Paginator(b.Client, &s3.ListObjectsV2Input{Bucket: aws.String(b.Name)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("devstack: list %s (%s): %w", b.Name, b.Side, err)
+	err := b.Store().List(ctx, blobstore.ListOptions{}, func(page []blobstore.Object) error {
+		for _, o := range page {
+			out[o.Key] = o.Size
 		}
-		for _, o := range page.Contents {
-			out[aws.ToString(o.Key)] = aws.ToInt64(o.Size)
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("devstack: list %s (%s): %w", b.Name, b.Side, err)
 	}
 	return out, nil
 }
@@ -212,15 +216,9 @@ func (b Bucket) Sums(ctx context.Context) ([]ObjectSum, error) {
 }
 
 func (b Bucket) hash(ctx context.Context, key string) (string, int64, error) {
-	out, err := b.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.Name), Key: aws.String(key)})
+	d, err := b.Store().Hash(ctx, key)
 	if err != nil {
-		return "", 0, fmt.Errorf("devstack: get %s/%s: %w", b.Name, key, err)
+		return "", 0, fmt.Errorf("devstack: %w", err)
 	}
-	defer out.Body.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, out.Body)
-	if err != nil {
-		return "", 0, fmt.Errorf("devstack: read %s/%s: %w", b.Name, key, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	return d.SHA256, d.Size, nil
 }

@@ -9,9 +9,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/internal/samples"
 	"github.com/geoblob/geoblob/shared/datatype"
@@ -149,14 +146,9 @@ func objectSHA256(ctx context.Context, b devstack.Bucket, key string) (string, e
 	if err != nil || !exists {
 		return "", err
 	}
-	out, err := b.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.Name), Key: aws.String(key)})
+	d, err := b.Store().Hash(ctx, key)
 	if err != nil {
-		return "", fmt.Errorf("get %s/%s: %w", b.Name, key, err)
+		return "", err
 	}
-	defer out.Body.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, out.Body); err != nil {
-		return "", fmt.Errorf("read %s/%s: %w", b.Name, key, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return d.SHA256, nil
 }
