@@ -141,10 +141,11 @@ func (b Bucket) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// Exists reports whether key exists.
+// Exists reports whether key exists (not in a bucket that does not exist
+// either).
 func (b Bucket) Exists(ctx context.Context, key string) (bool, error) {
 	_, err := b.Store().Head(ctx, key)
-	if errors.Is(err, blobstore.ErrNotFound) {
+	if errors.Is(err, blobstore.ErrNotFound) || errors.Is(err, blobstore.ErrNoSuchBucket) {
 		return false, nil
 	}
 	if err != nil {
