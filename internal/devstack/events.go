@@ -236,7 +236,11 @@ func (d *delivery) schedules(sc Schedules) Schedules {
 func (d *delivery) close(ctx context.Context) error {
 	shutdown, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	srvErr := d.srv.Close(shutdown)
+	// Stop delivering first: once close begins no message is received
+	// again, however long the rest takes (a message failing while the
+	// stack stops must stay spooled, not use up its receives and land in
+	// the dead-letter directory). The receiver keeps spooling until its
+	// server closes; what it spools waits for the next start.
 	d.stopQueue()
 	var qErrs []error
 	for range d.queues {
@@ -244,9 +248,10 @@ func (d *delivery) close(ctx context.Context) error {
 		case err := <-d.queueDone:
 			qErrs = append(qErrs, err)
 		case <-shutdown.Done():
-			return errors.Join(srvErr, fmt.Errorf("devstack: queue worker did not stop: %w", shutdown.Err()))
+			return errors.Join(fmt.Errorf("devstack: queue worker did not stop: %w", shutdown.Err()), d.srv.Close(shutdown))
 		}
 	}
+	srvErr := d.srv.Close(shutdown)
 	return errors.Join(srvErr, errors.Join(qErrs...))
 }
 
