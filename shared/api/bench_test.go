@@ -133,7 +133,7 @@ func reuseBench(ctx context.Context, dsn string, rows int) error {
 	// undo what earlier runs changed: event rows, resynced types
 	for _, q := range []string{
 		"DELETE FROM blob_registry WHERE object_key NOT LIKE 'pkg/%'",
-		"UPDATE blob_registry SET state = 2, last_synced_at = created_at WHERE state = 0 AND generation > 0 AND object_key LIKE 'pkg/%'",
+		"UPDATE blob_registry SET state = 2, last_synced_at = created_at WHERE state = 0 AND last_synced_at IS NOT NULL AND object_key LIKE 'pkg/%'",
 		"VACUUM ANALYZE blob_registry",
 	} {
 		if _, err := conn.Exec(ctx, q); err != nil {
@@ -301,7 +301,7 @@ func BenchmarkBulkResync(b *testing.B) {
 	const n = 0
 	{
 		ty := benchTypeName(n)
-		if _, err := pool.Exec(ctx, "UPDATE blob_registry SET state = 2, last_synced_at = created_at WHERE data_type = $1 AND state = 0 AND generation > 0 AND object_key LIKE 'pkg/%'", ty); err != nil {
+		if _, err := pool.Exec(ctx, "UPDATE blob_registry SET state = 2, last_synced_at = created_at WHERE data_type = $1 AND state = 0 AND last_synced_at IS NOT NULL AND object_key LIKE 'pkg/%'", ty); err != nil {
 			b.Fatal(err)
 		}
 		// events on the other types, before (baseline) and during the bulk
