@@ -158,18 +158,33 @@ func TestPerKeyOrderWithTheRealHandler(t *testing.T) {
 		id, sequencer string
 		from, to      time.Time
 	}
-	perKey := map[string][]handled{}
-	for _, d := range fx.rec.since(first) {
-		if d.Err != nil {
-			continue
+	collect := func() map[string][]handled {
+		perKey := map[string][]handled{}
+		for _, d := range fx.rec.since(first) {
+			if d.Err != nil {
+				continue
+			}
+			var ev events.S3Event
+			if json.Unmarshal(d.Body, &ev) != nil || len(ev.Records) != 1 {
+				continue
+			}
+			k := ev.Records[0].S3.Object.URLDecodedKey
+			perKey[k] = append(perKey[k], handled{d.MessageID, ev.Records[0].S3.Object.Sequencer, d.Received, d.At})
 		}
-		var ev events.S3Event
-		if json.Unmarshal(d.Body, &ev) != nil || len(ev.Records) != 1 {
-			continue
-		}
-		k := ev.Records[0].S3.Object.URLDecodedKey
-		perKey[k] = append(perKey[k], handled{d.MessageID, ev.Records[0].S3.Object.Sequencer, d.Received, d.At})
+		return perKey
 	}
+	// the queue records a delivery after its invocation returns, which can
+	// be after the registry shows the last write: wait for the records
+	var perKey map[string][]handled
+	require.Eventually(t, func() bool {
+		perKey = collect()
+		for _, k := range keys {
+			if len(perKey[k]) < 5 {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 20*time.Millisecond, "every request's delivery recorded")
 	for _, k := range keys {
 		list := perKey[k]
 		require.Len(t, list, 5, "%s: one delivery per request", k)
