@@ -330,8 +330,8 @@ func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOpera
 		// aim the next batch at TargetBatch: scale the span by the
 		// measured rate, at most doubling, within the span bounds
 		if took := time.Since(start); took > 0 && covered == span {
-			next := int64(float64(span) * float64(o.TargetBatch) / float64(took))
-			span = max(minBulkSpan, min(next, 2*span, maxBulkSpan))
+			aimed := int64(float64(span) * float64(o.TargetBatch) / float64(took))
+			span = max(minBulkSpan, min(aimed, 2*span, maxBulkSpan))
 		}
 	}
 	s.logger.Info("registry: bulk operation finished", "id", op.ID, "action", op.Action, "actor", op.Actor,
