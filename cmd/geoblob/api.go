@@ -311,16 +311,19 @@ func show[T any](ctx context.Context, c *apiClient, path string, asJSON bool, ou
 
 func writeStatusTable(out io.Writer, s api.StatusJSON) error {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "TYPE\tROWS\tSYNCED\tQUEUED\tSTARTED\tFAILED\tVERIFIED\tV-FAILED\tMISMATCH\tMISSING\tQUARANTINED\tREPLICATED\tPENDING\tOLDEST UNSYNCED\t")
+	fmt.Fprintln(w, "TYPE\tROWS\tSYNCED\tQUEUED\tSTARTED\tFAILED\tVERIFIED\tV-FAILED\tMISMATCH\tMISSING\tQUARANTINED\tREPLICATED\tPENDING\tOLDEST UNSYNCED\tBACKLOG\t")
 	for _, t := range s.Types {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", t.DataType, t.Rows, t.Synced, t.Pending, t.Started,
+		// the age travels as seconds (TypeStatus.OldestUnsyncedAge is not on the wire)
+		age := time.Duration(t.OldestUnsyncedAgeSeconds * float64(time.Second)).Round(time.Second)
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", t.DataType, t.Rows, t.Synced, t.Pending, t.Started,
 			t.Failed, t.Verified, t.VerificationFailed, t.ChecksumMismatch, t.MissingOnPrimary, t.Quarantined,
 			humanize.IBytes(uint64(max(t.BytesSynced, 0))), humanize.IBytes(uint64(max(t.BytesPending, 0))),
-			t.OldestUnsyncedAge.Round(time.Second))
+			age, progressText(t.Progress))
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprintf(out, "backlog: %s\n", progressText(s.Progress))
 	for _, p := range s.Passes {
 		outcome := "ok"
 		if !p.OK {
@@ -338,6 +341,18 @@ func writeStatusTable(out io.Writer, s api.StatusJSON) error {
 		}
 	}
 	return nil
+}
+
+// progressText is a backlog in one cell: rows, trend, rate and ETA.
+func progressText(p registry.Progress) string {
+	t := humanize.Comma(p.Backlog) + " " + string(p.Trend)
+	switch p.Trend {
+	case registry.TrendDraining:
+		t += fmt.Sprintf(" %.1f/s, empty in %s", p.DrainPerSecond, p.ETA().Round(time.Second))
+	case registry.TrendGrowing:
+		t += fmt.Sprintf(" +%.1f/s", -p.DrainPerSecond)
+	}
+	return t
 }
 
 func writeRows(out io.Writer, l api.ListJSON) error {

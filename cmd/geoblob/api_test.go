@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -39,6 +42,16 @@ func TestAPICommands(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &st), out)
 	require.Len(t, st.Types, 2)
 	assert.Equal(t, int64(count("data_type = 'npm_package_file' AND deleted_at IS NULL")), st.Types[0].Rows)
+
+	// the table: the oldest unsynced age travels as seconds, the backlog
+	// has no rate before the backfill pass has sampled it
+	out, err = cli(t, "status", "-url", srv.URL)
+	require.NoError(t, err, out)
+	require.Greater(t, st.Types[0].OldestUnsyncedAgeSeconds, 1.0, "Seed backdates its rows")
+	age := time.Duration(st.Types[0].OldestUnsyncedAgeSeconds * float64(time.Second)).Round(time.Second)
+	backlog, _ := st.Types[0].Backlog()
+	assert.Regexp(t, `(?m)^\s*npm_package_file .* `+regexp.QuoteMeta(age.String())+`\s+`+regexp.QuoteMeta(humanize.Comma(backlog))+` unknown\s*$`, out)
+	assert.Contains(t, out, "backlog: "+humanize.Comma(st.Progress.Backlog)+" unknown\n")
 
 	out, err = cli(t, "list", "-url", srv.URL, "-type", "npm_package_file", "-state", "failed", "-limit", "1000")
 	require.NoError(t, err, out)

@@ -24,6 +24,8 @@ import (
 type Registry interface {
 	TypeStatus(ctx context.Context) ([]registry.TypeStatus, error)
 	Passes(ctx context.Context) ([]registry.Pass, error)
+	// ProgressBaselines: the backlog samples a drain rate is measured against.
+	ProgressBaselines(ctx context.Context, window time.Duration) (map[string]registry.ProgressSample, error)
 	ListPage(ctx context.Context, q registry.PageQuery) (registry.Page, error)
 	GetEntry(ctx context.Context, id int64) (registry.Entry, error)
 	ActOnRow(ctx context.Context, a registry.Action, id int64, actor string) (registry.Entry, bool, error)

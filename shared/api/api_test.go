@@ -401,3 +401,60 @@ func TestConsolePages(t *testing.T) {
 	code, b := e.do(t, "POST", fmt.Sprintf("/rows/%d/delete", l.Rows[0].ID), nil)
 	assert.Equal(t, 400, code, string(b))
 }
+
+// TestStatusProgress: the status and the overview say how fast the backlog
+// drains and when it will be empty, from the sample the backfill pass took
+// 5 minutes earlier; a type with a backlog and no sample is "unknown", and
+// so is the site.
+func TestStatusProgress(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := registrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	store := registrytest.NewStore(t, registry.Options{Clock: clock.Now})
+	h, err := api.New(api.Options{Registry: store, DataTypes: []string{"npm", "maven"}, Now: clock.Now})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { srv.Close(); h.Wait() })
+	e := &env{store: store, srv: srv, api: h}
+
+	for i := range 30 {
+		_, err := store.RecordCreated(ctx, registry.ObjectEvent{DataType: "npm", Key: fmt.Sprintf("n%02d", i), Size: 100})
+		require.NoError(t, err)
+	}
+	st, err := store.TypeStatus(ctx)
+	require.NoError(t, err)
+	require.NoError(t, store.RecordProgress(ctx, st))
+	clock.Advance(5 * time.Minute)
+	claims, err := store.ClaimDue(ctx, registry.ClaimOptions{Limit: 20})
+	require.NoError(t, err)
+	require.Len(t, claims, 20)
+	for _, c := range claims {
+		_, err := store.MarkSynced(ctx, c, registry.SyncResult{Size: 100})
+		require.NoError(t, err)
+	}
+
+	var got api.StatusJSON
+	require.Equal(t, 200, e.getJSON(t, "/api/v1/status", &got))
+	require.Equal(t, "npm", got.Types[0].DataType)
+	p := got.Types[0].Progress
+	assert.Equal(t, registry.TrendDraining, p.Trend)
+	assert.Equal(t, int64(10), p.Backlog)
+	assert.Equal(t, int64(1000), p.BacklogBytes)
+	assert.InDelta(t, 20.0/300, p.DrainPerSecond, 1e-9, "20 rows in 5 minutes")
+	require.NotNil(t, p.ETASeconds)
+	assert.Equal(t, 150.0, *p.ETASeconds, "10 rows at 1 per 15 s")
+	assert.Equal(t, registry.TrendIdle, got.Types[1].Progress.Trend, "maven has nothing to copy")
+	assert.Equal(t, p, got.Progress, "the site's backlog is npm's")
+
+	code, page := e.do(t, "GET", "/", nil)
+	require.Equal(t, 200, code)
+	assert.Contains(t, string(page), `<span class="badge trend-draining" data-part="trend">draining</span> at <span data-part="rate">0.1</span>/s, empty in <span data-part="eta">2m30s</span>`)
+
+	// a new maven row with no sample yet: its rate and the site's are unknown
+	_, err = store.RecordCreated(ctx, registry.ObjectEvent{DataType: "maven", Key: "m", Size: 1})
+	require.NoError(t, err)
+	require.Equal(t, 200, e.getJSON(t, "/api/v1/status", &got))
+	assert.Equal(t, registry.TrendUnknown, got.Types[1].Progress.Trend)
+	assert.Equal(t, registry.TrendUnknown, got.Progress.Trend)
+	assert.Equal(t, int64(11), got.Progress.Backlog)
+}

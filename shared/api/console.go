@@ -38,6 +38,7 @@ func parseTemplates() (pages, error) {
 			return d.Round(time.Second).String()
 		},
 		"deref": func(p *int64) int64 { return *p },
+		"neg":   func(f float64) float64 { return -f },
 		"secs": func(f float64) string {
 			if f <= 0 {
 				return "—"

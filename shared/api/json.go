@@ -22,16 +22,20 @@ type TypeJSON struct {
 	// disabled, or be enabled and have none yet).
 	Enabled                  bool    `json:"enabled"`
 	OldestUnsyncedAgeSeconds float64 `json:"oldest_unsynced_age_seconds"`
+	// Progress: the type's backlog, whether it drains and when it empties.
+	Progress registry.Progress `json:"progress"`
 }
 
 // StatusJSON is GET /api/v1/status.
 type StatusJSON struct {
-	GeneratedAt    time.Time       `json:"generated_at"`
-	Types          []TypeJSON      `json:"types"`
-	Passes         []registry.Pass `json:"passes"`
-	DeadLetters    *int64          `json:"dead_letters"` // null: unknown
-	Health         Health          `json:"health"`
-	ActionsEnabled bool            `json:"actions_enabled"`
+	GeneratedAt time.Time       `json:"generated_at"`
+	Types       []TypeJSON      `json:"types"`
+	Passes      []registry.Pass `json:"passes"`
+	DeadLetters *int64          `json:"dead_letters"` // null: unknown
+	// Progress is the site's backlog (every type) and its drain.
+	Progress       registry.Progress `json:"progress"`
+	Health         Health            `json:"health"`
+	ActionsEnabled bool              `json:"actions_enabled"`
 }
 
 // RowJSON is one registry row on the wire.
@@ -199,6 +203,10 @@ func (s *Server) status(ctx context.Context) (StatusJSON, error) {
 	if err != nil {
 		return StatusJSON{}, err
 	}
+	baselines, err := s.o.Registry.ProgressBaselines(ctx, registry.ProgressWindow)
+	if err != nil {
+		return StatusJSON{}, err
+	}
 	out := StatusJSON{GeneratedAt: s.o.Now().UTC(), Passes: passes, ActionsEnabled: s.o.ActionsEnabled}
 	if out.Passes == nil {
 		out.Passes = []registry.Pass{}
@@ -213,13 +221,14 @@ func (s *Server) status(ctx context.Context) (StatusJSON, error) {
 			t = registry.TypeStatus{DataType: name}
 		}
 		delete(byName, name)
-		out.Types = append(out.Types, TypeJSON{TypeStatus: t, Enabled: true, OldestUnsyncedAgeSeconds: t.OldestUnsyncedAge.Seconds()})
+		out.Types = append(out.Types, s.typeJSON(t, true, baselines))
 	}
 	for _, t := range types {
 		if _, left := byName[t.DataType]; left {
-			out.Types = append(out.Types, TypeJSON{TypeStatus: t, OldestUnsyncedAgeSeconds: t.OldestUnsyncedAge.Seconds()})
+			out.Types = append(out.Types, s.typeJSON(t, false, baselines))
 		}
 	}
+	out.Progress = s.siteProgress(out.Types, baselines)
 	if out.Types == nil {
 		out.Types = []TypeJSON{}
 	}
@@ -233,6 +242,49 @@ func (s *Server) status(ctx context.Context) (StatusJSON, error) {
 	}
 	out.Health = s.derivedHealth(out)
 	return out, nil
+}
+
+// typeJSON is one type's status with its progress against its baseline.
+func (s *Server) typeJSON(t registry.TypeStatus, enabled bool, baselines map[string]registry.ProgressSample) TypeJSON {
+	rows, bytes := t.Backlog()
+	var base *registry.ProgressSample
+	if b, ok := baselines[t.DataType]; ok {
+		base = &b
+	}
+	return TypeJSON{TypeStatus: t, Enabled: enabled, OldestUnsyncedAgeSeconds: t.OldestUnsyncedAge.Seconds(),
+		Progress: registry.ProgressOf(s.o.Now(), rows, bytes, base)}
+}
+
+// siteProgress is the progress of all types together: their backlogs now
+// against the sum of their baselines, dated at the oldest of them (the
+// types are sampled together, so they normally agree; when they do not, the
+// longer span understates the rate: the ETA errs late). A type with a
+// backlog and no baseline leaves the site's progress unknown.
+func (s *Server) siteProgress(types []TypeJSON, baselines map[string]registry.ProgressSample) registry.Progress {
+	var rows, bytes int64
+	base := &registry.ProgressSample{}
+	for _, t := range types {
+		r, b := t.Backlog()
+		rows, bytes = rows+r, bytes+b
+		tb, ok := baselines[t.DataType]
+		if !ok {
+			if r > 0 {
+				base = nil
+			}
+			continue
+		}
+		if base != nil {
+			base.Backlog += tb.Backlog
+			base.BacklogBytes += tb.BacklogBytes
+			if base.At.IsZero() || tb.At.Before(base.At) {
+				base.At = tb.At
+			}
+		}
+	}
+	if base != nil && base.At.IsZero() {
+		base = nil
+	}
+	return registry.ProgressOf(s.o.Now(), rows, bytes, base)
 }
 
 // derivedHealth is the verdict the status can give without probing

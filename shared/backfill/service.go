@@ -195,12 +195,17 @@ func AddReports(a, b Report) Report {
 
 // writeTypeMetrics writes the per-type figures (registry counters) to
 // MetricsOut as EMF lines with the DataType dimension, and the DR
-// readiness totals as one line without dimensions.
+// readiness totals as one line without dimensions, and records the
+// backlog sample the progress (drain rate, ETA) is measured from.
 func (s *Service) writeTypeMetrics(ctx context.Context) {
 	status, err := s.Registry.TypeStatus(ctx)
 	if err != nil {
 		s.Logger.ErrorContext(ctx, "backfill: per-type metrics", "error", err)
 		return
+	}
+	// the backlog sample the status's drain rate and ETA are measured from
+	if err := s.Registry.RecordProgress(ctx, status); err != nil {
+		s.Logger.ErrorContext(ctx, "backfill: progress sample", "error", err)
 	}
 	figs := make([]metrics.TypeFigures, len(status))
 	for i, t := range status {

@@ -1,6 +1,7 @@
 package backfill_test
 
 import (
+	"io"
 	"log/slog"
 	"testing"
 
@@ -27,7 +28,7 @@ func TestScheduledPassFinishesStoppedBulkOperations(t *testing.T) {
 	require.Equal(t, int64(5), op.Planned)
 	require.Equal(t, registry.BulkRunning, op.State, "started, never run")
 
-	svc := &backfill.Service{Registry: e.reg, Logger: slog.New(slog.DiscardHandler), Runner: e.runner()}
+	svc := &backfill.Service{Registry: e.reg, Logger: slog.New(slog.DiscardHandler), Runner: e.runner(), MetricsOut: io.Discard}
 	rep, err := svc.Handle(t.Context(), nil)
 	require.NoError(t, err)
 	done, err := e.reg.BulkOperation(t.Context(), op.ID)
@@ -36,4 +37,13 @@ func TestScheduledPassFinishesStoppedBulkOperations(t *testing.T) {
 	assert.Equal(t, int64(5), done.Changed)
 	assert.Equal(t, int64(5), rep.Sync.Synced, "the same pass copies the resynced rows")
 	e.requireConverged()
+
+	// the pass sampled every type's backlog (nothing waits after it) for
+	// the status's drain rate and ETA
+	base, err := e.reg.ProgressBaselines(t.Context(), registry.ProgressWindow)
+	require.NoError(t, err)
+	require.NotEmpty(t, base)
+	for typ, b := range base {
+		assert.Zero(t, b.Backlog, "type %s", typ)
+	}
 }

@@ -283,11 +283,7 @@ func brakeScopes(ctx context.Context, q pgx.Tx, dataType string) (map[string]Bra
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]BrakeScope, len(list))
-	for _, b := range list {
-		out[b.Scope] = b
-	}
-	return out, nil
+	return indexBy(list, func(b BrakeScope) string { return b.Scope }), nil
 }
 
 func scanBrakeScope(r pgx.CollectableRow) (BrakeScope, error) {

@@ -50,3 +50,12 @@ func collectOne[T any](ctx context.Context, q querier, what string, scan pgx.Row
 	}
 	return out, nil
 }
+
+// indexBy maps each element of list by its key (a later duplicate wins).
+func indexBy[K comparable, T any](list []T, key func(T) K) map[K]T {
+	out := make(map[K]T, len(list))
+	for _, v := range list {
+		out[key(v)] = v
+	}
+	return out
+}
