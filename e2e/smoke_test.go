@@ -31,7 +31,9 @@ func TestLocalStackSmokeProcedure(t *testing.T) {
 	key := "npm/geoblob-smoke/-/geoblob-smoke-9.9.9.tgz"
 	wrong := opts
 	wrong.Key = key
-	wrong.Secondary.Name = fx.settings.PrimaryBucket + "-nowhere"
+	nowhere := fx.settings
+	nowhere.SecondaryBucket = fx.settings.PrimaryBucket + "-nowhere"
+	wrong.Secondary = nowhere.Bucket(devstack.Secondary)
 	wrong.Timeout = time.Second
 	err := localstack.Smoke(t.Context(), wrong)
 	require.ErrorIs(t, err, localstack.ErrSmoke)

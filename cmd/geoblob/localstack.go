@@ -12,12 +12,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/internal/localstack"
+	"github.com/geoblob/geoblob/internal/s3admin"
 	"github.com/geoblob/geoblob/shared/app"
+	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/registry"
 )
@@ -113,14 +114,11 @@ func runLocalStack(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return err
 		}
 		bucket := func(region, name string) (devstack.Bucket, error) {
-			cfg, err := awsConfig(ctx, region, "")
+			b, err := s3admin.Open(ctx, blobstore.Location{Bucket: name, Region: region, Endpoint: *s3Endpoint, PathStyle: true})
 			if err != nil {
 				return devstack.Bucket{}, err
 			}
-			return devstack.Bucket{Name: name, Client: s3.NewFromConfig(cfg, func(o *s3.Options) {
-				o.BaseEndpoint = aws.String(*s3Endpoint)
-				o.UsePathStyle = true
-			})}, nil
+			return devstack.Bucket{Bucket: b}, nil
 		}
 		primary, err := bucket(*primaryRegion, primaryBucket)
 		if err != nil {

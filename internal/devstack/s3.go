@@ -1,24 +1,20 @@
 package devstack
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"os"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/geoblob/geoblob/internal/minioproc"
+	"github.com/geoblob/geoblob/internal/s3admin"
 	"github.com/geoblob/geoblob/shared/blobstore"
 )
 
@@ -31,11 +27,11 @@ const (
 	Secondary Side = "secondary"
 )
 
-// Bucket is one region's bucket with a client for it.
+// Bucket is one region's bucket (s3admin: the local-only calls, and its
+// blob store for everything else).
 type Bucket struct {
-	Side   Side
-	Name   string
-	Client *s3.Client
+	Side Side
+	*s3admin.Bucket
 }
 
 // Bucket returns a client for one region of the stack.
@@ -44,27 +40,20 @@ func (s Settings) Bucket(side Side) Bucket {
 	if side == Secondary {
 		endpoint, region, name = s.SecondaryEndpoint(), s.SecondaryRegion, s.SecondaryBucket
 	}
-	cfg := aws.Config{
+	client := blobstore.ClientFromConfig(aws.Config{HTTPClient: &http.Client{Timeout: 5 * time.Minute}}, blobstore.Location{
+		Bucket:      name,
 		Region:      region,
+		Endpoint:    endpoint,
+		PathStyle:   true,
 		Credentials: credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""),
-		HTTPClient:  &http.Client{Timeout: 5 * time.Minute},
-	}
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.BaseEndpoint = aws.String(endpoint)
-		o.UsePathStyle = true
-		o.RetryMaxAttempts = 5
-		o.DisableLogOutputChecksumValidationSkipped = true
-	})
-	return Bucket{Side: side, Name: name, Client: client}
+	}, func(o *s3.Options) { o.RetryMaxAttempts = 5 })
+	return Bucket{Side: side, Bucket: s3admin.New(client, name)}
 }
 
 // ensure creates the bucket if it does not exist yet.
 func (b Bucket) ensure(ctx context.Context) error {
-	_, err := b.Client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b.Name)})
-	var owned *types.BucketAlreadyOwnedByYou
-	var exists *types.BucketAlreadyExists
-	if err != nil && !errors.As(err, &owned) && !errors.As(err, &exists) {
-		return fmt.Errorf("devstack: create bucket %s (%s): %w", b.Name, b.Side, err)
+	if err := b.Create(ctx); err != nil {
+		return fmt.Errorf("devstack: %s: %w", b.Side, err)
 	}
 	return nil
 }
@@ -72,65 +61,23 @@ func (b Bucket) ensure(ctx context.Context) error {
 // setNotifications turns the bucket's event notifications to the stack's
 // webhook target on, or off (an empty configuration).
 func (b Bucket) setNotifications(ctx context.Context, on bool) error {
+	var err error
 	if on {
-		if err := minioproc.ConfigureWebhook(ctx, b.Client, b.Name, WebhookID); err != nil {
-			return fmt.Errorf("devstack: %w", err)
-		}
-		return nil
+		err = minioproc.ConfigureWebhook(ctx, b.Bucket, WebhookID)
+	} else {
+		err = b.ClearNotifications(ctx)
 	}
-	_, err := b.Client.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
-		Bucket:                    aws.String(b.Name),
-		NotificationConfiguration: &types.NotificationConfiguration{},
-	})
 	if err != nil {
-		return fmt.Errorf("devstack: turn notifications of %s off: %w", b.Name, err)
+		return fmt.Errorf("devstack: %w", err)
 	}
 	return nil
 }
 
-// Put uploads body under key (multipart above 16 MiB, like the aws CLI).
+// Put uploads body under key as a package registry would (multipart above
+// 16 MiB, like the aws CLI).
 func (b Bucket) Put(ctx context.Context, key string, body []byte, contentType string) error {
-	up := manager.NewUploader(b.Client, func(u *manager.Uploader) { u.PartSize = 8 << 20 })
-	in := &s3.PutObjectInput{Bucket: aws.String(b.Name), Key: aws.String(key), Body: bytes.NewReader(body)}
-	if contentType != "" {
-		in.ContentType = aws.String(contentType)
-	}
-	if len(body) <= 16<<20 {
-		if _, err := b.Client.PutObject(ctx, in); err != nil {
-			return fmt.Errorf("devstack: put %s/%s: %w", b.Name, key, err)
-		}
-		return nil
-	}
-	if _, err := up.Upload(ctx, in); err != nil {
-		return fmt.Errorf("devstack: upload %s/%s: %w", b.Name, key, err)
-	}
-	return nil
-}
-
-// PutFile uploads a local file under key.
-func (b Bucket) PutFile(ctx context.Context, key, file string) (int64, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return 0, fmt.Errorf("devstack: open %s: %w", file, err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return 0, fmt.Errorf("devstack: stat %s: %w", file, err)
-	}
-	up := manager.NewUploader(b.Client, func(u *manager.Uploader) { u.PartSize = 8 << 20 })
-	if _, err := up.Upload(ctx, &s3.PutObjectInput{Bucket: aws.String(b.Name), Key: aws.String(key), Body: f}); err != nil {
-		return 0, fmt.Errorf("devstack: upload %s to %s/%s: %w", file, b.Name, key, err)
-	}
-	return st.Size(), nil
-}
-
-// Store is the bucket's blob store (blobstore, the one S3 adapter): reads,
-// hashes, listings and deletes go through it. Uploads (Put, PutFile) stay
-// plain PutObject/multipart calls without geoblob's checksum tag, as a
-// package registry's would be.
-func (b Bucket) Store() *blobstore.Store {
-	return blobstore.New(b.Client, b.Name, blobstore.Options{Logger: slog.New(slog.DiscardHandler)})
+	_, err := b.Bucket.Put(ctx, key, body, contentType)
+	return err
 }
 
 // Delete removes key (deleting a missing key is not an error, as in S3).
@@ -171,7 +118,7 @@ func (b Bucket) Keys(ctx context.Context) (map[string]int64, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("devstack: list %s (%s): %w", b.Name, b.Side, err)
+		return nil, fmt.Errorf("devstack: list %s (%s): %w", b.Name(), b.Side, err)
 	}
 	return out, nil
 }

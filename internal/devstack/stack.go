@@ -158,7 +158,7 @@ func Up(ctx context.Context, opts UpOptions) (*Stack, error) {
 			}
 			note = ", notifications -> " + s.EventsURL()
 		}
-		fmt.Fprintf(out, "minio      %-15s %s region %s, bucket %s%s\n", was, srv.Endpoint(), regionOf(s, side), b.Name, note)
+		fmt.Fprintf(out, "minio      %-15s %s region %s, bucket %s%s\n", was, srv.Endpoint(), regionOf(s, side), b.Name(), note)
 	}
 	return st, nil
 }

@@ -101,7 +101,7 @@ func Smoke(ctx context.Context, o SmokeOptions) error {
 	if err := o.Primary.Put(ctx, key, body, samples.ContentType(key)); err != nil {
 		return fmt.Errorf("localstack: smoke: upload: %w", err)
 	}
-	step("uploaded s3://%s/%s (%s, %d bytes, sha256 %.12s)", o.Primary.Name, key, typ.Name, len(body), want)
+	step("uploaded s3://%s/%s (%s, %d bytes, sha256 %.12s)", o.Primary.Name(), key, typ.Name, len(body), want)
 	if err := wait("the secondary holds the same bytes", func() (bool, string, error) {
 		got, err := objectSHA256(ctx, o.Secondary, key)
 		if err != nil || got == "" {
@@ -124,7 +124,7 @@ func Smoke(ctx context.Context, o SmokeOptions) error {
 	if err := o.Primary.Delete(ctx, key); err != nil {
 		return fmt.Errorf("localstack: smoke: delete: %w", err)
 	}
-	step("deleted s3://%s/%s", o.Primary.Name, key)
+	step("deleted s3://%s/%s", o.Primary.Name(), key)
 	if err := wait("the secondary copy is gone", func() (bool, string, error) {
 		exists, err := o.Secondary.Exists(ctx, key)
 		return !exists, "still in the secondary bucket", err

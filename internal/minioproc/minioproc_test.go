@@ -1,7 +1,6 @@
 package minioproc_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -16,8 +15,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -115,12 +112,11 @@ func TestWebhookNotifications(t *testing.T) {
 	hs := httptest.NewServer(h)
 	t.Cleanup(hs.Close)
 	srv := s3test.NewMinio(t, func(o *minioproc.Options) { o.Webhooks = map[string]string{"geoblob": hs.URL + "/hook"} })
-	client := s3test.Client(t.Context(), srv.Endpoint())
-	s3test.CreateBucket(t, client, "events")
-	require.NoError(t, minioproc.ConfigureWebhook(t.Context(), client, "events", "geoblob"))
+	bucket := s3test.Bucket(t, srv.Endpoint(), "events")
+	require.NoError(t, minioproc.ConfigureWebhook(t.Context(), bucket, "geoblob"))
 
 	const key = "dir/a b+c%ü.txt"
-	_, err := client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String("events"), Key: aws.String(key), Body: bytes.NewReader([]byte("hi"))})
+	_, err := bucket.Put(t.Context(), key, []byte("hi"), "")
 	require.NoError(t, err)
 	created := h.waitFor(t, key, 10*time.Second)
 	require.Len(t, created, 1)
@@ -133,10 +129,8 @@ func TestWebhookNotifications(t *testing.T) {
 	assert.Equal(t, "dir%2Fa+b%2Bc%25%C3%BC.txt", rec.S3.Object.Key, "keys are query-escaped: space as '+', even '/' as %2F")
 	assert.Equal(t, key, rec.S3.Object.URLDecodedKey)
 
-	_, err = client.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: aws.String("events"), Key: aws.String(key)})
-	require.NoError(t, err)
-	_, err = client.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: aws.String("events"), Key: aws.String("never/existed")})
-	require.NoError(t, err)
+	require.NoError(t, bucket.Store().Delete(t.Context(), key))
+	require.NoError(t, bucket.Store().Delete(t.Context(), "never/existed"))
 	require.Eventually(t, func() bool { return len(h.waitFor(t, key, 0)) == 2 && len(h.waitFor(t, "never/existed", 0)) == 1 },
 		10*time.Second, 50*time.Millisecond)
 	assert.Equal(t, "s3:ObjectRemoved:Delete", h.waitFor(t, key, 0)[1].EventName)
@@ -168,11 +162,10 @@ func TestWebhookDownAtStart(t *testing.T) {
 				o.NoWebhookQueue = !queued
 			})
 			t.Logf("%s: MinIO ready in %v with its webhook endpoint down", name, time.Since(start).Round(time.Millisecond))
-			client := s3test.Client(t.Context(), srv.Endpoint())
-			s3test.CreateBucket(t, client, "bkt")
-			require.NoError(t, minioproc.ConfigureWebhook(t.Context(), client, "bkt", "down"),
+			bucket := s3test.Bucket(t, srv.Endpoint(), "bkt")
+			require.NoError(t, minioproc.ConfigureWebhook(t.Context(), bucket, "down"),
 				"the notification configuration is accepted while the target is down")
-			_, err = client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String("bkt"), Key: aws.String("while-down"), Body: bytes.NewReader(nil)})
+			_, err = bucket.Put(t.Context(), "while-down", nil, "")
 			require.NoError(t, err, "writes are not blocked by a down webhook")
 
 			time.Sleep(500 * time.Millisecond)
@@ -184,7 +177,7 @@ func TestWebhookDownAtStart(t *testing.T) {
 			t.Cleanup(func() { _ = hs.Shutdown(context.Background()) })
 			up := time.Now()
 
-			_, err = client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String("bkt"), Key: aws.String("after-up"), Body: bytes.NewReader(nil)})
+			_, err = bucket.Put(t.Context(), "after-up", nil, "")
 			require.NoError(t, err)
 			after := h.waitFor(t, "after-up", 20*time.Second)
 			t.Logf("%s: event after the endpoint came up delivered: %v (%v)", name, len(after) > 0, time.Since(up).Round(time.Millisecond))
@@ -204,10 +197,9 @@ func TestWebhookDownAtStart(t *testing.T) {
 
 func TestConfigureWebhookUnknownTarget(t *testing.T) {
 	t.Parallel()
-	client := s3test.Client(t.Context(), s3test.NewMinio(t).Endpoint())
-	s3test.CreateBucket(t, client, "nohook")
+	bucket := s3test.Bucket(t, s3test.NewMinio(t).Endpoint(), "nohook")
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
-	err := minioproc.ConfigureWebhook(ctx, client, "nohook", "missing")
+	err := minioproc.ConfigureWebhook(ctx, bucket, "missing")
 	require.Error(t, err, "a target the server was not started with is refused")
 }

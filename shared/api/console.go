@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"html/template"
@@ -148,6 +149,42 @@ func (s *Server) render(w http.ResponseWriter, p pages, name string, code int, d
 	_, _ = w.Write(buf.Bytes())
 }
 
+// page serves the page tmpl with the data load returns, or the error page
+// when load fails.
+func (s *Server) page(p pages, tmpl string, load func(*http.Request) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		data, err := load(r)
+		if err != nil {
+			s.pageError(w, r, p, err)
+			return
+		}
+		s.render(w, p, tmpl, http.StatusOK, data)
+	}
+}
+
+// form serves a form action: it redirects (303) to the page act returns,
+// or shows the error page when act fails.
+func (s *Server) form(p pages, act func(*http.Request) (string, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		to, err := act(r)
+		if err != nil {
+			s.pageError(w, r, p, err)
+			return
+		}
+		http.Redirect(w, r, to, http.StatusSeeOther)
+	}
+}
+
+// byID fetches what the request's {id} path value names.
+func byID[T any](r *http.Request, fetch func(context.Context, int64) (T, error)) (T, error) {
+	id, err := pathID(r)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return fetch(r.Context(), id)
+}
+
 func (s *Server) pageError(w http.ResponseWriter, r *http.Request, p pages, err error) {
 	code := statusCode(err)
 	msg := err.Error()
@@ -209,77 +246,60 @@ func (s *Server) rowView(e registry.Entry) rowView {
 		RetryAt: Rel{e.RetryAt, now}, Created: Rel{&e.CreatedAt, now}, Updated: Rel{&e.UpdatedAt, now}}
 }
 
-func (s *Server) overviewPage(p pages) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		st, err := s.status(r.Context())
-		if err != nil {
-			s.pageError(w, r, p, err)
-			return
-		}
-		s.render(w, p, "overview", http.StatusOK, st)
-	}
+func (s *Server) overviewPage(r *http.Request) (any, error) {
+	return s.status(r.Context())
 }
 
-func (s *Server) listPage(p pages) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		v := r.URL.Query()
-		v.Set("data_type", r.PathValue("type"))
-		q, err := pageQuery(v)
-		if err == nil && q.Limit == 0 {
-			q.Limit = 50
-		}
-		var page registry.Page
-		if err == nil {
-			page, err = s.o.Registry.ListPage(r.Context(), q)
-		}
-		if err != nil {
-			s.pageError(w, r, p, err)
-			return
-		}
-		lv := listView{Type: q.DataType, Query: q, Next: page.Next, States: []string{"pending", "started", "synced", "failed"},
-			VStates: []string{"pending", "started", "succeeded", "failed", "disabled"}}
-		params := url.Values{}
-		for k, vals := range v {
-			if k != "after" && k != "data_type" && len(vals) > 0 && vals[0] != "" {
-				params.Set(k, vals[0])
-			}
-		}
-		lv.Params = params
-		if page.Next != "" {
-			next := url.Values{}
-			for k, vals := range params {
-				next[k] = vals
-			}
-			next.Set("after", page.Next)
-			lv.NextURL = "/types/" + url.PathEscape(q.DataType) + "?" + next.Encode()
-		}
-		for _, e := range page.Entries {
-			lv.Rows = append(lv.Rows, s.rowView(e))
-		}
-		if st, err := s.status(r.Context()); err == nil {
-			for i := range st.Types {
-				if st.Types[i].DataType == q.DataType {
-					lv.Status = &st.Types[i]
-				}
-			}
-		}
-		s.render(w, p, "list", http.StatusOK, lv)
+func (s *Server) listPage(r *http.Request) (any, error) {
+	v := r.URL.Query()
+	v.Set("data_type", r.PathValue("type"))
+	q, err := pageQuery(v)
+	if err == nil && q.Limit == 0 {
+		q.Limit = 50
 	}
+	var page registry.Page
+	if err == nil {
+		page, err = s.o.Registry.ListPage(r.Context(), q)
+	}
+	if err != nil {
+		return nil, err
+	}
+	lv := listView{Type: q.DataType, Query: q, Next: page.Next, States: []string{"pending", "started", "synced", "failed"},
+		VStates: []string{"pending", "started", "succeeded", "failed", "disabled"}}
+	params := url.Values{}
+	for k, vals := range v {
+		if k != "after" && k != "data_type" && len(vals) > 0 && vals[0] != "" {
+			params.Set(k, vals[0])
+		}
+	}
+	lv.Params = params
+	if page.Next != "" {
+		next := url.Values{}
+		for k, vals := range params {
+			next[k] = vals
+		}
+		next.Set("after", page.Next)
+		lv.NextURL = "/types/" + url.PathEscape(q.DataType) + "?" + next.Encode()
+	}
+	for _, e := range page.Entries {
+		lv.Rows = append(lv.Rows, s.rowView(e))
+	}
+	if st, err := s.status(r.Context()); err == nil {
+		for i := range st.Types {
+			if st.Types[i].DataType == q.DataType {
+				lv.Status = &st.Types[i]
+			}
+		}
+	}
+	return lv, nil
 }
 
-func (s *Server) rowPage(p pages) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(r)
-		var e registry.Entry
-		if err == nil {
-			e, err = s.o.Registry.GetEntry(r.Context(), id)
-		}
-		if err != nil {
-			s.pageError(w, r, p, err)
-			return
-		}
-		s.render(w, p, "row", http.StatusOK, s.rowView(e))
+func (s *Server) rowPage(r *http.Request) (any, error) {
+	e, err := byID(r, s.o.Registry.GetEntry)
+	if err != nil {
+		return nil, err
 	}
+	return s.rowView(e), nil
 }
 
 // back is where a form action returns to: the page it came from when that
@@ -291,45 +311,35 @@ func back(r *http.Request, fallback string) string {
 	return fallback
 }
 
-func (s *Server) rowActionForm(p pages) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		a := registry.Action(r.PathValue("action"))
-		if a != registry.ActionResync && a != registry.ActionReverify {
-			s.pageError(w, r, p, fmt.Errorf("%w: action %q", errBadRequest, a))
-			return
-		}
-		if _, err := s.actOnRow(r, a); err != nil {
-			s.pageError(w, r, p, err)
-			return
-		}
-		http.Redirect(w, r, back(r, "/rows/"+r.PathValue("id")), http.StatusSeeOther)
+func (s *Server) rowActionForm(r *http.Request) (string, error) {
+	a := registry.Action(r.PathValue("action"))
+	if a != registry.ActionResync && a != registry.ActionReverify {
+		return "", fmt.Errorf("%w: action %q", errBadRequest, a)
 	}
+	if _, err := s.actOnRow(r, a); err != nil {
+		return "", err
+	}
+	return back(r, "/rows/"+r.PathValue("id")), nil
 }
 
-func (s *Server) bulkForm(p pages) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if err := r.ParseForm(); err != nil {
-			s.pageError(w, r, p, fmt.Errorf("%w: %v", errBadRequest, err))
-			return
-		}
-		q, err := pageQuery(r.PostForm)
-		if err != nil {
-			s.pageError(w, r, p, err)
-			return
-		}
-		req := BulkRequest{Action: r.PostFormValue("action"), Scope: r.PostFormValue("scope"), Filter: q.Filter}
-		out, err := s.bulk(r, req)
-		if err != nil {
-			s.pageError(w, r, p, err)
-			return
-		}
-		op, ok := out.(registry.BulkOperation)
-		if !ok {
-			s.pageError(w, r, p, errors.New("api: bulk did not start"))
-			return
-		}
-		http.Redirect(w, r, "/bulk/"+strconv.FormatInt(op.ID, 10), http.StatusSeeOther)
+func (s *Server) bulkForm(r *http.Request) (string, error) {
+	if err := r.ParseForm(); err != nil {
+		return "", fmt.Errorf("%w: %v", errBadRequest, err)
 	}
+	q, err := pageQuery(r.PostForm)
+	if err != nil {
+		return "", err
+	}
+	req := BulkRequest{Action: r.PostFormValue("action"), Scope: r.PostFormValue("scope"), Filter: q.Filter}
+	out, err := s.bulk(r, req)
+	if err != nil {
+		return "", err
+	}
+	op, ok := out.(registry.BulkOperation)
+	if !ok {
+		return "", errors.New("api: bulk did not start")
+	}
+	return "/bulk/" + strconv.FormatInt(op.ID, 10), nil
 }
 
 type bulkView struct {
@@ -338,38 +348,28 @@ type bulkView struct {
 	Created Rel
 }
 
-func (s *Server) bulkPage(p pages) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(r)
-		var op registry.BulkOperation
-		if err == nil {
-			op, err = s.o.Registry.BulkOperation(r.Context(), id)
-		}
-		if err != nil {
-			s.pageError(w, r, p, err)
-			return
-		}
-		pct := "100"
-		if op.State == registry.BulkRunning && op.Planned > 0 {
-			pct = strconv.FormatFloat(min(float64(op.Changed)*100/float64(op.Planned), 100), 'f', 1, 64)
-		}
-		s.render(w, p, "bulk", http.StatusOK, bulkView{Op: op, Percent: pct, Created: Rel{&op.CreatedAt, s.o.Now()}})
+func (s *Server) bulkPage(r *http.Request) (any, error) {
+	op, err := byID(r, s.o.Registry.BulkOperation)
+	if err != nil {
+		return nil, err
 	}
+	pct := "100"
+	if op.State == registry.BulkRunning && op.Planned > 0 {
+		pct = strconv.FormatFloat(min(float64(op.Changed)*100/float64(op.Planned), 100), 'f', 1, 64)
+	}
+	return bulkView{Op: op, Percent: pct, Created: Rel{&op.CreatedAt, s.o.Now()}}, nil
 }
 
-func (s *Server) auditPage(p pages) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		entries, err := s.o.Registry.Audit(r.Context(), 200)
-		var ops []registry.BulkOperation
-		if err == nil {
-			ops, err = s.o.Registry.BulkOperations(r.Context(), 20)
-		}
-		if err != nil {
-			s.pageError(w, r, p, err)
-			return
-		}
-		s.render(w, p, "audit", http.StatusOK, map[string]any{"Entries": entries, "Ops": ops})
+func (s *Server) auditPage(r *http.Request) (any, error) {
+	entries, err := s.o.Registry.Audit(r.Context(), 200)
+	var ops []registry.BulkOperation
+	if err == nil {
+		ops, err = s.o.Registry.BulkOperations(r.Context(), 20)
 	}
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"Entries": entries, "Ops": ops}, nil
 }
 
 func assets() http.Handler {
@@ -383,16 +383,16 @@ func assets() http.Handler {
 // routes are the API routes plus the console's pages.
 func (s *Server) routes(p pages) []route {
 	return append(s.apiRoutes(),
-		route{"GET", "/{$}", s.overviewPage(p)},
-		route{"GET", "/types/{type}", s.listPage(p)},
-		route{"GET", "/rows/{id}", s.rowPage(p)},
-		route{"POST", "/rows/{id}/{action}", s.rowActionForm(p)},
-		route{"POST", "/bulk", s.bulkForm(p)},
-		route{"GET", "/bulk/{id}", s.bulkPage(p)},
-		route{"GET", "/audit", s.auditPage(p)},
-		route{"GET", "/brake", s.brakePage(p)},
-		route{"POST", "/brake/{action}", s.brakeForm(p)},
-		route{"GET", "/dr-report", s.drReportPage(p)},
+		route{"GET", "/{$}", s.page(p, "overview", s.overviewPage)},
+		route{"GET", "/types/{type}", s.page(p, "list", s.listPage)},
+		route{"GET", "/rows/{id}", s.page(p, "row", s.rowPage)},
+		route{"POST", "/rows/{id}/{action}", s.form(p, s.rowActionForm)},
+		route{"POST", "/bulk", s.form(p, s.bulkForm)},
+		route{"GET", "/bulk/{id}", s.page(p, "bulk", s.bulkPage)},
+		route{"GET", "/audit", s.page(p, "audit", s.auditPage)},
+		route{"GET", "/brake", s.page(p, "brake", s.brakePage)},
+		route{"POST", "/brake/{action}", s.form(p, s.brakeForm)},
+		route{"GET", "/dr-report", s.page(p, "drreport", s.drReportPage)},
 		route{"GET", "/assets/", assets()},
 	)
 }

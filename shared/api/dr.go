@@ -1,8 +1,6 @@
 package api
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/http"
 
 	"github.com/geoblob/geoblob/shared/registry"
@@ -101,10 +99,8 @@ func (s *Server) resolveHeld(r *http.Request, a registry.HoldAction, req HoldReq
 func (s *Server) postHold(a registry.HoldAction) func(r *http.Request) (int, any, error) {
 	return func(r *http.Request) (int, any, error) {
 		var req HoldRequest
-		dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<16))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			return 0, nil, fmt.Errorf("%w: body: %v", errBadRequest, err)
+		if err := decodeBody(r, &req); err != nil {
+			return 0, nil, err
 		}
 		out, err := s.resolveHeld(r, a, req)
 		return http.StatusOK, out, err

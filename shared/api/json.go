@@ -439,11 +439,7 @@ func pathID(r *http.Request) (int64, error) {
 }
 
 func (s *Server) getRow(r *http.Request) (int, any, error) {
-	id, err := pathID(r)
-	if err != nil {
-		return 0, nil, err
-	}
-	e, err := s.o.Registry.GetEntry(r.Context(), id)
+	e, err := byID(r, s.o.Registry.GetEntry)
 	return http.StatusOK, rowJSON(e), err
 }
 
@@ -498,10 +494,8 @@ func (s *Server) bulk(r *http.Request, req BulkRequest) (any, error) {
 
 func (s *Server) postBulk(r *http.Request) (int, any, error) {
 	var req BulkRequest
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<16))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return 0, nil, fmt.Errorf("%w: body: %v", errBadRequest, err)
+	if err := decodeBody(r, &req); err != nil {
+		return 0, nil, err
 	}
 	out, err := s.bulk(r, req)
 	if req.DryRun {
@@ -512,27 +506,37 @@ func (s *Server) postBulk(r *http.Request) (int, any, error) {
 
 func (s *Server) getBulkList(r *http.Request) (int, any, error) {
 	ops, err := s.o.Registry.BulkOperations(r.Context(), 50)
-	if ops == nil {
-		ops = []registry.BulkOperation{}
-	}
-	return http.StatusOK, map[string]any{"operations": ops}, err
+	return listed("operations", ops, err)
 }
 
 func (s *Server) getBulk(r *http.Request) (int, any, error) {
-	id, err := pathID(r)
-	if err != nil {
-		return 0, nil, err
-	}
-	op, err := s.o.Registry.BulkOperation(r.Context(), id)
+	op, err := byID(r, s.o.Registry.BulkOperation)
 	return http.StatusOK, op, err
 }
 
 func (s *Server) getAudit(r *http.Request) (int, any, error) {
 	entries, err := s.o.Registry.Audit(r.Context(), 200)
-	if entries == nil {
-		entries = []registry.AuditEntry{}
+	return listed("entries", entries, err)
+}
+
+// decodeBody decodes the request's JSON body (at most 64 KiB, no unknown
+// fields) into v; a bad body is an errBadRequest.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: body: %v", errBadRequest, err)
 	}
-	return http.StatusOK, map[string]any{"entries": entries}, err
+	return nil
+}
+
+// listed answers a list endpoint: items under key, an empty list (never
+// null) when there are none.
+func listed[T any](key string, items []T, err error) (int, any, error) {
+	if items == nil {
+		items = []T{}
+	}
+	return http.StatusOK, map[string]any{key: items}, err
 }
 
 func (s *Server) getOpenAPI(w http.ResponseWriter, _ *http.Request) {

@@ -25,8 +25,9 @@ type Location struct {
 
 // NewClient returns an S3 client for loc: its region, its credentials (or
 // the default chain), its endpoint when set and path-style addressing when
-// asked for. It is the one place geoblob builds an S3 client.
-func NewClient(ctx context.Context, loc Location) (*s3.Client, error) {
+// asked for; optFns adjust the client further (retries, HTTP client). With
+// ClientFromConfig it is the one place geoblob builds an S3 client.
+func NewClient(ctx context.Context, loc Location, optFns ...func(*s3.Options)) (*s3.Client, error) {
 	loadOpts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(loc.Region)}
 	if loc.Credentials != nil {
 		loadOpts = append(loadOpts, awsconfig.WithCredentialsProvider(loc.Credentials))
@@ -35,7 +36,20 @@ func NewClient(ctx context.Context, loc Location) (*s3.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blobstore: aws config for bucket %s: %w", loc.Bucket, err)
 	}
-	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+	return ClientFromConfig(awsCfg, loc, optFns...), nil
+}
+
+// ClientFromConfig returns an S3 client for loc from cfg without reading
+// the environment or shared config files: loc's region and credentials
+// when set (else cfg's), its endpoint and addressing, then optFns.
+func ClientFromConfig(cfg aws.Config, loc Location, optFns ...func(*s3.Options)) *s3.Client {
+	return s3.NewFromConfig(cfg, append([]func(*s3.Options){func(o *s3.Options) {
+		if loc.Region != "" {
+			o.Region = loc.Region
+		}
+		if loc.Credentials != nil {
+			o.Credentials = loc.Credentials
+		}
 		if loc.Endpoint != "" {
 			o.BaseEndpoint = aws.String(loc.Endpoint)
 		}
@@ -43,7 +57,7 @@ func NewClient(ctx context.Context, loc Location) (*s3.Client, error) {
 		// geoblob computes and compares its own SHA-256; the SDK's notice
 		// that a response carried no checksum would flood the logs.
 		o.DisableLogOutputChecksumValidationSkipped = true
-	}), nil
+	}}, optFns...)...)
 }
 
 // Open returns a Store over loc.Bucket with a client from NewClient.

@@ -14,15 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/geoblob/geoblob/internal/devstack"
 	"github.com/geoblob/geoblob/internal/minioproc"
+	"github.com/geoblob/geoblob/internal/s3admin"
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/blobstore"
@@ -42,7 +40,8 @@ type world struct {
 	pool     *pgxpool.Pool
 	reg      *registry.Store
 	minio    *minioproc.Server
-	s3       *s3.Client
+	primary  *s3admin.Bucket
+	second   *s3admin.Bucket
 	dlq      string
 	mu       sync.Mutex
 	skew     time.Duration
@@ -65,12 +64,10 @@ func newWorld(t *testing.T) *world {
 		o.Webhooks = map[string]string{"geoblob": receiver.URL}
 		o.NoWebhookQueue = true
 	})
-	w.s3 = s3test.Client(t.Context(), w.minio.Endpoint())
-	s3test.CreateBucket(t, w.s3, "primary")
-	s3test.CreateBucket(t, w.s3, "secondary")
-	require.NoError(t, minioproc.ConfigureWebhook(t.Context(), w.s3, "primary", "geoblob"))
-	_, err := w.s3.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String("primary"),
-		Key: aws.String("generic/pkg/1.0.0/a.bin"), Body: strings.NewReader("a")})
+	w.primary = s3test.Bucket(t, w.minio.Endpoint(), "primary")
+	w.second = s3test.Bucket(t, w.minio.Endpoint(), "secondary")
+	require.NoError(t, minioproc.ConfigureWebhook(t.Context(), w.primary, "geoblob"))
+	_, err := w.primary.Put(t.Context(), "generic/pkg/1.0.0/a.bin", []byte("a"), "")
 	require.NoError(t, err)
 	w.passesNow()
 	return w
@@ -98,7 +95,7 @@ func (w *world) store(bucket string) *blobstore.Store {
 		}
 		return rule(r)
 	})
-	client := s3test.Client(w.t.Context(), proxy.Endpoint(), func(o *s3.Options) { o.RetryMaxAttempts = 1 })
+	client := s3test.Client(w.t.Context(), proxy.Endpoint(), s3test.NoRetry)
 	return blobstore.New(client, bucket, blobstore.Options{Logger: slog.New(slog.DiscardHandler)})
 }
 
@@ -154,9 +151,7 @@ func TestEachCheckFailsOnItsOwnCondition(t *testing.T) {
 		require.NoError(t, health.WriteText(&text, rep))
 		assert.Contains(t, text.String(), "healthy")
 		assert.Len(t, strings.Split(strings.TrimSpace(text.String()), "\n"), 12, "one line per check and a verdict")
-		out, err := w.s3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("secondary")})
-		require.NoError(t, err)
-		assert.Empty(t, out.Contents, "the probe object was deleted")
+		assert.Empty(t, s3test.Keys(t, w.second), "the probe object was deleted")
 	})
 
 	t.Run("migrations behind", func(t *testing.T) {
@@ -217,20 +212,14 @@ func TestEachCheckFailsOnItsOwnCondition(t *testing.T) {
 	})
 
 	t.Run("notifications removed", func(t *testing.T) {
-		_, err := w.s3.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
-			Bucket: aws.String("primary"), NotificationConfiguration: &types.NotificationConfiguration{}})
-		require.NoError(t, err)
+		require.NoError(t, w.primary.ClearNotifications(ctx))
 		f := requireOnlyFailed(t, w.check(), health.CheckNotifications)
 		assert.Contains(t, f[health.CheckNotifications].Detail, "sends no ObjectCreated notifications")
 
-		_, err = w.s3.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
-			Bucket: aws.String("primary"), NotificationConfiguration: &types.NotificationConfiguration{
-				QueueConfigurations: []types.QueueConfiguration{{QueueArn: aws.String(minioproc.WebhookARN("geoblob")),
-					Events: []types.Event{"s3:ObjectCreated:*"}}}}})
-		require.NoError(t, err)
+		require.NoError(t, w.primary.NotifyQueue(ctx, "created-only", minioproc.WebhookARN("geoblob"), "s3:ObjectCreated:*"))
 		f = requireOnlyFailed(t, w.check(), health.CheckNotifications)
 		assert.Contains(t, f[health.CheckNotifications].Detail, "no ObjectRemoved")
-		require.NoError(t, minioproc.ConfigureWebhook(ctx, w.s3, "primary", "geoblob"))
+		require.NoError(t, minioproc.ConfigureWebhook(ctx, w.primary, "geoblob"))
 	})
 
 	t.Run("primary head denied", func(t *testing.T) {
@@ -256,20 +245,16 @@ func TestEachCheckFailsOnItsOwnCondition(t *testing.T) {
 		f := requireOnlyFailed(t, w.check(), health.CheckSecondary)
 		assert.Contains(t, f[health.CheckSecondary].Hint, "s3:DeleteObject")
 		w.setRule("secondary", nil)
-		out, err := w.s3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("secondary")})
-		require.NoError(t, err)
-		for _, o := range out.Contents {
-			_, err := w.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("secondary"), Key: o.Key})
-			require.NoError(t, err)
+		for _, k := range s3test.Keys(t, w.second) {
+			require.NoError(t, w.second.Store().Delete(ctx, k))
 		}
 	})
 
 	t.Run("secondary bucket gone", func(t *testing.T) {
-		_, err := w.s3.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String("secondary")})
-		require.NoError(t, err)
+		require.NoError(t, w.second.Remove(ctx))
 		f := requireOnlyFailed(t, w.check(), health.CheckSecondary)
 		assert.Contains(t, f[health.CheckSecondary].Detail, "list secondary")
-		s3test.CreateBucket(t, w.s3, "secondary")
+		require.NoError(t, w.second.Create(ctx))
 		requireOnlyFailed(t, w.check())
 	})
 
