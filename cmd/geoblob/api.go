@@ -318,12 +318,12 @@ func writeStatusTable(out io.Writer, s api.StatusJSON) error {
 		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", t.DataType, t.Rows, t.Synced, t.Pending, t.Started,
 			t.Failed, t.Verified, t.VerificationFailed, t.ChecksumMismatch, t.MissingOnPrimary, t.Quarantined,
 			humanize.IBytes(uint64(max(t.BytesSynced, 0))), humanize.IBytes(uint64(max(t.BytesPending, 0))),
-			age, progressText(t.Progress))
+			age, t.Progress)
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "backlog: %s\n", progressText(s.Progress))
+	fmt.Fprintf(out, "backlog: %s\n", s.Progress)
 	for _, p := range s.Passes {
 		outcome := "ok"
 		if !p.OK {
@@ -341,18 +341,6 @@ func writeStatusTable(out io.Writer, s api.StatusJSON) error {
 		}
 	}
 	return nil
-}
-
-// progressText is a backlog in one cell: rows, trend, rate and ETA.
-func progressText(p registry.Progress) string {
-	t := humanize.Comma(p.Backlog) + " " + string(p.Trend)
-	switch p.Trend {
-	case registry.TrendDraining:
-		t += fmt.Sprintf(" %.1f/s, empty in %s", p.DrainPerSecond, p.ETA().Round(time.Second))
-	case registry.TrendGrowing:
-		t += fmt.Sprintf(" +%.1f/s", -p.DrainPerSecond)
-	}
-	return t
 }
 
 func writeRows(out io.Writer, l api.ListJSON) error {

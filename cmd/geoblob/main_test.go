@@ -117,6 +117,7 @@ func TestCommands(t *testing.T) {
 	assert.Contains(t, out, "maven_package_file")
 	assert.Contains(t, out, "TOTAL")
 	assert.Contains(t, out, "0 dead letters")
+	assert.Contains(t, out, "backlog: 0 idle\n", "everything uploaded is replicated")
 
 	// The daemon serves the operator console; status -json reads the same
 	// API in-process.

@@ -74,6 +74,11 @@ func (s Settings) PrintStatus(ctx context.Context, out io.Writer) error {
 	if err := WriteStatus(out, cat.Names(), stats); err != nil {
 		return err
 	}
+	baselines, err := reg.ProgressBaselines(ctx, registry.ProgressWindow)
+	if err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	fmt.Fprintln(out, "backlog:", registry.SiteProgress(time.Now(), stats, baselines))
 	c, err := sqsspool.CountSpool(s.SpoolDir(), s.DeadLetterDir())
 	if err != nil {
 		return err

@@ -228,7 +228,7 @@ func (s *Server) status(ctx context.Context) (StatusJSON, error) {
 			out.Types = append(out.Types, s.typeJSON(t, false, baselines))
 		}
 	}
-	out.Progress = s.siteProgress(out.Types, baselines)
+	out.Progress = registry.SiteProgress(s.o.Now(), types, baselines)
 	if out.Types == nil {
 		out.Types = []TypeJSON{}
 	}
@@ -246,45 +246,8 @@ func (s *Server) status(ctx context.Context) (StatusJSON, error) {
 
 // typeJSON is one type's status with its progress against its baseline.
 func (s *Server) typeJSON(t registry.TypeStatus, enabled bool, baselines map[string]registry.ProgressSample) TypeJSON {
-	rows, bytes := t.Backlog()
-	var base *registry.ProgressSample
-	if b, ok := baselines[t.DataType]; ok {
-		base = &b
-	}
 	return TypeJSON{TypeStatus: t, Enabled: enabled, OldestUnsyncedAgeSeconds: t.OldestUnsyncedAge.Seconds(),
-		Progress: registry.ProgressOf(s.o.Now(), rows, bytes, base)}
-}
-
-// siteProgress is the progress of all types together: their backlogs now
-// against the sum of their baselines, dated at the oldest of them (the
-// types are sampled together, so they normally agree; when they do not, the
-// longer span understates the rate: the ETA errs late). A type with a
-// backlog and no baseline leaves the site's progress unknown.
-func (s *Server) siteProgress(types []TypeJSON, baselines map[string]registry.ProgressSample) registry.Progress {
-	var rows, bytes int64
-	base := &registry.ProgressSample{}
-	for _, t := range types {
-		r, b := t.Backlog()
-		rows, bytes = rows+r, bytes+b
-		tb, ok := baselines[t.DataType]
-		if !ok {
-			if r > 0 {
-				base = nil
-			}
-			continue
-		}
-		if base != nil {
-			base.Backlog += tb.Backlog
-			base.BacklogBytes += tb.BacklogBytes
-			if base.At.IsZero() || tb.At.Before(base.At) {
-				base.At = tb.At
-			}
-		}
-	}
-	if base != nil && base.At.IsZero() {
-		base = nil
-	}
-	return registry.ProgressOf(s.o.Now(), rows, bytes, base)
+		Progress: registry.TypeProgress(s.o.Now(), t, baselines)}
 }
 
 // derivedHealth is the verdict the status can give without probing

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -101,6 +102,49 @@ func ProgressOf(now time.Time, rows, bytes int64, base *ProgressSample) Progress
 	return p
 }
 
+// TypeProgress is t's progress against its baseline in baselines (see
+// ProgressBaselines), at now.
+func TypeProgress(now time.Time, t TypeStatus, baselines map[string]ProgressSample) Progress {
+	rows, bytes := t.Backlog()
+	var base *ProgressSample
+	if b, ok := baselines[t.DataType]; ok {
+		base = &b
+	}
+	return ProgressOf(now, rows, bytes, base)
+}
+
+// SiteProgress is the progress of all types together: their backlogs now
+// against the sum of their baselines, dated at the oldest of them (the
+// types are sampled together, so they normally agree; when they do not,
+// the longer span understates the rate: the ETA errs late). A type with a
+// backlog and no baseline leaves the site's progress unknown.
+func SiteProgress(now time.Time, types []TypeStatus, baselines map[string]ProgressSample) Progress {
+	var rows, bytes int64
+	base := &ProgressSample{}
+	for _, t := range types {
+		r, b := t.Backlog()
+		rows, bytes = rows+r, bytes+b
+		tb, ok := baselines[t.DataType]
+		if !ok {
+			if r > 0 {
+				base = nil
+			}
+			continue
+		}
+		if base != nil {
+			base.Backlog += tb.Backlog
+			base.BacklogBytes += tb.BacklogBytes
+			if base.At.IsZero() || tb.At.Before(base.At) {
+				base.At = tb.At
+			}
+		}
+	}
+	if base != nil && base.At.IsZero() {
+		base = nil
+	}
+	return ProgressOf(now, rows, bytes, base)
+}
+
 // RecordProgress stores the backlog of every type in status as a sample at
 // the store's clock: at most one sample per type every 30 s (a sample
 // taken sooner is skipped), and samples older than a day are forgotten.
@@ -149,6 +193,19 @@ func (s *Store) ProgressBaselines(ctx context.Context, window time.Duration) (ma
 		return nil, err
 	}
 	return indexBy(samples, func(p ProgressSample) string { return p.DataType }), nil
+}
+
+// String is the progress in a few words: "40 draining 0.1/s, empty in
+// 6m47s", "12 growing +3.0/s", "0 idle".
+func (p Progress) String() string {
+	t := strconv.FormatInt(p.Backlog, 10) + " " + string(p.Trend)
+	switch p.Trend {
+	case TrendDraining:
+		t += fmt.Sprintf(" %.1f/s, empty in %s", p.DrainPerSecond, p.ETA().Round(time.Second))
+	case TrendGrowing:
+		t += fmt.Sprintf(" +%.1f/s", -p.DrainPerSecond)
+	}
+	return t
 }
 
 // ETA is ETASeconds as a duration (0 when the backlog is not draining).
