@@ -182,7 +182,7 @@ func runAPICommand(ctx context.Context, cmd string, fs *flag.FlagSet, dir *strin
 		return show(ctx, c, "/api/v1/status", *asJSON, stdout, writeStatusTable)
 	case "list":
 		ff := addFilterFlags(fs)
-		sort := fs.String("sort", "id", "id, last_synced or verified_at")
+		sort := fs.String("sort", "id", "id, last_synced (synced rows only) or verified_at (verified rows only)")
 		order := fs.String("order", "", "asc or desc (default: the sort's)")
 		limit := fs.Int("limit", 50, "rows per page")
 		after := fs.String("after", "", "cursor of the next page (printed after a page)")

@@ -184,8 +184,9 @@ func TestRowsFilters(t *testing.T) {
 		"data_type=npm&checksum_mismatch=true":     "data_type = 'npm' AND checksum_mismatch",
 		"data_type=maven&key_prefix=pkg/maven/7/":  "data_type = 'maven' AND object_key LIKE 'pkg/maven/7/%'",
 		"data_type=maven&key_contains=file-1":      "data_type = 'maven' AND object_key LIKE '%file-1%'",
-		"state=failed&sort=last_synced":            "state = 3",
-		"data_type=npm&sort=verified_at&order=asc": "data_type = 'npm'",
+		"state=synced&sort=last_synced":            "state = 2",
+		"failed_only=true&sort=last_synced":        "state = 2 AND verification_state = 3",
+		"data_type=npm&sort=verified_at&order=asc": "data_type = 'npm' AND verification_state = 2",
 	} {
 		var want int
 		require.NoError(t, e.pool.QueryRow(context.Background(), "SELECT count(*) FROM blob_registry WHERE "+where).Scan(&want))
@@ -206,7 +207,8 @@ func TestRowsFilters(t *testing.T) {
 		}
 		assert.Equal(t, want, got, q)
 	}
-	for _, bad := range []string{"state=done", "sort=size", "limit=0", "limit=5000", "failed_only=maybe", "after=%21"} {
+	for _, bad := range []string{"state=done", "sort=size", "limit=0", "limit=5000", "failed_only=maybe", "after=%21",
+		"state=failed&sort=last_synced", "verification_state=pending&sort=verified_at"} {
 		code, body := e.do(t, "GET", "/api/v1/rows?"+bad, nil)
 		assert.Equal(t, 400, code, "%s: %s", bad, body)
 	}
@@ -389,7 +391,7 @@ func TestConsolePages(t *testing.T) {
 	e := newEnv(t, nil)
 	registrytest.Seed(t, e.pool, 30, "npm")
 	l := e.rows(t, "/api/v1/rows?data_type=npm")
-	for _, p := range []string{"/", "/types/npm", "/types/npm?state=failed&sort=last_synced", "/types/maven",
+	for _, p := range []string{"/", "/types/npm", "/types/npm?state=synced&sort=last_synced", "/types/maven",
 		fmt.Sprintf("/rows/%d", l.Rows[0].ID), "/audit", "/assets/style.css", "/assets/console.js"} {
 		code, b := e.do(t, "GET", p, nil)
 		assert.Equal(t, 200, code, "%s: %s", p, b)

@@ -29,13 +29,15 @@ var ErrActionInvalid = errors.New("registry: invalid action")
 
 // setClause is what the action writes ($now is the placeholder of now);
 // needs is true for rows the action changes (others are left alone, so
-// repeating an action changes nothing).
+// repeating an action changes nothing). It names the states it needs (IN,
+// not <>), so an id span of a bulk batch is a range of each of those
+// states in (data_type, state, id), not a walk of the whole type.
 func (a Action) sql(now string) (set, needs string, err error) {
 	switch a {
 	case ActionResync:
 		return `state = 0, generation = r.generation + 1, retry_count = 0, retry_at = NULL,
 			verification_state = 4, verification_started_at = NULL, updated_at = ` + now,
-			`r.state <> 0`, nil
+			`r.state IN (1, 2, 3)`, nil
 	case ActionReverify:
 		return `verification_state = 0, verification_started_at = NULL, verification_retry_count = 0,
 			verification_retry_at = NULL, updated_at = ` + now,
@@ -264,8 +266,8 @@ func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOpera
 	}
 	k := len(b.args)
 	lo, hi := "$"+strconv.Itoa(k+1), "$"+strconv.Itoa(k+2)
-	// one UPDATE over the id span (lo, hi]: the filter's per-type index
-	// (data_type, id) or the state indexes of 00700 give the range scan
+	// one UPDATE over the id span (lo, hi]: per state the action needs, an
+	// id range of (data_type, state, id) (00700), or the filter's own index
 	batchSQL := `UPDATE blob_registry r SET ` + set + ` WHERE ` + where + ` AND r.id > ` + lo + ` AND r.id <= ` + hi
 	span := int64(o.FirstBatch)
 	for op.State == BulkRunning {

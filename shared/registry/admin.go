@@ -130,9 +130,11 @@ func (f Filter) apply(b *sqlBuilder) error {
 	}
 	if f.KeyPrefix != "" {
 		p := b.arg(f.KeyPrefix)
-		c := `(r.object_key COLLATE "C") >= ` + p + ` AND starts_with(r.object_key, ` + p + `)`
+		// object_key is COLLATE "C" (00750): a range of the unique
+		// (data_type, object_key) index
+		c := `r.object_key >= ` + p + ` AND starts_with(r.object_key, ` + p + `)`
 		if upper, ok := prefixUpperBound(f.KeyPrefix); ok {
-			c += ` AND (r.object_key COLLATE "C") < ` + b.arg(upper)
+			c += ` AND r.object_key < ` + b.arg(upper)
 		}
 		b.conds = append(b.conds, c)
 	}
@@ -162,9 +164,17 @@ func prefixUpperBound(p string) (string, bool) {
 
 // Sort orders of the registry list.
 const (
-	SortID         = "id"          // by id (default ascending)
-	SortLastSynced = "last_synced" // by last_synced_at (default newest first), never-synced rows last
-	SortVerifiedAt = "verified_at" // by verified_at (default newest first), never-verified rows last
+	// SortID orders by id (default ascending). With a key prefix and a
+	// data type the list is in key order (bytes, as S3 lists) instead, so
+	// every page is a range scan of the (data_type, object_key) index.
+	SortID = "id"
+	// SortLastSynced lists the synced rows by last_synced_at (default
+	// newest first): a row that is not synced (e.g. resynced, pending
+	// again) has no current sync time and is not listed.
+	SortLastSynced = "last_synced"
+	// SortVerifiedAt lists the rows whose verification succeeded by
+	// verified_at (default newest first).
+	SortVerifiedAt = "verified_at"
 )
 
 // PageQuery asks for one page of the registry list.
@@ -182,18 +192,46 @@ type Page struct {
 	Next    string // cursor of the next page; "" on the last page
 }
 
-// sortKey returns the SQL expression ordering a sort (matching the list
-// indexes of migration 00210) and its default direction.
-func sortKey(sort string) (expr string, desc bool, err error) {
+// listOrder is how one list query orders and pages its rows.
+type listOrder struct {
+	expr   string // SQL expression ordered by before id; "" = id only
+	cast   string // SQL type of the cursor's key (of expr)
+	byKey  bool   // ordered by object_key alone (unique within the type)
+	desc   bool   // default direction
+	cond   string // rows the sort lists ("" = all): its partial index's predicate
+	states bool   // id order as a merge of per-state scans (see ListPage)
+}
+
+// sortOrder returns the order of sort for filter f, matching the list
+// indexes (migrations 00700 and 00750).
+func sortOrder(sort string, f Filter) (listOrder, error) {
 	switch sort {
 	case "", SortID:
-		return "", false, nil
+		if f.DataType != "" && f.KeyPrefix != "" {
+			return listOrder{expr: "r.object_key", cast: "text", byKey: true}, nil
+		}
+		// no index-backed condition narrows the type: merge the per-state
+		// ranges of (data_type, state, id)
+		plain := f.State == "" && f.VerificationState == "" && !f.FailedOnly && !f.MissingOnPrimary &&
+			!f.Quarantined && !f.ChecksumMismatch
+		return listOrder{states: f.DataType != "" && plain}, nil
 	case SortLastSynced:
-		return "coalesce(r.last_synced_at, '-infinity'::timestamptz)", true, nil
+		if f.State != "" && f.State != StateSynced.String() {
+			return listOrder{}, fmt.Errorf("%w: sort %s lists synced rows only, not state %s", ErrInvalidFilter, sort, f.State)
+		}
+		// partial index blob_registry_list_synced_at_idx (00750)
+		return listOrder{expr: "coalesce(r.last_synced_at, '-infinity'::timestamptz)", cast: "timestamptz",
+			desc: true, cond: fmt.Sprintf("r.state = %d", StateSynced)}, nil
 	case SortVerifiedAt:
-		return "coalesce(r.verified_at, '-infinity'::timestamptz)", true, nil
+		if f.VerificationState != "" && f.VerificationState != VerificationSucceeded.String() {
+			return listOrder{}, fmt.Errorf("%w: sort %s lists verified rows only, not verification state %s",
+				ErrInvalidFilter, sort, f.VerificationState)
+		}
+		// partial index blob_registry_list_verified_at_idx (00750)
+		return listOrder{expr: "coalesce(r.verified_at, '-infinity'::timestamptz)", cast: "timestamptz",
+			desc: true, cond: fmt.Sprintf("r.verification_state = %d", VerificationSucceeded)}, nil
 	}
-	return "", false, fmt.Errorf("%w: sort %q (want id, last_synced or verified_at)", ErrInvalidFilter, sort)
+	return listOrder{}, fmt.Errorf("%w: sort %q (want id, last_synced or verified_at)", ErrInvalidFilter, sort)
 }
 
 // ListPage returns one page of rows matching q's filter in q's order, with
@@ -208,10 +246,11 @@ func (s *Store) ListPage(ctx context.Context, q PageQuery) (Page, error) {
 	if limit > 1000 {
 		return Page{}, fmt.Errorf("%w: limit %d above 1000", ErrInvalidFilter, limit)
 	}
-	expr, desc, err := sortKey(q.Sort)
+	o, err := sortOrder(q.Sort, q.Filter)
 	if err != nil {
 		return Page{}, err
 	}
+	desc := o.desc
 	switch q.Order {
 	case "":
 	case "asc":
@@ -225,15 +264,21 @@ func (s *Store) ListPage(ctx context.Context, q PageQuery) (Page, error) {
 	if err := q.Filter.apply(&b); err != nil {
 		return Page{}, err
 	}
+	if o.cond != "" {
+		b.conds = append(b.conds, o.cond)
+	}
 	cmp, dir := ">", "ASC"
 	if desc {
 		cmp, dir = "<", "DESC"
 	}
 	keyCol := "''"
 	order := "r.id " + dir
-	if expr != "" {
-		keyCol = expr + "::text"
-		order = expr + " " + dir + ", r.id " + dir
+	switch {
+	case o.byKey:
+		keyCol, order = o.expr, o.expr+" "+dir
+	case o.expr != "":
+		keyCol = o.expr + "::text"
+		order = o.expr + " " + dir + ", r.id " + dir
 	}
 	order = typeFirst(q.Filter, order)
 	if q.After != "" {
@@ -241,14 +286,30 @@ func (s *Store) ListPage(ctx context.Context, q PageQuery) (Page, error) {
 		if err != nil {
 			return Page{}, err
 		}
-		if expr == "" {
+		switch {
+		case o.byKey:
+			b.conds = append(b.conds, o.expr+" "+cmp+" "+b.arg(key)+"::text")
+		case o.expr == "":
 			b.conds = append(b.conds, "r.id "+cmp+" "+b.arg(id))
-		} else {
-			b.conds = append(b.conds, "("+expr+", r.id) "+cmp+" ("+b.arg(key)+"::timestamptz, "+b.arg(id)+")")
+		default:
+			b.conds = append(b.conds, "("+o.expr+", r.id) "+cmp+" ("+b.arg(key)+"::"+o.cast+", "+b.arg(id)+")")
 		}
 	}
+	lim := " LIMIT " + strconv.Itoa(limit+1)
 	sql := "SELECT " + entryColumns + ", " + keyCol + " FROM blob_registry r WHERE " + b.where() +
-		" ORDER BY " + order + " LIMIT " + strconv.Itoa(limit+1)
+		" ORDER BY " + order + lim
+	if o.states {
+		// Without a state the type's rows in id order are the merge of its
+		// rows per replication state, each an id range of
+		// (data_type, state, id): at most 4 × (limit+1) index entries
+		// instead of a (data_type, id) index every update would maintain.
+		parts := make([]string, 0, StateFailed+1)
+		for st := StatePending; st <= StateFailed; st++ {
+			parts = append(parts, fmt.Sprintf("(SELECT %s, %s FROM blob_registry r WHERE %s AND r.state = %d ORDER BY %s%s)",
+				entryColumns, keyCol, b.where(), st, order, lim))
+		}
+		sql = "SELECT * FROM (" + strings.Join(parts, " UNION ALL ") + ") u ORDER BY u.id " + dir + lim
+	}
 	var keys []string
 	entries, err := collect(ctx, s.pool, "list page", func(r pgx.CollectableRow) (Entry, error) {
 		var key string

@@ -61,8 +61,17 @@ func TestListPageFiltersAndSorts(t *testing.T) {
 		"prefix, no matches": {registry.Filter{DataType: "npm", KeyPrefix: "zzz"}, "false"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			want := countWhere(t, pool, c.where)
+			// the time sorts list the rows whose time is current (00750)
+			only := map[string]string{registry.SortID: "true", registry.SortLastSynced: "state = 2",
+				registry.SortVerifiedAt: "verification_state = 2"}
 			for _, sort := range []string{registry.SortID, registry.SortLastSynced, registry.SortVerifiedAt} {
+				want := countWhere(t, pool, c.where+" AND "+only[sort])
+				if sort == registry.SortLastSynced && c.f.State != "" && c.f.State != "synced" {
+					_, err := s.ListPage(context.Background(), registry.PageQuery{Filter: c.f, Sort: sort})
+					assert.ErrorIs(t, err, registry.ErrInvalidFilter, "a sort by sync time of rows that are not synced")
+					continue
+				}
+				byKey := sort == registry.SortID && c.f.KeyPrefix != "" && c.f.DataType != ""
 				for _, order := range []string{"asc", "desc"} {
 					got := listAll(t, s, registry.PageQuery{Filter: c.f, Sort: sort, Order: order, Limit: 17})
 					require.Len(t, got, want, "%s %s", sort, order)
@@ -70,15 +79,31 @@ func TestListPageFiltersAndSorts(t *testing.T) {
 					for i, e := range got {
 						assert.False(t, seen[e.ID], "no row twice")
 						seen[e.ID] = true
+						if sort == registry.SortLastSynced {
+							assert.Equal(t, registry.StateSynced, e.State)
+						}
+						if sort == registry.SortVerifiedAt {
+							assert.Equal(t, registry.VerificationSucceeded, e.VerificationState)
+						}
 						if i == 0 {
 							continue
 						}
 						prev := got[i-1]
-						switch sort {
-						case registry.SortID:
+						switch {
+						case byKey:
+							// a prefix list of one type is in key (byte) order
+							assert.Equal(t, order == "asc", prev.ObjectKey < e.ObjectKey, "%q then %q", prev.ObjectKey, e.ObjectKey)
+						case sort == registry.SortID:
 							assert.Equal(t, order == "asc", prev.ID < e.ID)
-						case registry.SortLastSynced:
+						case sort == registry.SortLastSynced:
 							a, b := tOrMin(prev.LastSyncedAt), tOrMin(e.LastSyncedAt)
+							if order == "asc" {
+								assert.True(t, a.Before(b) || a.Equal(b) && prev.ID < e.ID)
+							} else {
+								assert.True(t, a.After(b) || a.Equal(b) && prev.ID > e.ID)
+							}
+						case sort == registry.SortVerifiedAt:
+							a, b := tOrMin(prev.VerifiedAt), tOrMin(e.VerifiedAt)
 							if order == "asc" {
 								assert.True(t, a.Before(b) || a.Equal(b) && prev.ID < e.ID)
 							} else {
@@ -93,6 +118,8 @@ func TestListPageFiltersAndSorts(t *testing.T) {
 	_, err := s.ListPage(context.Background(), registry.PageQuery{Sort: "size"})
 	assert.ErrorIs(t, err, registry.ErrInvalidFilter)
 	_, err = s.ListPage(context.Background(), registry.PageQuery{Filter: registry.Filter{State: "done"}})
+	assert.ErrorIs(t, err, registry.ErrInvalidFilter)
+	_, err = s.ListPage(context.Background(), registry.PageQuery{Filter: registry.Filter{VerificationState: "failed"}, Sort: registry.SortVerifiedAt})
 	assert.ErrorIs(t, err, registry.ErrInvalidFilter)
 	_, err = s.ListPage(context.Background(), registry.PageQuery{After: "!!"})
 	assert.ErrorIs(t, err, registry.ErrInvalidFilter)

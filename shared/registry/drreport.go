@@ -92,15 +92,15 @@ SELECT r.id, r.data_type, r.object_key, ` + riskCategoryExpr + `, r.state, r.siz
 	r.quarantined_at IS NOT NULL, r.missing_on_primary
 FROM blob_registry r
 WHERE ` + riskFilter + `
-	AND (r.data_type, (r.object_key COLLATE "C")) > ($3::text, ($4::text COLLATE "C"))
-ORDER BY r.data_type, (r.object_key COLLATE "C")
+	AND (r.data_type, r.object_key) > ($3::text, $4::text)
+ORDER BY r.data_type, r.object_key
 LIMIT $5`
 
 	// rows of the filter after ($3, $4), for "N more".
 	qRiskAfter = `
 SELECT count(*) FROM blob_registry r
 WHERE ` + riskFilter + `
-	AND (r.data_type, (r.object_key COLLATE "C")) > ($3::text, ($4::text COLLATE "C"))`
+	AND (r.data_type, r.object_key) > ($3::text, $4::text)`
 )
 
 // $1 verified before (= overdue), $2 data types. Per type: rows whose

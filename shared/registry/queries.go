@@ -362,8 +362,8 @@ const qCountHeld = `SELECT count(*) FROM blob_registry r WHERE ` + heldFilter
 // $3 after key, $4 limit.
 const qListHeld = `
 SELECT ` + RowColumns + ` FROM blob_registry r
-WHERE ` + heldFilter + ` AND (r.object_key COLLATE "C") > ($3 COLLATE "C")
-ORDER BY r.object_key COLLATE "C", r.data_type
+WHERE ` + heldFilter + ` AND r.object_key > $3
+ORDER BY r.object_key, r.data_type
 LIMIT $4`
 
 const qHeldCounts = `
@@ -576,7 +576,8 @@ GROUP BY data_type
 ORDER BY data_type`
 
 // ---- Backfill: reconciliation with the primary, quarantine, health ----
-// Keys are compared COLLATE "C" (bytes), the order in which S3 lists them.
+// Keys compare in byte order, the order in which S3 lists them: the column
+// object_key is COLLATE "C" (migration 00750).
 
 // qStageCreate makes the per-connection staging table for one batch of
 // listed objects; ON COMMIT DELETE ROWS empties it after every transaction.
@@ -620,13 +621,13 @@ var qListingOrphans = `
 SELECT r.data_type, r.object_key FROM blob_registry r
 WHERE r.deleted_at IS NULL
 	AND r.data_type = ANY($1::text[])
-	AND (r.object_key COLLATE "C") > ($2::text COLLATE "C")
-	AND ($3::text IS NULL OR (r.object_key COLLATE "C") <= ($3::text COLLATE "C"))
+	AND r.object_key > $2::text
+	AND ($3::text IS NULL OR r.object_key <= $3::text)
 	AND r.created_at < $4
 	AND ` + keyPrefixFilter("r", "$5") + `
 	AND NOT EXISTS (SELECT 1 FROM backfill_batch b
 		WHERE b.data_type = r.data_type AND b.object_key = r.object_key)
-ORDER BY (r.object_key COLLATE "C")`
+ORDER BY r.object_key`
 
 // $1 cursor name. Remembers the staged keys for an inventory pass.
 const qSeenStaged = `
@@ -730,6 +731,6 @@ const qDeletedBetween = `
 SELECT ` + RowColumns + ` FROM blob_registry r
 WHERE r.deleted_at >= $1 AND r.deleted_at < $2
 	AND ($3 = '' OR r.data_type = $3) AND starts_with(r.object_key, $4)
-	AND (r.object_key COLLATE "C") > ($5 COLLATE "C")
-ORDER BY r.object_key COLLATE "C", r.data_type
+	AND r.object_key > $5
+ORDER BY r.object_key, r.data_type
 LIMIT $6`
