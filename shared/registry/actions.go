@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -163,6 +164,16 @@ func scanBulk(r pgx.CollectableRow) (BulkOperation, error) {
 	return o, err
 }
 
+// updateBulk runs an UPDATE ... RETURNING bulkColumns of one operation and
+// returns it (pgx.ErrNoRows when the update matched none).
+func (s *Store) updateBulk(ctx context.Context, sql string, args ...any) (BulkOperation, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return BulkOperation{}, err
+	}
+	return pgx.CollectExactlyOneRow(rows, scanBulk)
+}
+
 // StartBulk records a bulk operation (and its audit row) and returns it; it
 // changes no registry row: RunBulk does, in batches. The planned count and
 // the id range are taken in one snapshot.
@@ -219,6 +230,11 @@ type BulkOptions struct {
 	TargetBatch time.Duration
 	// FirstBatch is the id span of the first batch; 0 = 2,000.
 	FirstBatch int
+	// Workers is how many batches run at a time, each in its own
+	// transaction on disjoint id spans. 0 = 2: while one batch waits for
+	// I/O or its commit, the other computes (a batch's cost is writing
+	// index entries, which one backend does on one core).
+	Workers int
 }
 
 func (o BulkOptions) withDefaults() BulkOptions {
@@ -230,6 +246,9 @@ func (o BulkOptions) withDefaults() BulkOptions {
 	}
 	if o.FirstBatch <= 0 {
 		o.FirstBatch = 2_000
+	}
+	if o.Workers <= 0 {
+		o.Workers = 2
 	}
 	return o
 }
@@ -243,16 +262,64 @@ const (
 	maxBulkSpan = 200_000
 )
 
+// errLeaseLost ends a batch whose operation another runner took over.
+var errLeaseLost = errors.New("registry: bulk lease taken over")
+
+// bulkSpans hands out the id spans of one RunBulk to its workers and keeps
+// the low-water mark: every id at or below it is in a committed batch.
+type bulkSpans struct {
+	mu      sync.Mutex
+	next    int64              // start of the next span to hand out
+	max     int64              // end of the operation's range
+	running map[int64]struct{} // starts of spans handed out, not committed
+}
+
+// take returns the next span (lo, hi] of at most n ids, or ok = false
+// when the range is all handed out.
+func (b *bulkSpans) take(n int64) (lo, hi int64, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.next >= b.max {
+		return 0, 0, false
+	}
+	lo, hi = b.next, min(b.next+n, b.max)
+	b.next = hi
+	b.running[lo] = struct{}{}
+	return lo, hi, true
+}
+
+// done marks the span starting at lo committed.
+func (b *bulkSpans) done(lo int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.running, lo)
+}
+
+// lowWater returns the cursor the operation may record: below the first
+// span still running, else where hand-out stands.
+func (b *bulkSpans) lowWater() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lw := b.next
+	for lo := range b.running {
+		lw = min(lw, lo)
+	}
+	return lw
+}
+
 // RunBulk runs the bulk operation id to its end in batches: each batch is
-// one short transaction that changes the matching rows in the next id span
-// past the cursor and moves the cursor to the span's end, so a crash loses
-// no work and repeats none, and event processing only ever waits for one
-// batch. A batch is bounded by its id span, not by how many rows match, so
-// a filter that matches few rows never walks far in one transaction. The
-// span adapts so a batch takes about TargetBatch. It returns the operation
-// as it ended, or as it stood when ctx ended (still running, resumable), or
-// ErrNotFound. Another runner's live lease makes it return the operation
-// untouched.
+// one short transaction that changes the matching rows in an id span past
+// the cursor and records its progress, so a crash loses no committed work,
+// and event processing only ever waits for one batch. A batch is bounded by
+// its id span, not by how many rows match, so a filter that matches few
+// rows never walks far in one transaction; the span adapts so a batch takes
+// about TargetBatch. Workers batches run at a time on disjoint spans; the
+// recorded cursor is the low-water mark (every row at or below it was
+// handled), so after a crash at most Workers-1 committed spans are walked
+// again, and the action's condition leaves their rows alone (nothing is
+// changed or counted twice). It returns the operation as it ended, or as
+// it stood when ctx ended (still running, resumable), or ErrNotFound.
+// Another runner's live lease makes it return the operation untouched.
 func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOperation, error) {
 	o = o.withDefaults()
 	op, err := s.BulkOperation(ctx, id)
@@ -269,76 +336,125 @@ func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOpera
 	// one UPDATE over the id span (lo, hi]: per state the action needs, an
 	// id range of (data_type, state, id) (00700), or the filter's own index
 	batchSQL := `UPDATE blob_registry r SET ` + set + ` WHERE ` + where + ` AND r.id > ` + lo + ` AND r.id <= ` + hi
-	span := int64(o.FirstBatch)
-	for op.State == BulkRunning {
+	// the lease ($2 owner, $4 now): ours, free or expired
+	const leaseOK = `state = 'running' AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < $4)`
+	now := s.now()
+	leased, err := s.updateBulk(ctx, `UPDATE registry_bulk_operation SET lease_owner = $2, lease_until = $3
+		WHERE id = $1 AND `+leaseOK+` RETURNING `+bulkColumns, id, o.Owner, now.Add(o.Lease), now)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s.BulkOperation(ctx, id)
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return op, nil
 		}
+		return op, fmt.Errorf("registry: bulk %d: %w", id, err)
+	}
+	op = leased
+	spans := &bulkSpans{next: op.CursorID, max: op.MaxID, running: map[int64]struct{}{}}
+	// batch runs one batch over (from, to]; the progress update comes last
+	// so the operation row is locked only while the batch commits
+	batch := func(ctx context.Context, from, to int64) (time.Duration, error) {
 		start := time.Now()
-		var leased bool
-		var covered int64
-		var next BulkOperation
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			now := s.now()
-			// lease: ours, free or expired; holds the op row for the batch
-			var cursor int64
-			err := tx.QueryRow(ctx, `UPDATE registry_bulk_operation SET lease_owner = $2, lease_until = $3
-				WHERE id = $1 AND state = 'running' AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < $4)
-				RETURNING cursor_id`, id, o.Owner, now.Add(o.Lease), now).Scan(&cursor)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			leased = true
-			end := min(cursor+span, op.MaxID)
-			covered = end - cursor
 			args := append([]any{now}, b.args[1:]...)
-			args = append(args, cursor, end)
+			args = append(args, from, to)
 			tag, err := tx.Exec(ctx, batchSQL, args...)
 			if err != nil {
 				return err
 			}
-			state := BulkRunning
-			if end >= op.MaxID {
-				state = BulkDone
-			}
 			ms := float64(time.Since(start).Microseconds()) / 1000
-			rows, err := tx.Query(ctx, `UPDATE registry_bulk_operation SET cursor_id = $2, changed = changed + $3,
-				batches = batches + 1, longest_batch_ms = greatest(longest_batch_ms, $4), state = $5,
-				finished_at = CASE WHEN $5 = 'running' THEN NULL ELSE $6::timestamptz END,
-				lease_owner = CASE WHEN $5 = 'running' THEN lease_owner END,
-				lease_until = CASE WHEN $5 = 'running' THEN lease_until END, updated_at = $6
-				WHERE id = $1 RETURNING `+bulkColumns, id, end, tag.RowsAffected(), ms, string(state), now)
-			if err != nil {
-				return err
+			tag2, err := tx.Exec(ctx, `UPDATE registry_bulk_operation SET lease_owner = $2, lease_until = $3,
+				cursor_id = greatest(cursor_id, $5), changed = changed + $6, batches = batches + 1,
+				longest_batch_ms = greatest(longest_batch_ms, $7), updated_at = $4
+				WHERE id = $1 AND `+leaseOK, id, o.Owner, now.Add(o.Lease), now, spans.lowWater(), tag.RowsAffected(), ms)
+			if err == nil && tag2.RowsAffected() == 0 {
+				err = errLeaseLost
 			}
-			// op changes only when the batch commits: a batch cut short
-			// (ctx ended) leaves the operation as it stood
-			next, err = pgx.CollectExactlyOneRow(rows, scanBulk)
 			return err
 		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return op, nil
-			}
-			return op, fmt.Errorf("registry: bulk %d: %w", id, err)
+		if err == nil {
+			spans.done(from)
 		}
-		if !leased {
-			return s.BulkOperation(ctx, id)
-		}
-		op = next
-		// aim the next batch at TargetBatch: scale the span by the
-		// measured rate, at most doubling, within the span bounds
-		if took := time.Since(start); took > 0 && covered == span {
-			aimed := int64(float64(span) * float64(o.TargetBatch) / float64(took))
-			span = max(minBulkSpan, min(aimed, 2*span, maxBulkSpan))
-		}
+		return time.Since(start), err
 	}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	var longest time.Duration // whole batch transactions, commit included
+	for range o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			span := int64(o.FirstBatch)
+			for wctx.Err() == nil {
+				from, to, ok := spans.take(span)
+				if !ok {
+					return
+				}
+				took, err := batch(wctx, from, to)
+				mu.Lock()
+				longest = max(longest, took)
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				if err != nil {
+					stop()
+					return
+				}
+				// aim the next batch at TargetBatch: scale the span by the
+				// measured rate, at most doubling, within the span bounds
+				if took > 0 && to-from == span {
+					aimed := int64(float64(span) * float64(o.TargetBatch) / float64(took))
+					span = max(minBulkSpan, min(aimed, 2*span, maxBulkSpan))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	switch {
+	case ctx.Err() != nil:
+		return s.bulkAsStood(id, op)
+	case errors.Is(firstErr, errLeaseLost):
+		return s.BulkOperation(ctx, id)
+	case firstErr != nil:
+		return op, fmt.Errorf("registry: bulk %d: %w", id, firstErr)
+	}
+	now = s.now()
+	// the longest batch as measured here includes its commit
+	done, err := s.updateBulk(ctx, `UPDATE registry_bulk_operation SET cursor_id = max_id, state = 'done',
+		longest_batch_ms = greatest(longest_batch_ms, $3), finished_at = $4, lease_owner = NULL,
+		lease_until = NULL, updated_at = $4
+		WHERE id = $1 AND `+leaseOK+` RETURNING `+bulkColumns, id, o.Owner,
+		float64(longest.Microseconds())/1000, now)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s.BulkOperation(ctx, id)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return s.bulkAsStood(id, op)
+		}
+		return op, fmt.Errorf("registry: bulk %d: %w", id, err)
+	}
+	op = done
 	s.logger.Info("registry: bulk operation finished", "id", op.ID, "action", op.Action, "actor", op.Actor,
 		"state", op.State, "planned", op.Planned, "changed", op.Changed, "batches", op.Batches,
-		"longest_batch_ms", op.LongestBatchMS)
+		"longest_batch_ms", op.LongestBatchMS, "workers", o.Workers)
+	return op, nil
+}
+
+// bulkAsStood returns the operation as its last committed batch left it
+// (RunBulk's ctx ended), or op when it can not be read.
+func (s *Store) bulkAsStood(id int64, op BulkOperation) (BulkOperation, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if cur, err := s.BulkOperation(ctx, id); err == nil {
+		return cur, nil
+	}
 	return op, nil
 }
 

@@ -210,10 +210,10 @@ func sortOrder(sort string, f Filter) (listOrder, error) {
 		if f.DataType != "" && f.KeyPrefix != "" {
 			return listOrder{expr: "r.object_key", cast: "text", byKey: true}, nil
 		}
-		// no index-backed condition narrows the type: merge the per-state
-		// ranges of (data_type, state, id)
-		plain := f.State == "" && f.VerificationState == "" && !f.FailedOnly && !f.MissingOnPrimary &&
-			!f.Quarantined && !f.ChecksumMismatch
+		// no state and no other index-backed condition narrows the type:
+		// merge the per-state ranges of (data_type, state, id), or of
+		// (data_type, state, id) WHERE missing_on_primary (00755)
+		plain := f.State == "" && f.VerificationState == "" && !f.FailedOnly && !f.Quarantined && !f.ChecksumMismatch
 		return listOrder{states: f.DataType != "" && plain}, nil
 	case SortLastSynced:
 		if f.State != "" && f.State != StateSynced.String() {
@@ -302,7 +302,8 @@ func (s *Store) ListPage(ctx context.Context, q PageQuery) (Page, error) {
 		// Without a state the type's rows in id order are the merge of its
 		// rows per replication state, each an id range of
 		// (data_type, state, id): at most 4 × (limit+1) index entries
-		// instead of a (data_type, id) index every update would maintain.
+		// instead of a (data_type, id) index every update would maintain
+		// (and a missing-on-primary filter stays a range scan with a state).
 		parts := make([]string, 0, StateFailed+1)
 		for st := StatePending; st <= StateFailed; st++ {
 			parts = append(parts, fmt.Sprintf("(SELECT %s, %s FROM blob_registry r WHERE %s AND r.state = %d ORDER BY %s%s)",
