@@ -1,18 +1,15 @@
 package main
 
 import (
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/s3admin"
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/registry"
@@ -25,8 +22,8 @@ func drEnv(t *testing.T) *registry.Store {
 	t.Helper()
 	dsn := registrytest.NewDB(t)
 	p, s := s3test.NewGofakes3(t), s3test.NewGofakes3(t)
-	s3test.CreateBucket(t, s3test.Client(t.Context(), p), "dr-primary")
-	s3test.CreateBucket(t, s3test.Client(t.Context(), s), "dr-secondary")
+	s3test.Bucket(t, p, "dr-primary")
+	s3test.Bucket(t, s, "dr-secondary")
 	for k, v := range map[string]string{
 		"GEOBLOB_DATABASE_URL": dsn, "GEOBLOB_PRIMARY_BUCKET": "dr-primary", "GEOBLOB_SECONDARY_BUCKET": "dr-secondary",
 		"GEOBLOB_PRIMARY_ENDPOINT": p, "GEOBLOB_SECONDARY_ENDPOINT": s, "GEOBLOB_S3_PATH_STYLE": "true",
@@ -35,6 +32,13 @@ func drEnv(t *testing.T) *registry.Store {
 		t.Setenv(k, v)
 	}
 	return registry.New(pgtest.Connect(t, dsn), registry.Options{})
+}
+
+// drBuckets are the buckets of drEnv, reached directly.
+func drBuckets(t *testing.T) (primary, secondary *s3admin.Bucket) {
+	t.Helper()
+	return s3test.Bucket(t, os.Getenv("GEOBLOB_PRIMARY_ENDPOINT"), "dr-primary"),
+		s3test.Bucket(t, os.Getenv("GEOBLOB_SECONDARY_ENDPOINT"), "dr-secondary")
 }
 
 func TestBrakeCommands(t *testing.T) {
@@ -79,30 +83,24 @@ func TestBrakeCommands(t *testing.T) {
 
 func TestRestoreCommand(t *testing.T) {
 	drEnv(t)
-	ctx := t.Context()
-	sec := s3test.Client(ctx, os.Getenv("GEOBLOB_SECONDARY_ENDPOINT"))
-	prim := s3test.Client(ctx, os.Getenv("GEOBLOB_PRIMARY_ENDPOINT"))
+	prim, sec := drBuckets(t)
 	const key = "npm/a/-/a-1.0.0.tgz"
-	_, err := sec.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("dr-secondary"), Key: aws.String(key), Body: strings.NewReader("kept by the secondary")})
-	require.NoError(t, err)
+	s3test.Put(t, sec, key, []byte("kept by the secondary"))
 
 	out, err := cli(t, "restore", "-env", "-prefix", "npm/")
 	require.NoError(t, err, out)
 	assert.Regexp(t, `plan\s+1 objects`, out)
 	assert.Contains(t, out, "missing on the primary")
 	assert.Contains(t, out, "dry run")
-	_, err = prim.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("dr-primary"), Key: aws.String(key)})
-	require.Error(t, err, "a dry run writes nothing")
+	_, found := s3test.Read(t, prim, key)
+	require.False(t, found, "a dry run writes nothing")
 
 	journal := filepath.Join(t.TempDir(), "journal")
 	out, err = cli(t, "restore", "-env", "-prefix", "npm/", "-execute", "-journal", journal)
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "restored 1 objects")
-	got, err := prim.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("dr-primary"), Key: aws.String(key)})
-	require.NoError(t, err)
-	b, err := io.ReadAll(got.Body)
-	require.NoError(t, err)
-	assert.Equal(t, "kept by the secondary", string(b))
+	got, _ := s3test.Read(t, prim, key)
+	assert.Equal(t, "kept by the secondary", string(got))
 
 	out, err = cli(t, "restore", "-env", "-as-of", "yesterday")
 	require.Error(t, err, out)

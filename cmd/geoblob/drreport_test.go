@@ -11,11 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/s3admin"
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/api"
@@ -51,18 +50,14 @@ func TestDRReportScenario(t *testing.T) {
 	a, err := app.Build(ctx, cfg, nil)
 	require.NoError(t, err)
 	t.Cleanup(a.Close)
-	prim := s3test.Client(ctx, os.Getenv("GEOBLOB_PRIMARY_ENDPOINT"))
-	sec := s3test.Client(ctx, os.Getenv("GEOBLOB_SECONDARY_ENDPOINT"))
-	put := func(c *s3.Client, bucket, key, body string) {
-		_, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: strings.NewReader(body)})
-		require.NoError(t, err)
-	}
+	prim, sec := drBuckets(t)
+	put := func(b *s3admin.Bucket, key, body string) { s3test.Put(t, b, key, []byte(body)) }
 	const typ = "npm_package_file"
 	body := func(key string) string { return "content of " + key }
 	replicated := []string{"npm/ok1/-/ok1-1.0.0.tgz", "npm/ok2/-/ok2-1.0.0.tgz",
 		"npm/corrupt/-/corrupt-1.0.0.tgz", "npm/lost/-/lost-1.0.0.tgz", "npm/held/-/held-1.0.0.tgz"}
 	for _, k := range replicated {
-		put(prim, "dr-primary", k, body(k))
+		put(prim, k, body(k))
 		_, err := a.Engine.Apply(ctx, events.ObjectEvent{Kind: events.KindCreated, EventName: "ObjectCreated:Put",
 			Key: k, Size: int64(len(body(k))), EventTime: time.Now()})
 		require.NoError(t, err, k)
@@ -71,9 +66,8 @@ func TestDRReportScenario(t *testing.T) {
 		require.Equal(t, registry.StateSynced, row.State, k)
 	}
 	// The secondary loses one copy and another is corrupted; verify finds both.
-	put(sec, "dr-secondary", "npm/corrupt/-/corrupt-1.0.0.tgz", "garbage of the same length..........")
-	_, err = sec.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("dr-secondary"), Key: aws.String("npm/lost/-/lost-1.0.0.tgz")})
-	require.NoError(t, err)
+	put(sec, "npm/corrupt/-/corrupt-1.0.0.tgz", "garbage of the same length..........")
+	require.NoError(t, sec.Store().Delete(ctx, "npm/lost/-/lost-1.0.0.tgz"))
 	vs, err := app.BuildVerify(ctx, cfg, os.Getenv, nil)
 	require.NoError(t, err)
 	t.Cleanup(vs.Close)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/geoblob/geoblob/internal/minioproc"
 	"github.com/geoblob/geoblob/internal/s3admin"
@@ -46,7 +45,7 @@ func (s Settings) Bucket(side Side) Bucket {
 		Endpoint:    endpoint,
 		PathStyle:   true,
 		Credentials: credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""),
-	}, func(o *s3.Options) { o.RetryMaxAttempts = 5 })
+	}, s3admin.MaxAttempts(5))
 	return Bucket{Side: side, Bucket: s3admin.New(client, name)}
 }
 

@@ -12,6 +12,8 @@ package s3admin
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -150,6 +152,26 @@ func (b *Bucket) PutFile(ctx context.Context, key, file string) (int64, error) {
 	return st.Size(), nil
 }
 
+// PutChecksummed uploads body with one PutObject that asks the server to
+// validate and store a checksum of it, as `aws s3 cp --checksum-algorithm`
+// does: algorithm "SHA256" sends the full-object SHA-256 of body
+// (x-amz-checksum-sha256), any other (e.g. "CRC32") lets the SDK compute
+// that algorithm's checksum.
+func (b *Bucket) PutChecksummed(ctx context.Context, key string, body []byte, algorithm string) (Uploaded, error) {
+	in := &s3.PutObjectInput{Bucket: aws.String(b.name), Key: aws.String(key), Body: bytes.NewReader(body)}
+	if algorithm == string(types.ChecksumAlgorithmSha256) {
+		sum := sha256.Sum256(body)
+		in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+	} else {
+		in.ChecksumAlgorithm = types.ChecksumAlgorithm(algorithm)
+	}
+	out, err := b.client.PutObject(ctx, in)
+	if err != nil {
+		return Uploaded{}, fmt.Errorf("s3admin: put %s/%s (%s): %w", b.name, key, algorithm, err)
+	}
+	return Uploaded{ETag: aws.ToString(out.ETag), VersionID: aws.ToString(out.VersionId)}, nil
+}
+
 func (b *Bucket) upload(ctx context.Context, key string, body io.ReadSeeker, size int64, contentType string) (Uploaded, error) {
 	in := &s3.PutObjectInput{Bucket: aws.String(b.name), Key: aws.String(key), Body: body}
 	if contentType != "" {
@@ -168,4 +190,14 @@ func (b *Bucket) upload(ctx context.Context, key string, body io.ReadSeeker, siz
 		return Uploaded{}, fmt.Errorf("s3admin: upload %s/%s: %w", b.name, key, err)
 	}
 	return Uploaded{ETag: aws.ToString(out.ETag), VersionID: aws.ToString(out.VersionID)}, nil
+}
+
+// MaxAttempts is a client option capping the SDK's attempts per request at
+// n (1: no retries); n <= 0 keeps the default.
+func MaxAttempts(n int) func(*s3.Options) {
+	return func(o *s3.Options) {
+		if n > 0 {
+			o.RetryMaxAttempts = n
+		}
+	}
 }

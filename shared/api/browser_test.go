@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,13 +21,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/api"
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/registry/registrytest"
 	"github.com/geoblob/geoblob/shared/replication"
+	rt "github.com/geoblob/geoblob/shared/replication/replicationtest"
 )
 
 // chromiumFlags are the start flags that keep Debian's chromium off the
@@ -94,17 +93,8 @@ func newSite(t *testing.T) *site {
 	e := newEnv(t, func(o *api.Options) {
 		o.DataTypes = []string{"npm_package_file", "maven_package_file", "pypi_package_file"}
 	})
-	pc, sc := s3test.Client(t.Context(), s3test.NewGofakes3(t)), s3test.Client(t.Context(), s3test.NewGofakes3(t))
-	s3test.CreateBucket(t, pc, "primary")
-	s3test.CreateBucket(t, sc, "secondary")
-	quiet := slog.New(slog.DiscardHandler)
-	primary := blobstore.New(pc, "primary", blobstore.Options{Logger: quiet})
-	secondary := blobstore.New(sc, "secondary", blobstore.Options{Logger: quiet})
-	cat, err := datatype.BuiltinCatalog()
-	require.NoError(t, err)
-	engine, err := replication.New(replication.Options{Registry: e.store, Primary: primary, Secondary: secondary, Catalog: cat, Logger: quiet})
-	require.NoError(t, err)
-	return &site{env: e, engine: engine, primary: primary}
+	re := rt.NewEnv(t, rt.EnvOptions{Registry: e.store})
+	return &site{env: e, engine: re.Engine, primary: re.Primary}
 }
 
 // upload puts an object on the primary and records its event.

@@ -18,6 +18,7 @@ import (
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/config"
 	"github.com/geoblob/geoblob/shared/handler"
+	"github.com/geoblob/geoblob/shared/registry/registrytest"
 	rt "github.com/geoblob/geoblob/shared/replication/replicationtest"
 )
 
@@ -81,7 +82,7 @@ func TestBuildReplicates(t *testing.T) {
 	s3test.CreateBucket(t, pc, rt.PrimaryBucket)
 	s3test.CreateBucket(t, sc, rt.SecondaryBucket)
 	env := map[string]string{
-		"GEOBLOB_DATABASE_URL":       rt.MigratedDB(t),
+		"GEOBLOB_DATABASE_URL":       registrytest.NewDB(t),
 		"GEOBLOB_PRIMARY_BUCKET":     rt.PrimaryBucket,
 		"GEOBLOB_PRIMARY_ENDPOINT":   primary,
 		"GEOBLOB_SECONDARY_BUCKET":   rt.SecondaryBucket,

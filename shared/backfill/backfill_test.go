@@ -34,12 +34,12 @@ func TestOnePassReplicatesUnannouncedChanges(t *testing.T) {
 	assert.EqualValues(t, 40, rep.Sync.Synced)
 	assert.True(t, rep.Reconcile.PassComplete)
 	e.requireConverged()
-	_, copied := contents(t, e.second3, secondaryBucket)["unrelated/readme.txt"]
+	_, copied := s3test.Contents(t, e.second3)["unrelated/readme.txt"]
 	assert.False(t, copied, "keys of no data type are not replicated")
 
 	// Notifications still off: delete 5, overwrite 3, add 2.
 	for i := range 5 {
-		e.del(e.primaryS3, primaryBucket, typedKey(i))
+		e.del(e.primaryS3, typedKey(i))
 	}
 	for i := 10; i < 13; i++ {
 		e.put(typedKey(i), samples.Bytes("v2"+typedKey(i), 333))
@@ -242,7 +242,7 @@ func TestSelectiveSync(t *testing.T) {
 	rep := e.run(backfill.Request{Orphans: backfill.OrphansDelete, Phases: []backfill.Phase{
 		backfill.PhaseReconcile, backfill.PhaseSync, backfill.PhaseOrphans}})
 	assert.EqualValues(t, 3, rep.Sync.Synced)
-	got := contents(t, e.second3, secondaryBucket)
+	got := s3test.Contents(t, e.second3)
 	assert.Equal(t, []string{"generic/team-x/f.bin", "npm/a/-/a-1.0.0.tgz", "npm/b/-/b-1.0.0.tgz"}, keysOf(got))
 	assert.Len(t, e.rows(true), 3)
 
@@ -264,14 +264,14 @@ func TestSelectiveSync(t *testing.T) {
 	off, err := backfill.New(o)
 	require.NoError(t, err)
 	e.put("npm/c/-/c-1.0.0.tgz", []byte("c"))
-	e.del(e.primaryS3, primaryBucket, "npm/a/-/a-1.0.0.tgz")
+	e.del(e.primaryS3, "npm/a/-/a-1.0.0.tgz")
 	rep, err = off.Run(t.Context(), backfill.Request{Orphans: backfill.OrphansDelete, Phases: []backfill.Phase{
 		backfill.PhaseReconcile, backfill.PhaseSync, backfill.PhaseOrphans}})
 	require.NoError(t, err)
 	assert.Zero(t, rep.Reconcile.Registered)
 	assert.Zero(t, rep.Reconcile.DeletesQueued)
 	assert.Zero(t, rep.Orphans.Deleted)
-	got = contents(t, e.second3, secondaryBucket)
+	got = s3test.Contents(t, e.second3)
 	assert.Contains(t, got, "npm/a/-/a-1.0.0.tgz", "a disabled type's copies are never deleted")
 	assert.NotContains(t, got, "npm/c/-/c-1.0.0.tgz")
 	row, err := e.reg.Get(t.Context(), "npm_package_file", "npm/a/-/a-1.0.0.tgz")
@@ -299,10 +299,10 @@ func TestSecondaryOrphans(t *testing.T) {
 	rep = e.run(backfill.Request{Phases: only, Orphans: backfill.OrphansReport})
 	assert.EqualValues(t, 3, rep.Orphans.Found)
 	assert.Zero(t, rep.Orphans.Deleted)
-	assert.Len(t, contents(t, e.second3, secondaryBucket), 5, "a dry run deletes nothing")
+	assert.Len(t, s3test.Contents(t, e.second3), 5, "a dry run deletes nothing")
 
 	rep = e.run(backfill.Request{Phases: only, Orphans: backfill.OrphansDelete})
 	assert.EqualValues(t, 3, rep.Orphans.Deleted)
-	got := contents(t, e.second3, secondaryBucket)
+	got := s3test.Contents(t, e.second3)
 	assert.Equal(t, []string{typedKey(0), "unrelated/x"}, keysOf(got))
 }

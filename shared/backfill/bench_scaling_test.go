@@ -1,7 +1,6 @@
 package backfill_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,15 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/geoblob/geoblob/internal/s3admin"
 	"github.com/geoblob/geoblob/internal/samples"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
-	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/registry/registrytest"
@@ -37,7 +34,7 @@ func cpuTime() time.Duration {
 
 // putN uploads n objects, the i-th of size(i) bytes (keys of every data
 // type), with 16 uploads at once and returns the total bytes.
-func putN(b *testing.B, client *s3.Client, bucket string, n int, size func(i int) int) int64 {
+func putN(b *testing.B, bucket *s3admin.Bucket, n int, size func(i int) int) int64 {
 	var (
 		g     errgroup.Group
 		total atomic.Int64
@@ -46,9 +43,7 @@ func putN(b *testing.B, client *s3.Client, bucket string, n int, size func(i int
 	for i := range n {
 		g.Go(func() error {
 			body := samples.Bytes(typedKey(i), size(i))
-			_, err := client.PutObject(context.Background(), &s3.PutObjectInput{
-				Bucket: aws.String(bucket), Key: aws.String(typedKey(i)), Body: bytes.NewReader(body)})
-			if err != nil {
+			if _, err := bucket.Put(context.Background(), typedKey(i), body, ""); err != nil {
 				return fmt.Errorf("upload %s: %w", typedKey(i), err)
 			}
 			total.Add(int64(len(body)))
@@ -61,8 +56,8 @@ func putN(b *testing.B, client *s3.Client, bucket string, n int, size func(i int
 
 // rawCopy copies the n objects with plain GetObject + PutObject at
 // concurrency c: the servers' ceiling for the same job.
-func rawCopy(b *testing.B, src, dst *s3.Client, dstBucket string, n, c int) time.Duration {
-	s3test.CreateBucket(b, dst, dstBucket)
+func rawCopy(b *testing.B, src *s3admin.Bucket, dstEndpoint, dstBucket string, n, c int) time.Duration {
+	dst := s3test.Bucket(b, dstEndpoint, dstBucket)
 	var wg sync.WaitGroup
 	work := make(chan int)
 	start := time.Now()
@@ -71,15 +66,15 @@ func rawCopy(b *testing.B, src, dst *s3.Client, dstBucket string, n, c int) time
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				out, err := src.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(primaryBucket), Key: aws.String(typedKey(i))})
+				r, _, err := src.Store().Open(context.Background(), typedKey(i))
 				if err != nil {
 					b.Error(err)
 					continue
 				}
-				body, err := io.ReadAll(out.Body)
-				_ = out.Body.Close()
+				body, err := io.ReadAll(r)
+				_ = r.Close()
 				if err == nil {
-					_, err = dst.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(dstBucket), Key: aws.String(typedKey(i)), Body: bytes.NewReader(body)})
+					_, err = dst.Put(context.Background(), typedKey(i), body, "")
 				}
 				if err != nil {
 					b.Error(err)
@@ -113,25 +108,22 @@ func BenchmarkLocalScaling(b *testing.B) {
 	}
 	const perWorker = 8
 	src, dst := s3test.NewMinio(b), s3test.NewMinio(b)
-	srcS3, dstS3 := s3test.Client(b.Context(), src.Endpoint()), s3test.Client(b.Context(), dst.Endpoint())
-	s3test.CreateBucket(b, srcS3, primaryBucket)
-	total := putN(b, srcS3, primaryBucket, n, func(int) int { return size })
+	srcS3 := s3test.Bucket(b, src.Endpoint(), primaryBucket)
+	total := putN(b, srcS3, n, func(int) int { return size })
 	mib := float64(total) / (1 << 20)
 	quiet := slog.New(slog.DiscardHandler)
 	cat, err := datatype.BuiltinCatalog()
 	require.NoError(b, err)
 
 	for b.Loop() {
-		raw := rawCopy(b, srcS3, dstS3, fmt.Sprintf("raw-%d", time.Now().UnixNano()), n, 4*perWorker)
+		raw := rawCopy(b, srcS3, dst.Endpoint(), fmt.Sprintf("raw-%d", time.Now().UnixNano()), n, 4*perWorker)
 		b.ReportMetric(float64(n)/raw.Seconds(), "raw-32-objects/s")
 		b.Logf("%d objects, %.1f MiB: raw GET+PUT at 32: %s (%.0f objects/s)", n, mib, raw.Round(time.Millisecond), float64(n)/raw.Seconds())
 		for _, workers := range []int{1, 2, 4} {
 			bucket := fmt.Sprintf("w%d-%d", workers, time.Now().UnixNano())
-			s3test.CreateBucket(b, dstS3, bucket)
 			pool := registrytest.NewPool(b)
 			e := &env{t: b, pool: pool, reg: registry.New(pool, registry.Options{}), catalog: cat,
-				primary:   blobstore.New(srcS3, primaryBucket, blobstore.Options{Logger: quiet}),
-				secondary: blobstore.New(dstS3, bucket, blobstore.Options{Logger: quiet})}
+				primary: srcS3.Store(), secondary: s3test.Bucket(b, dst.Endpoint(), bucket).Store()}
 			ctx, cancel := context.WithCancel(b.Context())
 			f := newFleet(b, 10)
 			for range workers {

@@ -14,7 +14,6 @@ import (
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/internal/toolbin"
 	"github.com/geoblob/geoblob/shared/backfill"
-	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/registry/registrytest"
@@ -38,10 +37,9 @@ func BenchmarkSyncVsRclone(b *testing.B) {
 		b.Fatalf("rclone not installed at %s: GOBIN=%s go install github.com/rclone/rclone@v1.76.0", rclone, filepath.Dir(rclone))
 	}
 	src, dst := s3test.NewMinio(b), s3test.NewMinio(b)
-	srcS3, dstS3 := s3test.Client(b.Context(), src.Endpoint()), s3test.Client(b.Context(), dst.Endpoint())
-	s3test.CreateBucket(b, srcS3, primaryBucket)
+	srcS3 := s3test.Bucket(b, src.Endpoint(), primaryBucket)
 	// 4–64 KiB of every data type
-	total := putN(b, srcS3, primaryBucket, n, func(i int) int { return 4096 + (i*7919)%(60*1024) })
+	total := putN(b, srcS3, n, func(i int) int { return 4096 + (i*7919)%(60*1024) })
 
 	env := append(os.Environ(), "RCLONE_CONFIG_DIR="+b.TempDir())
 	for _, r := range []struct{ name, endpoint string }{{"SRC", src.Endpoint()}, {"DST", dst.Endpoint()}} {
@@ -52,7 +50,7 @@ func BenchmarkSyncVsRclone(b *testing.B) {
 			"RCLONE_CONFIG_"+r.name+"_ENDPOINT="+r.endpoint, "RCLONE_CONFIG_"+r.name+"_REGION="+s3test.Region)
 	}
 	runRclone := func(bucket string, args ...string) time.Duration {
-		s3test.CreateBucket(b, dstS3, bucket)
+		s3test.Bucket(b, dst.Endpoint(), bucket)
 		cmd := exec.CommandContext(b.Context(), rclone, append([]string{"copy", "src:" + primaryBucket, "dst:" + bucket,
 			"--s3-no-check-bucket", "--config", "/dev/null"}, args...)...)
 		cmd.Env = env
@@ -69,14 +67,13 @@ func BenchmarkSyncVsRclone(b *testing.B) {
 		rcloneDefault := runRclone(fmt.Sprintf("rclone-def-%d", time.Now().UnixNano()))
 
 		bucket := fmt.Sprintf("geoblob-%d", time.Now().UnixNano())
-		s3test.CreateBucket(b, dstS3, bucket)
+		secondary := s3test.Bucket(b, dst.Endpoint(), bucket).Store()
 		quiet := slog.New(slog.DiscardHandler)
 		pool := registrytest.NewPool(b)
 		reg := registry.New(pool, registry.Options{})
 		cat, err := datatype.BuiltinCatalog()
 		require.NoError(b, err)
-		primary := blobstore.New(srcS3, primaryBucket, blobstore.Options{Logger: quiet})
-		secondary := blobstore.New(dstS3, bucket, blobstore.Options{Logger: quiet})
+		primary := srcS3.Store()
 		engine, err := replication.New(replication.Options{Registry: reg, Primary: primary, Secondary: secondary,
 			Catalog: cat, Concurrency: 10, Logger: quiet})
 		require.NoError(b, err)

@@ -7,11 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/events"
@@ -46,7 +45,7 @@ func massWorld(t *testing.T) (*env, []string) {
 		}
 	}
 	for _, k := range deleted {
-		e.del(e.primaryS3, primaryBucket, k)
+		e.del(e.primaryS3, k)
 	}
 	// Events for the first half ...
 	for i, k := range deleted[:len(deleted)/2] {
@@ -65,7 +64,7 @@ func massWorld(t *testing.T) (*env, []string) {
 
 // onSecondary counts the keys that still have a secondary copy.
 func (e *env) onSecondary(keys []string) int {
-	objs := contents(e.t, e.second3, secondaryBucket)
+	objs := s3test.Contents(e.t, e.second3)
 	n := 0
 	for _, k := range keys {
 		if _, ok := objs[k]; ok {
@@ -102,7 +101,7 @@ func TestDeleteBrakeMassDeleteRelease(t *testing.T) {
 	e.put(typedKey(3), []byte("v2 changed while tripped")) // i%5 == 3: not deleted
 	rep := e.run(backfill.Request{})
 	assert.Zero(t, rep.Sync.Deleted, "held deletes stay held across passes")
-	sec := contents(t, e.second3, secondaryBucket)
+	sec := s3test.Contents(t, e.second3)
 	assert.Equal(t, "new while tripped", string(sec[typedKey(5000)]))
 	assert.Equal(t, "v2 changed while tripped", string(sec[typedKey(3)]))
 	assert.Equal(t, len(deleted)-gone, e.onSecondary(deleted))
@@ -118,7 +117,7 @@ func TestDeleteBrakeMassDeleteRelease(t *testing.T) {
 	assert.EqualValues(t, released, rep.Sync.Deleted)
 	for _, k := range deleted {
 		if strings.HasPrefix(k, "npm/") {
-			_, ok := contents(t, e.second3, secondaryBucket)[k]
+			_, ok := s3test.Contents(t, e.second3)[k]
 			require.False(t, ok, "released delete of %s propagated", k)
 			break
 		}
@@ -162,12 +161,12 @@ func TestDeleteBrakeMassDeleteDiscard(t *testing.T) {
 
 	// Two passes change nothing: the secondary keeps the objects, every
 	// row is consistent (tombstones synced, live rows synced).
-	before := contents(t, e.second3, secondaryBucket)
+	before := s3test.Contents(t, e.second3)
 	for range 2 {
 		rep := e.run(backfill.Request{})
 		assert.Zero(t, rep.Sync.Claimed+rep.Reconcile.DeletesQueued+rep.Reconcile.Registered)
 	}
-	assert.Equal(t, before, contents(t, e.second3, secondaryBucket))
+	assert.Equal(t, before, s3test.Contents(t, e.second3))
 	assert.Equal(t, kept, e.onSecondary(deleted))
 	for k, r := range e.rows(true) {
 		assert.Equal(t, registry.StateSynced, r.State, k)
@@ -194,10 +193,10 @@ func TestDeleteBrakePrimaryBucketMissing(t *testing.T) {
 	}
 	e.run(backfill.Request{})
 	e.requireConverged()
-	before := contents(t, e.second3, secondaryBucket)
+	before := s3test.Contents(t, e.second3)
 
 	// The configuration now names a bucket that does not exist.
-	renamed := blobstore.New(e.primaryS3, "renamed-primary", blobstore.Options{})
+	renamed := blobstore.New(s3test.Client(t.Context(), e.pEndpoint), "renamed-primary", blobstore.Options{})
 	eng, err := replication.New(replication.Options{
 		Registry: e.reg, Primary: renamed, Secondary: e.secondary, Catalog: e.catalog, Brake: massDeletePolicy,
 	})
@@ -218,10 +217,9 @@ func TestDeleteBrakePrimaryBucketMissing(t *testing.T) {
 
 	// The real primary bucket removed (emptied without events, then deleted).
 	for k := range before {
-		e.del(e.primaryS3, primaryBucket, k)
+		e.del(e.primaryS3, k)
 	}
-	_, err = e.primaryS3.DeleteBucket(t.Context(), &s3.DeleteBucketInput{Bucket: aws.String(primaryBucket)})
-	require.NoError(t, err)
+	require.NoError(t, e.primaryS3.Remove(t.Context()))
 	for i := 2; i < 20; i++ {
 		out, err := e.engine.Apply(t.Context(), events.ObjectEvent{
 			Kind: events.KindRemoved, EventName: "ObjectRemoved:Delete", Source: events.SourceS3,
@@ -233,7 +231,7 @@ func TestDeleteBrakePrimaryBucketMissing(t *testing.T) {
 	_, err = e.runner().Run(t.Context(), backfill.Request{})
 	assert.Error(t, err)
 
-	assert.Equal(t, before, contents(t, e.second3, secondaryBucket), "nothing deleted on the secondary")
+	assert.Equal(t, before, s3test.Contents(t, e.second3), "nothing deleted on the secondary")
 	st, err := e.reg.BrakeStatus(context.Background())
 	require.NoError(t, err)
 	require.Len(t, st.Tripped, 1)
@@ -249,12 +247,12 @@ func TestDeleteBrakeSentinel(t *testing.T) {
 	e.put(typedKey(0), []byte("a"))
 	e.put(typedKey(1), []byte("b"))
 	e.run(backfill.Request{})
-	e.del(e.primaryS3, primaryBucket, typedKey(0))
+	e.del(e.primaryS3, typedKey(0))
 	e.run(backfill.Request{})
 	assert.Equal(t, 0, e.onSecondary([]string{typedKey(0)}), "with the sentinel present deletes flow")
 
-	e.del(e.primaryS3, primaryBucket, "geoblob-sentinel")
-	e.del(e.primaryS3, primaryBucket, typedKey(1))
+	e.del(e.primaryS3, "geoblob-sentinel")
+	e.del(e.primaryS3, typedKey(1))
 	e.run(backfill.Request{})
 	assert.Equal(t, 1, e.onSecondary([]string{typedKey(1)}), "sentinel gone: delete held")
 	st, err := e.reg.BrakeStatus(t.Context())
@@ -275,8 +273,8 @@ func TestDeleteGrace(t *testing.T) {
 	e.put(typedKey(1), []byte("b"))
 	e.run(backfill.Request{})
 
-	e.del(e.primaryS3, primaryBucket, typedKey(0))
-	e.del(e.primaryS3, primaryBucket, typedKey(1))
+	e.del(e.primaryS3, typedKey(0))
+	e.del(e.primaryS3, typedKey(1))
 	e.run(backfill.Request{})
 	assert.Equal(t, 2, e.onSecondary([]string{typedKey(0), typedKey(1)}), "deletes wait for the grace period")
 	row, err := e.reg.Get(t.Context(), mustType(t, e, typedKey(0)), typedKey(0))
@@ -291,7 +289,7 @@ func TestDeleteGrace(t *testing.T) {
 	clock = clock.Add(31 * time.Minute)
 	e.run(backfill.Request{})
 	assert.Equal(t, 0, e.onSecondary([]string{typedKey(0)}), "after the grace period the delete propagates")
-	got := contents(t, e.second3, secondaryBucket)[typedKey(1)]
+	got := s3test.Contents(t, e.second3)[typedKey(1)]
 	assert.Equal(t, "b again", string(got), "the create cancelled the delete")
 	e.requireConverged()
 }

@@ -1,7 +1,6 @@
 package backfill_test
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -9,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/geoblob/geoblob/internal/samples"
@@ -85,18 +82,16 @@ func runChaos(t *testing.T, seed uint64) {
 		seq++
 		sequencer := fmt.Sprintf("%016X", seq)
 		if exists[k] && rng.Float64() < 0.3 {
-			e.del(e.primaryS3, primaryBucket, k)
+			e.del(e.primaryS3, k)
 			delete(exists, k)
 			notify(events.ObjectEvent{Kind: events.KindRemoved, EventName: "ObjectRemoved:Delete", Bucket: primaryBucket,
 				Key: k, Sequencer: sequencer, EventTime: time.Now()})
 		} else {
 			body := samples.Bytes(fmt.Sprintf("%d/%d", seed, i), 1+rng.IntN(6000))
-			out, err := e.primaryS3.PutObject(t.Context(), &s3.PutObjectInput{
-				Bucket: aws.String(primaryBucket), Key: aws.String(k), Body: bytes.NewReader(body)})
-			require.NoError(t, err)
+			etag := s3test.Put(t, e.primaryS3, k, body)
 			exists[k] = true
 			notify(events.ObjectEvent{Kind: events.KindCreated, EventName: "ObjectCreated:Put", Bucket: primaryBucket,
-				Key: k, Size: int64(len(body)), ETag: aws.ToString(out.ETag), Sequencer: sequencer, EventTime: time.Now()})
+				Key: k, Size: int64(len(body)), ETag: etag, Sequencer: sequencer, EventTime: time.Now()})
 		}
 		if rng.Float64() < 0.1 {
 			deliver()

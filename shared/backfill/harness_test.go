@@ -3,7 +3,6 @@ package backfill_test
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -13,11 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/s3admin"
 	"github.com/geoblob/geoblob/internal/samples"
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
@@ -27,6 +25,7 @@ import (
 	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/registry/registrytest"
 	"github.com/geoblob/geoblob/shared/replication"
+	rt "github.com/geoblob/geoblob/shared/replication/replicationtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -38,8 +37,9 @@ type env struct {
 	pool      *pgxpool.Pool
 	reg       *registry.Store
 	catalog   *datatype.Catalog
-	primaryS3 *s3.Client // direct, for test setup
-	second3   *s3.Client
+	primaryS3 *s3admin.Bucket // direct, for test setup
+	second3   *s3admin.Bucket
+	pEndpoint string           // the primary's server (no proxy)
 	primary   *blobstore.Store // through the proxy
 	secondary *blobstore.Store
 	engine    *replication.Engine
@@ -65,19 +65,14 @@ type envOptions struct {
 }
 
 const (
-	primaryBucket   = "primary"
-	secondaryBucket = "secondary"
+	primaryBucket   = rt.PrimaryBucket
+	secondaryBucket = rt.SecondaryBucket
 )
 
 func newEnv(t testing.TB, eo envOptions) *env {
 	t.Helper()
 	e := &env{t: t}
-	e.pool = registrytest.NewPool(t)
 	eo.regOpts.KeyPrefixes = eo.keyPrefixes
-	if eo.clock != nil {
-		eo.regOpts.Clock = eo.clock
-	}
-	e.reg = registry.New(e.pool, eo.regOpts)
 	types := datatype.Builtin()
 	if eo.types != nil {
 		var err error
@@ -87,28 +82,23 @@ func newEnv(t testing.TB, eo envOptions) *env {
 	cat, err := datatype.NewCatalog(types...)
 	require.NoError(t, err)
 	cat = cat.WithPrefixes(eo.keyPrefixes...)
-	e.catalog = cat
-
-	pEndpoint, sEndpoint := s3test.NewGofakes3(t), s3test.NewGofakes3(t)
-	e.primaryS3 = s3test.Client(t.Context(), pEndpoint)
-	e.second3 = s3test.Client(t.Context(), sEndpoint)
-	s3test.CreateBucket(t, e.primaryS3, primaryBucket)
-	s3test.CreateBucket(t, e.second3, secondaryBucket)
-	e.pproxy = s3test.NewFaultProxy(t, pEndpoint, e.faults(&e.primRule))
-	e.sproxy = s3test.NewFaultProxy(t, sEndpoint, e.faults(&e.secondRule))
-	clientOpts := func(o *s3.Options) {
-		if eo.sdkAttempts > 0 {
-			o.RetryMaxAttempts = eo.sdkAttempts
-		}
-	}
 	quiet := slog.New(slog.DiscardHandler)
-	e.primary = blobstore.New(s3test.Client(t.Context(), e.pproxy.Endpoint(), clientOpts), primaryBucket, blobstore.Options{Logger: quiet})
-	e.secondary = blobstore.New(s3test.Client(t.Context(), e.sproxy.Endpoint(), clientOpts), secondaryBucket, blobstore.Options{Logger: quiet})
-	e.engine, err = replication.New(replication.Options{
-		Registry: e.reg, Primary: e.primary, Secondary: e.secondary, Catalog: cat,
-		Concurrency: eo.concurrency, Brake: eo.brake, SentinelKey: eo.sentinel, Logger: quiet,
+	re := rt.NewEnv(t, rt.EnvOptions{
+		RegistryOptions: eo.regOpts, Clock: eo.clock, Catalog: cat, Logger: quiet,
+		PrimaryEndpoint: func(t testing.TB, ep string) string {
+			e.pproxy = s3test.NewFaultProxy(t, ep, e.faults(&e.primRule))
+			return e.pproxy.Endpoint()
+		},
+		SecondaryEndpoint: func(t testing.TB, ep string) string {
+			e.sproxy = s3test.NewFaultProxy(t, ep, e.faults(&e.secondRule))
+			return e.sproxy.Endpoint()
+		},
+		PrimaryMaxAttempts: eo.sdkAttempts, SecondaryMaxAttempts: eo.sdkAttempts,
+		Concurrency: eo.concurrency, Brake: eo.brake, SentinelKey: eo.sentinel,
 	})
-	require.NoError(t, err)
+	e.pool, e.reg, e.catalog, e.engine = re.Pool, re.Registry, re.Catalog, re.Engine
+	e.primaryS3, e.second3, e.pEndpoint = re.PrimaryS3, re.SecondaryS3, re.PrimaryServer
+	e.primary, e.secondary = re.Primary, re.Secondary
 	e.cfg = backfill.DefaultConfig()
 	// Tests relist on every pass unless they test the interval.
 	e.cfg.RelistInterval = time.Nanosecond
@@ -182,10 +172,7 @@ func (e *env) run(req backfill.Request) backfill.Report {
 
 func (e *env) put(key string, body []byte) {
 	e.t.Helper()
-	_, err := e.primaryS3.PutObject(e.t.Context(), &s3.PutObjectInput{
-		Bucket: aws.String(primaryBucket), Key: aws.String(key), Body: bytes.NewReader(body),
-	})
-	require.NoError(e.t, err)
+	s3test.Put(e.t, e.primaryS3, key, body)
 }
 
 // putTyped puts objects typedKey(0) to typedKey(n-1) on the primary, the
@@ -197,30 +184,9 @@ func (e *env) putTyped(n int, size func(i int) int) {
 	}
 }
 
-func (e *env) del(client *s3.Client, bucket, key string) {
+func (e *env) del(bucket *s3admin.Bucket, key string) {
 	e.t.Helper()
-	_, err := client.DeleteObject(e.t.Context(), &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
-	require.NoError(e.t, err)
-}
-
-// contents returns every object of a bucket (read directly, no proxy).
-func contents(t testing.TB, client *s3.Client, bucket string) map[string][]byte {
-	t.Helper()
-	out := map[string][]byte{}
-	p := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(t.Context())
-		require.NoError(t, err)
-		for _, o := range page.Contents {
-			obj, err := client.GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: o.Key})
-			require.NoError(t, err)
-			b, err := io.ReadAll(obj.Body)
-			_ = obj.Body.Close()
-			require.NoError(t, err)
-			out[aws.ToString(o.Key)] = b
-		}
-	}
-	return out
+	require.NoError(e.t, bucket.Store().Delete(e.t.Context(), key))
 }
 
 // selected keeps the objects whose key belongs to an enabled type.
@@ -266,8 +232,8 @@ func keysOf[V any](m map[string]V) []string {
 // right SHA-256 bookkeeping.
 func (e *env) requireConverged() {
 	e.t.Helper()
-	want := e.selected(contents(e.t, e.primaryS3, primaryBucket))
-	got := contents(e.t, e.second3, secondaryBucket)
+	want := e.selected(s3test.Contents(e.t, e.primaryS3))
+	got := s3test.Contents(e.t, e.second3)
 	require.Equal(e.t, keysOf(want), keysOf(got), "secondary keys")
 	for k, b := range want {
 		require.True(e.t, bytes.Equal(b, got[k]), "secondary copy of %s differs", k)

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -85,8 +83,7 @@ func TestHealthReportsAMissingPrimaryBucket(t *testing.T) {
 	h, err := e.runner().Health(t.Context())
 	require.NoError(t, err)
 	assert.Zero(t, h.PrimaryBucketMissing)
-	_, err = e.primaryS3.DeleteBucket(t.Context(), &s3.DeleteBucketInput{Bucket: aws.String(primaryBucket)})
-	require.NoError(t, err)
+	require.NoError(t, e.primaryS3.Remove(t.Context()))
 	h, err = e.runner().Health(t.Context())
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, h.PrimaryBucketMissing)

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -21,17 +19,10 @@ import (
 
 const inventoryBucket = "inventory"
 
-// putRaw writes an object straight to a bucket of client.
-func putRaw(t testing.TB, client *s3.Client, bucket, key string, body []byte) {
-	t.Helper()
-	_, err := client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(body)})
-	require.NoError(t, err)
-}
-
 // writeInventory writes an inventory of the primary's current objects.
 func (e *env) writeInventory(created time.Time, perFile int) string {
 	e.t.Helper()
-	objs := contents(e.t, e.primaryS3, primaryBucket)
+	objs := s3test.Contents(e.t, e.primaryS3)
 	key, err := backfilltest.WriteInventory(primaryBucket, "inv/primary/all", created, perFile,
 		func(yield func(backfill.InventoryEntry) bool) {
 			for _, k := range keysOf(objs) {
@@ -41,7 +32,7 @@ func (e *env) writeInventory(created time.Time, perFile int) string {
 			}
 		},
 		func(key string, content []byte) error {
-			putRaw(e.t, e.primaryS3, inventoryBucket, key, content)
+			s3test.Put(e.t, s3test.Bucket(e.t, e.pEndpoint, inventoryBucket), key, content)
 			return nil
 		})
 	require.NoError(e.t, err)
@@ -54,11 +45,11 @@ func (e *env) writeInventory(created time.Time, perFile int) string {
 func TestInventoryReconcile(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	s3test.CreateBucket(t, e.primaryS3, inventoryBucket)
+	s3test.Bucket(t, e.pEndpoint, inventoryBucket)
 	gone := typedKey(99)
 	e.put(gone, []byte("registered, then deleted without an event"))
 	e.run(backfill.Request{})
-	e.del(e.primaryS3, primaryBucket, gone)
+	e.del(e.primaryS3, gone)
 	const n = 60
 	e.putTyped(n, func(i int) int { return 10 + i })
 	created := time.Now().Add(time.Second) // the inventory is taken after the row of gone
@@ -99,10 +90,8 @@ func TestInventoryReconcile(t *testing.T) {
 // resumes mid-file.
 func TestScanInventoryVersionedAndResume(t *testing.T) {
 	t.Parallel()
-	endpoint := s3test.NewGofakes3(t)
-	client := s3test.Client(t.Context(), endpoint)
-	s3test.CreateBucket(t, client, inventoryBucket)
-	store := blobstore.New(client, inventoryBucket, blobstore.Options{})
+	bucket := s3test.Bucket(t, s3test.NewGofakes3(t), inventoryBucket)
+	store := bucket.Store()
 
 	csvText := `"b","generic%2Fa+b%2Bc.bin","v2","true","false","12","2026-01-01T00:00:00.000Z","e1"
 "b","generic%2Fa+b%2Bc.bin","v1","false","false","10","2025-01-01T00:00:00.000Z","e0"
@@ -114,7 +103,7 @@ func TestScanInventoryVersionedAndResume(t *testing.T) {
 	_, err := zw.Write([]byte(csvText))
 	require.NoError(t, err)
 	require.NoError(t, zw.Close())
-	putRaw(t, client, inventoryBucket, "inv/2026-01-02T00-00Z/data/1.csv.gz", gz.Bytes())
+	s3test.Put(t, bucket, "inv/2026-01-02T00-00Z/data/1.csv.gz", gz.Bytes())
 	m := map[string]any{
 		"sourceBucket": "b", "fileFormat": "CSV", "creationTimestamp": "1767312000000",
 		"fileSchema": "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag",
@@ -122,8 +111,8 @@ func TestScanInventoryVersionedAndResume(t *testing.T) {
 	}
 	js, err := json.Marshal(m)
 	require.NoError(t, err)
-	putRaw(t, client, inventoryBucket, "inv/2026-01-01T00-00Z/manifest.json", []byte(`{"fileFormat":"CSV","files":[]}`))
-	putRaw(t, client, inventoryBucket, "inv/2026-01-02T00-00Z/manifest.json", js)
+	s3test.Put(t, bucket, "inv/2026-01-01T00-00Z/manifest.json", []byte(`{"fileFormat":"CSV","files":[]}`))
+	s3test.Put(t, bucket, "inv/2026-01-02T00-00Z/manifest.json", js)
 
 	man, err := backfill.ReadManifest(t.Context(), store, "inv/")
 	require.NoError(t, err)
@@ -167,7 +156,7 @@ func (e *env) writeInventoryOf(bucket string, created time.Time, entries []backf
 			}
 		},
 		func(key string, content []byte) error {
-			putRaw(e.t, e.primaryS3, inventoryBucket, key, content)
+			s3test.Put(e.t, s3test.Bucket(e.t, e.pEndpoint, inventoryBucket), key, content)
 			return nil
 		})
 	require.NoError(e.t, err)
@@ -175,7 +164,7 @@ func (e *env) writeInventoryOf(bucket string, created time.Time, entries []backf
 
 func (e *env) useInventory() {
 	e.t.Helper()
-	s3test.CreateBucket(e.t, e.primaryS3, inventoryBucket)
+	s3test.Bucket(e.t, e.pEndpoint, inventoryBucket)
 	e.cfg.Inventory = &backfill.S3URL{Bucket: inventoryBucket, Key: "inv/primary/all/"}
 	e.opts.Inventory = blobstore.New(s3test.Client(e.t.Context(), e.pproxy.Endpoint()), inventoryBucket, blobstore.Options{})
 }

@@ -15,7 +15,6 @@ import (
 	lambdaevents "github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -314,7 +313,7 @@ func TestSecondaryFailureIsBatchFailureThenRetrySucceeds(t *testing.T) {
 				return s3test.Fault{}
 			}).Endpoint()
 		},
-		SecondaryClientOptions: []func(*s3.Options){func(o *s3.Options) { o.RetryMaxAttempts = 2 }},
+		SecondaryMaxAttempts: 2,
 	})
 	key := "npm/left-pad/-/left-pad-1.3.0.tgz"
 	body := rt.Content(key, 2048)

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -31,19 +30,14 @@ func TestNewRequiresDependencies(t *testing.T) {
 func TestDuplicateCreatedIsIdempotent(t *testing.T) {
 	t.Parallel()
 	env := rt.NewEnv(t, rt.EnvOptions{})
-	ctx := context.Background()
 	body := rt.Content(key, 4096)
 	env.PutPrimary(t, key, body)
 	ev := rt.CreatedEvent(key, int64(len(body)), "0055AED6DCD90281E5")
 
-	out, err := env.Engine.Apply(ctx, ev)
-	require.NoError(t, err)
-	assert.Equal(t, replication.OutcomeSynced, out)
+	env.RequireOutcome(t, ev, replication.OutcomeSynced)
 	first := env.Row(t, key)
 
-	out, err = env.Engine.Apply(ctx, ev)
-	require.NoError(t, err)
-	assert.Equal(t, replication.OutcomeStale, out)
+	env.RequireOutcome(t, ev, replication.OutcomeStale)
 	again := env.Row(t, key)
 	assert.Equal(t, registry.StateSynced, again.State)
 	assert.Equal(t, first.Generation, again.Generation, "a duplicate must not touch the row")
@@ -55,46 +49,35 @@ func TestDuplicateCreatedIsIdempotent(t *testing.T) {
 func TestLateCreateAfterDeleteNeverResurrects(t *testing.T) {
 	t.Parallel()
 	env := rt.NewEnv(t, rt.EnvOptions{})
-	ctx := context.Background()
 	body := rt.Content(key, 100)
 	env.PutPrimary(t, key, body)
 	env.PutSecondary(t, key, body) // a copy from earlier
 	env.DeletePrimary(t, key)
 
-	out, err := env.Engine.Apply(ctx, rt.RemovedEvent(key, "20"))
-	require.NoError(t, err)
-	assert.Equal(t, replication.OutcomeDeleted, out)
+	env.RequireOutcome(t, rt.RemovedEvent(key, "20"), replication.OutcomeDeleted)
 
 	// The create that happened before the delete arrives late.
-	out, err = env.Engine.Apply(ctx, rt.CreatedEvent(key, 100, "10"))
-	require.NoError(t, err)
-	assert.Equal(t, replication.OutcomeStale, out)
+	env.RequireOutcome(t, rt.CreatedEvent(key, 100, "10"), replication.OutcomeStale)
 	env.RequireDeleted(t, key, "late create resurrected the secondary copy")
 }
 
 func TestLateDeleteNeverRemovesNewerObject(t *testing.T) {
 	t.Parallel()
 	env := rt.NewEnv(t, rt.EnvOptions{})
-	ctx := context.Background()
 	v1, v2 := []byte("version one"), []byte("version two, longer")
 	env.Upload(t, key, v1, "10")
 	assert.Equal(t, replication.OutcomeSynced, env.Upload(t, key, v2, "30"))
 
 	// A delete between the two puts arrives last.
-	out, err := env.Engine.Apply(ctx, rt.RemovedEvent(key, "20"))
-	require.NoError(t, err)
-	assert.Equal(t, replication.OutcomeStale, out)
+	env.RequireOutcome(t, rt.RemovedEvent(key, "20"), replication.OutcomeStale)
 	env.RequireSynced(t, key, v2, "late delete removed the newer object")
 }
 
 func TestMissingOnPrimaryIsRecordedNotReturned(t *testing.T) {
 	t.Parallel()
 	env := rt.NewEnv(t, rt.EnvOptions{})
-	ctx := context.Background()
 	before := time.Now()
-	out, err := env.Engine.Apply(ctx, rt.CreatedEvent(key, 10, "10"))
-	require.NoError(t, err, "a vanished source must not be retried hot")
-	assert.Equal(t, replication.OutcomeMissingOnPrimary, out)
+	env.RequireOutcome(t, rt.CreatedEvent(key, 10, "10"), replication.OutcomeMissingOnPrimary, "a vanished source must not be retried hot")
 	row := env.RequireFailedOnce(t, key, true, before, 4*time.Hour+time.Minute)
 	assert.NotEmpty(t, row.LastSyncFailure)
 	_, ok := env.SecondaryBytes(t, key)
@@ -104,30 +87,23 @@ func TestMissingOnPrimaryIsRecordedNotReturned(t *testing.T) {
 func TestRemovedKeepsCopyWhenPrimaryHasObjectAgain(t *testing.T) {
 	t.Parallel()
 	env := rt.NewEnv(t, rt.EnvOptions{})
-	ctx := context.Background()
 	v1, v2 := []byte("first upload"), []byte("re-uploaded after the delete")
 	env.Upload(t, key, v1, "10")
 	// Deleted and uploaded again; only the delete's event has arrived.
 	env.DeletePrimary(t, key)
 	env.PutPrimary(t, key, v2)
 
-	out, err := env.Engine.Apply(ctx, rt.RemovedEvent(key, "20"))
-	require.NoError(t, err)
-	assert.Equal(t, replication.OutcomeSynced, out)
+	env.RequireOutcome(t, rt.RemovedEvent(key, "20"), replication.OutcomeSynced)
 	env.RequireSynced(t, key, v2, "secondary copy deleted although the primary has the object")
 
 	// The late create of the re-upload still syncs (newer sequencer).
-	out, err = env.Engine.Apply(ctx, rt.CreatedEvent(key, int64(len(v2)), "30"))
-	require.NoError(t, err)
-	assert.Equal(t, replication.OutcomeSynced, out)
+	env.RequireOutcome(t, rt.CreatedEvent(key, int64(len(v2)), "30"), replication.OutcomeSynced)
 }
 
 func TestRemovedOfUnknownKeyLeavesSyncedTombstone(t *testing.T) {
 	t.Parallel()
 	env := rt.NewEnv(t, rt.EnvOptions{})
-	out, err := env.Engine.Apply(context.Background(), rt.RemovedEvent(key, "10"))
-	require.NoError(t, err)
-	assert.Equal(t, replication.OutcomeDeleted, out)
+	env.RequireOutcome(t, rt.RemovedEvent(key, "10"), replication.OutcomeDeleted)
 	row := env.Row(t, key)
 	assert.True(t, row.Tombstoned())
 	assert.Equal(t, registry.StateSynced, row.State)
@@ -145,7 +121,7 @@ func faultySecondary(failing *atomic.Bool, fault s3test.Fault) rt.EnvOptions {
 				return s3test.Fault{}
 			}).Endpoint()
 		},
-		SecondaryClientOptions: []func(*s3.Options){func(o *s3.Options) { o.RetryMaxAttempts = 2 }},
+		SecondaryMaxAttempts: 2,
 	}
 }
 
@@ -180,9 +156,7 @@ func TestSecondaryFailureMidCopyFailsRowAndRetrySucceeds(t *testing.T) {
 
 			// The redelivered event retries the failed row.
 			failing.Store(false)
-			out, err = env.Engine.Apply(ctx, ev)
-			require.NoError(t, err)
-			assert.Equal(t, replication.OutcomeSynced, out)
+			env.RequireOutcome(t, ev, replication.OutcomeSynced)
 			env.RequireSynced(t, key, body)
 		})
 	}

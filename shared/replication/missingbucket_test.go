@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -25,8 +23,7 @@ func TestMissingPrimaryBucketIsAnErrorNotAMissingObject(t *testing.T) {
 	ctx := context.Background()
 	kept := "npm/left-pad/-/left-pad-1.3.0.tgz"
 	env.PutSecondary(t, kept, []byte("the only copy left"))
-	_, err := env.PrimaryClient.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(env.Primary.Bucket())})
-	require.NoError(t, err)
+	require.NoError(t, env.PrimaryS3.Remove(ctx))
 
 	out, err := env.Engine.Apply(ctx, rt.CreatedEvent(key, 10, "10"))
 	require.Error(t, err, "a missing bucket is an outage, to be retried")

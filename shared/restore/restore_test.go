@@ -8,13 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/s3admin"
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
@@ -40,7 +38,7 @@ type world struct {
 	t         *testing.T
 	pool      *pgxpool.Pool
 	reg       *registry.Store
-	s3        *s3.Client
+	s3        map[string]*s3admin.Bucket // direct, by name
 	primary   *blobstore.Store
 	secondary *blobstore.Store
 	catalog   *datatype.Catalog
@@ -53,17 +51,14 @@ func newWorld(t *testing.T) *world {
 	w.pool = registrytest.NewPool(t)
 	w.reg = registry.New(w.pool, registry.Options{})
 	srv := s3test.NewMinio(t)
-	w.s3 = s3test.Client(t.Context(), srv.Endpoint())
-	s3test.CreateBucket(t, w.s3, primaryBucket)
-	s3test.CreateBucket(t, w.s3, secondaryBucket)
-	_, err := w.s3.PutBucketVersioning(t.Context(), &s3.PutBucketVersioningInput{
-		Bucket:                  aws.String(secondaryBucket),
-		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled},
-	})
-	require.NoError(t, err)
+	w.s3 = map[string]*s3admin.Bucket{}
+	for _, b := range []string{primaryBucket, secondaryBucket} {
+		w.s3[b] = s3test.Bucket(t, srv.Endpoint(), b)
+	}
+	require.NoError(t, w.s3[secondaryBucket].EnableVersioning(t.Context()))
 	quiet := slog.New(slog.DiscardHandler)
-	w.primary = blobstore.New(w.s3, primaryBucket, blobstore.Options{Logger: quiet})
-	w.secondary = blobstore.New(w.s3, secondaryBucket, blobstore.Options{Logger: quiet})
+	w.primary, w.secondary = w.s3[primaryBucket].Store(), w.s3[secondaryBucket].Store()
+	var err error
 	w.catalog, err = datatype.BuiltinCatalog()
 	require.NoError(t, err)
 	w.engine, err = replication.New(replication.Options{Registry: w.reg, Primary: w.primary, Secondary: w.secondary,
@@ -89,27 +84,12 @@ func (w *world) backfill() backfill.Report {
 
 func (w *world) put(bucket, key string, body []byte) {
 	w.t.Helper()
-	_, err := w.s3.PutObject(w.t.Context(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(body)})
-	require.NoError(w.t, err)
+	s3test.Put(w.t, w.s3[bucket], key, body)
 }
 
 func (w *world) contents(bucket string) map[string][]byte {
 	w.t.Helper()
-	out := map[string][]byte{}
-	p := s3.NewListObjectsV2Paginator(w.s3, &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(w.t.Context())
-		require.NoError(w.t, err)
-		for _, o := range page.Contents {
-			obj, err := w.s3.GetObject(w.t.Context(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: o.Key})
-			require.NoError(w.t, err)
-			b, err := io.ReadAll(obj.Body)
-			_ = obj.Body.Close()
-			require.NoError(w.t, err)
-			out[aws.ToString(o.Key)] = b
-		}
-	}
-	return out
+	return s3test.Contents(w.t, w.s3[bucket])
 }
 
 // versionCount counts every version and delete marker on the secondary.
@@ -163,7 +143,7 @@ func TestRestoreDeletedWindowAndAsOf(t *testing.T) {
 	for i := 0; i < n; i += 10 {
 		for _, j := range []int{i, i + 3, i + 7} {
 			wiped = append(wiped, key(j))
-			_, err := w.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(primaryBucket), Key: aws.String(key(j))})
+			err := w.s3[primaryBucket].Store().Delete(ctx, key(j))
 			require.NoError(t, err)
 		}
 	}

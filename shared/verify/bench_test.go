@@ -1,34 +1,19 @@
 package verify_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
-	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/verify"
 )
-
-func putChecked(b *testing.B, c *s3.Client, bucket, key string, data []byte) {
-	b.Helper()
-	sum := sha256.Sum256(data)
-	_, err := c.PutObject(b.Context(), &s3.PutObjectInput{
-		Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(data),
-		ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(sum[:])),
-	})
-	require.NoError(b, err)
-}
 
 // BenchmarkDeepVerify measures deep verification (one GET, every byte
 // through SHA-256) of one object from a local S3 server and reports it as a
@@ -48,17 +33,16 @@ func BenchmarkDeepVerify(b *testing.B) {
 }
 
 func benchmarkDeepVerify(b *testing.B, ep string) {
-	c := s3test.Client(b.Context(), ep)
-	const bucket = "geoblob-bench"
-	s3test.CreateBucket(b, c, bucket)
-	side := blobstore.New(c, bucket, blobstore.Options{})
+	bucket := s3test.Bucket(b, ep, "geoblob-bench")
+	side := bucket.Store()
 	for _, size := range []int{1 << 20, 16 << 20, 64 << 20, 256 << 20} {
 		if testing.Short() && size > 16<<20 {
 			continue
 		}
 		data := content(size, size)
 		key := fmt.Sprintf("bench/%d", size)
-		putChecked(b, c, bucket, key, data)
+		_, err := bucket.PutChecksummed(b.Context(), key, data, "SHA256")
+		require.NoError(b, err)
 		want := sha(data)
 		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
 			b.SetBytes(int64(size))
@@ -107,10 +91,8 @@ func processCPU() time.Duration {
 // second at the same concurrency: the ceiling of fast mode on that server.
 func BenchmarkFastVsDeep1MiB(b *testing.B) {
 	srv := s3test.NewMinio(b)
-	c := s3test.Client(b.Context(), srv.Endpoint())
-	const bucket = "geoblob-bench"
-	s3test.CreateBucket(b, c, bucket)
-	side := blobstore.New(c, bucket, blobstore.Options{})
+	bucket := s3test.Bucket(b, srv.Endpoint(), "geoblob-bench")
+	side := bucket.Store()
 	const objects, size = 200, 1 << 20
 	keys := make([]string, objects)
 	wants := make([]string, objects)
@@ -118,7 +100,8 @@ func BenchmarkFastVsDeep1MiB(b *testing.B) {
 		data := content(i, size)
 		keys[i] = fmt.Sprintf("bench/%04d", i)
 		wants[i] = sha(data)
-		putChecked(b, c, bucket, keys[i], data)
+		_, err := bucket.PutChecksummed(b.Context(), keys[i], data, "SHA256")
+		require.NoError(b, err)
 	}
 	pass := func(mode verify.Mode) (time.Duration, int) {
 		start := time.Now()
@@ -173,7 +156,7 @@ func BenchmarkFastVsDeep1MiB(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				_, err := c.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(keys[i])})
+				_, err := side.Head(context.Background(), keys[i])
 				if err != nil {
 					b.Error(err)
 				}

@@ -6,17 +6,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/s3admin"
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/blobstore"
@@ -24,6 +22,7 @@ import (
 	"github.com/geoblob/geoblob/shared/registry"
 	"github.com/geoblob/geoblob/shared/registry/registrytest"
 	"github.com/geoblob/geoblob/shared/replication"
+	rt "github.com/geoblob/geoblob/shared/replication/replicationtest"
 	"github.com/geoblob/geoblob/shared/verify"
 )
 
@@ -41,7 +40,7 @@ type env struct {
 	clock     *registrytest.Clock
 	pool      *pgxpool.Pool
 	reg       *registry.Store
-	pc, sc    *s3.Client
+	pc, sc    *s3admin.Bucket // direct, to arrange behind geoblob's back
 	primary   *blobstore.Store
 	secondary *blobstore.Store
 	engine    *replication.Engine
@@ -51,49 +50,21 @@ type env struct {
 
 type envOptions struct {
 	primaryEndpoint, secondaryEndpoint string
-	primaryBucket, secondaryBucket     string
 	multipartThreshold                 int64
 }
 
-const (
-	primaryBucket   = "geoblob-primary"
-	secondaryBucket = "geoblob-secondary"
-)
-
-// newEnv builds an env on two gofakes3 servers unless o names endpoints.
+// newEnv builds an env (replicationtest's, on two gofakes3 servers unless
+// o names endpoints) on the env's clock with exact backoffs.
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	ctx := t.Context()
-	if o.primaryEndpoint == "" {
-		o.primaryEndpoint = s3test.NewGofakes3(t)
-	}
-	if o.secondaryEndpoint == "" {
-		o.secondaryEndpoint = s3test.NewGofakes3(t)
-	}
-	if o.primaryBucket == "" {
-		o.primaryBucket = primaryBucket
-	}
-	if o.secondaryBucket == "" {
-		o.secondaryBucket = secondaryBucket
-	}
-	e := &env{t: t, ctx: ctx, clock: registrytest.NewClock(time.Time{})}
-	e.pool = registrytest.NewPool(t)
-	e.reg = registry.New(e.pool, registry.Options{Clock: e.clock.Now, Retry: registry.GeoBackoff{Rand: noJitter},
-		VerificationRetry: registry.GeoBackoff{Cap: verify.DefaultBackoffCap, MissingCap: verify.DefaultBackoffCap, Rand: noJitter}})
-	e.pc = s3test.Client(ctx, o.primaryEndpoint)
-	e.sc = s3test.Client(ctx, o.secondaryEndpoint)
-	s3test.CreateBucket(t, e.pc, o.primaryBucket)
-	s3test.CreateBucket(t, e.sc, o.secondaryBucket)
-	quiet := slog.New(slog.DiscardHandler)
-	e.primary = blobstore.New(e.pc, o.primaryBucket, blobstore.Options{MultipartThreshold: o.multipartThreshold, Logger: quiet})
-	e.secondary = blobstore.New(e.sc, o.secondaryBucket, blobstore.Options{MultipartThreshold: o.multipartThreshold, Logger: quiet})
-	var err error
-	e.catalog, err = datatype.BuiltinCatalog()
-	require.NoError(t, err)
-	e.engine, err = replication.New(replication.Options{
-		Registry: e.reg, Primary: e.primary, Secondary: e.secondary, Catalog: e.catalog, Logger: quiet,
+	e := &env{t: t, ctx: t.Context(), clock: registrytest.NewClock(time.Time{})}
+	re := rt.NewEnv(t, rt.EnvOptions{
+		PrimaryServer: o.primaryEndpoint, SecondaryServer: o.secondaryEndpoint, MultipartThreshold: o.multipartThreshold,
+		RegistryOptions: registry.Options{Clock: e.clock.Now, Retry: registry.GeoBackoff{Rand: noJitter},
+			VerificationRetry: registry.GeoBackoff{Cap: verify.DefaultBackoffCap, MissingCap: verify.DefaultBackoffCap, Rand: noJitter}},
 	})
-	require.NoError(t, err)
+	e.pool, e.reg, e.catalog, e.engine = re.Pool, re.Registry, re.Catalog, re.Engine
+	e.pc, e.sc, e.primary, e.secondary = re.PrimaryS3, re.SecondaryS3, re.Primary, re.Secondary
 	return e
 }
 
@@ -207,30 +178,21 @@ func (e *env) row(key string) registry.Row {
 
 func (e *env) secondaryBytes(key string) []byte {
 	e.t.Helper()
-	out, err := e.sc.GetObject(e.ctx, &s3.GetObjectInput{Bucket: aws.String(e.secondary.Bucket()), Key: aws.String(key)})
-	require.NoError(e.t, err)
-	defer out.Body.Close()
-	b, err := io.ReadAll(out.Body)
-	require.NoError(e.t, err)
+	b, ok := s3test.Read(e.t, e.sc, key)
+	require.True(e.t, ok, "no secondary copy of %s", key)
 	return b
 }
 
-// putBehindBack overwrites an object with a raw PutObject (no geoblob code,
-// no event), as an outside actor or a failing disk would.
-func putBehindBack(t *testing.T, c *s3.Client, bucket, key string, data []byte, opts ...func(*s3.PutObjectInput)) {
+// putBehindBack overwrites an object with a plain PutObject (no geoblob
+// code, no event), as an outside actor or a failing disk would.
+func putBehindBack(t *testing.T, bucket *s3admin.Bucket, key string, data []byte) {
 	t.Helper()
-	in := &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(data)}
-	for _, o := range opts {
-		o(in)
-	}
-	_, err := c.PutObject(t.Context(), in)
-	require.NoError(t, err)
+	s3test.Put(t, bucket, key, data)
 }
 
-func deleteBehindBack(t *testing.T, c *s3.Client, bucket, key string) {
+func deleteBehindBack(t *testing.T, bucket *s3admin.Bucket, key string) {
 	t.Helper()
-	_, err := c.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
-	require.NoError(t, err)
+	require.NoError(t, bucket.Store().Delete(t.Context(), key))
 }
 
 func sha(b []byte) string {

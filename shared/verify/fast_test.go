@@ -1,14 +1,8 @@
 package verify_test
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -46,30 +40,26 @@ func damageSet(t *testing.T, e *env, serverChecksums bool) []fixture {
 		mk("sha256 of the right bytes, wrong bytes", 8, 1000),
 	}
 	require.Equal(t, len(fx), e.syncDue())
-	b := e.secondary.Bucket()
 	bad := func(d []byte) []byte { c := append([]byte(nil), d...); c[len(c)/3] ^= 0x40; return c }
 
 	fx[0].fastable = serverChecksums
 	fx[1].fastable = serverChecksums
 	f := bad(fx[3].want)
-	sum := sha256.Sum256(f)
-	putBehindBack(t, e.sc, b, fx[3].key, f, func(in *s3.PutObjectInput) {
-		in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
-	})
+	_, err := e.sc.PutChecksummed(t.Context(), fx[3].key, f, "SHA256")
+	require.NoError(t, err)
 	fx[3].outcome = verify.OutcomeMismatch
-	putBehindBack(t, e.sc, b, fx[4].key, bad(fx[4].want), func(in *s3.PutObjectInput) {
-		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
-	})
+	_, err = e.sc.PutChecksummed(t.Context(), fx[4].key, bad(fx[4].want), "CRC32")
+	require.NoError(t, err)
 	fx[4].outcome = verify.OutcomeMismatch
-	putBehindBack(t, e.sc, b, fx[5].key, fx[5].want[:len(fx[5].want)-10])
+	putBehindBack(t, e.sc, fx[5].key, fx[5].want[:len(fx[5].want)-10])
 	fx[5].outcome = verify.OutcomeMismatch
-	deleteBehindBack(t, e.sc, b, fx[6].key)
+	deleteBehindBack(t, e.sc, fx[6].key)
 	fx[6].outcome = verify.OutcomeMissing
 	// Overwritten without a checksum: a server that keeps the old
 	// x-amz-checksum-sha256 across the overwrite (gofakes3 does) must not
 	// make fast mode trust it.
 	fx[7].outcome = verify.OutcomeMismatch
-	putBehindBack(t, e.sc, b, fx[7].key, bad(fx[7].want))
+	putBehindBack(t, e.sc, fx[7].key, bad(fx[7].want))
 	return fx
 }
 
@@ -137,16 +127,12 @@ func TestFastAndDeepAgreeOnMinio(t *testing.T) {
 	fx := damageSet(t, e, true)
 
 	// What MinIO returns, so the test documents the headers fast mode uses.
-	out, err := e.sc.HeadObject(context.Background(), &s3.HeadObjectInput{
-		Bucket: aws.String(e.secondary.Bucket()), Key: aws.String(fx[0].key), ChecksumMode: types.ChecksumModeEnabled})
+	st, err := e.secondary.Stat(t.Context(), fx[0].key)
 	require.NoError(t, err)
-	assert.Equal(t, types.ChecksumTypeFullObject, out.ChecksumType)
-	sum := sha256.Sum256(fx[0].want)
-	assert.Equal(t, base64.StdEncoding.EncodeToString(sum[:]), aws.ToString(out.ChecksumSHA256))
-	out, err = e.sc.HeadObject(context.Background(), &s3.HeadObjectInput{
-		Bucket: aws.String(e.secondary.Bucket()), Key: aws.String(fx[2].key), ChecksumMode: types.ChecksumModeEnabled})
+	assert.Equal(t, sha(fx[0].want), st.SHA256, "a single-part upload's full-object sha256 (x-amz-checksum-type FULL_OBJECT)")
+	st, err = e.secondary.Stat(t.Context(), fx[2].key)
 	require.NoError(t, err)
-	assert.Empty(t, aws.ToString(out.ChecksumSHA256), "multipart upload: no full-object sha256")
+	assert.Empty(t, st.SHA256, "multipart upload: no full-object sha256")
 
 	checkModesAgree(t, e, fx, true)
 }

@@ -20,13 +20,13 @@ var corruptions = []struct {
 	{"one byte flipped", func(t *testing.T, e *env, key string, data []byte) {
 		bad := append([]byte(nil), data...)
 		bad[len(bad)/2] ^= 0x01
-		putBehindBack(t, e.sc, e.secondary.Bucket(), key, bad)
+		putBehindBack(t, e.sc, key, bad)
 	}, true},
 	{"truncated", func(t *testing.T, e *env, key string, data []byte) {
-		putBehindBack(t, e.sc, e.secondary.Bucket(), key, data[:len(data)-1])
+		putBehindBack(t, e.sc, key, data[:len(data)-1])
 	}, true},
 	{"deleted", func(t *testing.T, e *env, key string, _ []byte) {
-		deleteBehindBack(t, e.sc, e.secondary.Bucket(), key)
+		deleteBehindBack(t, e.sc, key)
 	}, false},
 }
 
@@ -106,7 +106,7 @@ func TestRepeatedMismatchesBackOffLonger(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		bad := append([]byte(nil), data...)
 		bad[i] ^= 0xff
-		putBehindBack(t, e.sc, e.secondary.Bucket(), key, bad)
+		putBehindBack(t, e.sc, key, bad)
 		rep := e.run(v, verify.RunOptions{})
 		require.Equal(t, int64(1), rep.Secondary.Mismatched, "mismatch %d", i)
 		it := e.row(key)

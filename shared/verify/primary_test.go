@@ -57,7 +57,7 @@ func TestDoesNotRecordChecksumOfAnotherPrimaryVersion(t *testing.T) {
 	won, err := e.reg.MarkSynced(e.ctx, claims[0], registry.SyncResult{Size: 1000, ETag: claims[0].ETag})
 	require.NoError(t, err)
 	require.True(t, won)
-	putBehindBack(t, e.pc, e.primary.Bucket(), key, content(5, 1000))
+	putBehindBack(t, e.pc, key, content(5, 1000))
 
 	rep := e.run(v, verify.RunOptions{})
 	assert.Equal(t, int64(1), rep.Primary.Errors)
@@ -79,7 +79,7 @@ func TestPrimaryChangedWithoutEventIsFlaggedAndSecondaryKept(t *testing.T) {
 
 	tampered := append([]byte(nil), good...)
 	tampered[0] ^= 0x80
-	putBehindBack(t, e.pc, e.primary.Bucket(), key, tampered)
+	putBehindBack(t, e.pc, key, tampered)
 	e.clock.Advance(verify.DefaultReverifyInterval + time.Second)
 
 	rep := e.run(v, verify.RunOptions{})
@@ -101,13 +101,13 @@ func TestPrimaryChangedWithoutEventIsFlaggedAndSecondaryKept(t *testing.T) {
 
 	// If the secondary is damaged too, verify records it but does not copy
 	// the flagged primary over it.
-	putBehindBack(t, e.sc, e.secondary.Bucket(), key, []byte("junk"))
+	putBehindBack(t, e.sc, key, []byte("junk"))
 	e.clock.Advance(verify.DefaultReverifyInterval)
 	rep = e.run(v, verify.RunOptions{})
 	assert.Equal(t, int64(1), rep.Secondary.Mismatched)
 	assert.Zero(t, rep.Secondary.Resynced)
 	assert.Equal(t, registry.StateSynced, e.row(key).State)
-	putBehindBack(t, e.sc, e.secondary.Bucket(), key, good) // restore
+	putBehindBack(t, e.sc, key, good) // restore
 
 	// The operator accepts the new primary content.
 	require.NoError(t, e.reg.AcceptPrimary(e.ctx, it.ID))

@@ -22,7 +22,7 @@ func TestRunUntilDoneReportsEveryFileVerified(t *testing.T) {
 	key := e.upload(data)
 	e.upload(content(2, 10))
 	require.Equal(t, 2, e.syncDue())
-	deleteBehindBack(t, e.sc, e.secondary.Bucket(), key)
+	deleteBehindBack(t, e.sc, key)
 
 	var out bytes.Buffer
 	_, err := svc.RunUntilDone(e.ctx, verify.RunOptions{}, 3, &out)

@@ -5,8 +5,11 @@ package s3test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -95,4 +98,41 @@ func Keys(t testing.TB, bucket *s3admin.Bucket) []string {
 
 // NoRetry is a client option that turns the SDK's retries off, so a test
 // sees the first failure.
-func NoRetry(o *s3.Options) { o.RetryMaxAttempts = 1 }
+func NoRetry(o *s3.Options) { s3admin.MaxAttempts(1)(o) }
+
+// Read returns the object under key in bucket (through its blob store),
+// and false when there is none.
+func Read(t testing.TB, bucket *s3admin.Bucket, key string) ([]byte, bool) {
+	t.Helper()
+	r, _, err := bucket.Store().Open(t.Context(), key)
+	if errors.Is(err, blobstore.ErrNotFound) {
+		return nil, false
+	}
+	require.NoError(t, err, "s3test: read %s/%s", bucket.Name(), key)
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	require.NoError(t, err, "s3test: read %s/%s", bucket.Name(), key)
+	return b, true
+}
+
+// Put uploads body under key in bucket as a package registry would and
+// returns the object's ETag (unquoted).
+func Put(t testing.TB, bucket *s3admin.Bucket, key string, body []byte) string {
+	t.Helper()
+	up, err := bucket.Put(t.Context(), key, body, "")
+	require.NoError(t, err, "s3test: put %s/%s", bucket.Name(), key)
+	return strings.Trim(up.ETag, `"`)
+}
+
+// Contents returns every object of bucket with its bytes (through its blob
+// store).
+func Contents(t testing.TB, bucket *s3admin.Bucket) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for _, k := range Keys(t, bucket) {
+		b, ok := Read(t, bucket, k)
+		require.True(t, ok, "s3test: %s/%s listed but gone", bucket.Name(), k)
+		out[k] = b
+	}
+	return out
+}

@@ -4,29 +4,23 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
-	"github.com/geoblob/geoblob/internal/testutil/s3test"
-	"github.com/geoblob/geoblob/shared/blobstore"
-	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/events"
 	"github.com/geoblob/geoblob/shared/metrics"
 	"github.com/geoblob/geoblob/shared/metrics/prom"
 	"github.com/geoblob/geoblob/shared/registry"
-	"github.com/geoblob/geoblob/shared/registry/registrytest"
 	"github.com/geoblob/geoblob/shared/replication"
+	rt "github.com/geoblob/geoblob/shared/replication/replicationtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -86,29 +80,15 @@ func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels 
 func TestScrapeShowsExactPerTypeFigures(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	reg := registry.New(registrytest.NewPool(t), registry.Options{})
-	pEP, sEP := s3test.NewGofakes3(t), s3test.NewGofakes3(t)
-	pc, sc := s3test.Client(ctx, pEP), s3test.Client(ctx, sEP)
-	s3test.CreateBucket(t, pc, "primary")
-	s3test.CreateBucket(t, sc, "secondary")
-	quiet := slog.New(slog.DiscardHandler)
-	cat, err := datatype.BuiltinCatalog()
-	require.NoError(t, err)
 	copies := prom.NewCopies()
-	eng, err := replication.New(replication.Options{
-		Registry: reg, Catalog: cat, Logger: quiet, Copies: copies,
-		Primary:   blobstore.New(pc, "primary", blobstore.Options{Logger: quiet}),
-		Secondary: blobstore.New(sc, "secondary", blobstore.Options{Logger: quiet}),
-	})
-	require.NoError(t, err)
+	env := rt.NewEnv(t, rt.EnvOptions{Copies: copies})
+	reg, eng := env.Registry, env.Engine
 	created := func(key string, size int) events.ObjectEvent {
-		return events.ObjectEvent{Kind: events.KindCreated, EventName: "ObjectCreated:Put", Bucket: "primary",
+		return events.ObjectEvent{Kind: events.KindCreated, EventName: "ObjectCreated:Put", Bucket: rt.PrimaryBucket,
 			Key: key, Size: int64(size), EventTime: time.Now()}
 	}
 	upload := func(key string, size int) events.ObjectEvent {
-		_, err := pc.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("primary"), Key: aws.String(key),
-			Body: bytes.NewReader(bytes.Repeat([]byte("x"), size))})
-		require.NoError(t, err)
+		env.PutPrimary(t, key, bytes.Repeat([]byte("x"), size))
 		return created(key, size)
 	}
 

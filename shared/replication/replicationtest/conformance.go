@@ -1,7 +1,6 @@
 package replicationtest
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -52,15 +51,12 @@ func RunConformance(t *testing.T, catalog *datatype.Catalog, newEnv func(t *test
 	t.Run("keys of no type are ignored", func(t *testing.T) {
 		t.Parallel()
 		env := newEnv(t)
-		ctx := context.Background()
 		for i, key := range NonMatchingKeys {
 			if _, ok := env.Catalog.Match(key); ok {
 				continue // a configured catalog may legitimately claim it
 			}
 			env.PutPrimary(t, key, Content(key, 64))
-			out, err := env.Engine.Apply(ctx, CreatedEvent(key, 64, fmt.Sprintf("%016X", i+1)))
-			require.NoError(t, err, key)
-			assert.Equal(t, replication.OutcomeIgnored, out, key)
+			env.RequireOutcome(t, CreatedEvent(key, 64, fmt.Sprintf("%016X", i+1)), replication.OutcomeIgnored, key)
 			_, copied := env.SecondaryBytes(t, key)
 			assert.False(t, copied, "ignored key %q must not be copied", key)
 			assert.False(t, env.HasRow(t, key), "ignored key %q must have no registry row", key)
@@ -71,7 +67,6 @@ func RunConformance(t *testing.T, catalog *datatype.Catalog, newEnv func(t *test
 		t.Run(typ.Name, func(t *testing.T) {
 			t.Parallel()
 			env := newEnv(t)
-			ctx := context.Background()
 			for i, key := range typ.Examples {
 				got, ok := env.Catalog.Match(key)
 				require.True(t, ok, "example %q matches no type", key)
@@ -79,9 +74,7 @@ func RunConformance(t *testing.T, catalog *datatype.Catalog, newEnv func(t *test
 
 				body := Content(key, 1000+i*517)
 				env.PutPrimary(t, key, body)
-				out, err := env.Engine.Apply(ctx, CreatedEvent(key, int64(len(body)), fmt.Sprintf("%016X", 2*i+10)))
-				require.NoError(t, err, key)
-				assert.Equal(t, replication.OutcomeSynced, out, key)
+				env.RequireOutcome(t, CreatedEvent(key, int64(len(body)), fmt.Sprintf("%016X", 2*i+10)), replication.OutcomeSynced, key)
 
 				copied, ok := env.SecondaryBytes(t, key)
 				require.True(t, ok, "no secondary copy of %q", key)
@@ -94,9 +87,7 @@ func RunConformance(t *testing.T, catalog *datatype.Catalog, newEnv func(t *test
 				assert.False(t, row.Tombstoned(), key)
 
 				env.DeletePrimary(t, key)
-				out, err = env.Engine.Apply(ctx, RemovedEvent(key, fmt.Sprintf("%016X", 2*i+11)))
-				require.NoError(t, err, key)
-				assert.Equal(t, replication.OutcomeDeleted, out, key)
+				env.RequireOutcome(t, RemovedEvent(key, fmt.Sprintf("%016X", 2*i+11)), replication.OutcomeDeleted, key)
 				_, ok = env.SecondaryBytes(t, key)
 				assert.False(t, ok, "secondary copy of %q survived its deletion", key)
 				row = env.Row(t, key)

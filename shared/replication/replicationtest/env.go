@@ -7,28 +7,26 @@
 package replicationtest
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/s3admin"
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/datatype"
+	"github.com/geoblob/geoblob/shared/events"
 	"github.com/geoblob/geoblob/shared/registry"
+	"github.com/geoblob/geoblob/shared/registry/registrytest"
 	"github.com/geoblob/geoblob/shared/replication"
 )
 
@@ -43,16 +41,33 @@ type EnvOptions struct {
 	// DSN of an empty database to migrate and use instead of a fresh pgtest
 	// database (e.g. on a private cluster the test restarts).
 	DSN string
-	// SecondaryEndpoint, when set, maps the secondary gofakes3 endpoint to
-	// the one the engine uses (e.g. an s3test.FaultProxy in front of it).
-	SecondaryEndpoint func(t testing.TB, endpoint string) string
-	// SecondaryClientOptions adjust the engine's secondary S3 client.
-	SecondaryClientOptions []func(*s3.Options)
+	// Registry, when set, is used as is (no database is made; DSN and Pool
+	// stay empty).
+	Registry *registry.Store
+	// RegistryOptions are passed to registry.New (Clock and Logger filled
+	// in from this struct when unset).
+	RegistryOptions registry.Options
+	// PrimaryServer and SecondaryServer are the S3 endpoints holding the
+	// buckets; "" starts a gofakes3 server for each.
+	PrimaryServer, SecondaryServer string
+	// MultipartThreshold of the engine's stores (blobstore.Options).
+	MultipartThreshold int64
+	// PrimaryEndpoint and SecondaryEndpoint, when set, map a server's
+	// endpoint to the one the engine uses (e.g. an s3test.FaultProxy in
+	// front of it).
+	PrimaryEndpoint, SecondaryEndpoint func(t testing.TB, endpoint string) string
+	// PrimaryMaxAttempts and SecondaryMaxAttempts, when set, cap the
+	// engine's S3 clients' attempts per request (1: no retries).
+	PrimaryMaxAttempts, SecondaryMaxAttempts int
 	// Catalog defaults to datatype.BuiltinCatalog().
 	Catalog *datatype.Catalog
-	// Concurrency and MaxRounds are passed to replication.New.
+	// Concurrency, MaxRounds, Copies, Brake and SentinelKey are passed to
+	// replication.New.
 	Concurrency int
 	MaxRounds   int
+	Copies      replication.CopyObserver
+	Brake       registry.BrakePolicy
+	SentinelKey string
 	// Clock for the registry; default time.Now.
 	Clock func() time.Time
 	// Logger defaults to discarding, or JSON on stderr at debug level when
@@ -64,33 +79,19 @@ type EnvOptions struct {
 type Env struct {
 	DSN      string
 	Pool     *pgxpool.Pool
+	// PrimaryServer is the primary's S3 endpoint (no fault proxy).
+	PrimaryServer string
 	Registry *registry.Store
-	// PrimaryClient and SecondaryClient talk to the servers directly
-	// (never through a fault proxy): use them to arrange and to assert.
-	PrimaryClient   *s3.Client
-	SecondaryClient *s3.Client
+	// PrimaryS3 and SecondaryS3 reach the buckets directly (never through
+	// a fault proxy): use them to arrange and to assert.
+	PrimaryS3   *s3admin.Bucket
+	SecondaryS3 *s3admin.Bucket
 	// Primary and Secondary are the stores the engine uses.
 	Primary   *blobstore.Store
 	Secondary *blobstore.Store
 	Catalog   *datatype.Catalog
 	Engine    *replication.Engine
 	Logger    *slog.Logger
-}
-
-// registryTemplate is the pgtest template key of a migrated registry.
-const registryTemplate = "replicationtest-registry"
-
-// MigratedDB returns the DSN of a fresh, migrated registry database.
-func MigratedDB(t testing.TB) string {
-	t.Helper()
-	return pgtest.NewDBFrom(t, registryTemplate, func(ctx context.Context, dsn string) error {
-		pool, err := pgxpool.New(ctx, dsn)
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
-		return registry.Migrate(ctx, pool)
-	})
 }
 
 // NewEnv builds an environment; everything is closed when the test ends.
@@ -109,32 +110,45 @@ func NewEnv(t testing.TB, opts EnvOptions) *Env {
 		require.NoError(t, err)
 		e.Catalog = c
 	}
-	e.DSN = opts.DSN
-	if e.DSN == "" {
-		e.DSN = MigratedDB(t)
-		e.Pool = pgtest.Connect(t, e.DSN)
-	} else {
-		e.Pool = pgtest.Connect(t, e.DSN)
-		require.NoError(t, registry.Migrate(ctx, e.Pool))
-	}
-	e.Registry = registry.New(e.Pool, registry.Options{Clock: opts.Clock, Logger: e.Logger})
-
-	primaryEndpoint := s3test.NewGofakes3(t)
-	secondaryEndpoint := s3test.NewGofakes3(t)
-	e.PrimaryClient = s3test.Client(ctx, primaryEndpoint)
-	e.SecondaryClient = s3test.Client(ctx, secondaryEndpoint)
-	s3test.CreateBucket(t, e.PrimaryClient, PrimaryBucket)
-	s3test.CreateBucket(t, e.SecondaryClient, SecondaryBucket)
-	engineSecondary := e.SecondaryClient
-	if opts.SecondaryEndpoint != nil || len(opts.SecondaryClientOptions) > 0 {
-		ep := secondaryEndpoint
-		if opts.SecondaryEndpoint != nil {
-			ep = opts.SecondaryEndpoint(t, secondaryEndpoint)
+	e.Registry = opts.Registry
+	if e.Registry == nil {
+		e.DSN = opts.DSN
+		if e.DSN == "" {
+			e.DSN = registrytest.NewDB(t)
+			e.Pool = pgtest.Connect(t, e.DSN)
+		} else {
+			e.Pool = pgtest.Connect(t, e.DSN)
+			require.NoError(t, registry.Migrate(ctx, e.Pool))
 		}
-		engineSecondary = s3test.Client(ctx, ep, opts.SecondaryClientOptions...)
+		ro := opts.RegistryOptions
+		if ro.Clock == nil {
+			ro.Clock = opts.Clock
+		}
+		if ro.Logger == nil {
+			ro.Logger = e.Logger
+		}
+		e.Registry = registry.New(e.Pool, ro)
 	}
-	e.Primary = blobstore.New(e.PrimaryClient, PrimaryBucket, blobstore.Options{Logger: e.Logger})
-	e.Secondary = blobstore.New(engineSecondary, SecondaryBucket, blobstore.Options{Logger: e.Logger})
+
+	primaryEndpoint, secondaryEndpoint := opts.PrimaryServer, opts.SecondaryServer
+	if primaryEndpoint == "" {
+		primaryEndpoint = s3test.NewGofakes3(t)
+	}
+	if secondaryEndpoint == "" {
+		secondaryEndpoint = s3test.NewGofakes3(t)
+	}
+	e.PrimaryS3 = s3test.Bucket(t, primaryEndpoint, PrimaryBucket)
+	e.SecondaryS3 = s3test.Bucket(t, secondaryEndpoint, SecondaryBucket)
+	e.PrimaryServer = primaryEndpoint
+	store := func(endpoint string, mapEndpoint func(testing.TB, string) string, attempts int, bucket string) *blobstore.Store {
+		if mapEndpoint != nil {
+			endpoint = mapEndpoint(t, endpoint)
+		}
+		return blobstore.New(s3test.Client(ctx, endpoint, s3admin.MaxAttempts(attempts)), bucket,
+			blobstore.Options{MultipartThreshold: opts.MultipartThreshold, Logger: e.Logger})
+	}
+	e.Primary = store(primaryEndpoint, opts.PrimaryEndpoint, opts.PrimaryMaxAttempts, PrimaryBucket)
+	e.Secondary = store(secondaryEndpoint, opts.SecondaryEndpoint, opts.SecondaryMaxAttempts, SecondaryBucket)
 
 	eng, err := replication.New(replication.Options{
 		Registry:    e.Registry,
@@ -143,6 +157,9 @@ func NewEnv(t testing.TB, opts EnvOptions) *Env {
 		Catalog:     e.Catalog,
 		Concurrency: opts.Concurrency,
 		MaxRounds:   opts.MaxRounds,
+		Copies:      opts.Copies,
+		Brake:       opts.Brake,
+		SentinelKey: opts.SentinelKey,
 		Logger:      e.Logger,
 	})
 	require.NoError(t, err)
@@ -154,48 +171,25 @@ func NewEnv(t testing.TB, opts EnvOptions) *Env {
 // object's ETag (unquoted).
 func (e *Env) PutPrimary(t testing.TB, key string, body []byte) string {
 	t.Helper()
-	out, err := e.PrimaryClient.PutObject(context.Background(), &s3.PutObjectInput{
-		Bucket: aws.String(PrimaryBucket), Key: aws.String(key), Body: bytes.NewReader(body),
-	})
-	require.NoError(t, err, "put primary %q", key)
-	return strings.Trim(aws.ToString(out.ETag), `"`)
+	return s3test.Put(t, e.PrimaryS3, key, body)
 }
 
 // DeletePrimary deletes key from the primary bucket.
 func (e *Env) DeletePrimary(t testing.TB, key string) {
 	t.Helper()
-	_, err := e.PrimaryClient.DeleteObject(context.Background(), &s3.DeleteObjectInput{
-		Bucket: aws.String(PrimaryBucket), Key: aws.String(key),
-	})
-	require.NoError(t, err, "delete primary %q", key)
+	require.NoError(t, e.PrimaryS3.Store().Delete(t.Context(), key), "delete primary %q", key)
 }
 
 // PutSecondary writes body under key directly to the secondary bucket.
 func (e *Env) PutSecondary(t testing.TB, key string, body []byte) {
 	t.Helper()
-	_, err := e.SecondaryClient.PutObject(context.Background(), &s3.PutObjectInput{
-		Bucket: aws.String(SecondaryBucket), Key: aws.String(key), Body: bytes.NewReader(body),
-	})
-	require.NoError(t, err, "put secondary %q", key)
+	s3test.Put(t, e.SecondaryS3, key, body)
 }
 
 // SecondaryBytes returns the secondary copy of key, and false when there is none.
 func (e *Env) SecondaryBytes(t testing.TB, key string) ([]byte, bool) {
 	t.Helper()
-	out, err := e.SecondaryClient.GetObject(context.Background(), &s3.GetObjectInput{
-		Bucket: aws.String(SecondaryBucket), Key: aws.String(key),
-	})
-	if err != nil {
-		var nsk interface{ ErrorCode() string }
-		if errors.As(err, &nsk) && (nsk.ErrorCode() == "NoSuchKey" || nsk.ErrorCode() == "NotFound") {
-			return nil, false
-		}
-		require.NoError(t, err, "get secondary %q", key)
-	}
-	defer out.Body.Close()
-	b, err := io.ReadAll(out.Body)
-	require.NoError(t, err)
-	return b, true
+	return s3test.Read(t, e.SecondaryS3, key)
 }
 
 // Upload puts body on the primary under key and applies its ObjectCreated
@@ -207,6 +201,15 @@ func (e *Env) Upload(t testing.TB, key string, body []byte, seq string) replicat
 	out, err := e.Engine.Apply(context.Background(), CreatedEvent(key, int64(len(body)), seq))
 	require.NoError(t, err, "apply the ObjectCreated event of %q", key)
 	return out
+}
+
+// RequireOutcome applies ev through the engine, which must not fail, and
+// checks that its outcome is want.
+func (e *Env) RequireOutcome(t testing.TB, ev events.ObjectEvent, want replication.Outcome, msgAndArgs ...any) {
+	t.Helper()
+	out, err := e.Engine.Apply(context.Background(), ev)
+	require.NoError(t, err, msgAndArgs...)
+	require.Equal(t, want, out, msgAndArgs...)
 }
 
 // RequireFailedOnce checks that key's row failed its first attempt (state
