@@ -77,11 +77,11 @@ type EnvOptions struct {
 
 // Env is one test's replication environment.
 type Env struct {
-	DSN      string
-	Pool     *pgxpool.Pool
+	DSN  string
+	Pool *pgxpool.Pool
 	// PrimaryServer is the primary's S3 endpoint (no fault proxy).
 	PrimaryServer string
-	Registry *registry.Store
+	Registry      *registry.Store
 	// PrimaryS3 and SecondaryS3 reach the buckets directly (never through
 	// a fault proxy): use them to arrange and to assert.
 	PrimaryS3   *s3admin.Bucket
