@@ -52,10 +52,16 @@ type Registry interface {
 	ClaimDue(ctx context.Context, opts registry.ClaimOptions) ([]registry.Claim, error)
 	// RecoverStuck fails rows started longer ago than olderThan.
 	RecoverStuck(ctx context.Context, olderThan time.Duration) (int64, error)
-	// CountStarted counts the claims in flight (rows in state started).
-	CountStarted(ctx context.Context) (int64, error)
-	// MarkFailed fails a claim (compare-and-set on its generation).
-	MarkFailed(ctx context.Context, c registry.Claim, failure string, missingOnPrimary bool) (bool, error)
+	// NewDueScan reads and leases due rows for a dispatcher, fair across
+	// types, without claiming them.
+	NewDueScan(dataTypes []string, lease time.Duration) *registry.DueScan
+	// CountDispatched counts the sync work in flight: started rows plus
+	// live dispatch leases.
+	CountDispatched(ctx context.Context, lease time.Duration) (int64, error)
+	// ReleaseLeases ends the leases of requests that were not sent.
+	ReleaseLeases(ctx context.Context, ids []int64) error
+	// ExpireLeases deletes the leases of requests considered lost.
+	ExpireLeases(ctx context.Context, lease time.Duration) (int64, error)
 	// CountDue counts the rows ClaimDue would claim now.
 	CountDue(ctx context.Context, dataTypes []string) (int64, error)
 	// StageListed registers a batch of listed objects in tx.

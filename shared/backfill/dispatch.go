@@ -34,21 +34,27 @@ func (r *Runner) WithDispatcher(d Dispatcher, window int) *Runner {
 }
 
 // quarantineEvery is how often a long dispatch pass parks rows that used
-// up their attempts.
+// up their attempts and deletes expired dispatch leases.
 const quarantineEvery = 10 * time.Second
 
-// dispatch is the sync phase when a Dispatcher is configured: it claims
-// due rows (pending first, due failed rows next, fair across types, SKIP
-// LOCKED, exactly as an in-process sync) and sends one sync request per
-// claim to the workers, never letting the claims in flight (rows in state
-// started: event copies, dispatched requests, in-process copies) exceed
-// Config.Window, which is the workers' shared copy cap. When the window is
-// full it waits; live events are then at most one window behind. It ends
-// when nothing is due (and reconcile, running alongside, is done) or at
-// the budget. A claim whose request is lost is recovered by the recover
-// phase after the sync timeout. Options.DispatchParallel claim loops share
-// the window (a claim-and-send round trip is mostly waiting on the
-// database and on SQS).
+// dispatch is the sync phase when a Dispatcher is configured. It reads due
+// rows (pending first, due failed rows next, fair across types) without
+// claiming them: each row it sends gets a dispatch lease, and the worker
+// that receives the request claims the row with a compare-and-set on its
+// state (registry.Store.ClaimRequested), ending the lease. The claim
+// writes thus run in the workers, in parallel, and the dispatcher writes
+// one narrow lease row per request instead of claiming the registry row.
+// It never lets the work in flight (rows in state started: event copies,
+// requests being worked on, in-process copies; plus live leases: requests
+// queued) exceed Config.Window, which is the workers' shared copy cap.
+// When the window is full it waits; live events are then at most one
+// window behind. It ends when nothing is due (and reconcile, running
+// alongside, is done) or at the budget. A request that is lost (its lease
+// expires after Options.SyncTimeout) is sent again by a later pass; a
+// worker that dies after claiming leaves a started row, which the recover
+// phase fails after the sync timeout. Options.DispatchParallel loops share
+// the window (reads are serialized by the scan; sending is mostly waiting
+// on SQS).
 func (p *pass) dispatch(ctx context.Context) error {
 	rep := &p.rep.Sync
 	defer func() {
@@ -60,40 +66,51 @@ func (p *pass) dispatch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	reg, lease := p.r.o.Registry, p.r.o.SyncTimeout
+	if _, err := reg.ExpireLeases(ctx, lease); err != nil {
+		return fmt.Errorf("backfill: %w", err)
+	}
+	scan := reg.NewDueScan(p.r.typeNames(), lease)
 	var mu sync.Mutex // guards rep and total (Send runs in every loop)
-	lastQuarantine := p.r.o.Clock()
-	w := dispatch.Window[registry.Claim]{
+	lastUpkeep := p.r.o.Clock()
+	w := dispatch.Window[registry.DueRequest]{
 		Size:  int64(p.r.o.Config.Window),
 		Batch: p.r.o.Config.ClaimSize,
 		Loops: p.r.o.DispatchParallel,
 		InFlight: func(ctx context.Context) (int64, error) {
-			// Runs under the window's lock: park exhausted rows every
-			// quarantineEvery, then count.
-			if p.r.o.Clock().Sub(lastQuarantine) >= quarantineEvery {
+			// Runs under the window's lock: every quarantineEvery park
+			// exhausted rows and drop expired leases, then count.
+			if p.r.o.Clock().Sub(lastUpkeep) >= quarantineEvery {
 				if err := p.quarantine(ctx); err != nil {
 					return 0, err
 				}
-				lastQuarantine = p.r.o.Clock()
+				if _, err := reg.ExpireLeases(ctx, lease); err != nil {
+					return 0, fmt.Errorf("backfill: %w", err)
+				}
+				lastUpkeep = p.r.o.Clock()
 			}
-			return p.r.o.Registry.CountStarted(ctx)
+			return reg.CountDispatched(ctx, lease)
 		},
-		Claim: func(ctx context.Context, n int) ([]registry.Claim, bool, error) {
-			// Read before the claim: a reconcile that registers its last
-			// rows and ends between an empty claim and this check must not
+		Claim: func(ctx context.Context, n int) ([]registry.DueRequest, bool, error) {
+			// Read before the scan: a reconcile that registers its last
+			// rows and ends between an empty scan and this check must not
 			// end sync.
 			registering := p.reconciling.Load()
-			claims, err := p.r.claimDue(ctx, n)
-			return claims, registering, err
+			reqs, err := scan.Next(ctx, n)
+			if err != nil {
+				return nil, false, fmt.Errorf("backfill: dispatch scan: %w", err)
+			}
+			return reqs, registering, nil
 		},
-		Send: func(ctx context.Context, claims []registry.Claim) error {
-			if err := p.send(ctx, claims); err != nil {
+		Send: func(ctx context.Context, due []registry.DueRequest) error {
+			if err := p.send(ctx, due); err != nil {
 				return err
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			rep.Rounds++
-			rep.Claimed += int64(len(claims))
-			rep.Dispatched += int64(len(claims))
+			rep.Claimed += int64(len(due))
+			rep.Dispatched += int64(len(due))
 			total = max(total, rep.Dispatched)
 			if total >= 0 {
 				p.progress(PhaseSync, rep.Dispatched, total)
@@ -113,26 +130,27 @@ func (p *pass) dispatch(ctx context.Context) error {
 	return p.quarantine(ctx)
 }
 
-// send dispatches claims as sync requests. If sending fails, the claims
-// are finished as failed (compare-and-set: a request that did get through
-// and was taken over is left alone) so they come due again after the
-// backoff instead of waiting for the stuck-claim timeout.
-func (p *pass) send(ctx context.Context, claims []registry.Claim) error {
-	reqs := make([]events.SyncRequest, len(claims))
-	for i, c := range claims {
-		reqs[i] = events.SyncRequest{DataType: c.DataType, Key: c.ObjectKey, Generation: c.Generation}
+// send dispatches leased rows as sync requests. If sending fails, their
+// leases end so the rows are due again at once (a request that did get
+// through is then a duplicate, which its worker's compare-and-set makes
+// harmless).
+func (p *pass) send(ctx context.Context, due []registry.DueRequest) error {
+	reqs := make([]events.SyncRequest, len(due))
+	for i, d := range due {
+		reqs[i] = events.SyncRequest{DataType: d.DataType, Key: d.ObjectKey, Generation: d.Generation}
 	}
 	err := p.r.o.Dispatcher.SendSync(ctx, reqs)
 	if err == nil {
 		return nil
 	}
-	release := context.WithoutCancel(ctx)
-	for _, c := range claims {
-		if _, ferr := p.r.o.Registry.MarkFailed(release, c, "dispatch failed: "+err.Error(), false); ferr != nil {
-			p.r.log.WarnContext(ctx, "backfill: release undispatched claim", "key", c.ObjectKey, "error", ferr)
-		}
+	ids := make([]int64, len(due))
+	for i, d := range due {
+		ids[i] = d.ID
 	}
-	return fmt.Errorf("backfill: dispatch %d sync requests: %w", len(claims), err)
+	if rerr := p.r.o.Registry.ReleaseLeases(context.WithoutCancel(ctx), ids); rerr != nil {
+		p.r.log.WarnContext(ctx, "backfill: release leases of unsent requests", "requests", len(ids), "error", rerr)
+	}
+	return fmt.Errorf("backfill: dispatch %d sync requests: %w", len(due), err)
 }
 
 // wait sleeps for the poll interval; false when the budget or ctx ended.

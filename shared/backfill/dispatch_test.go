@@ -99,11 +99,13 @@ func TestDispatchedBackfillSharesTheCapWithEvents(t *testing.T) {
 }
 
 // TestDispatchSurvivesDeadWorkerDuplicatesAndReordering: every request
-// is delivered twice and out of order, and one worker dies in the middle
-// of its first batch (its copies hang, its messages come back after the
-// visibility timeout). The stuck claims are recovered, and every object
-// converges with exactly one completed copy: the duplicates and the
-// redelivered messages stop at the claim's compare-and-set.
+// is delivered twice and out of order, every 7th request is lost, and one
+// worker dies in the middle of its first batch (its copies hang, its
+// messages come back after the visibility timeout). The lost requests'
+// leases expire and their rows are sent again, the stuck claims are
+// recovered, and every object converges with exactly one completed copy:
+// the duplicates and the redelivered messages stop at the claim's
+// compare-and-set.
 func TestDispatchSurvivesDeadWorkerDuplicatesAndReordering(t *testing.T) {
 	t.Parallel()
 	const objects = 400
@@ -114,7 +116,7 @@ func TestDispatchSurvivesDeadWorkerDuplicatesAndReordering(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute) // a safety net only
 	defer cancel()
 	f := newFleet(t, 10)
-	f.duplicate, f.shuffle = true, true
+	f.duplicate, f.shuffle, f.loseEvery = true, true, 7
 	dead := f.addWorker(e, 4, hangingTarget{e.secondary}, 1)
 	for range 3 {
 		f.addWorker(e, 4, e.secondary, 0)
@@ -131,16 +133,17 @@ func TestDispatchSurvivesDeadWorkerDuplicatesAndReordering(t *testing.T) {
 	for ctx.Err() == nil {
 		rep, err := e.runner().Run(ctx, backfill.Request{})
 		require.NoError(t, err)
-		started, err := e.reg.CountStarted(ctx)
+		inFlight, err := e.reg.CountDispatched(ctx, e.opts.SyncTimeout)
 		require.NoError(t, err)
-		if backfill.Quiet(rep) && started == 0 && f.outstanding.Load() == 0 {
-			break // the dead worker's claims were recovered and copied
+		if backfill.Quiet(rep) && inFlight == 0 && f.outstanding.Load() == 0 {
+			break // lost requests were sent again, the dead worker's claims recovered, all copied
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	close(f.stopSampling)
 	e.requireConverged()
 	assert.Positive(t, dead.engine.Stats().Transfers, "the dead worker had started copies")
+	assert.Positive(t, f.lost.Load(), "requests were lost")
 	for i := range objects {
 		assert.Equal(t, 1, puts.puts[typedKey(i)], "completed copies of %s", typedKey(i))
 	}

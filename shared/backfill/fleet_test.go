@@ -39,6 +39,11 @@ type fleet struct {
 
 	// duplicate sends every request twice; shuffle reorders each send.
 	duplicate, shuffle bool
+	// loseEvery > 0 loses every loseEvery-th request (all its copies):
+	// it is accepted and never delivered.
+	loseEvery int64
+	lost      atomic.Int64
+	requests  atomic.Int64
 	// visibility is how long a message taken by a dead worker stays
 	// invisible before it is delivered again.
 	visibility time.Duration
@@ -107,6 +112,10 @@ func (f *fleet) SendSync(_ context.Context, reqs []events.SyncRequest) error {
 		n := 1
 		if f.duplicate {
 			n = 2
+		}
+		if f.loseEvery > 0 && f.requests.Add(1)%f.loseEvery == 0 {
+			f.lost.Add(1)
+			continue
 		}
 		for range n {
 			out = append(out, &fleetMsg{id: "s" + strconv.FormatInt(f.seq.Add(1), 10), body: body, sync: true})

@@ -8,10 +8,13 @@ import (
 )
 
 // SyncRequest asks a worker (onCreate) to do the sync work of one registry
-// row that a dispatcher (backfill) claimed: the row is in state started
-// with Generation. The worker takes the claim over with a compare-and-set
-// on Generation, so a duplicate request copies nothing, and a request for a
-// row that changed since does the row's current work instead.
+// row that a dispatcher (backfill) found due and leased; Generation is the
+// row's generation then. The worker claims the row with a compare-and-set
+// on its state (pending, or failed and due), which also ends the lease, so
+// a duplicate request copies nothing, and a request for a row that changed
+// since does the row's current work. (A request of an older dispatcher that
+// claimed the row itself, state started with Generation, is taken over
+// with a compare-and-set on Generation.)
 type SyncRequest struct {
 	DataType   string `json:"data_type"`
 	Key        string `json:"key"` // the object key, verbatim (not URL-encoded)

@@ -151,14 +151,7 @@ func keyPrefixFilter(alias, param string) string {
 // order; then it ranks rows within their type and takes the first $1 by
 // (pending before failed, rank, type): round-robin across types. The types
 // of the whole table are found with a loose index scan.
-var qClaimDue = `
-WITH RECURSIVE all_types(data_type) AS (
-	(SELECT data_type FROM blob_registry ORDER BY data_type LIMIT 1)
-	UNION ALL
-	SELECT (SELECT b.data_type FROM blob_registry b WHERE b.data_type > t.data_type
-		ORDER BY b.data_type LIMIT 1)
-	FROM all_types t WHERE t.data_type IS NOT NULL
-),
+var qClaimDue = allTypes + `,
 types AS (
 	SELECT data_type FROM all_types WHERE data_type IS NOT NULL AND $2::text[] IS NULL
 	UNION
@@ -734,3 +727,98 @@ WHERE r.deleted_at >= $1 AND r.deleted_at < $2
 	AND r.object_key > $5
 ORDER BY r.object_key, r.data_type
 LIMIT $6`
+
+// Dispatch leases (dispatch.go).
+
+// allTypes is a CTE of every data type present (all_types, ending in a
+// NULL), found with a loose index scan.
+const allTypes = `
+WITH RECURSIVE all_types(data_type) AS (
+	(SELECT data_type FROM blob_registry ORDER BY data_type LIMIT 1)
+	UNION ALL
+	SELECT (SELECT b.data_type FROM blob_registry b WHERE b.data_type > t.data_type
+		ORDER BY b.data_type LIMIT 1)
+	FROM all_types t WHERE t.data_type IS NOT NULL
+)`
+
+// Every data type present.
+const qAllTypes = allTypes + `
+SELECT data_type FROM all_types WHERE data_type IS NOT NULL`
+
+// liveLease is true when row b has a lease sent after $8 (a request in
+// flight).
+const liveLease = `EXISTS (SELECT 1 FROM sync_dispatch_lease l WHERE l.row_id = b.id AND l.sent_at > $8)`
+
+// $1 data types, $2/$3 pending position per type (updated_at, id), $4/$5
+// failed position per type (retry_at, id), $6 limit per type, $7 now, $8
+// lease cutoff (leases sent at or before it are expired), $9 key prefixes
+// (NULL = all).
+//
+// Per type, read-only: up to its limit pending rows after its position in
+// (updated_at, id) order (blob_registry_pending_idx), then, as far as
+// pending rows do not fill the limit, failed rows due at $7 after its
+// position in (retry_at, id) order (blob_registry_failed_retry_idx); rows
+// with a live lease are skipped. Every candidate gets a lease (an expired
+// one is renewed; a live one a concurrent dispatcher just took is left
+// alone). Returns every candidate, whether it was leased here, and its
+// position value, so the caller moves its positions past all of them.
+var qLeaseDue = `
+WITH t AS (
+	SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::timestamptz[], $5::bigint[], $6::int[])
+		AS t(data_type, pu, pi, fr, fi, lim)
+),
+pending AS (
+	SELECT p.* FROM t CROSS JOIN LATERAL (
+		SELECT b.id, b.data_type, b.object_key, b.generation, false AS failed, b.updated_at AS at
+		FROM blob_registry b
+		WHERE b.data_type = t.data_type AND b.state = 0 AND (b.updated_at, b.id) > (t.pu, t.pi)
+			AND ` + keyPrefixFilter("b", "$9") + ` AND NOT ` + liveLease + `
+		ORDER BY b.updated_at, b.id
+		LIMIT t.lim) p
+),
+failed AS (
+	SELECT f.* FROM t CROSS JOIN LATERAL (
+		SELECT b.id, b.data_type, b.object_key, b.generation, true AS failed, b.retry_at AS at
+		FROM blob_registry b
+		WHERE b.data_type = t.data_type AND b.state = 3 AND b.retry_at <= $7
+			AND (b.retry_at, b.id) > (t.fr, t.fi)
+			AND ` + keyPrefixFilter("b", "$9") + ` AND NOT ` + liveLease + `
+		ORDER BY b.retry_at, b.id
+		LIMIT greatest(t.lim - (SELECT count(*) FROM pending p WHERE p.data_type = t.data_type), 0)) f
+),
+cand AS (
+	SELECT * FROM pending UNION ALL SELECT * FROM failed
+),
+leased AS (
+	INSERT INTO sync_dispatch_lease AS l (row_id, sent_at)
+	SELECT id, $7 FROM cand ORDER BY id
+	ON CONFLICT (row_id) DO UPDATE SET sent_at = EXCLUDED.sent_at WHERE l.sent_at <= $8
+	RETURNING l.row_id
+)
+SELECT c.id, c.data_type, c.object_key, c.generation, c.failed, c.at, l.row_id IS NOT NULL
+FROM cand c LEFT JOIN leased l ON l.row_id = c.id`
+
+// $1 row ids.
+const qReleaseLeases = `DELETE FROM sync_dispatch_lease WHERE row_id = ANY($1::bigint[])`
+
+// $1 lease cutoff.
+const qExpireLeases = `DELETE FROM sync_dispatch_lease WHERE sent_at <= $1`
+
+// $1 lease cutoff. Started rows use the partial index
+// blob_registry_started_idx.
+const qCountDispatched = `
+SELECT (SELECT count(*) FROM blob_registry WHERE state = 1)
+	+ (SELECT count(*) FROM sync_dispatch_lease WHERE sent_at > $1)`
+
+// $1 data_type, $2 object_key, $3 now. Ends the row's dispatch lease and
+// claims the row if it is pending, or failed and due.
+var qClaimRequested = `
+WITH lease AS (
+	DELETE FROM sync_dispatch_lease l USING blob_registry b
+	WHERE b.data_type = $1 AND b.object_key = $2 AND l.row_id = b.id
+),
+chosen AS (
+	SELECT b.id FROM blob_registry b
+	WHERE b.data_type = $1 AND b.object_key = $2 AND (b.state = 0 OR (b.state = 3 AND b.retry_at <= $3))
+	FOR UPDATE SKIP LOCKED)
+` + syncMachine.claimChosen("$3")

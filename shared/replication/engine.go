@@ -381,15 +381,29 @@ func (e *Engine) Stats() Stats {
 }
 
 // Perform does the work of a sync request a dispatcher sent (see
-// events.SyncRequest): it takes the dispatched claim over with a
-// compare-and-set on the request's generation and syncs it exactly like
-// SyncClaim. When the claim is no longer there it does the row's current
-// work instead: a row that waits for a sync (an event changed it, or the
-// stuck claim was recovered) is claimed and synced; a row another worker
-// holds is OutcomeInProgress (a duplicate request copies nothing); a
-// finished or absent row is OutcomeStale.
+// events.SyncRequest). It claims the row with a compare-and-set on its
+// state, ending the request's dispatch lease in the same statement
+// (registry.Store.ClaimRequested), and syncs it exactly like SyncClaim:
+// whatever generation the request carried, the claim is of the row as it
+// is now, so a request for a row that changed since does the row's current
+// work. A request of a dispatcher that claimed the row itself (an older
+// release; such requests may still be queued) is taken over with a
+// compare-and-set on its generation. Otherwise a row another worker holds
+// is OutcomeInProgress (a duplicate request copies nothing), and a
+// finished, not yet due or absent row is OutcomeStale.
 func (e *Engine) Perform(ctx context.Context, req events.SyncRequest) (Outcome, error) {
-	claim, ok, err := e.reg.AcceptClaim(ctx, req.DataType, req.Key, req.Generation)
+	claim, ok, err := e.reg.ClaimRequested(ctx, req.DataType, req.Key)
+	if err != nil {
+		return OutcomeFailed, fmt.Errorf("%w: claim requested %s: %w", ErrRegistry, req.Key, err)
+	}
+	if ok {
+		if claim.Generation > req.Generation+1 {
+			e.log.InfoContext(ctx, "sync request for a row that changed since dispatch; doing its current work",
+				"data_type", req.DataType, "key", req.Key, "requested_generation", req.Generation, "generation", claim.Generation)
+		}
+		return e.SyncClaim(ctx, claim)
+	}
+	claim, ok, err = e.reg.AcceptClaim(ctx, req.DataType, req.Key, req.Generation)
 	if err != nil {
 		return OutcomeFailed, fmt.Errorf("%w: accept claim %s: %w", ErrRegistry, req.Key, err)
 	}
@@ -402,22 +416,11 @@ func (e *Engine) Perform(ctx context.Context, req events.SyncRequest) (Outcome, 
 		return OutcomeStale, nil
 	case err != nil:
 		return OutcomeFailed, fmt.Errorf("%w: read %s: %w", ErrRegistry, req.Key, err)
-	case row.State == registry.StateStarted:
-		return OutcomeInProgress, nil
-	case !needsWork(row), row.State == registry.StateFailed && row.RetryAt != nil && row.RetryAt.After(time.Now()):
-		// Finished, or failed and waiting for its retry time.
-		return OutcomeStale, nil
-	}
-	claim, ok, err = e.reg.ClaimKey(ctx, req.DataType, req.Key)
-	if err != nil {
-		return OutcomeFailed, fmt.Errorf("%w: claim %s: %w", ErrRegistry, req.Key, err)
-	}
-	if !ok {
+	case row.State == registry.StateStarted, needsWork(row) && row.State != registry.StateFailed:
+		// Held by another worker (or being claimed by one right now).
 		return OutcomeInProgress, nil
 	}
-	e.log.InfoContext(ctx, "sync request for a row that changed since dispatch; doing its current work",
-		"data_type", req.DataType, "key", req.Key, "requested_generation", req.Generation, "generation", claim.Generation)
-	return e.SyncClaim(ctx, claim)
+	return OutcomeStale, nil
 }
 
 func (e *Engine) copy(ctx context.Context, claim registry.Claim, log *slog.Logger) (Outcome, bool, error) {

@@ -39,6 +39,10 @@ type Registry interface {
 	TripBrake(ctx context.Context, scope, reason string) error
 	// Get returns the row, or an error wrapping registry.ErrNotFound.
 	Get(ctx context.Context, dataType, key string) (registry.Row, error)
+	// ClaimRequested ends the dispatch lease of a sync request's row and
+	// claims the row if it is pending, or failed and due; ok is false
+	// when it is in no claimable state.
+	ClaimRequested(ctx context.Context, dataType, key string) (claim registry.Claim, ok bool, err error)
 	// AcceptClaim takes over a claim handed over by a dispatcher; ok is
 	// false when the row is no longer started at that generation.
 	AcceptClaim(ctx context.Context, dataType, key string, generation int64) (claim registry.Claim, ok bool, err error)

@@ -52,6 +52,9 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"RecoverStuck", testRecoverStuck},
 		{"AcceptClaimHandsOverOnce", testAcceptClaim},
 		{"AcceptVerificationClaimHandsOverOnce", testAcceptVerificationClaim},
+		{"DueScanFairAndOnce", testDueScanFairAndOnce},
+		{"DueScanPendingBeforeFailed", testDueScanPendingBeforeFailed},
+		{"ClaimRequested", testClaimRequested},
 		{"Register", testRegister},
 		{"RecordBatch", testRecordBatch},
 		{"ListPaging", testList},
@@ -575,7 +578,10 @@ func testConcurrentClaimDue(t *testing.T, e *env) {
 	assert.Equal(t, int64(rows), started)
 }
 
-func testClaimDueFairness(t *testing.T, e *env) {
+// createUneven records due rows of three types: 50 of typeA (a00..a49),
+// 3 of typeB, 20 of typeC.
+func (e *env) createUneven(t *testing.T) {
+	t.Helper()
 	var events []registry.ObjectEvent
 	for i := range 50 {
 		events = append(events, event(typeA, fmt.Sprintf("a%02d", i), "10"))
@@ -588,6 +594,10 @@ func testClaimDueFairness(t *testing.T, e *env) {
 	}
 	_, err := e.s.RecordCreatedBatch(e.ctx, events)
 	require.NoError(t, err)
+}
+
+func testClaimDueFairness(t *testing.T, e *env) {
+	e.createUneven(t)
 
 	claims, err := e.s.ClaimDue(e.ctx, registry.ClaimOptions{Limit: 12})
 	require.NoError(t, err)
