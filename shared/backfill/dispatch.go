@@ -2,6 +2,7 @@ package backfill
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -37,6 +38,11 @@ func (r *Runner) WithDispatcher(d Dispatcher, window int) *Runner {
 // up their attempts and deletes expired dispatch leases.
 const quarantineEvery = 10 * time.Second
 
+// windowRecount is how old the dispatcher's count of the work in flight
+// may get while the requests it sent since keep it under the window (so
+// other claimers' work, such as event copies, is seen within it).
+const windowRecount = time.Second
+
 // dispatch is the sync phase when a Dispatcher is configured. It reads due
 // rows (pending first, due failed rows next, fair across types) without
 // claiming them: each row it sends gets a dispatch lease, and the worker
@@ -62,35 +68,36 @@ func (p *pass) dispatch(ctx context.Context) error {
 			"claimed", rep.Claimed, "dispatched", rep.Dispatched, "window", p.r.o.Config.Window,
 			"window_waits", rep.WindowWaits, "quarantined", rep.Quarantined, "budget_exhausted", p.exhausted.Load())
 	}()
-	total, err := p.startSync(ctx)
-	if err != nil {
-		return err
-	}
 	reg, lease := p.r.o.Registry, p.r.o.SyncTimeout
 	if _, err := reg.ExpireLeases(ctx, lease); err != nil {
 		return fmt.Errorf("backfill: %w", err)
 	}
+	// Parking exhausted rows can take a scan of the failed rows (seconds
+	// on a large registry with many): it runs beside the dispatch loops,
+	// not in front of or between them. A row it has not parked yet may be
+	// sent once more; its worker fails it again.
+	upkeepCtx, stopUpkeep := context.WithCancel(ctx)
+	upkeepDone := make(chan error, 1)
+	go func() { upkeepDone <- p.upkeep(upkeepCtx, lease) }()
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		stopUpkeep()
+		return <-upkeepDone
+	}
+	defer func() { _ = stop() }()
+	total := p.syncTotal(ctx)
 	scan := reg.NewDueScan(p.r.typeNames(), lease)
 	var mu sync.Mutex // guards rep and total (Send runs in every loop)
-	lastUpkeep := p.r.o.Clock()
 	w := dispatch.Window[registry.DueRequest]{
-		Size:  int64(p.r.o.Config.Window),
-		Batch: p.r.o.Config.ClaimSize,
-		Loops: p.r.o.DispatchParallel,
-		InFlight: func(ctx context.Context) (int64, error) {
-			// Runs under the window's lock: every quarantineEvery park
-			// exhausted rows and drop expired leases, then count.
-			if p.r.o.Clock().Sub(lastUpkeep) >= quarantineEvery {
-				if err := p.quarantine(ctx); err != nil {
-					return 0, err
-				}
-				if _, err := reg.ExpireLeases(ctx, lease); err != nil {
-					return 0, fmt.Errorf("backfill: %w", err)
-				}
-				lastUpkeep = p.r.o.Clock()
-			}
-			return reg.CountDispatched(ctx, lease)
-		},
+		Size:     int64(p.r.o.Config.Window),
+		Batch:    p.r.o.Config.ClaimSize,
+		Loops:    p.r.o.DispatchParallel,
+		InFlight: func(ctx context.Context) (int64, error) { return reg.CountDispatched(ctx, lease) },
+		Recount:  windowRecount,
 		Claim: func(ctx context.Context, n int) ([]registry.DueRequest, bool, error) {
 			// Read before the scan: a reconcile that registers its last
 			// rows and ends between an empty scan and this check must not
@@ -124,10 +131,35 @@ func (p *pass) dispatch(ctx context.Context) error {
 	mu.Lock()
 	rep.WindowWaits += stats.Waits
 	mu.Unlock()
-	if err != nil {
+	if err := errors.Join(err, stop()); err != nil {
 		return err
 	}
 	return p.quarantine(ctx)
+}
+
+// upkeep parks rows that used up their attempts and deletes expired
+// dispatch leases, at once and then quarantineEvery after each round,
+// until ctx ends.
+func (p *pass) upkeep(ctx context.Context, lease time.Duration) error {
+	for {
+		err := p.quarantine(ctx)
+		if err == nil {
+			_, err = p.r.o.Registry.ExpireLeases(ctx, lease)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("backfill: %w", err)
+		}
+		t := time.NewTimer(quarantineEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // send dispatches leased rows as sync requests. If sending fails, their

@@ -24,10 +24,10 @@ func (p *pass) sync(ctx context.Context) error {
 	if p.r.o.Dispatcher != nil {
 		return p.dispatch(ctx)
 	}
-	total, err := p.startSync(ctx)
-	if err != nil {
+	if err := p.quarantine(ctx); err != nil {
 		return err
 	}
+	total := p.syncTotal(ctx)
 	var (
 		mu   sync.Mutex
 		done int64
@@ -105,19 +105,16 @@ func (p *pass) sync(ctx context.Context) error {
 	return p.quarantine(ctx)
 }
 
-// startSync parks rows that used up their attempts and returns how many
-// rows are due (for progress; -1 when unknown or not asked for).
-func (p *pass) startSync(ctx context.Context) (int64, error) {
-	if err := p.quarantine(ctx); err != nil {
-		return 0, err
-	}
+// syncTotal returns how many rows are due (for progress; -1 when unknown
+// or not asked for).
+func (p *pass) syncTotal(ctx context.Context) int64 {
 	total := int64(-1)
 	if p.r.o.Progress != nil {
 		if n, err := p.r.CountDue(ctx); err == nil {
 			total = n
 		}
 	}
-	return total, nil
+	return total
 }
 
 func (p *pass) count(out replication.Outcome, err error, c registry.Claim) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Window is the claim-and-send loop every dispatcher runs (backfill's sync
@@ -25,8 +26,16 @@ type Window[C any] struct {
 	// mostly waiting on the database and the queue.
 	Loops int
 	// InFlight returns the claims in flight now. It is called under the
-	// window's lock once per round, so it may also do per-round upkeep.
+	// window's lock once per round (see Recount), so it may also do
+	// per-round upkeep.
 	InFlight func(ctx context.Context) (int64, error)
+	// Recount, when > 0, lets rounds go by without calling InFlight: the
+	// window then counts what it claimed since the last count on top of
+	// that count (never less than what is in flight, as finished work only
+	// lowers it), and counts again when that estimate leaves no room or
+	// the last count is older than Recount (so other claimers' work, such
+	// as event copies, shows). 0: InFlight every round.
+	Recount time.Duration
 	// Claim claims up to n due rows. When it claims none, more says
 	// whether rows may still come due soon (wait and look again) rather
 	// than the registry being drained.
@@ -50,10 +59,13 @@ type WindowStats struct {
 
 // windowRun is the state the loops of one Run share.
 type windowRun[C any] struct {
-	w        *Window[C]
-	mu       sync.Mutex // guards reserved and stats
-	reserved int64      // rows being claimed right now (not yet counted in flight)
-	stats    WindowStats
+	w         *Window[C]
+	mu        sync.Mutex // guards the fields below
+	reserved  int64      // rows being claimed right now (not yet counted in flight)
+	counted   int64      // InFlight's last answer
+	countedAt time.Time  // when it was asked (zero: never)
+	since     int64      // rows claimed since then
+	stats     WindowStats
 }
 
 // Run runs the loops until they end and returns what they did.
@@ -93,7 +105,7 @@ func (r *windowRun[C]) loop(ctx context.Context) error {
 			continue
 		}
 		claims, more, err := w.Claim(ctx, int(take))
-		r.release(take)
+		r.release(take, int64(len(claims)))
 		if err != nil {
 			return err
 		}
@@ -119,11 +131,17 @@ func (r *windowRun[C]) loop(ctx context.Context) error {
 func (r *windowRun[C]) reserve(ctx context.Context) (int64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	inFlight, err := r.w.InFlight(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("dispatch: claims in flight: %w", err)
+	size := max(r.w.Size, 1)
+	now := time.Now()
+	if r.w.Recount <= 0 || r.countedAt.IsZero() || now.Sub(r.countedAt) >= r.w.Recount ||
+		r.counted+r.since+r.reserved >= size {
+		inFlight, err := r.w.InFlight(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("dispatch: claims in flight: %w", err)
+		}
+		r.counted, r.countedAt, r.since = inFlight, now, 0
 	}
-	room := max(r.w.Size, 1) - inFlight - r.reserved
+	room := size - r.counted - r.since - r.reserved
 	if room <= 0 {
 		r.stats.Waits++
 		return 0, nil
@@ -133,10 +151,11 @@ func (r *windowRun[C]) reserve(ctx context.Context) (int64, error) {
 	return take, nil
 }
 
-// release ends a reservation once its rows are claimed (and so counted in
-// flight) or the claim failed.
-func (r *windowRun[C]) release(n int64) {
+// release ends a reservation of n rows once got of them are claimed (and
+// so counted in flight) or the claim failed.
+func (r *windowRun[C]) release(n, got int64) {
 	r.mu.Lock()
 	r.reserved -= n
+	r.since += got
 	r.mu.Unlock()
 }

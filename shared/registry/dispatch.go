@@ -177,7 +177,21 @@ func (d *DueScan) round(ctx context.Context, types []string, limits []int32) ([]
 		return nil, nil
 	}
 	now := d.s.now()
-	rows, err := d.s.pool.Query(ctx, qLeaseDue, qt, pu, pi, fr, fi, qlim, now, now.Add(-d.lease), d.s.prefixes)
+	// One round trip: a batch runs as one implicit transaction, so the
+	// planner settings are local to it. The planner can not see the
+	// per-type limits: without them it may JIT-compile a statement that
+	// reads a few hundred index entries, and when the lease table was last
+	// analyzed empty it checks leases with a sequential scan per candidate
+	// row instead of its primary key.
+	batch := &pgx.Batch{}
+	batch.Queue(qLeasePlan)
+	batch.Queue(qLeaseDue, qt, pu, pi, fr, fi, qlim, now, now.Add(-d.lease), d.s.prefixes)
+	br := d.s.pool.SendBatch(ctx, batch)
+	defer func() { _ = br.Close() }()
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("registry: lease due rows: %w", err)
+	}
+	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("registry: lease due rows: %w", err)
 	}
@@ -204,6 +218,9 @@ func (d *DueScan) round(ctx context.Context, types []string, limits []int32) ([]
 		return nil
 	})
 	if err != nil {
+		return nil, fmt.Errorf("registry: lease due rows: %w", err)
+	}
+	if err := br.Close(); err != nil {
 		return nil, fmt.Errorf("registry: lease due rows: %w", err)
 	}
 	for t, limit := range selected {

@@ -749,6 +749,9 @@ SELECT data_type FROM all_types WHERE data_type IS NOT NULL`
 // flight).
 const liveLease = `EXISTS (SELECT 1 FROM sync_dispatch_lease l WHERE l.row_id = b.id AND l.sent_at > $8)`
 
+// qLeasePlan is the planner settings of qLeaseDue's transaction.
+const qLeasePlan = `SELECT set_config('jit', 'off', true), set_config('enable_seqscan', 'off', true)`
+
 // $1 data types, $2/$3 pending position per type (updated_at, id), $4/$5
 // failed position per type (retry_at, id), $6 limit per type, $7 now, $8
 // lease cutoff (leases sent at or before it are expired), $9 key prefixes
