@@ -89,13 +89,9 @@ var sinkStatements = map[string]string{
 		WHERE b.data_type = u.t AND b.object_key = u.k AND l.row_id = b.id`,
 }
 
-func newFinishingSink(b *testing.B, pool *pgxpool.Pool) *finishingSink {
-	mode := os.Getenv("BENCH_DISPATCH_SINK")
-	if mode == "" {
-		mode = "sync"
-	}
+func newFinishingSink(b *testing.B, pool *pgxpool.Pool, mode string) *finishingSink {
 	stmt, ok := sinkStatements[mode]
-	require.True(b, ok, "BENCH_DISPATCH_SINK: sync or release")
+	require.True(b, ok, "BENCH_DISPATCH_SINK: sync, release or both (release,sync)")
 	s := &finishingSink{work: make(chan []events.SyncRequest, 64), done: make(chan struct{})}
 	var wg sync.WaitGroup
 	for range 4 {
@@ -150,12 +146,18 @@ type dispatchRegistry struct {
 // registry, which takes 40 minutes to load: its rows are left as they are,
 // apart from started rows of earlier runs, which are put back to synced,
 // and its leases, which are cleared; its data types are read from it).
-// Window 10,000 requests, 1,000 rows per round, 4 loops; BENCH_DISPATCH_SINK
-// picks what stands in for the workers (see finishingSink).
+// Window 10,000 requests, 1,000 rows per round, 4 loops. BENCH_DISPATCH_SINK
+// (default sync) lists what stands in for the workers (see finishingSink),
+// one sub-benchmark each per registry, in that order: release leaves the
+// rows due, sync marks the rows it is sent synced.
 func BenchmarkDispatch(b *testing.B) {
 	budget := os.Getenv("BENCH_DISPATCH_TIME")
 	if budget == "" {
 		budget = "5s"
+	}
+	sinkModes := os.Getenv("BENCH_DISPATCH_SINK")
+	if sinkModes == "" {
+		sinkModes = "sync"
 	}
 	var regs []func(b *testing.B) dispatchRegistry
 	for _, rows := range benchRows(b, "100000,1000000") {
@@ -175,27 +177,29 @@ func BenchmarkDispatch(b *testing.B) {
 	}
 	for _, open := range regs {
 		reg := open(b)
-		b.Run(reg.name, func(b *testing.B) {
-			store := registry.New(reg.pool, registry.Options{})
-			for b.Loop() {
-				sink := newFinishingSink(b, reg.pool)
-				r, err := backfill.New(backfill.Options{
-					Config: backfill.Config{Budget: time.Hour, ClaimSize: 1000, Window: 10_000},
-					Pool:   reg.pool, Registry: store, Engine: nopEngine{}, Catalog: reg.catalog, Primary: nopPrimary{},
-					Dispatcher: sink, PollInterval: time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-				})
-				require.NoError(b, err)
-				start := time.Now()
-				rep, err := r.Run(b.Context(), backfill.Request{Phases: []backfill.Phase{backfill.PhaseSync}, Budget: budget})
-				require.NoError(b, err)
-				sink.close()
-				// Up to the last send: the pass ends with parking
-				// exhausted rows, which is not dispatching.
-				elapsed := time.Unix(0, sink.last.Load()).Sub(start)
-				b.ReportMetric(float64(rep.Sync.Dispatched)/elapsed.Seconds(), "requests/s")
-				b.ReportMetric(float64(rep.Sync.WindowWaits), "window-waits")
-			}
-		})
+		for _, mode := range strings.Split(sinkModes, ",") {
+			b.Run(reg.name+"/sink="+mode, func(b *testing.B) {
+				store := registry.New(reg.pool, registry.Options{})
+				for b.Loop() {
+					sink := newFinishingSink(b, reg.pool, mode)
+					r, err := backfill.New(backfill.Options{
+						Config: backfill.Config{Budget: time.Hour, ClaimSize: 1000, Window: 10_000},
+						Pool:   reg.pool, Registry: store, Engine: nopEngine{}, Catalog: reg.catalog, Primary: nopPrimary{},
+						Dispatcher: sink, PollInterval: time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+					})
+					require.NoError(b, err)
+					start := time.Now()
+					rep, err := r.Run(b.Context(), backfill.Request{Phases: []backfill.Phase{backfill.PhaseSync}, Budget: budget})
+					require.NoError(b, err)
+					sink.close()
+					// Up to the last send: the pass ends with parking
+					// exhausted rows, which is not dispatching.
+					elapsed := time.Unix(0, sink.last.Load()).Sub(start)
+					b.ReportMetric(float64(rep.Sync.Dispatched)/elapsed.Seconds(), "requests/s")
+					b.ReportMetric(float64(rep.Sync.WindowWaits), "window-waits")
+				}
+			})
+		}
 	}
 }
 
