@@ -11,8 +11,6 @@ package restore
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,6 +41,7 @@ var _ Registry = (*registry.Store)(nil)
 type Bucket interface {
 	blobstore.Sink
 	Head(ctx context.Context, key string) (blobstore.Object, error)
+	Hash(ctx context.Context, key string) (blobstore.Digest, error)
 	OpenVersion(ctx context.Context, key, versionID string) (io.ReadCloser, blobstore.Object, error)
 	ListVersions(ctx context.Context, prefix string, fn func(page []blobstore.Version) error) error
 }
@@ -417,11 +416,11 @@ func (r *Restorer) restoreOne(ctx context.Context, it Item) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("restore: %s (version %s): %w", it.Key, it.VersionID, err)
 	}
-	got, err := r.readBack(ctx, it.Key)
+	d, err := r.Primary.Hash(ctx, it.Key)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("restore: read back %s: %w", it.Key, err)
 	}
-	if got != res.SHA256 {
+	if got := d.SHA256; got != res.SHA256 {
 		return "", fmt.Errorf("%w: %s: secondary version %s has %s, the primary now returns %s", ErrVerify, it.Key, it.VersionID, res.SHA256, got)
 	}
 	if !it.Current {
@@ -443,20 +442,6 @@ func (r *Restorer) restoreOne(ctx context.Context, it Item) (string, error) {
 		return "", fmt.Errorf("restore: %w", err)
 	}
 	return res.SHA256, nil
-}
-
-// readBack hashes the primary's current bytes of key.
-func (r *Restorer) readBack(ctx context.Context, key string) (string, error) {
-	body, _, err := r.Primary.OpenVersion(ctx, key, "")
-	if err != nil {
-		return "", fmt.Errorf("restore: read back %s: %w", key, err)
-	}
-	defer body.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, body); err != nil {
-		return "", fmt.Errorf("restore: read back %s: %w", key, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 var _ blobstore.Source = versionReader{}
