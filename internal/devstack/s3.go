@@ -109,13 +109,7 @@ type ObjectSum struct {
 
 // Keys lists every key of the bucket with its size.
 func (b Bucket) Keys(ctx context.Context) (map[string]int64, error) {
-	out := map[string]int64{}
-	err := b.Store().List(ctx, blobstore.ListOptions{}, func(page []blobstore.Object) error {
-		for _, o := range page {
-			out[o.Key] = o.Size
-		}
-		return nil
-	})
+	out, err := b.Sizes(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("devstack: list %s (%s): %w", b.Name(), b.Side, err)
 	}

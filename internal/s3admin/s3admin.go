@@ -64,6 +64,22 @@ func (b *Bucket) Store() *blobstore.Store {
 	return blobstore.New(b.client, b.name, blobstore.Options{Logger: slog.New(slog.DiscardHandler)})
 }
 
+// Sizes lists every key of the bucket with its size (through its blob
+// store).
+func (b *Bucket) Sizes(ctx context.Context) (map[string]int64, error) {
+	out := map[string]int64{}
+	err := b.Store().List(ctx, blobstore.ListOptions{}, func(page []blobstore.Object) error {
+		for _, o := range page {
+			out[o.Key] = o.Size
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3admin: %w", err)
+	}
+	return out, nil
+}
+
 // Create creates the bucket; a bucket that exists already is not an error.
 func (b *Bucket) Create(ctx context.Context) error {
 	_, err := b.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b.name)})

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -85,15 +86,9 @@ func Bucket(t testing.TB, endpoint, bucket string) *s3admin.Bucket {
 // Keys lists the keys in bucket (through its blob store), sorted.
 func Keys(t testing.TB, bucket *s3admin.Bucket) []string {
 	t.Helper()
-	var keys []string
-	require.NoError(t, bucket.Store().List(t.Context(), blobstore.ListOptions{}, func(page []blobstore.Object) error {
-		for _, o := range page {
-			keys = append(keys, o.Key)
-		}
-		return nil
-	}), "s3test: list %s", bucket.Name())
-	slices.Sort(keys)
-	return keys
+	sizes, err := bucket.Sizes(t.Context())
+	require.NoError(t, err, "s3test")
+	return slices.Sorted(maps.Keys(sizes))
 }
 
 // NoRetry is a client option that turns the SDK's retries off, so a test
