@@ -78,9 +78,8 @@ func TestBuildReplicates(t *testing.T) {
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 	ctx := context.Background()
 	primary, secondary := s3test.NewGofakes3(t), s3test.NewGofakes3(t)
-	pc, sc := s3test.Client(ctx, primary), s3test.Client(ctx, secondary)
-	s3test.CreateBucket(t, pc, rt.PrimaryBucket)
-	s3test.CreateBucket(t, sc, rt.SecondaryBucket)
+	s3test.Bucket(t, primary, rt.PrimaryBucket)
+	s3test.Bucket(t, secondary, rt.SecondaryBucket)
 	env := map[string]string{
 		"GEOBLOB_DATABASE_URL":       registrytest.NewDB(t),
 		"GEOBLOB_PRIMARY_BUCKET":     rt.PrimaryBucket,

@@ -20,16 +20,16 @@ import (
 	"github.com/geoblob/geoblob/shared/datatype"
 	"github.com/geoblob/geoblob/shared/events"
 	"github.com/geoblob/geoblob/shared/registry"
-	"github.com/geoblob/geoblob/shared/registry/registrytest"
 	"github.com/geoblob/geoblob/shared/replication"
+	rt "github.com/geoblob/geoblob/shared/replication/replicationtest"
 	"github.com/geoblob/geoblob/shared/restore"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 const (
-	primaryBucket   = "primary"
-	secondaryBucket = "secondary"
+	primaryBucket   = rt.PrimaryBucket
+	secondaryBucket = rt.SecondaryBucket
 )
 
 // world: one MinIO holding an unversioned primary and a versioned
@@ -48,22 +48,12 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	w := &world{t: t}
-	w.pool = registrytest.NewPool(t)
-	w.reg = registry.New(w.pool, registry.Options{})
 	srv := s3test.NewMinio(t)
-	w.s3 = map[string]*s3admin.Bucket{}
-	for _, b := range []string{primaryBucket, secondaryBucket} {
-		w.s3[b] = s3test.Bucket(t, srv.Endpoint(), b)
-	}
-	require.NoError(t, w.s3[secondaryBucket].EnableVersioning(t.Context()))
-	quiet := slog.New(slog.DiscardHandler)
-	w.primary, w.secondary = w.s3[primaryBucket].Store(), w.s3[secondaryBucket].Store()
-	var err error
-	w.catalog, err = datatype.BuiltinCatalog()
-	require.NoError(t, err)
-	w.engine, err = replication.New(replication.Options{Registry: w.reg, Primary: w.primary, Secondary: w.secondary,
-		Catalog: w.catalog, Logger: quiet})
-	require.NoError(t, err)
+	re := rt.NewEnv(t, rt.EnvOptions{PrimaryServer: srv.Endpoint(), SecondaryServer: srv.Endpoint()})
+	require.NoError(t, re.SecondaryS3.EnableVersioning(t.Context()))
+	w.pool, w.reg, w.catalog, w.engine = re.Pool, re.Registry, re.Catalog, re.Engine
+	w.primary, w.secondary = re.Primary, re.Secondary
+	w.s3 = map[string]*s3admin.Bucket{primaryBucket: re.PrimaryS3, secondaryBucket: re.SecondaryS3}
 	w.restorer = &restore.Restorer{Registry: w.reg, Primary: w.primary, Secondary: w.secondary, Catalog: w.catalog}
 	return w
 }
