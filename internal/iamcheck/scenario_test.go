@@ -21,20 +21,19 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdaurl"
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/minio/madmin-go/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/geoblob/geoblob/internal/iamcheck"
+	"github.com/geoblob/geoblob/internal/s3admin"
 	"github.com/geoblob/geoblob/internal/testutil/pgtest"
 	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/app"
 	"github.com/geoblob/geoblob/shared/backfill"
 	"github.com/geoblob/geoblob/shared/backfill/backfilltest"
+	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/config"
 	geoevents "github.com/geoblob/geoblob/shared/events"
 	"github.com/geoblob/geoblob/shared/health"
@@ -68,7 +67,7 @@ const (
 // functions/<name>/main.go, each signing as its own MinIO user whose policy
 // is its role's statements, each talking through its own recording proxy.
 type world struct {
-	root     *s3.Client
+	root     map[string]*s3admin.Bucket // the buckets as MinIO's root user, by name
 	rec      *iamcheck.Recorder
 	handlers map[string]lambda.Handler
 	reg      *registry.Store // the dispatchers' claims (verify's scheduled pass)
@@ -81,13 +80,11 @@ func newWorld(t *testing.T, pols iamcheck.Policies) *world {
 	t.Helper()
 	ctx := t.Context()
 	srv := s3test.NewMinio(t)
-	w := &world{root: s3test.Client(ctx, srv.Endpoint()), rec: &iamcheck.Recorder{}, handlers: map[string]lambda.Handler{}, faults: map[string]string{}}
-	s3test.CreateBucket(t, w.root, primaryBucket)
-	s3test.CreateBucket(t, w.root, secondaryBucket)
-	s3test.CreateBucket(t, w.root, inventoryBucket)
-	_, err := w.root.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(secondaryBucket),
-		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}})
-	require.NoError(t, err)
+	w := &world{root: map[string]*s3admin.Bucket{}, rec: &iamcheck.Recorder{}, handlers: map[string]lambda.Handler{}, faults: map[string]string{}}
+	for _, b := range []string{primaryBucket, secondaryBucket, inventoryBucket} {
+		w.root[b] = s3test.Bucket(t, srv.Endpoint(), b)
+	}
+	require.NoError(t, w.root[secondaryBucket].EnableVersioning(ctx))
 
 	dsn := pgtest.NewDB(t)
 	pool := pgtest.Connect(t, dsn)
@@ -232,14 +229,12 @@ func (w *world) invoke(t *testing.T, fn string, payload any) []byte {
 func (w *world) put(t *testing.T, bucket, key string, size int) {
 	t.Helper()
 	body := bytes.Repeat([]byte(key[:1]), size)
-	_, err := w.root.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(body)})
-	require.NoError(t, err)
+	s3test.Put(t, w.root[bucket], key, body)
 }
 
 func (w *world) delete(t *testing.T, key string) {
 	t.Helper()
-	_, err := w.root.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: aws.String(primaryBucket), Key: aws.String(key)})
-	require.NoError(t, err)
+	require.NoError(t, w.root[primaryBucket].Store().Delete(t.Context(), key))
 }
 
 // writeInventory writes an S3 Inventory (CSV) of the primary's objects
@@ -247,17 +242,15 @@ func (w *world) delete(t *testing.T, key string) {
 func (w *world) writeInventory(t *testing.T) {
 	t.Helper()
 	var entries []backfill.InventoryEntry
-	p := s3.NewListObjectsV2Paginator(w.root, &s3.ListObjectsV2Input{Bucket: aws.String(primaryBucket)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(t.Context())
-		require.NoError(t, err)
-		for _, o := range page.Contents {
-			entries = append(entries, backfill.InventoryEntry{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), ETag: strings.Trim(aws.ToString(o.ETag), `"`)})
+	require.NoError(t, w.root[primaryBucket].Store().List(t.Context(), blobstore.ListOptions{}, func(page []blobstore.Object) error {
+		for _, o := range page {
+			entries = append(entries, backfill.InventoryEntry{Key: o.Key, Size: o.Size, ETag: strings.Trim(o.ETag, `"`)})
 		}
-	}
+		return nil
+	}))
 	_, err := backfilltest.WriteInventory(primaryBucket, inventoryPrefix, time.Now(), 100, slices.Values(entries),
 		func(key string, content []byte) error {
-			_, err := w.root.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(inventoryBucket), Key: aws.String(key), Body: bytes.NewReader(content)})
+			_, err := w.root[inventoryBucket].Put(t.Context(), key, content, "")
 			return err
 		})
 	require.NoError(t, err)
@@ -266,9 +259,8 @@ func (w *world) writeInventory(t *testing.T) {
 // onSecondary reports whether key has a current version on the secondary.
 func (w *world) onSecondary(t *testing.T, key string) bool {
 	t.Helper()
-	_, err := w.root.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(secondaryBucket), Key: aws.String(key)})
-	var nf *s3types.NotFound
-	if errors.As(err, &nf) {
+	_, err := w.root[secondaryBucket].Store().Head(t.Context(), key)
+	if errors.Is(err, blobstore.ErrNotFound) {
 		return false
 	}
 	require.NoError(t, err)
@@ -289,9 +281,9 @@ func (w *world) sqsBatch(t *testing.T, detailType string, keys ...string) events
 		reason := "DeleteObject"
 		if detailType == "Object Created" {
 			reason = "PutObject"
-			head, err := w.root.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(primaryBucket), Key: aws.String(key)})
+			head, err := w.root[primaryBucket].Store().Head(t.Context(), key)
 			require.NoError(t, err)
-			object["size"], object["etag"] = aws.ToInt64(head.ContentLength), strings.Trim(aws.ToString(head.ETag), `"`)
+			object["size"], object["etag"] = head.Size, strings.Trim(head.ETag, `"`)
 		}
 		body, err := json.Marshal(map[string]any{
 			"version": "0", "id": "evt-" + object["sequencer"].(string), "detail-type": detailType, "source": "aws.s3",
