@@ -2,7 +2,6 @@ package s3admin_test
 
 import (
 	"bytes"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -37,16 +36,13 @@ func TestBucket(t *testing.T) {
 	assert.Equal(t, int64(11), n)
 
 	for key, want := range map[string][]byte{"k/small": small, "k/large": large, "k/file": []byte("from a file")} {
-		r, obj, err := b.Store().Open(ctx, key)
-		require.NoError(t, err, key)
-		got, err := io.ReadAll(r)
-		require.NoError(t, r.Close())
-		require.NoError(t, err)
+		got, ok := s3test.Read(t, b, key)
+		require.True(t, ok, key)
 		assert.Equal(t, want, got, key)
-		if key == "k/small" {
-			assert.Equal(t, "text/plain", obj.ContentType)
-		}
 	}
+	obj, err := b.Store().Head(ctx, "k/small")
+	require.NoError(t, err)
+	assert.Equal(t, "text/plain", obj.ContentType)
 	assert.Equal(t, []string{"k/file", "k/large", "k/small"}, s3test.Keys(t, b))
 
 	for _, k := range s3test.Keys(t, b) {
