@@ -54,7 +54,7 @@ type Registry interface {
 	RecoverStuck(ctx context.Context, olderThan time.Duration) (int64, error)
 	// NewDueScan reads and leases due rows for a dispatcher, fair across
 	// types, without claiming them.
-	NewDueScan(dataTypes []string, lease time.Duration) *registry.DueScan
+	NewDueScan(dataTypes []string, lease time.Duration, maxAttempts int) *registry.DueScan
 	// CountDispatched counts the sync work in flight: started rows plus
 	// live dispatch leases.
 	CountDispatched(ctx context.Context, lease time.Duration) (int64, error)

@@ -34,9 +34,9 @@ func (r *Runner) WithDispatcher(d Dispatcher, window int) *Runner {
 	return &Runner{o: o, log: r.log}
 }
 
-// quarantineEvery is how often a long dispatch pass parks rows that used
-// up their attempts and deletes expired dispatch leases.
-const quarantineEvery = 10 * time.Second
+// leaseExpiryEvery is how often a long dispatch pass deletes expired
+// dispatch leases.
+const leaseExpiryEvery = 10 * time.Second
 
 // windowRecount is how old the dispatcher's count of the work in flight
 // may get while the requests it sent since keep it under the window (so
@@ -72,25 +72,26 @@ func (p *pass) dispatch(ctx context.Context) error {
 	if _, err := reg.ExpireLeases(ctx, lease); err != nil {
 		return fmt.Errorf("backfill: %w", err)
 	}
-	// Parking exhausted rows can take a scan of the failed rows (seconds
-	// on a large registry with many): it runs beside the dispatch loops,
-	// not in front of or between them. A row it has not parked yet may be
-	// sent once more; its worker fails it again.
-	upkeepCtx, stopUpkeep := context.WithCancel(ctx)
-	upkeepDone := make(chan error, 1)
-	go func() { upkeepDone <- p.upkeep(upkeepCtx, lease) }()
+	// Expired leases are deleted beside the dispatch loops. Rows that used
+	// up their attempts are never sent (the scan skips them); they are
+	// parked when the phase ends, which can take a scan of the failed rows
+	// (seconds on a large registry with many), not in front of or between
+	// the dispatch rounds.
+	expiryCtx, stopExpiry := context.WithCancel(ctx)
+	expiryDone := make(chan error, 1)
+	go func() { expiryDone <- p.expireLeases(expiryCtx, lease) }()
 	stopped := false
 	stop := func() error {
 		if stopped {
 			return nil
 		}
 		stopped = true
-		stopUpkeep()
-		return <-upkeepDone
+		stopExpiry()
+		return <-expiryDone
 	}
 	defer func() { _ = stop() }()
 	total := p.syncTotal(ctx)
-	scan := reg.NewDueScan(p.r.typeNames(), lease)
+	scan := reg.NewDueScan(p.r.typeNames(), lease, p.r.o.Config.MaxAttempts)
 	var mu sync.Mutex // guards rep and total (Send runs in every loop)
 	w := dispatch.Window[registry.DueRequest]{
 		Size:     int64(p.r.o.Config.Window),
@@ -137,27 +138,19 @@ func (p *pass) dispatch(ctx context.Context) error {
 	return p.quarantine(ctx)
 }
 
-// upkeep parks rows that used up their attempts and deletes expired
-// dispatch leases, at once and then quarantineEvery after each round,
+// expireLeases deletes expired dispatch leases every leaseExpiryEvery
 // until ctx ends.
-func (p *pass) upkeep(ctx context.Context, lease time.Duration) error {
+func (p *pass) expireLeases(ctx context.Context, lease time.Duration) error {
 	for {
-		err := p.quarantine(ctx)
-		if err == nil {
-			_, err = p.r.o.Registry.ExpireLeases(ctx, lease)
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("backfill: %w", err)
-		}
-		t := time.NewTimer(quarantineEvery)
+		t := time.NewTimer(leaseExpiryEvery)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
 		case <-t.C:
+		}
+		if _, err := p.r.o.Registry.ExpireLeases(ctx, lease); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("backfill: %w", err)
 		}
 	}
 }

@@ -39,9 +39,10 @@ type DueRequest struct {
 // expired, a late commit). It is safe for concurrent use; calls are
 // serialized.
 type DueScan struct {
-	s     *Store
-	lease time.Duration
-	types []string // nil until resolved (all types of the table)
+	s           *Store
+	lease       time.Duration
+	maxAttempts int
+	types       []string // nil until resolved (all types of the table)
 
 	mu     sync.Mutex
 	pos    map[string]*scanPos
@@ -61,9 +62,10 @@ type scanPos struct {
 // NewDueScan returns a scan of the due rows of dataTypes (empty: every type
 // in the table) and the Store's key prefixes, leasing each row it returns
 // for lease (a request not taken by a worker within lease is considered
-// lost and its row may be sent again).
-func (s *Store) NewDueScan(dataTypes []string, lease time.Duration) *DueScan {
-	d := &DueScan{s: s, lease: lease, pos: map[string]*scanPos{}}
+// lost and its row may be sent again). Failed rows that failed maxAttempts
+// times or more (> 0) are left for Quarantine, never returned.
+func (s *Store) NewDueScan(dataTypes []string, lease time.Duration, maxAttempts int) *DueScan {
+	d := &DueScan{s: s, lease: lease, maxAttempts: maxAttempts, pos: map[string]*scanPos{}}
 	if len(dataTypes) > 0 {
 		d.types = append([]string(nil), dataTypes...)
 	}
@@ -185,7 +187,7 @@ func (d *DueScan) round(ctx context.Context, types []string, limits []int32) ([]
 	// row instead of its primary key.
 	batch := &pgx.Batch{}
 	batch.Queue(qLeasePlan)
-	batch.Queue(qLeaseDue, qt, pu, pi, fr, fi, qlim, now, now.Add(-d.lease), d.s.prefixes)
+	batch.Queue(qLeaseDue, qt, pu, pi, fr, fi, qlim, now, now.Add(-d.lease), d.s.prefixes, d.maxAttempts)
 	br := d.s.pool.SendBatch(ctx, batch)
 	defer func() { _ = br.Close() }()
 	if _, err := br.Exec(); err != nil {

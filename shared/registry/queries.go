@@ -782,13 +782,13 @@ const qLeasePlan = `SELECT set_config('jit', 'off', true), set_config('enable_se
 // $1 data types, $2/$3 pending position per type (updated_at, id), $4/$5
 // failed position per type (retry_at, id), $6 limit per type, $7 now, $8
 // lease cutoff (leases sent at or before it are expired), $9 key prefixes
-// (NULL = all).
+// (NULL = all), $10 max attempts (<= 0: no limit).
 //
 // Per type, read-only: up to its limit pending rows after its position in
 // (updated_at, id) order (blob_registry_pending_idx), then, as far as
 // pending rows do not fill the limit, failed rows due at $7 after its
-// position in (retry_at, id) order (blob_registry_failed_retry_idx); rows
-// with a live lease are skipped. Every candidate gets a lease (an expired
+// position in (retry_at, id) order (blob_registry_failed_retry_idx) that
+// have not used up their attempts; rows with a live lease are skipped. Every candidate gets a lease (an expired
 // one is renewed; a live one a concurrent dispatcher just took is left
 // alone). Returns every candidate, whether it was leased here, and its
 // position value, so the caller moves its positions past all of them.
@@ -811,7 +811,7 @@ failed AS (
 		SELECT b.id, b.data_type, b.object_key, b.generation, true AS failed, b.retry_at AS at
 		FROM blob_registry b
 		WHERE b.data_type = t.data_type AND b.state = 3 AND b.retry_at <= $7
-			AND (b.retry_at, b.id) > (t.fr, t.fi)
+			AND (b.retry_at, b.id) > (t.fr, t.fi) AND ($10::int <= 0 OR b.retry_count < $10)
 			AND ` + keyPrefixFilter("b", "$9") + ` AND NOT ` + liveLease + `
 		ORDER BY b.retry_at, b.id
 		LIMIT greatest(t.lim - (SELECT count(*) FROM pending p WHERE p.data_type = t.data_type), 0)) f

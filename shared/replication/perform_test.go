@@ -32,7 +32,7 @@ func register(t *testing.T, env *rt.Env, key string) context.Context {
 func dispatch(t *testing.T, env *rt.Env, key string) events.SyncRequest {
 	t.Helper()
 	ctx := register(t, env, key)
-	due, err := env.Registry.NewDueScan(nil, time.Hour).Next(ctx, 10)
+	due, err := env.Registry.NewDueScan(nil, time.Hour, 0).Next(ctx, 10)
 	require.NoError(t, err)
 	require.Len(t, due, 1)
 	return events.SyncRequest{DataType: due[0].DataType, Key: key, Generation: due[0].Generation}

@@ -44,7 +44,7 @@ func testDueScanFairAndOnce(t *testing.T, e *env) {
 	e.createUneven(t)
 	before := e.get(t, typeA, "a00")
 
-	scan := e.s.NewDueScan([]string{typeA, typeB, typeC}, dispatchLease)
+	scan := e.s.NewDueScan([]string{typeA, typeB, typeC}, dispatchLease, 0)
 	first, err := scan.Next(e.ctx, 12)
 	require.NoError(t, err)
 	perType := dueTypes(first)
@@ -80,16 +80,16 @@ func testDueScanFairAndOnce(t *testing.T, e *env) {
 	assert.Len(t, seen, 73, "every due row sent once")
 
 	// A fresh scan (another pass) sends nothing while the leases live.
-	again, err := e.s.NewDueScan(nil, dispatchLease).Next(e.ctx, 100)
+	again, err := e.s.NewDueScan(nil, dispatchLease, 0).Next(e.ctx, 100)
 	require.NoError(t, err)
 	assert.Empty(t, again)
 	assert.EqualValues(t, 73, e.dispatched(t))
 }
 
 // testDueScanPendingBeforeFailed: pending rows before due failed rows,
-// failed rows only once their retry time has passed, started and synced
-// rows never, and a scan that reached the end starts over and finds rows
-// that came due behind its position.
+// failed rows only once their retry time has passed and while they have
+// attempts left, started and synced rows never, and a scan that reached
+// the end starts over and finds rows that came due behind its position.
 func testDueScanPendingBeforeFailed(t *testing.T, e *env) {
 	for _, k := range []string{"f1", "f2"} {
 		require.True(t, e.created(t, event(typeA, k, "10")))
@@ -103,7 +103,7 @@ func testDueScanPendingBeforeFailed(t *testing.T, e *env) {
 	require.True(t, e.created(t, event(typeA, "st", "10")))
 	e.claim(t, typeA, "st")
 
-	scan := e.s.NewDueScan([]string{typeA}, dispatchLease)
+	scan := e.s.NewDueScan([]string{typeA}, dispatchLease, 0)
 	got, err := scan.Next(e.ctx, 1)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"p1"}, dueKeys(got), "pending first")
@@ -119,6 +119,15 @@ func testDueScanPendingBeforeFailed(t *testing.T, e *env) {
 	got, err = scan.Next(e.ctx, 10)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"f2"}, dueKeys(got), "due once retry_at has passed (behind the scan's position)")
+
+	// Leases expired: rows that used up their attempts are not sent.
+	e.clock.Advance(dispatchLease + time.Second)
+	got, err = e.s.NewDueScan([]string{typeA}, dispatchLease, 1).Next(e.ctx, 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"p1"}, dueKeys(got), "f1 and f2 failed once: their one attempt is used up")
+	got, err = e.s.NewDueScan([]string{typeA}, dispatchLease, 2).Next(e.ctx, 10)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"f1", "f2"}, dueKeys(got))
 }
 
 // testClaimRequested: the worker side of a dispatched request. Of a
@@ -130,7 +139,7 @@ func testClaimRequested(t *testing.T, e *env) {
 	for _, k := range []string{"k", "changed", "lost", "unsent"} {
 		require.True(t, e.created(t, event(typeA, k, "10")))
 	}
-	scan := e.s.NewDueScan([]string{typeA}, dispatchLease)
+	scan := e.s.NewDueScan([]string{typeA}, dispatchLease, 0)
 	reqs, err := scan.Next(e.ctx, 10)
 	require.NoError(t, err)
 	require.Len(t, reqs, 4)
@@ -162,14 +171,14 @@ func testClaimRequested(t *testing.T, e *env) {
 
 	// a request whose send failed: released, due again at once
 	require.NoError(t, e.s.ReleaseLeases(e.ctx, []int64{byKey["unsent"].ID}))
-	got, err := e.s.NewDueScan([]string{typeA}, dispatchLease).Next(e.ctx, 10)
+	got, err := e.s.NewDueScan([]string{typeA}, dispatchLease, 0).Next(e.ctx, 10)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"unsent"}, dueKeys(got))
 
 	// a lost request: its row is sent again once the lease expired
 	e.clock.Advance(dispatchLease + time.Second)
 	assert.EqualValues(t, 1, e.dispatched(t), "expired leases are not in flight; the started claim is")
-	got, err = e.s.NewDueScan([]string{typeA}, dispatchLease).Next(e.ctx, 10)
+	got, err = e.s.NewDueScan([]string{typeA}, dispatchLease, 0).Next(e.ctx, 10)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"lost", "unsent"}, dueKeys(got))
 	n, err := e.s.ExpireLeases(e.ctx, dispatchLease)
