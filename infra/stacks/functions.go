@@ -135,7 +135,11 @@ func KnownFunctions() []FunctionSpec {
 		{
 			Name: "migrate", LogicalID: "MigrateFunction",
 			Description: "geoblob: apply the registry migrations (CloudFormation custom resource)",
-			MemoryMB:    256, Timeout: 5 * time.Minute,
+			// Lambda's maximum, as the Provider framework's handler that
+			// waits for it: a migration that rebuilds indexes of a large
+			// registry takes minutes (00750: 6 min 40 s at 11.7M rows on 2
+			// cores; docs/operations.md, "Upgrading").
+			MemoryMB: 256, Timeout: 15 * time.Minute,
 			Trigger: TriggerDeploy,
 		},
 		{

@@ -254,6 +254,12 @@ func TestMigrationsRunDuringDeploy(t *testing.T) {
 	}
 	framework := props(resource(t, s.secondaryJSON, logicalIDOf(t, s.secondaryJSON, "AWS::Lambda::Function", "migrateProviderframeworkonEvent")))
 	assert.Contains(t, jsonString(framework["Environment"]), "MigrateFunction")
+	// a migration that rebuilds indexes of a large registry takes minutes:
+	// both the migrate function and the framework handler waiting for it
+	// may run for Lambda's maximum
+	assert.EqualValues(t, 900, framework["Timeout"])
+	migrate := props(resource(t, s.secondaryJSON, logicalIDOf(t, s.secondaryJSON, "AWS::Lambda::Function", "MigrateFunction")))
+	assert.EqualValues(t, 900, migrate["Timeout"])
 }
 
 func TestSchedules(t *testing.T) {

@@ -21,11 +21,15 @@
 --
 -- Upgrading takes an ACCESS EXCLUSIVE lock on blob_registry while the
 -- unique key index and the partial indexes are rebuilt: measured 6 min
--- 40 s for 11.7M rows on a 2-core machine (docs/BENCHMARKS.md). The table
+-- 40 s for 11.7M rows on a 2-core machine (docs/operations.md, "Upgrading"). The table
 -- itself is not rewritten (a collation change is binary compatible).
 
 -- +goose Up
 SET LOCAL maintenance_work_mem = '512MB';
+-- Fail (and fail the deploy, to be retried) rather than queue behind a
+-- long transaction (a bulk batch, a reconcile) with every writer queued
+-- behind this ALTER.
+SET LOCAL lock_timeout = '10s';
 DROP INDEX blob_registry_list_key_c_idx;
 DROP INDEX blob_registry_live_key_c_idx;
 DROP INDEX blob_registry_type_id_idx;
