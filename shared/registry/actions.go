@@ -2,6 +2,8 @@ package registry
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -295,14 +297,17 @@ func (b *bulkSpans) done(lo int64) {
 	delete(b.running, lo)
 }
 
-// lowWater returns the cursor the operation may record: below the first
+// lowWater returns the cursor the operation may record once the span
+// starting at committing (-1: none) has committed: below the first other
 // span still running, else where hand-out stands.
-func (b *bulkSpans) lowWater() int64 {
+func (b *bulkSpans) lowWater(committing int64) int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	lw := b.next
 	for lo := range b.running {
-		lw = min(lw, lo)
+		if lo != committing {
+			lw = min(lw, lo)
+		}
 	}
 	return lw
 }
@@ -315,13 +320,20 @@ func (b *bulkSpans) lowWater() int64 {
 // rows never walks far in one transaction; the span adapts so a batch takes
 // about TargetBatch. Workers batches run at a time on disjoint spans; the
 // recorded cursor is the low-water mark (every row at or below it was
-// handled), so after a crash at most Workers-1 committed spans are walked
-// again, and the action's condition leaves their rows alone (nothing is
-// changed or counted twice). It returns the operation as it ended, or as
-// it stood when ctx ended (still running, resumable), or ErrNotFound.
-// Another runner's live lease makes it return the operation untouched.
+// handled). When ctx ends, the batches under way finish (each is short),
+// the cursor records everything committed and the lease is released, so
+// the next runner resumes exactly where this one stopped. Only a crash
+// (the process killed mid-batch) leaves up to Workers-1 committed spans
+// above the cursor: the resume walks them again, which changes (and
+// counts) again only their rows that were synced or verified again in
+// between. The lease belongs to this call (Owner plus a random suffix),
+// so two runners with the same Owner never run one operation at once.
+// It returns the operation as it ended, or as it stood when ctx ended
+// (still running, resumable), or ErrNotFound. Another runner's live lease
+// makes it return the operation untouched.
 func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOperation, error) {
 	o = o.withDefaults()
+	owner := o.Owner + "/" + randomSuffix()
 	op, err := s.BulkOperation(ctx, id)
 	if err != nil {
 		return op, err
@@ -340,7 +352,7 @@ func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOpera
 	const leaseOK = `state = 'running' AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < $4)`
 	now := s.now()
 	leased, err := s.updateBulk(ctx, `UPDATE registry_bulk_operation SET lease_owner = $2, lease_until = $3
-		WHERE id = $1 AND `+leaseOK+` RETURNING `+bulkColumns, id, o.Owner, now.Add(o.Lease), now)
+		WHERE id = $1 AND `+leaseOK+` RETURNING `+bulkColumns, id, owner, now.Add(o.Lease), now)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return s.BulkOperation(ctx, id)
 	}
@@ -368,7 +380,7 @@ func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOpera
 			tag2, err := tx.Exec(ctx, `UPDATE registry_bulk_operation SET lease_owner = $2, lease_until = $3,
 				cursor_id = greatest(cursor_id, $5), changed = changed + $6, batches = batches + 1,
 				longest_batch_ms = greatest(longest_batch_ms, $7), updated_at = $4
-				WHERE id = $1 AND `+leaseOK, id, o.Owner, now.Add(o.Lease), now, spans.lowWater(), tag.RowsAffected(), ms)
+				WHERE id = $1 AND `+leaseOK, id, owner, now.Add(o.Lease), now, spans.lowWater(from), tag.RowsAffected(), ms)
 			if err == nil && tag2.RowsAffected() == 0 {
 				err = errLeaseLost
 			}
@@ -395,7 +407,11 @@ func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOpera
 				if !ok {
 					return
 				}
-				took, err := batch(wctx, from, to)
+				// a batch under way finishes when ctx ends (it is short),
+				// so a stop leaves no committed span above the cursor
+				bctx, cancel := context.WithTimeout(context.WithoutCancel(wctx), bulkBatchTimeout)
+				took, err := batch(bctx, from, to)
+				cancel()
 				mu.Lock()
 				longest = max(longest, took)
 				if err != nil && firstErr == nil {
@@ -417,6 +433,8 @@ func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOpera
 	}
 	wg.Wait()
 	switch {
+	case ctx.Err() != nil && firstErr == nil:
+		return s.stopBulk(id, owner, spans.lowWater(-1), op)
 	case ctx.Err() != nil:
 		return s.bulkAsStood(id, op)
 	case errors.Is(firstErr, errLeaseLost):
@@ -429,7 +447,7 @@ func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOpera
 	done, err := s.updateBulk(ctx, `UPDATE registry_bulk_operation SET cursor_id = max_id, state = 'done',
 		longest_batch_ms = greatest(longest_batch_ms, $3), finished_at = $4, lease_owner = NULL,
 		lease_until = NULL, updated_at = $4
-		WHERE id = $1 AND `+leaseOK+` RETURNING `+bulkColumns, id, o.Owner,
+		WHERE id = $1 AND `+leaseOK+` RETURNING `+bulkColumns, id, owner,
 		float64(longest.Microseconds())/1000, now)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return s.BulkOperation(ctx, id)
@@ -445,6 +463,32 @@ func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOpera
 		"state", op.State, "planned", op.Planned, "changed", op.Changed, "batches", op.Batches,
 		"longest_batch_ms", op.LongestBatchMS, "workers", o.Workers)
 	return op, nil
+}
+
+// bulkBatchTimeout bounds one bulk batch that goes on after its runner's
+// ctx ended (a batch aims at TargetBatch; this only guards a hung one).
+const bulkBatchTimeout = 30 * time.Second
+
+// stopBulk records cursor (every span below it committed) on operation id
+// and releases owner's lease, so the next runner resumes right there, and
+// returns the operation as it stands.
+func (s *Store) stopBulk(id int64, owner string, cursor int64, op BulkOperation) (BulkOperation, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stopped, err := s.updateBulk(ctx, `UPDATE registry_bulk_operation SET cursor_id = greatest(cursor_id, $3),
+		lease_owner = NULL, lease_until = NULL, updated_at = $4
+		WHERE id = $1 AND state = 'running' AND lease_owner = $2 RETURNING `+bulkColumns, id, owner, cursor, s.now())
+	if err != nil {
+		return s.bulkAsStood(id, op)
+	}
+	return stopped, nil
+}
+
+// randomSuffix makes a lease owner unique to one runner.
+func randomSuffix() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // bulkAsStood returns the operation as its last committed batch left it

@@ -273,9 +273,12 @@ func TestBulkDryRunEqualsActualAndResumes(t *testing.T) {
 	}
 	assert.Zero(t, countWhere(t, pool, "data_type = 'npm' AND state = 3"))
 
-	// crash: a runner stops after some batches (its context ends); another
-	// runner resumes after the lease and finishes without repeating work
+	// stop: a runner stops after some batches (its context ends); the
+	// rows it changed are copied again (synced) before another runner
+	// resumes; the resume finishes without changing any of them again
 	f := registry.Filter{DataType: "maven", State: "synced"}
+	var synced []int64
+	require.NoError(t, pool.QueryRow(ctx, "SELECT array_agg(id) FROM blob_registry WHERE data_type = 'maven' AND state = 2").Scan(&synced))
 	dry, err := s.CountAction(ctx, registry.ActionResync, f)
 	require.NoError(t, err)
 	op, err := s.StartBulk(ctx, registry.ActionResync, f, "ops@example")
@@ -294,24 +297,29 @@ func TestBulkDryRunEqualsActualAndResumes(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}()
-	// three workers on spans of 100 ids (the least): the crash leaves
-	// spans past the low-water mark committed, which the resume walks
-	// again without changing or counting their rows twice
+	// three workers on spans of 100 ids (the least): the batches under way
+	// when ctx ends finish and the cursor records all of them
 	half, err := s.RunBulk(short, op.ID, registry.BulkOptions{Owner: "crashed", FirstBatch: 20, Lease: time.Millisecond,
 		Workers: 3, TargetBatch: time.Nanosecond})
 	wg.Wait()
 	require.NoError(t, err)
 	require.Equal(t, registry.BulkRunning, half.State, "the first runner stopped half way")
 	require.Less(t, half.Changed, dry)
-	time.Sleep(5 * time.Millisecond) // the crashed runner's lease ends
+	changed := "data_type = 'maven' AND state = 0 AND id = ANY($1)"
+	assert.Zero(t, countWhere(t, pool, changed+" AND id > $2", synced, half.CursorID), "no committed change above the cursor")
+	// the onCreate workers copy the resynced rows again meanwhile
+	tag, err := pool.Exec(ctx, "UPDATE blob_registry SET state = 2 WHERE "+changed, synced)
+	require.NoError(t, err)
+	require.Equal(t, half.Changed, tag.RowsAffected())
 	n, err := s.ResumeBulk(ctx, registry.BulkOptions{Owner: "second"})
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
 	done, err := s.BulkOperation(ctx, op.ID)
 	require.NoError(t, err)
 	assert.Equal(t, registry.BulkDone, done.State)
-	assert.Equal(t, dry, done.Changed)
-	assert.Zero(t, countWhere(t, pool, "data_type = 'maven' AND state = 2"))
+	assert.Equal(t, dry, done.Changed, "every row changed once")
+	assert.Equal(t, int(half.Changed), countWhere(t, pool, "data_type = 'maven' AND state = 2 AND id = ANY($1)", synced),
+		"the rows copied again after the stop were not resynced twice")
 	assertCountersExact(t, s, pool)
 
 	audit, err := s.Audit(ctx, 100)
