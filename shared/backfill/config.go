@@ -51,6 +51,10 @@ type Config struct {
 	SyncQueueURL string
 	// Window is the most sync claims in flight the dispatcher fills up to.
 	Window int
+	// DispatchLease is how long a sent sync request keeps its row from
+	// being sent again and counts in the window; a request not taken up
+	// by a worker within it (lost, dead-lettered) is sent again.
+	DispatchLease time.Duration
 }
 
 // S3URL is a parsed s3://bucket/key location.
@@ -74,6 +78,7 @@ func DefaultConfig() Config {
 
 		RelistInterval: time.Hour,
 		Window:         100,
+		DispatchLease:  5 * time.Minute,
 	}
 }
 
@@ -107,6 +112,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c.MaxAttempts = integer("GEOBLOB_BACKFILL_MAX_ATTEMPTS", c.MaxAttempts, 1, 1_000_000)
 	c.RelistInterval = env.Duration("GEOBLOB_BACKFILL_RELIST_INTERVAL", c.RelistInterval)
 	c.Window = integer("GEOBLOB_SYNC_WINDOW", c.Window, 1, 1_000_000)
+	c.DispatchLease = env.Duration("GEOBLOB_SYNC_DISPATCH_LEASE", c.DispatchLease)
 	if v := get("GEOBLOB_SYNC_QUEUE_URL"); v != "" {
 		if !dispatch.ValidQueueURL(v) {
 			fail("GEOBLOB_SYNC_QUEUE_URL", "must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>), got %q", v)

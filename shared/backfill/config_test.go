@@ -24,8 +24,10 @@ func TestConfigFromEnv(t *testing.T) {
 		"GEOBLOB_BACKFILL_INVENTORY":         "s3://inv-bucket/inventory/primary/all/",
 		"GEOBLOB_BACKFILL_MAX_ATTEMPTS":      "4",
 		"GEOBLOB_BACKFILL_SECONDARY_ORPHANS": "report",
+		"GEOBLOB_SYNC_DISPATCH_LEASE":        "90s",
 	}))
 	require.NoError(t, err)
+	assert.Equal(t, 90*time.Second, c.DispatchLease)
 	assert.Equal(t, 90*time.Second, c.Budget)
 	assert.Equal(t, []backfill.Phase{backfill.PhaseReconcile, backfill.PhaseSync}, c.Phases, "canonical order")
 	assert.Equal(t, &backfill.S3URL{Bucket: "inv-bucket", Key: "inventory/primary/all/"}, c.Inventory)
@@ -38,8 +40,10 @@ func TestConfigFromEnv(t *testing.T) {
 		"GEOBLOB_BACKFILL_INVENTORY":         "https://x/y",
 		"GEOBLOB_BACKFILL_BATCH_SIZE":        "0",
 		"GEOBLOB_BACKFILL_SECONDARY_ORPHANS": "purge",
+		"GEOBLOB_SYNC_DISPATCH_LEASE":        "-1m",
 	}))
 	require.ErrorIs(t, err, backfill.ErrInvalidConfig)
+	assert.ErrorContains(t, err, "GEOBLOB_SYNC_DISPATCH_LEASE")
 	for _, name := range []string{"BUDGET", "PHASES", "INVENTORY", "BATCH_SIZE", "SECONDARY_ORPHANS"} {
 		assert.ErrorContains(t, err, "GEOBLOB_BACKFILL_"+name)
 	}

@@ -56,7 +56,7 @@ const windowRecount = time.Second
 // When the window is full it waits; live events are then at most one
 // window behind. It ends when nothing is due (and reconcile, running
 // alongside, is done) or at the budget. A request that is lost (its lease
-// expires after Options.SyncTimeout) is sent again by a later pass; a
+// expires after Config.DispatchLease) is sent again by a later pass; a
 // worker that dies after claiming leaves a started row, which the recover
 // phase fails after the sync timeout. Options.DispatchParallel loops share
 // the window (reads are serialized by the scan; sending is mostly waiting
@@ -68,7 +68,7 @@ func (p *pass) dispatch(ctx context.Context) error {
 			"claimed", rep.Claimed, "dispatched", rep.Dispatched, "window", p.r.o.Config.Window,
 			"window_waits", rep.WindowWaits, "quarantined", rep.Quarantined, "budget_exhausted", p.exhausted.Load())
 	}()
-	reg, lease := p.r.o.Registry, p.r.o.SyncTimeout
+	reg, lease := p.r.o.Registry, p.r.o.Config.DispatchLease
 	if _, err := reg.ExpireLeases(ctx, lease); err != nil {
 		return fmt.Errorf("backfill: %w", err)
 	}

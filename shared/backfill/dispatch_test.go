@@ -129,11 +129,13 @@ func TestDispatchSurvivesDeadWorkerDuplicatesAndReordering(t *testing.T) {
 	// twice, which is what the timeout's lower bound in
 	// GEOBLOB_SYNC_TIMEOUT's description is about), short enough for a test.
 	e.opts.SyncTimeout = 8 * time.Second
+	// Lost requests are sent again once their dispatch lease ends.
+	e.cfg.DispatchLease = 4 * time.Second
 
 	for ctx.Err() == nil {
 		rep, err := e.runner().Run(ctx, backfill.Request{})
 		require.NoError(t, err)
-		inFlight, err := e.reg.CountDispatched(ctx, e.opts.SyncTimeout)
+		inFlight, err := e.reg.CountDispatched(ctx, e.cfg.DispatchLease)
 		require.NoError(t, err)
 		if backfill.Quiet(rep) && inFlight == 0 && f.outstanding.Load() == 0 {
 			break // lost requests were sent again, the dead worker's claims recovered, all copied

@@ -48,6 +48,7 @@ var Reference = []Var{
 	{Name: "GEOBLOB_BACKFILL_MAX_ATTEMPTS", Default: "10", Description: "Failed sync attempts after which a row is quarantined: still counted, resynced only on request."},
 	{Name: "GEOBLOB_BACKFILL_SECONDARY_ORPHANS", Default: "off", Description: "Secondary objects with no primary counterpart: off, report (dry run: count and log) or delete."},
 	{Name: "GEOBLOB_BACKFILL_RELIST_INTERVAL", Default: "1h", Description: "A completed listing pass of the primary is not started again before this long (reconcile skips until then; sync goes on)."},
+	{Name: "GEOBLOB_SYNC_DISPATCH_LEASE", Default: "5m", Description: "A dispatched sync request keeps its row from being sent again (and counts in GEOBLOB_SYNC_WINDOW) this long; a request no worker took up by then (lost, dead-lettered) is sent again. Duplicates are harmless; keep it above the queue's usual wait."},
 	{Name: "GEOBLOB_SYNC_QUEUE_URL", Default: "", Description: "SQS queue of sync requests consumed by onCreate. When set, backfill's sync phase dispatches claimed rows there instead of copying them itself, so event and backfill copies share onCreate's reserved concurrency."},
 	{Name: "GEOBLOB_SYNC_WINDOW", Default: "100", Description: "Most sync claims in flight (rows in state started: event copies and dispatched requests together) the dispatcher fills up to; set it to onCreate's reserved concurrency x GEOBLOB_COPY_CONCURRENCY, the shared copy cap."},
 	// Verification (verify.OptionsFromEnv).

@@ -150,7 +150,10 @@ func keyPrefixFilter(alias, param string) string {
 // types)) per type, then, only for the types that filled their share and
 // only as far as the first step left $1 unfilled, more of the rows after
 // those (a type with few due rows leaves its share to the others). It locks
-// at most about twice $1 rows, not $1 per type. Only as far as pending rows
+// at most $1 + (types that filled their share) x (what the first step
+// left unfilled) rows: about twice $1 when few types fill their share, up
+// to a few times $1 with many types (the rows not chosen are unlocked at
+// commit; concurrent claimers skip them meanwhile). Only as far as pending rows
 // do not fill $1 it locks due failed rows in retry_at order; then it ranks
 // rows within their type and takes the first $1 by (pending before failed,
 // rank, type): round-robin across types. The types of the whole table are
