@@ -145,57 +145,27 @@ func keyPrefixFilter(alias, param string) string {
 
 // $1 limit, $2 data types (NULL = all), $3 now, $4 key prefixes (NULL = all).
 //
-// Per data type it locks (SKIP LOCKED) pending rows, longest pending
-// (updated_at, id) first, in two steps: a fair share of $1 (ceil($1 /
-// types)) per type, then, only for the types that filled their share and
-// only as far as the first step left $1 unfilled, more of the rows after
-// those (a type with few due rows leaves its share to the others). It locks
-// at most $1 + (types that filled their share) x (what the first step
-// left unfilled) rows: about twice $1 when few types fill their share, up
-// to a few times $1 with many types (the rows not chosen are unlocked at
-// commit; concurrent claimers skip them meanwhile). Only as far as pending rows
-// do not fill $1 it locks due failed rows in retry_at order; then it ranks
-// rows within their type and takes the first $1 by (pending before failed,
-// rank, type): round-robin across types. The types of the whole table are
-// found with a loose index scan.
+// Per data type it locks (SKIP LOCKED) up to $1 pending rows, longest
+// pending (updated_at, id) first, and,
+// only as far as pending rows do not fill $1, due failed rows in retry_at
+// order; then it ranks rows within their type and takes the first $1 by
+// (pending before failed, rank, type): round-robin across types. The types
+// of the whole table are found with a loose index scan.
 var qClaimDue = allTypes + `,
 types AS (
 	SELECT data_type FROM all_types WHERE data_type IS NOT NULL AND $2::text[] IS NULL
 	UNION
 	SELECT unnest($2::text[])
 ),
-share AS (
-	SELECT greatest(ceil($1::numeric / greatest(count(*), 1))::int, 1) AS n FROM types
-),
-first_pass AS (
-	SELECT p.id, p.data_type, p.updated_at,
+pending AS (
+	SELECT p.id, p.data_type, 0 AS prio,
 		row_number() OVER (PARTITION BY p.data_type ORDER BY p.updated_at, p.id) AS rn
 	FROM types t CROSS JOIN LATERAL (
 		SELECT b.id, b.data_type, b.updated_at FROM blob_registry b
 		WHERE b.data_type = t.data_type AND b.state = 0 AND ` + keyPrefixFilter("b", "$4") + `
 		ORDER BY b.updated_at, b.id
-		LIMIT (SELECT n FROM share)
+		LIMIT $1
 		FOR UPDATE SKIP LOCKED) p
-),
-filled AS (
-	SELECT f.data_type, f.updated_at, f.id, f.rn FROM first_pass f, share
-	WHERE f.rn = share.n
-),
-second_pass AS (
-	SELECT p.id, p.data_type, p.updated_at,
-		t.rn + row_number() OVER (PARTITION BY p.data_type ORDER BY p.updated_at, p.id) AS rn
-	FROM filled t CROSS JOIN LATERAL (
-		SELECT b.id, b.data_type, b.updated_at FROM blob_registry b
-		WHERE b.data_type = t.data_type AND b.state = 0 AND (b.updated_at, b.id) > (t.updated_at, t.id)
-			AND ` + keyPrefixFilter("b", "$4") + `
-		ORDER BY b.updated_at, b.id
-		LIMIT greatest($1 - (SELECT count(*) FROM first_pass), 0)
-		FOR UPDATE SKIP LOCKED) p
-),
-pending AS (
-	SELECT id, data_type, 0 AS prio, rn FROM first_pass
-	UNION ALL
-	SELECT id, data_type, 0 AS prio, rn FROM second_pass
 ),
 failed AS (
 	SELECT f.id, f.data_type, 1 AS prio,
