@@ -165,10 +165,30 @@ func loadBench(ctx context.Context, dsn string, rows int) error {
 }
 
 func benchServer(b *testing.B) (*httptest.Server, *registry.Store, *pgxpool.Pool) {
+	return benchServerWith(b, registry.BulkOptions{})
+}
+
+// benchServerWith is benchServer whose bulk operations run with bulk
+// (in a goroutine of the benchmark; zero = the API's own runner).
+func benchServerWith(b *testing.B, bulk registry.BulkOptions) (*httptest.Server, *registry.Store, *pgxpool.Pool) {
 	b.Helper()
 	pool := pgtest.Connect(b, benchDB(b))
 	store := registry.New(pool, registry.Options{})
-	h, err := api.New(api.Options{Registry: store, ActionsEnabled: true})
+	o := api.Options{Registry: store, ActionsEnabled: true}
+	if bulk != (registry.BulkOptions{}) {
+		var wg sync.WaitGroup
+		b.Cleanup(wg.Wait)
+		o.RunBulk = func(ctx context.Context, id int64) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := store.RunBulk(context.WithoutCancel(ctx), id, bulk); err != nil {
+					b.Error(err)
+				}
+			}()
+		}
+	}
+	h, err := api.New(o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -299,15 +319,25 @@ func BenchmarkListContains(b *testing.B) {
 // engine's registry work per event); it reports the total time, the
 // longest batch transaction (commit included) and the event batches' p99
 // latency before and during the bulk.
+//
+// GEOBLOB_BENCH_BULK_WORKERS=n runs the bulk with n workers
+// (registry.BulkOptions.Workers) instead of the API's default.
 func BenchmarkBulkResync(b *testing.B) {
-	srv, store, pool := benchServer(b)
+	var bulk registry.BulkOptions
+	if n, err := strconv.Atoi(os.Getenv("GEOBLOB_BENCH_BULK_WORKERS")); err == nil && n > 0 {
+		bulk = registry.BulkOptions{Owner: "bench", Workers: n}
+	}
+	srv, store, pool := benchServerWith(b, bulk)
 	ctx := context.Background()
 	// one run per invocation (each changes a million rows at 10M): use
-	// -benchtime 1x; a run starts by putting its type back (an earlier
-	// run or invocation resynced it)
+	// -benchtime 1x; a run starts by making every row of its type synced
+	// (an earlier run resynced them, and the loaded mix has pending,
+	// started and failed rows), so the bulk changes all of them
 	const n = 0 // the resynced type
 	ty := benchTypeName(n)
-	if _, err := pool.Exec(ctx, putBackResynced+" AND data_type = $1", ty); err != nil {
+	if _, err := pool.Exec(ctx, `UPDATE blob_registry SET state = 2, last_synced_at = coalesce(last_synced_at, created_at),
+		started_at = NULL, retry_at = NULL, retry_count = 0, last_sync_failure = NULL
+		WHERE data_type = $1 AND state <> 2 AND object_key LIKE 'pkg/%'`, ty); err != nil {
 		b.Fatal(err)
 	}
 	// events on the other types, before (baseline) and during the bulk
@@ -344,7 +374,8 @@ func BenchmarkBulkResync(b *testing.B) {
 			mu.Unlock()
 		}
 	}()
-	time.Sleep(2 * time.Second)
+	const baseFor = 5 * time.Second
+	time.Sleep(baseFor)
 	during.Store(true)
 	start := time.Now()
 	body := fmt.Sprintf(`{"action":"resync","scope":"all","filter":{"data_type":%q}}`, ty)
@@ -385,6 +416,7 @@ func BenchmarkBulkResync(b *testing.B) {
 	b.ReportMetric(p99(base), "event-batch-p99-ms-before")
 	b.ReportMetric(p99(busy), "event-batch-p99-ms-during")
 	b.ReportMetric(float64(len(busy))*10/elapsed.Seconds(), "events/s-during")
+	b.ReportMetric(float64(len(base))*10/baseFor.Seconds(), "events/s-before")
 	b.ReportMetric(0, "ns/op")
 }
 
