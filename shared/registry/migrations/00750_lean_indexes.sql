@@ -19,10 +19,13 @@
 --   A resync (state 0, verification disabled) inserts into neither. Those
 --   sorts list the rows whose time is current: synced rows, verified rows.
 --
--- Upgrading takes an ACCESS EXCLUSIVE lock on blob_registry while the
--- unique key index and the partial indexes are rebuilt: measured 6 min
--- 40 s for 11.7M rows on a 2-core machine (docs/operations.md, "Upgrading"). The table
--- itself is not rewritten (a collation change is binary compatible).
+-- Upgrading takes an ACCESS EXCLUSIVE lock on blob_registry (writers and
+-- readers wait) while the unique key index, the at-risk index and the two
+-- sort indexes are rebuilt: 2 min 42 s for 11.7M rows on a 2-core machine
+-- at load average 4-13 (docs/BENCHMARKS.md; docs/operations.md,
+-- "Upgrading"); plan a maintenance window of a few minutes per 10M rows.
+-- The table itself is not rewritten (a collation change of text is binary
+-- compatible).
 
 -- +goose Up
 SET LOCAL maintenance_work_mem = '512MB';
