@@ -229,6 +229,9 @@ func New(o Options) (*Runner, error) {
 	if o.Config.MaxAttempts <= 0 {
 		o.Config.MaxAttempts = def.MaxAttempts
 	}
+	if o.Config.DispatchLease <= 0 {
+		o.Config.DispatchLease = def.DispatchLease
+	}
 	if o.Config.Orphans == "" {
 		o.Config.Orphans = OrphansOff
 	}
