@@ -66,11 +66,23 @@ func newWorld(t *testing.T) *world {
 	})
 	w.primary = s3test.Bucket(t, w.minio.Endpoint(), "primary")
 	w.second = s3test.Bucket(t, w.minio.Endpoint(), "secondary")
-	require.NoError(t, minioproc.ConfigureWebhook(t.Context(), w.primary, "geoblob"))
+	w.configureWebhook()
 	_, err := w.primary.Put(t.Context(), "generic/pkg/1.0.0/a.bin", []byte("a"), "")
 	require.NoError(t, err)
 	w.passesNow()
 	return w
+}
+
+// configureWebhook points the primary's notifications at the webhook and
+// waits until MinIO reports them: under load a configuration it accepted
+// was seen missing from GetBucketNotificationConfiguration right after.
+func (w *world) configureWebhook() {
+	w.t.Helper()
+	require.NoError(w.t, minioproc.ConfigureWebhook(w.t.Context(), w.primary, "geoblob"))
+	require.Eventually(w.t, func() bool {
+		n, err := w.primary.Store().Notifications(w.t.Context())
+		return err == nil && len(n.Created) > 0 && len(n.Removed) > 0
+	}, 15*time.Second, 50*time.Millisecond, "MinIO reports the webhook notifications")
 }
 
 func (w *world) now() time.Time {
@@ -219,7 +231,7 @@ func TestEachCheckFailsOnItsOwnCondition(t *testing.T) {
 		require.NoError(t, w.primary.NotifyQueue(ctx, "created-only", minioproc.WebhookARN("geoblob"), "s3:ObjectCreated:*"))
 		f = requireOnlyFailed(t, w.check(), health.CheckNotifications)
 		assert.Contains(t, f[health.CheckNotifications].Detail, "no ObjectRemoved")
-		require.NoError(t, minioproc.ConfigureWebhook(ctx, w.primary, "geoblob"))
+		w.configureWebhook()
 	})
 
 	t.Run("primary head denied", func(t *testing.T) {
