@@ -105,6 +105,21 @@ func bulkWhere(a Action, f Filter, b *sqlBuilder, nowArg string) (set, where str
 	return set, b.where() + " AND " + needs, nil
 }
 
+// bulkBatch returns the UPDATE of one bulk batch and its builder, whose
+// args are $1 now (nil here), the filter's, then the id span (lo, hi] to
+// append. Per state the action needs, the span is an id range of
+// (data_type, state, id) (00700), or of the filter's own index.
+func bulkBatch(a Action, f Filter) (string, sqlBuilder, error) {
+	b := sqlBuilder{args: []any{nil}}
+	set, where, err := bulkWhere(a, f, &b, "$1")
+	if err != nil {
+		return "", b, err
+	}
+	k := len(b.args)
+	lo, hi := "$"+strconv.Itoa(k+1), "$"+strconv.Itoa(k+2)
+	return `UPDATE blob_registry r SET ` + set + ` WHERE ` + where + ` AND r.id > ` + lo + ` AND r.id <= ` + hi, b, nil
+}
+
 // CountAction returns how many rows a bulk action with filter f would
 // change now: the dry-run count. Run at the same snapshot, StartBulk plans
 // the same number and RunBulk changes exactly those rows.
@@ -338,16 +353,10 @@ func (s *Store) RunBulk(ctx context.Context, id int64, o BulkOptions) (BulkOpera
 	if err != nil {
 		return op, err
 	}
-	b := sqlBuilder{args: []any{nil}} // $1 is now, then the filter's args
-	set, where, err := bulkWhere(op.Action, op.Filter, &b, "$1")
+	batchSQL, b, err := bulkBatch(op.Action, op.Filter)
 	if err != nil {
 		return op, err
 	}
-	k := len(b.args)
-	lo, hi := "$"+strconv.Itoa(k+1), "$"+strconv.Itoa(k+2)
-	// one UPDATE over the id span (lo, hi]: per state the action needs, an
-	// id range of (data_type, state, id) (00700), or the filter's own index
-	batchSQL := `UPDATE blob_registry r SET ` + set + ` WHERE ` + where + ` AND r.id > ` + lo + ` AND r.id <= ` + hi
 	// the lease ($2 owner, $4 now): ours, free or expired
 	const leaseOK = `state = 'running' AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < $4)`
 	now := s.now()
