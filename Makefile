@@ -78,7 +78,8 @@ check: ## Health check of the running local stack (gitlab:geo:check): one line p
 	$(GEOBLOB) check
 
 .PHONY: test
-test: tools ## Run the whole test suite (unit, integration, end-to-end, infra).
+test: tools ## Run the whole test suite (gofmt, vet, unit, integration, end-to-end, infra).
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed (make fmt): $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) fuzz

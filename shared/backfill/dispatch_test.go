@@ -63,7 +63,7 @@ func TestDispatchedBackfillSharesTheCapWithEvents(t *testing.T) {
 	}
 	f.start(ctx)
 	e.cfg.Window = capAll
-	e.cfg.BatchSize = 500 // registration in batches that sync starts on at once
+	e.cfg.BatchSize = 500   // registration in batches that sync starts on at once
 	e.cfg.DispatchLease = 0 // unset: New's default applies (with none, leases would not count)
 	e.opts.Dispatcher = f
 
