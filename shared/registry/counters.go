@@ -2,11 +2,13 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TypeStatus is the status of one data type's registry rows, read from the
@@ -142,13 +144,27 @@ func (s *Store) readTypeStatus(ctx context.Context, q querier) ([]TypeStatus, er
 
 // RollupCounters folds the committed counter deltas into the per-type
 // summary and reports whether it ran (false: another rollup holds the lock;
-// its work covers ours). It never blocks writers of blob_registry and
-// changes no figure TypeStatus reports.
+// its work covers ours). It changes no figure TypeStatus reports. It never
+// blocks writers of blob_registry, except that when the delta table has
+// grown past deltaCompactBytes (a write burst leaves its pages behind, and
+// every read scans them) it waits up to deltaCompactWait for the table's
+// lock to empty it with TRUNCATE, holding writers for that long at most;
+// if the lock is not granted by then it rolls up as usual.
 func (s *Store) RollupCounters(ctx context.Context) (bool, error) {
 	ran := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, rollupLockID).Scan(&ran); err != nil || !ran {
 			return err
+		}
+		var big bool
+		if err := tx.QueryRow(ctx, `SELECT pg_relation_size('registry_counter_delta') > $1`, deltaCompactBytes).Scan(&big); err != nil {
+			return err
+		}
+		if big {
+			compacted, err := s.compactDeltas(ctx, tx)
+			if err != nil || compacted {
+				return err
+			}
 		}
 		_, err := tx.Exec(ctx, qRollupCounters, s.now())
 		return err
@@ -157,4 +173,45 @@ func (s *Store) RollupCounters(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("registry: rollup counters: %w", err)
 	}
 	return ran, nil
+}
+
+// The delta table is emptied with TRUNCATE once it is larger than
+// deltaCompactBytes, if its lock comes within deltaCompactWait.
+const (
+	deltaCompactBytes = 8 << 20
+	deltaCompactWait  = "100ms"
+)
+
+// compactDeltas rolls every delta up and truncates the delta table under
+// its exclusive lock, in a savepoint of tx; it reports false (and leaves
+// tx as it was) when the lock is not granted within deltaCompactWait.
+// TRUNCATE is safe for TypeStatus's single READ COMMITTED statement: it
+// takes its locks before its snapshot, so it reads the summary and the
+// deltas both before or both after this commit.
+func (s *Store) compactDeltas(ctx context.Context, tx pgx.Tx) (bool, error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	if _, err := sp.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, deltaCompactWait); err != nil {
+		_ = sp.Rollback(ctx)
+		return false, err
+	}
+	if _, err := sp.Exec(ctx, `LOCK TABLE registry_counter_delta IN ACCESS EXCLUSIVE MODE`); err != nil {
+		_ = sp.Rollback(ctx)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available
+			return false, nil
+		}
+		return false, err
+	}
+	if _, err := sp.Exec(ctx, qRollupCounters, s.now()); err != nil {
+		_ = sp.Rollback(ctx)
+		return false, err
+	}
+	if _, err := sp.Exec(ctx, `TRUNCATE registry_counter_delta`); err != nil {
+		_ = sp.Rollback(ctx)
+		return false, err
+	}
+	return true, sp.Commit(ctx)
 }

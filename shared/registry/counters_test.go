@@ -278,3 +278,54 @@ func TestCountersExactUnderChaos(t *testing.T) {
 	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM registry_counter_delta").Scan(&deltas))
 	assert.Zero(t, deltas, "TypeStatus rolled every committed delta up")
 }
+
+// TestRollupTruncatesDeltasAfterABurst: a delta table left large by a
+// write burst is emptied (TRUNCATE, file size 0) by the next rollup that
+// gets its lock within the wait, with every figure still exact; while a
+// writer holds the table the rollup falls back to deleting, and the runtime
+// role may do it.
+func TestRollupTruncatesDeltasAfterABurst(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, runtime, _ := runtimeDB(t)
+	store := registry.New(pool, registry.Options{})
+	for i := range 20 {
+		_, err := store.RecordCreated(ctx, registry.ObjectEvent{DataType: "npm", Key: fmt.Sprintf("k%02d", i), Size: 7})
+		require.NoError(t, err)
+	}
+	// the burst: 100,000 statements' worth of (zero) deltas, then the rows
+	// deleted as a rollup would, which leaves the pages behind
+	_, err := pool.Exec(ctx, `INSERT INTO registry_counter_delta (data_type) SELECT 'npm' FROM generate_series(1, 100000)`)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `DELETE FROM registry_counter_delta WHERE rows = 0 AND pending = 0 AND bytes_total = 0`)
+	require.NoError(t, err)
+	size := func() int64 {
+		var n int64
+		require.NoError(t, pool.QueryRow(ctx, `SELECT pg_relation_size('registry_counter_delta')`).Scan(&n))
+		return n
+	}
+	require.Greater(t, size(), int64(8<<20), "the burst left pages behind")
+
+	// a writer's transaction holds the delta table: the rollup does not wait
+	// for it beyond its 100 ms, and still rolls up
+	writer, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	_, err = writer.Exec(ctx, `UPDATE blob_registry SET size = size + 1 WHERE data_type = 'npm' AND object_key = 'k00'`)
+	require.NoError(t, err)
+	ran, err := store.RollupCounters(ctx)
+	require.NoError(t, err)
+	assert.True(t, ran)
+	assert.Greater(t, size(), int64(8<<20), "not truncated while a writer held the table")
+	require.NoError(t, writer.Commit(ctx))
+
+	// as the runtime role (DML only, plus TRUNCATE of this one table)
+	_, err = registry.New(runtime, registry.Options{}).RollupCounters(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, size(), "emptied by TRUNCATE")
+	assertCountersExact(t, store, pool)
+	st, err := store.TypeStatus(ctx)
+	require.NoError(t, err)
+	require.Len(t, st, 1)
+	assert.Equal(t, int64(20), st[0].Pending)
+	assert.Equal(t, int64(141), st[0].BytesTotal, "20 rows of 7 bytes, one grown by 1")
+}

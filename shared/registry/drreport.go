@@ -277,6 +277,10 @@ func (s *Store) DRReport(ctx context.Context, q DRReportQuery) (DRReport, error)
 	now := s.now()
 	rep := DRReport{GeneratedAt: now, ReverifyIntervalSeconds: q.ReverifyInterval.Seconds(),
 		Categories: emptyCategories(), Objects: []AtRiskObject{}, Types: []DRTypeReport{}}
+	// The counters are the transaction's first read: its snapshot is taken
+	// after that statement locked the summary and the deltas, and the lock
+	// is held to the end, so a rollup's TRUNCATE of the deltas
+	// (compactDeltas) is either wholly before or wholly after it.
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if err := s.drFigures(ctx, tx, now, q.ReverifyInterval, &rep); err != nil {
 			return err
