@@ -85,10 +85,20 @@ func TestFunctionKilledMidBatchIsRedelivered(t *testing.T) {
 		}
 		return out
 	}
-	require.Eventually(t, func() bool {
+	if !assert.Eventually(t, func() bool {
 		failed, redelivered := redeliveries(ours())
 		return len(failed) > 0 && len(redelivered) == len(failed)
-	}, 3*time.Minute, 100*time.Millisecond, "every message of the killed batch is delivered again and acknowledged")
+	}, 3*time.Minute, 100*time.Millisecond, "every message of the killed batch is delivered again and acknowledged") {
+		// what the deliveries were, for the one who reads this failure
+		for _, d := range ours() {
+			t.Logf("delivery %s receive %d err=%v body=%.160s", d.MessageID, d.ReceiveCount, d.Err, d.Body)
+		}
+		for _, k := range keys {
+			row, err := fx.row(ctx, k)
+			t.Logf("row %s: state %v generation %d err=%v", k, row.State, row.Generation, err)
+		}
+		t.FailNow()
+	}
 	assert.NotEqual(t, pidBefore, onCreate.EmulatorPID(), "a new emulator took over")
 
 	// The claim the killed process held stays started: the redelivered
