@@ -46,3 +46,32 @@ func TestClaimDueUsesPendingIndex(t *testing.T) {
 	assert.Contains(t, plan, "blob_registry_pending_idx", plan)
 	assert.Contains(t, plan, "blob_registry_failed_retry_idx", plan)
 }
+
+// TestVerificationClaimUsesDueIndex: with most rows verified (low ids) and
+// the rest pending, the pending verification claim must read the partial
+// index by id, not walk the primary key past every verified row (each
+// claim O(rows verified), a pass O(n^2); seen at 300,000 objects).
+func TestVerificationClaimUsesDueIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	require.NoError(t, Migrate(ctx, pool))
+	_, err := pool.Exec(ctx, `
+		INSERT INTO blob_registry (data_type, object_key, size, etag, state, last_synced_at, primary_sha256,
+			verification_state, verified_at, created_at, updated_at)
+		SELECT 'type_' || (i % 7), 'key/' || i, 1024, 'etag', 2, now(), repeat('a', 64),
+			CASE WHEN i <= 15000 THEN 2 ELSE 0 END, CASE WHEN i <= 15000 THEN now() END, now(), now()
+		FROM generate_series(1, 20000) AS i`)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, "VACUUM ANALYZE blob_registry")
+	require.NoError(t, err)
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	rows, err := tx.Query(ctx, "EXPLAIN "+qClaimSecondary, 100, time.Now(), int64(90*24*time.Hour/time.Microsecond), int64(0), nil)
+	require.NoError(t, err)
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	plan := strings.Join(lines, "\n")
+	assert.Contains(t, plan, "blob_registry_verification_due_idx", plan)
+}

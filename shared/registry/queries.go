@@ -430,7 +430,8 @@ const qCountVerifying = `SELECT (SELECT count(*) FROM blob_registry WHERE verifi
 // reverify spread (µs), $5 key prefixes (NULL = all).
 //
 // Secondary candidates, in priority order: pending rows (never verified
-// since their last copy) in id order; failed verifications whose retry time
+// since their last copy) in id order (blob_registry_verification_due_idx,
+// 00830: the claim reads only its LIMIT rows); failed verifications whose retry time
 // has come; verified rows due for reverification (oldest first). Each
 // candidate set is locked with SKIP LOCKED so concurrent passes take
 // disjoint rows.

@@ -65,7 +65,7 @@ func TestMigrateIdempotentAndConcurrent(t *testing.T) {
 	require.NoError(t, err)
 	for _, want := range []string{"blob_registry_pkey", "blob_registry_type_key_uniq",
 		"blob_registry_pending_idx", "blob_registry_failed_retry_idx", "blob_registry_started_idx",
-		"blob_registry_verification_pending_idx", "blob_registry_verification_failed_idx",
+		"blob_registry_verification_due_idx", "blob_registry_verification_failed_idx",
 		"blob_registry_verified_at_idx", "blob_registry_verification_started_idx"} {
 		assert.Contains(t, names, want)
 	}
