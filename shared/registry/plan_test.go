@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -35,14 +36,7 @@ func TestClaimDueUsesPendingIndex(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, claims, 500)
 	}
-	tx, err := pool.Begin(ctx)
-	require.NoError(t, err)
-	defer func() { _ = tx.Rollback(ctx) }()
-	rows, err := tx.Query(ctx, "EXPLAIN "+qClaimDue, 100, nil, time.Now(), nil)
-	require.NoError(t, err)
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	require.NoError(t, err)
-	plan := strings.Join(lines, "\n")
+	plan := explain(t, pool, qClaimDue, 100, nil, time.Now(), nil)
 	assert.Contains(t, plan, "blob_registry_pending_idx", plan)
 	assert.Contains(t, plan, "blob_registry_failed_retry_idx", plan)
 }
@@ -65,13 +59,21 @@ func TestVerificationClaimUsesDueIndex(t *testing.T) {
 	require.NoError(t, err)
 	_, err = pool.Exec(ctx, "VACUUM ANALYZE blob_registry")
 	require.NoError(t, err)
+	plan := explain(t, pool, qClaimSecondary, 100, time.Now(), int64(90*24*time.Hour/time.Microsecond), int64(0), nil)
+	assert.Contains(t, plan, "blob_registry_verification_due_idx", plan)
+}
+
+// explain returns PostgreSQL's plan for sql with args, in a transaction it
+// rolls back (the claims lock rows).
+func explain(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) string {
+	t.Helper()
+	ctx := context.Background()
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = tx.Rollback(ctx) }()
-	rows, err := tx.Query(ctx, "EXPLAIN "+qClaimSecondary, 100, time.Now(), int64(90*24*time.Hour/time.Microsecond), int64(0), nil)
+	rows, err := tx.Query(ctx, "EXPLAIN "+sql, args...)
 	require.NoError(t, err)
 	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
-	plan := strings.Join(lines, "\n")
-	assert.Contains(t, plan, "blob_registry_verification_due_idx", plan)
+	return strings.Join(lines, "\n")
 }
