@@ -153,11 +153,11 @@ func (s *Store) readTypeStatus(ctx context.Context, q querier) ([]TypeStatus, er
 func (s *Store) RollupCounters(ctx context.Context) (bool, error) {
 	ran := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, rollupLockID).Scan(&ran); err != nil || !ran {
-			return err
-		}
+		// one round trip (every status read rolls up): the lock, and
+		// whether the delta table has grown enough to be emptied
 		var big bool
-		if err := tx.QueryRow(ctx, `SELECT pg_relation_size('registry_counter_delta') > $1`, deltaCompactBytes).Scan(&big); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1), pg_relation_size('registry_counter_delta') > $2`,
+			rollupLockID, deltaCompactBytes).Scan(&ran, &big); err != nil || !ran {
 			return err
 		}
 		if big {
