@@ -90,6 +90,10 @@ type Config struct {
 	// SyncWindowOverride sets GEOBLOB_SYNC_WINDOW (see SyncWindow).
 	// Context: syncWindow. Default 0: derived from the caps.
 	SyncWindowOverride int
+	// SyncRequestConcurrency is the maximum concurrency of onCreate's
+	// sync-request mapping (see SyncRequestInstances). Context:
+	// syncRequestConcurrency. Default 0: derived.
+	SyncRequestConcurrency int
 	// MaxReceiveCount is how often a message is received before it moves to
 	// the dead-letter queue. Context: maxReceiveCount. Default 5.
 	MaxReceiveCount int
@@ -267,6 +271,7 @@ func ConfigFromContext(get ContextGetter) (Config, error) {
 	r.boolean("dispatch", &c.Dispatch)
 	r.boolean("apiActions", &c.APIActions)
 	r.integer("syncWindow", &c.SyncWindowOverride)
+	r.integer("syncRequestConcurrency", &c.SyncRequestConcurrency)
 	r.integer("maxReceiveCount", &c.MaxReceiveCount)
 	r.integer("batchSize", &c.BatchSize)
 	r.integer("logRetentionDays", &c.LogRetentionDays)
@@ -433,6 +438,7 @@ func (c Config) Validate() error {
 	if c.SyncWindowOverride < 0 || c.SyncWindowOverride > 1_000_000 {
 		fail("syncWindow", "must be from 0 (derived: concurrency.onCreate x copyConcurrency) to 1000000, got %d", c.SyncWindowOverride)
 	}
+	c.validateMappingConcurrency(fail)
 	if c.MaxReceiveCount < 1 || c.MaxReceiveCount > 1000 {
 		fail("maxReceiveCount", "must be from 1 to 1000, got %d", c.MaxReceiveCount)
 	}

@@ -96,6 +96,7 @@ func TestConfigRejectsBadParameters(t *testing.T) {
 		{"zero copy concurrency", "copyConcurrency", "0", "copyConcurrency must be from 1"},
 		{"negative cap", "concurrency.onCreate", "-1", "concurrency.onCreate must be from 0"},
 		{"not a number", "concurrency.verify", "lots", "concurrency.verify must be an integer"},
+		{"negative sync-request instances", "syncRequestConcurrency", "-1", "syncRequestConcurrency must be from 0 (derived)"},
 		{"bad retention", "logRetentionDays", "31", "logRetentionDays 31 is not a CloudWatch Logs retention"},
 		{"bad level", "logLevel", "loud", "logLevel"},
 		{"bad email", "alarmEmail", "ops-at-example", "alarmEmail"},
@@ -176,4 +177,47 @@ func TestBuildRejectsInvalidConfig(t *testing.T) {
 	_, err := Build(app, c)
 	require.ErrorIs(t, err, ErrInvalidConfig)
 	assert.Empty(t, *app.Node().Children(), "nothing is built from an invalid configuration")
+}
+
+// TestConfigSplitsOnCreateBetweenMappings: with dispatch on, onCreate's
+// reserved concurrency must hold its event mapping and its sync-request
+// mapping, 2 instances each at least; without dispatch, or unreserved,
+// there is nothing to split.
+func TestConfigSplitsOnCreateBetweenMappings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		set  map[string]any
+		want string // "" = valid
+	}{
+		{"default split", nil, ""},
+		{"documented cap", map[string]any{"concurrency.onCreate": "30", "syncRequestConcurrency": "25"}, ""},
+		{"too small for two mappings", map[string]any{"concurrency.onCreate": "3"},
+			"concurrency.onCreate must be 0 (unreserved) or at least 4 with dispatch on"},
+		{"sync requests take every instance", map[string]any{"syncRequestConcurrency": "9"},
+			"syncRequestConcurrency must be from 2 to concurrency.onCreate - 2 (8)"},
+		{"one sync-request instance", map[string]any{"syncRequestConcurrency": "1"}, "syncRequestConcurrency must be from 2"},
+		{"unreserved", map[string]any{"concurrency.onCreate": "0", "syncRequestConcurrency": "40"}, ""},
+		{"no dispatch", map[string]any{"concurrency.onCreate": "3", "dispatch": "false"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := validContext()
+			ctx["functions"] = "onCreate,onDelete,backfill,migrate"
+			for k, v := range tc.set {
+				ctx[k] = v
+			}
+			c, err := ConfigFromContext(mapGetter(ctx))
+			if tc.want != "" {
+				require.ErrorIs(t, err, ErrInvalidConfig)
+				assert.Contains(t, err.Error(), tc.want)
+				return
+			}
+			require.NoError(t, err)
+			if dispatching(c) && c.Concurrency["onCreate"] > 0 {
+				assert.Equal(t, c.Concurrency["onCreate"], c.EventInstances("onCreate")+c.SyncRequestInstances(),
+					"the two mappings share the reservation exactly")
+			}
+		})
+	}
 }

@@ -105,6 +105,12 @@ func fixture(t *testing.T, name string) *synthesized {
 	case "nodispatch":
 		// Backfill copies in process (the mode the IAM scenario records).
 		c.Dispatch = false
+	case "capacity":
+		// The cap capacity.md documents: 30 onCreate instances, 25 of them
+		// for sync requests, 8 copies each.
+		c.Concurrency["onCreate"] = 30
+		c.SyncRequestConcurrency = 25
+		c.CopyConcurrency = 8
 	case "localstack":
 		// The LocalStack target with every function; the primary bucket is
 		// created (forced by the target).

@@ -42,7 +42,10 @@ type requestQueue struct {
 	urlEnv     string // the dispatcher's variable naming the queue
 	windowEnv  string // the dispatcher's variable naming the window
 	window     int
-	sid        string // Sid of the send grant
+	// instances is the mapping's maximum concurrency (< 2: none); batch
+	// its batch size.
+	instances, batch int
+	sid              string // Sid of the send grant
 	// workerEnv are variables set on the worker.
 	workerEnv map[string]string
 	// what the alarms say: the requests' purpose and how lost claims come back
@@ -57,6 +60,9 @@ func requestQueuesOf(c Config) []requestQueue {
 			key: SyncQueueName, construct: "SyncRequests", name: "sync-requests",
 			dispatcher: "backfill", worker: "onCreate",
 			urlEnv: "GEOBLOB_SYNC_QUEUE_URL", windowEnv: "GEOBLOB_SYNC_WINDOW", window: c.SyncWindow(),
+			// A batch never holds more copies than one instance runs at once
+			// (a batch of 10 at 8 copies would run as two waves).
+			instances: c.SyncRequestInstances(), batch: min(c.BatchSize, c.CopyConcurrency),
 			sid: "DispatchSyncRequests", what: "sync requests",
 			recovery: "their rows are recovered and dispatched again after the sync timeout",
 		})
@@ -66,6 +72,7 @@ func requestQueuesOf(c Config) []requestQueue {
 			key: VerifyQueueName, construct: "VerifyRequests", name: "verify-requests",
 			dispatcher: "verify", worker: "verifyWorker",
 			urlEnv: "GEOBLOB_VERIFY_QUEUE_URL", windowEnv: "GEOBLOB_VERIFY_WINDOW", window: c.VerifyWindow(),
+			instances: c.Concurrency["verifyWorker"], batch: c.BatchSize,
 			sid: "DispatchVerifyRequests", what: "verification requests",
 			recovery: "their rows are recovered and dispatched again after GEOBLOB_VERIFY_TIMEOUT",
 			// One batch is checked at once: the window counts it whole.
@@ -84,6 +91,65 @@ func (c Config) SyncWindow() int {
 		return c.SyncWindowOverride
 	}
 	return capOf(c, "onCreate") * c.CopyConcurrency
+}
+
+// SyncRequestInstances is the maximum concurrency of onCreate's
+// sync-request mapping: how many onCreate instances backfill's requests
+// may use. Context syncRequestConcurrency, or by default onCreate's cap
+// (10 when unreserved) less what the event mapping keeps: a fifth, at
+// least 2. With dispatch on, the event mapping gets the rest of onCreate's
+// reserved concurrency (EventInstances), so the two mappings together
+// never ask for more than it: event source mappings do not count reserved
+// concurrency, an invocation beyond it is throttled, and a throttled
+// batch returns to its queue after the visibility timeout with its
+// receive count spent, on the way to the dead-letter queue.
+func (c Config) SyncRequestInstances() int {
+	if c.SyncRequestConcurrency > 0 {
+		return c.SyncRequestConcurrency
+	}
+	n := capOf(c, "onCreate")
+	return n - eventShare(n)
+}
+
+// eventShare is the part of n onCreate instances the event mapping keeps
+// by default: a fifth, at least 2.
+func eventShare(n int) int { return max(2, (n+4)/5) }
+
+// EventInstances is the maximum concurrency of function's event mapping
+// (0: none, the function is unreserved). onCreate, while it also consumes
+// sync requests, gets its reserved concurrency less SyncRequestInstances;
+// every other function its reserved concurrency.
+func (c Config) EventInstances(function string) int {
+	n := c.Concurrency[function]
+	if function == "onCreate" && dispatching(c) && n > 0 {
+		return n - c.SyncRequestInstances()
+	}
+	return n
+}
+
+// validateMappingConcurrency checks that onCreate's two mappings fit in
+// its reserved concurrency with at least 2 instances each (the least
+// maximum concurrency AWS accepts).
+func (c Config) validateMappingConcurrency(fail func(key, format string, args ...any)) {
+	if c.SyncRequestConcurrency < 0 || c.SyncRequestConcurrency > 1000 {
+		fail("syncRequestConcurrency", "must be from 0 (derived) to 1000, got %d", c.SyncRequestConcurrency)
+		return
+	}
+	if !dispatching(c) {
+		return
+	}
+	r := c.Concurrency["onCreate"]
+	if r > 0 && r < 4 {
+		fail("concurrency.onCreate", "must be 0 (unreserved) or at least 4 with dispatch on: its event mapping and its sync-request mapping need 2 instances each, got %d", r)
+		return
+	}
+	s := c.SyncRequestInstances()
+	switch {
+	case r > 0 && (s < 2 || s > r-2):
+		fail("syncRequestConcurrency", "must be from 2 to concurrency.onCreate - 2 (%d): the event mapping keeps at least 2 of onCreate's %d reserved instances, got %d", r-2, r, s)
+	case s < 2:
+		fail("syncRequestConcurrency", "must be at least 2 (the least maximum concurrency AWS accepts), got %d", s)
+	}
 }
 
 // VerifyWindow is GEOBLOB_VERIFY_WINDOW of verify: the most verification
@@ -152,11 +218,11 @@ func (s *SecondaryStack) requestQueue(c Config, rq requestQueue, after construct
 	s.requestScopes[rq.key] = scope
 
 	props := &awslambdaeventsources.SqsEventSourceProps{
-		BatchSize:               jsii.Number(float64(c.BatchSize)),
+		BatchSize:               jsii.Number(float64(rq.batch)),
 		ReportBatchItemFailures: jsii.Bool(true),
 	}
-	if n := c.Concurrency[rq.worker]; n >= 2 {
-		props.MaxConcurrency = jsii.Number(float64(n))
+	if rq.instances >= 2 {
+		props.MaxConcurrency = jsii.Number(float64(rq.instances))
 	}
 	before := len(*worker.Node().Children())
 	// AddEventSource grants the worker's role exactly what the mapping

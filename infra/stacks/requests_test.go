@@ -15,6 +15,7 @@ type queueCase struct {
 	workerName                string
 	timeout                   float64 // worker's, seconds
 	urlEnv, windowEnv, window string
+	instances                 float64  // the mapping's maximum concurrency
 	others                    []string // functions that must not know the URL
 }
 
@@ -22,12 +23,14 @@ func queueCases() []queueCase {
 	return []queueCase{
 		{construct: "SyncRequests", name: "geoblob-sync-requests", dispatcher: "BackfillFunction", worker: "OnCreateFunction",
 			workerName: "onCreate", timeout: 600, urlEnv: "GEOBLOB_SYNC_QUEUE_URL", windowEnv: "GEOBLOB_SYNC_WINDOW",
-			window: "100", // concurrency.onCreate 10 x copyConcurrency 10
-			others: []string{"OnCreateFunction", "VerifyFunction", "VerifyWorkerFunction", "OnDeleteFunction"}},
+			window:    "100", // concurrency.onCreate 10 x copyConcurrency 10
+			instances: 8,     // onCreate's 10 less the event mapping's 2
+			others:    []string{"OnCreateFunction", "VerifyFunction", "VerifyWorkerFunction", "OnDeleteFunction"}},
 		{construct: "VerifyRequests", name: "geoblob-verify-requests", dispatcher: "VerifyFunction", worker: "VerifyWorkerFunction",
 			workerName: "verifyWorker", timeout: 900, urlEnv: "GEOBLOB_VERIFY_QUEUE_URL", windowEnv: "GEOBLOB_VERIFY_WINDOW",
-			window: "100", // concurrency.verifyWorker 10 x batchSize 10
-			others: []string{"OnCreateFunction", "BackfillFunction", "VerifyWorkerFunction", "OnDeleteFunction"}},
+			window:    "100", // concurrency.verifyWorker 10 x batchSize 10
+			instances: 10,
+			others:    []string{"OnCreateFunction", "BackfillFunction", "VerifyWorkerFunction", "OnDeleteFunction"}},
 	}
 }
 
@@ -56,7 +59,8 @@ func TestRequestQueues(t *testing.T) {
 				mappings++
 				assert.Equal(t, ref(qc.worker), p["FunctionName"], id)
 				assert.Equal(t, []any{"ReportBatchItemFailures"}, p["FunctionResponseTypes"], id)
-				assert.Equal(t, map[string]any{"MaximumConcurrency": float64(s.cfg.Concurrency[qc.workerName])}, p["ScalingConfig"], id)
+				assert.Equal(t, map[string]any{"MaximumConcurrency": qc.instances}, p["ScalingConfig"], id)
+				assert.EqualValues(t, 10, p["BatchSize"], id)
 				if target == "full" {
 					assert.Contains(t, asList(m["DependsOn"]), logicalIDOf(t, s.secondaryJSON, "Custom::GeoblobMigrations", "migrate"))
 				}

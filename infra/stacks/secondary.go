@@ -513,8 +513,9 @@ func (s *SecondaryStack) queueTrigger(c Config, spec FunctionSpec, fn awslambda.
 		MaxBatchingWindow:       awscdk.Duration_Seconds(jsii.Number(1)),
 		ReportBatchItemFailures: jsii.Bool(true),
 	}
-	if n := c.Concurrency[spec.Name]; n >= 2 {
-		// The mapping never asks for more than the reserved concurrency.
+	if n := c.EventInstances(spec.Name); n >= 2 {
+		// The function's mappings together never ask for more than its
+		// reserved concurrency (see SyncRequestInstances).
 		props.MaxConcurrency = jsii.Number(float64(n))
 	}
 	src := awslambdaeventsources.NewSqsEventSource(q, props)

@@ -113,7 +113,7 @@ func TestQueuesAndDeadLetters(t *testing.T) {
 				assert.Equal(t, ref(spec.LogicalID), p["FunctionName"], id)
 				assert.Equal(t, []any{"ReportBatchItemFailures"}, p["FunctionResponseTypes"], id)
 				assert.EqualValues(t, 10, p["BatchSize"], id)
-				assert.Equal(t, map[string]any{"MaximumConcurrency": float64(s.cfg.Concurrency[spec.Name])}, p["ScalingConfig"], id)
+				assert.Equal(t, map[string]any{"MaximumConcurrency": float64(s.cfg.EventInstances(spec.Name))}, p["ScalingConfig"], id)
 				assert.Contains(t, asList(m["DependsOn"]), logicalIDOf(t, s.secondaryJSON, "Custom::GeoblobMigrations", "migrate"),
 					"no event is consumed before the schema exists")
 			}
