@@ -183,27 +183,88 @@ func TestFunctionProcessesDispatchThroughSQSAPI(t *testing.T) {
 
 	// The queue records a delivery once its invocation returned, which
 	// may be after the rows changed: wait for the records.
-	delivered := func() (syncs, checks map[string]bool) {
-		syncs, checks = map[string]bool{}, map[string]bool{}
-		for _, d := range fx.rec.since(first) {
-			b, err := geoevents.Parse(d.Body)
-			if err != nil || d.Err != nil {
-				continue
-			}
-			for _, m := range b.Messages {
-				for _, r := range m.Syncs {
-					syncs[r.Key] = true
-				}
-				for _, r := range m.Verifies {
-					checks[r.Key] = true
-				}
-			}
-		}
-		return syncs, checks
-	}
 	require.Eventually(t, func() bool {
-		syncs, checks := delivered()
+		syncs, checks := requestsDone(first)
 		return syncs[keys[0]] && checks[keys[0]] && checks[keys[1]] && checks[keys[2]]
 	}, time.Minute, 50*time.Millisecond,
 		"backfill's sync request went through the SQS API and the sync spool, verify's requests through the SQS API to the workers")
+}
+
+// TestSyncRequestsRunInSeveralOnCreateProcesses: the sync requests a
+// backfill pass dispatches are copied by several onCreate processes at
+// once (the sync-request queue's SyncQueueConcurrency worker processes,
+// like separate Lambda execution environments), not one after another by
+// a single one, so the dispatcher's window of SyncQueueConcurrency x
+// GEOBLOB_COPY_CONCURRENCY is what really copies.
+func TestSyncRequestsRunInSeveralOnCreateProcesses(t *testing.T) {
+	fns := fx.runner.RunningFunctions()
+	require.NotNil(t, fns, "the end-to-end stack runs the function binaries under the emulator")
+	pool := fns.Pool(devstack.SyncQueueName)
+	require.NotNil(t, pool, "the sync-request queue has its own onCreate worker processes")
+	ctx := t.Context()
+	m := newModel()
+	keys := faultKeys(t, "fanout", 160) // 4 windows of 40 requests
+	apply(t, m, putOps(t, keys, 8<<10))
+	waitConverged(t, m, 2*time.Minute)
+	for _, k := range keys {
+		row, err := fx.row(ctx, k)
+		require.NoError(t, err)
+		require.NoError(t, fx.reg.Resync(ctx, row.DataType, k))
+	}
+
+	before := pool.Stats()
+	first := fx.rec.len()
+	require.Eventually(t, func() bool {
+		if _, err := fns.Get(devstack.FnBackfill).Invoke(ctx, devstack.ScheduledEvent("us-east-1", "geoblob-backfill", time.Now())); err != nil {
+			t.Logf("backfill: %v", err)
+			return false
+		}
+		return converged(ctx, m) == nil
+	}, 3*time.Minute, time.Second, "the dispatched sync requests were copied")
+	assertBuckets(t, m)
+
+	// Every key came back through the sync-request queue (the queue
+	// records a delivery once its invocation returned: wait for it).
+	require.Eventually(t, func() bool {
+		synced, _ := requestsDone(first)
+		for _, k := range keys {
+			if !synced[k] {
+				return false
+			}
+		}
+		return true
+	}, time.Minute, 50*time.Millisecond, "every row was copied from a sync request")
+
+	// ... by more than one onCreate process, at the same time.
+	after := pool.Stats()
+	used := 0
+	for i := range after.Invocations {
+		if after.Invocations[i] > before.Invocations[i] {
+			used++
+		}
+	}
+	t.Logf("sync worker invocations before %v after %v, overlapped %d", before.Invocations, after.Invocations, after.Overlapped-before.Overlapped)
+	assert.GreaterOrEqual(t, used, 2, "sync requests were performed by several onCreate processes")
+	assert.Positive(t, after.Overlapped-before.Overlapped, "onCreate processes performed sync requests concurrently")
+}
+
+// requestsDone returns the keys of the sync and the verification requests
+// delivered and acknowledged since delivery first.
+func requestsDone(first int) (syncs, checks map[string]bool) {
+	syncs, checks = map[string]bool{}, map[string]bool{}
+	for _, d := range fx.rec.since(first) {
+		b, err := geoevents.Parse(d.Body)
+		if err != nil || d.Err != nil {
+			continue
+		}
+		for _, m := range b.Messages {
+			for _, r := range m.Syncs {
+				syncs[r.Key] = true
+			}
+			for _, r := range m.Verifies {
+				checks[r.Key] = true
+			}
+		}
+	}
+	return syncs, checks
 }

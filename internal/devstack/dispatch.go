@@ -16,9 +16,10 @@ import (
 	"github.com/geoblob/geoblob/shared/dispatch"
 )
 
-// The local request queues: backfill's sync requests (delivered to the
-// same handler as the event spool, as onCreate consumes both in AWS) and
-// verify's verification requests (delivered to verify workers). The
+// The local request queues: backfill's sync requests (delivered to
+// onCreate, as in AWS: SyncQueueConcurrency sync worker processes of the
+// onCreate binary, or the in-process handler) and verify's verification
+// requests (delivered to verify workers). The
 // dispatchers reach them through the SQS API stand-in on the events
 // address (sqsspool.SQSAPI), with the same SQS client and sender as in
 // AWS.
@@ -35,6 +36,25 @@ const (
 	// VerifyQueueConcurrency x verifyQueueBatch.
 	verifyQueueBatch = 10
 )
+
+// syncWindow is backfill's GEOBLOB_SYNC_WINDOW when the functions run as
+// processes: SyncQueueConcurrency sync worker processes, each with its own
+// engine copying GEOBLOB_COPY_CONCURRENCY objects at once (in AWS: the
+// sync mapping's maximum concurrency x the copy cap).
+func syncWindow(cfg config.Config) int { return SyncQueueConcurrency * cfg.CopyConcurrency }
+
+// inProcessSyncWindow is backfill's window when the handler code runs in
+// this process (Schedules.Run): GEOBLOB_COPY_CONCURRENCY, not
+// SyncQueueConcurrency times it. In process, the sync-request queue's
+// concurrent deliveries and the event queue's all go to one handler, whose
+// one replication engine caps the copies in flight at
+// GEOBLOB_COPY_CONCURRENCY (one execution environment); a bigger window
+// would only queue requests behind that semaphore while counting them as
+// being copied. The window follows the real cap, rather than the engine
+// being built bigger, so GEOBLOB_COPY_CONCURRENCY keeps meaning the copies
+// of one execution environment, as in AWS; the stack with the function
+// processes is the one that runs SyncQueueConcurrency of them.
+func inProcessSyncWindow(cfg config.Config) int { return cfg.CopyConcurrency }
 
 // requestQueueOptions derives a request queue's options from the event
 // queue's: its own spool and dead-letter directories next to the event

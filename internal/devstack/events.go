@@ -70,32 +70,22 @@ func ServeEvents(ctx context.Context, o ServeOptions) error {
 	}
 	copies := prom.NewCopies()
 	var (
-		inv            sqsspool.Invoker
-		metricsHandler http.Handler
-		closeApp       func()
-		fs             *Functions
-		err            error
+		inv      invokers
+		closeApp func()
+		fs       *Functions
+		err      error
 	)
-	var verifyInv sqsspool.Invoker
 	if o.Functions.Enabled() {
 		env := append(stackEnviron(os.Environ()), requestQueueEnv(o.Addr, o.Config)...)
-		inv, verifyInv, metricsHandler, closeApp, fs, err = functionsInvoker(ctx, o.Functions, env, o.FunctionLogDir, o.Config, logger)
+		inv, closeApp, fs, err = functionsInvoker(ctx, o.Functions, env, o.FunctionLogDir, o.Config, logger)
 	} else {
-		inv, metricsHandler, closeApp, err = buildInvoker(ctx, o.Config, logger, copies)
-		if err == nil {
-			var closeWorker func()
-			if verifyInv, closeWorker, err = verifyWorker(ctx, o.Config, o.Getenv, logger); err != nil {
-				closeApp()
-			} else {
-				closeApp = chain(closeApp, closeWorker)
-			}
-		}
+		inv, closeApp, err = inProcessInvokers(ctx, o.Config, o.Getenv, logger, copies)
 	}
 	if err != nil {
 		return err
 	}
 	defer closeApp()
-	d, err := startDelivery(ctx, o.Addr, o.Token, inv, verifyInv, metricsHandler, o.Queue, logger)
+	d, err := startDelivery(ctx, o.Addr, o.Token, inv, o.Queue, logger)
 	if err != nil {
 		return err
 	}
@@ -152,14 +142,32 @@ func startConsole(ctx context.Context, o ServeOptions, logger *slog.Logger) (don
 	return done, closeConsole, nil
 }
 
+// inProcessInvokers builds the handler code in this process: one
+// handler (one replication engine, one copy cap) takes the event queue and
+// the sync-request queue, as one execution environment would, and the
+// verify workers' handler takes the verification queue.
+func inProcessInvokers(ctx context.Context, cfg config.Config, getenv func(string) string, logger *slog.Logger, copies *prom.Copies) (invokers, func(), error) {
+	h, metricsHandler, closeApp, err := buildInvoker(ctx, cfg, logger, copies)
+	if err != nil {
+		return invokers{}, nil, err
+	}
+	verifyInv, closeWorker, err := verifyWorker(ctx, cfg, getenv, logger)
+	if err != nil {
+		closeApp()
+		return invokers{}, nil, err
+	}
+	return invokers{events: h, sync: h, verify: verifyInv, metrics: metricsHandler}, chain(closeApp, closeWorker), nil
+}
+
 // delivery is a running receiver with its queue workers.
 type delivery struct {
 	srv   *sqsspool.EventServer
 	rec   *sqsspool.Receiver
 	queue *sqsspool.Queue
-	// syncQueue carries backfill's sync requests to the same handler;
-	// verifyQueue (nil without verify workers) verify's verification
-	// requests to the workers.
+	// syncQueue carries backfill's sync requests to onCreate (the sync
+	// worker processes, or the in-process handler); verifyQueue (nil
+	// without verify workers) verify's verification requests to the
+	// workers.
 	syncQueue, verifyQueue *sqsspool.Queue
 	queues                 int // queue workers running
 	stopQueue              context.CancelFunc
@@ -168,11 +176,12 @@ type delivery struct {
 
 // startDelivery opens the spools, starts the queue workers and listens on
 // addr: MinIO's webhook POSTs, the SQS API of the request queues (calls
-// carrying an X-Amz-Target AmazonSQS.* header) and, when metricsHandler is
-// not nil, /metrics. With verifyInv set, verification requests are
-// delivered to it, VerifyQueueConcurrency invocations at once.
-func startDelivery(ctx context.Context, addr, token string, inv, verifyInv sqsspool.Invoker, metricsHandler http.Handler, qo sqsspool.QueueOptions, logger *slog.Logger) (*delivery, error) {
-	qo.Invoker = inv
+// carrying an X-Amz-Target AmazonSQS.* header) and, when inv.metrics is
+// not nil, /metrics. Events are delivered to inv.events, sync requests to
+// inv.sync, SyncQueueConcurrency invocations at once; with inv.verify set,
+// verification requests to it, VerifyQueueConcurrency invocations at once.
+func startDelivery(ctx context.Context, addr, token string, inv invokers, qo sqsspool.QueueOptions, logger *slog.Logger) (*delivery, error) {
+	qo.Invoker = inv.events
 	if qo.Logger == nil {
 		qo.Logger = logger
 	}
@@ -181,21 +190,23 @@ func startDelivery(ctx context.Context, addr, token string, inv, verifyInv sqssp
 	if d.queue, err = sqsspool.OpenQueue(qo); err != nil {
 		return nil, err
 	}
-	if d.syncQueue, err = sqsspool.OpenQueue(requestQueueOptions(qo, "sync", SyncQueueConcurrency)); err != nil {
+	so := requestQueueOptions(qo, "sync", SyncQueueConcurrency)
+	so.Invoker = inv.sync
+	if d.syncQueue, err = sqsspool.OpenQueue(so); err != nil {
 		return nil, err
 	}
 	queues := map[string]sqsspool.Enqueuer{SyncQueueName: d.syncQueue}
 	run := []*sqsspool.Queue{d.queue, d.syncQueue}
-	if verifyInv != nil {
+	if inv.verify != nil {
 		vo := requestQueueOptions(qo, "verify", VerifyQueueConcurrency)
-		vo.Invoker, vo.BatchSize = verifyInv, verifyQueueBatch
+		vo.Invoker, vo.BatchSize = inv.verify, verifyQueueBatch
 		if d.verifyQueue, err = sqsspool.OpenQueue(vo); err != nil {
 			return nil, err
 		}
 		queues[VerifyQueueName] = d.verifyQueue
 		run = append(run, d.verifyQueue)
 	}
-	d.rec = sqsspool.NewReceiver(d.queue, inv, sqsspool.ReceiverOptions{Token: token, Logger: logger})
+	d.rec = sqsspool.NewReceiver(d.queue, inv.events, sqsspool.ReceiverOptions{Token: token, Logger: logger})
 	api := sqsspool.NewSQSAPI(queues, logger)
 	mux := http.NewServeMux()
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -205,8 +216,8 @@ func startDelivery(ctx context.Context, addr, token string, inv, verifyInv sqssp
 		}
 		d.rec.ServeHTTP(w, r)
 	}))
-	if metricsHandler != nil {
-		mux.Handle("GET "+MetricsPath, metricsHandler)
+	if inv.metrics != nil {
+		mux.Handle("GET "+MetricsPath, inv.metrics)
 	}
 	if d.srv, err = sqsspool.ListenEvents(addr, mux); err != nil {
 		return nil, err
@@ -458,33 +469,26 @@ func (p *InProcess) StartEvents(ctx context.Context, s Settings) (string, error)
 		return "", fmt.Errorf("devstack: stack configuration: %w", err)
 	}
 	copies := prom.NewCopies()
-	inv, closeApp := p.Invoker, func() {}
 	var (
-		metricsHandler http.Handler
-		fs             *Functions
-		verifyInv      sqsspool.Invoker
+		inv      = invokers{events: p.Invoker, sync: p.Invoker}
+		closeApp = func() {}
+		fs       *Functions
 	)
 	switch {
-	case inv != nil:
+	case p.Invoker != nil:
 	case p.Functions.Enabled():
 		env := append(FunctionEnv(s, os.Environ()), requestQueueEnv(s.EventsAddr(), cfg)...)
-		if inv, verifyInv, metricsHandler, closeApp, fs, err = functionsInvoker(ctx, p.Functions, env, s.FunctionLogDir(), cfg, logger); err != nil {
+		if inv, closeApp, fs, err = functionsInvoker(ctx, p.Functions, env, s.FunctionLogDir(), cfg, logger); err != nil {
 			return "", err
 		}
 	default:
-		if inv, metricsHandler, closeApp, err = buildInvoker(ctx, cfg, logger, copies); err != nil {
+		if inv, closeApp, err = inProcessInvokers(ctx, cfg, getenv, logger, copies); err != nil {
 			return "", err
 		}
-		var closeWorker func()
-		if verifyInv, closeWorker, err = verifyWorker(ctx, cfg, getenv, logger); err != nil {
-			closeApp()
-			return "", err
-		}
-		closeApp = chain(closeApp, closeWorker)
 	}
 	qo := p.Queue
 	qo.Dir, qo.DeadLetterDir, qo.Observe = s.SpoolDir(), s.DeadLetterDir(), p.Observe
-	d, err := startDelivery(ctx, s.EventsAddr(), s.EventsToken, inv, verifyInv, metricsHandler, qo, logger)
+	d, err := startDelivery(ctx, s.EventsAddr(), s.EventsToken, inv, qo, logger)
 	if err != nil {
 		closeApp()
 		return "", err

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lambdaevents "github.com/aws/aws-lambda-go/events"
@@ -54,15 +55,34 @@ const (
 	// queue's workers (infra/stacks deploys it as verifyWorker); the local
 	// stack runs VerifyQueueConcurrency of them, FnVerifyWorker-1 to -N.
 	FnVerifyWorker = "verifyWorker"
+	// FnSyncWorker is the onCreate binary again, as the sync-request
+	// queue's workers: in AWS onCreate's sync-request event source mapping
+	// runs up to its own maximum concurrency of execution environments,
+	// apart from the event mapping's; the local stack runs
+	// SyncQueueConcurrency processes, FnSyncWorker-1 to -N, while the
+	// event queue keeps its own FnOnCreate process.
+	FnSyncWorker = FnOnCreate + "-sync"
 )
 
 // binaryOf is the functions/ directory of function name (FnVerifyWorker-n
-// runs the verify binary).
+// runs the verify binary, FnSyncWorker-n the onCreate binary).
 func binaryOf(name string) string {
-	if strings.HasPrefix(name, FnVerifyWorker) {
+	switch {
+	case strings.HasPrefix(name, FnVerifyWorker):
 		return FnVerify
+	case strings.HasPrefix(name, FnSyncWorker):
+		return FnOnCreate
 	}
 	return name
+}
+
+// workerNames are the function names fn-1 to fn-n.
+func workerNames(fn string, n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%d", fn, i+1)
+	}
+	return names
 }
 
 // functionTimeouts mirror the Lambda timeouts of infra/stacks.KnownFunctions.
@@ -75,6 +95,9 @@ var functionTimeouts = map[string]time.Duration{
 type Functions struct {
 	byName map[string]*lambdarie.Function
 	logs   []*os.File
+	// pools are the request queues' worker pools by queue name (set by
+	// functionsInvoker).
+	pools map[string]*WorkerPool
 }
 
 // StartFunctions starts the named functions under their own emulators.
@@ -115,6 +138,11 @@ func StartFunctions(ctx context.Context, o FunctionsOptions, env []string, logDi
 
 // Get returns the running function name, or nil.
 func (fs *Functions) Get(name string) *lambdarie.Function { return fs.byName[name] }
+
+// Pool returns the worker processes that take the local request queue
+// named queue (SyncQueueName: FnSyncWorker-1 to -N; VerifyQueueName:
+// FnVerifyWorker-1 to -N), or nil.
+func (fs *Functions) Pool(queue string) *WorkerPool { return fs.pools[queue] }
 
 // Close stops every function process.
 func (fs *Functions) Close() {
@@ -369,66 +397,133 @@ func BuildFunctions(ctx context.Context, root, dir string) error {
 	return nil
 }
 
-// functionsInvoker starts the event and schedule functions and
+// invokers are what the local stack's queues deliver to: the event queue
+// (onCreate and onDelete through the event router), the sync-request queue
+// and the verification queue (nil: no verification queue), and the
+// /metrics handler.
+type invokers struct {
+	events, sync, verify sqsspool.Invoker
+	metrics              http.Handler
+}
+
+// functionsInvoker starts the event and schedule functions,
+// SyncQueueConcurrency sync workers (the onCreate binary) and
 // VerifyQueueConcurrency verify workers under their emulators and returns
-// the event router in front of onCreate and onDelete, the workers' pool,
+// the event router in front of onCreate and onDelete, the workers' pools,
 // the /metrics handler (the registry's gauges, read by this process; the
 // copy counters live in the function processes and stay empty here), and
 // the func that stops it all. env should carry requestQueueEnv, so that
 // backfill and verify dispatch through the SQS API stand-in.
-func functionsInvoker(ctx context.Context, o FunctionsOptions, env []string, logDir string, cfg config.Config, logger *slog.Logger) (sqsspool.Invoker, sqsspool.Invoker, http.Handler, func(), *Functions, error) {
+func functionsInvoker(ctx context.Context, o FunctionsOptions, env []string, logDir string, cfg config.Config, logger *slog.Logger) (invokers, func(), *Functions, error) {
 	dsn, err := app.DatabaseURL(ctx, cfg, nil)
 	if err != nil {
-		return nil, nil, nil, nil, nil, fmt.Errorf("devstack: %w", err)
+		return invokers{}, nil, nil, fmt.Errorf("devstack: %w", err)
 	}
 	pool, err := app.NewPool(ctx, dsn, 1)
 	if err != nil {
-		return nil, nil, nil, nil, nil, fmt.Errorf("devstack: %w", err)
+		return invokers{}, nil, nil, fmt.Errorf("devstack: %w", err)
 	}
-	names := []string{FnOnCreate, FnOnDelete, FnBackfill, FnVerify}
-	workers := make(workerPool, VerifyQueueConcurrency)
-	for i := range VerifyQueueConcurrency {
-		names = append(names, fmt.Sprintf("%s-%d", FnVerifyWorker, i+1))
-	}
+	syncNames := workerNames(FnSyncWorker, SyncQueueConcurrency)
+	verifyNames := workerNames(FnVerifyWorker, VerifyQueueConcurrency)
+	names := append(append([]string{FnOnCreate, FnOnDelete, FnBackfill, FnVerify}, syncNames...), verifyNames...)
 	fs, err := StartFunctions(ctx, o, env, logDir, names...)
 	if err != nil {
 		pool.Close()
-		return nil, nil, nil, nil, nil, err
+		return invokers{}, nil, nil, err
 	}
-	for i := range VerifyQueueConcurrency {
-		workers <- fs.Get(fmt.Sprintf("%s-%d", FnVerifyWorker, i+1))
+	fs.pools = map[string]*WorkerPool{SyncQueueName: fs.workerPool(syncNames), VerifyQueueName: fs.workerPool(verifyNames)}
+	inv := invokers{
+		events:  &eventRouter{onCreate: fs.Get(FnOnCreate), onDelete: fs.Get(FnOnDelete), logger: logger},
+		sync:    fs.pools[SyncQueueName],
+		verify:  fs.pools[VerifyQueueName],
+		metrics: prom.Handler(registry.New(pool, registry.Options{Logger: logger}), prom.NewCopies()),
 	}
-	inv := &eventRouter{onCreate: fs.Get(FnOnCreate), onDelete: fs.Get(FnOnDelete), logger: logger}
-	metrics := prom.Handler(registry.New(pool, registry.Options{Logger: logger}), prom.NewCopies())
-	return inv, workers, metrics, func() { fs.Close(); pool.Close() }, fs, nil
+	return inv, func() { fs.Close(); pool.Close() }, fs, nil
 }
 
-// workerPool invokes whichever of its functions is free (one invocation at
-// a time each, as one Lambda execution environment).
-type workerPool chan sqsspool.Invoker
+// workerPool returns a pool of the running functions names.
+func (fs *Functions) workerPool(names []string) *WorkerPool {
+	workers := make([]sqsspool.Invoker, len(names))
+	for i, n := range names {
+		workers[i] = fs.Get(n)
+	}
+	return NewWorkerPool(workers...)
+}
 
-// Invoke implements sqsspool.Invoker.
-func (p workerPool) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
-	var f sqsspool.Invoker
+// WorkerPool is a request queue's worker processes as its event source
+// mapping sees them: each invocation goes to whichever worker is free
+// (each runs one invocation at a time, as one Lambda execution
+// environment), so the queue's concurrent deliveries run in parallel in
+// separate processes. It counts what it did.
+type WorkerPool struct {
+	workers    []sqsspool.Invoker
+	free       chan int // indexes of the idle workers
+	calls      []atomic.Int64
+	busy       atomic.Int64
+	overlapped atomic.Int64
+}
+
+var _ sqsspool.Invoker = (*WorkerPool)(nil)
+
+// NewWorkerPool returns a pool of workers, all idle.
+func NewWorkerPool(workers ...sqsspool.Invoker) *WorkerPool {
+	p := &WorkerPool{workers: workers, free: make(chan int, len(workers)), calls: make([]atomic.Int64, len(workers))}
+	for i := range workers {
+		p.free <- i
+	}
+	return p
+}
+
+// Invoke implements sqsspool.Invoker: it waits for an idle worker (or
+// ctx) and invokes it.
+func (p *WorkerPool) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	var i int
 	select {
-	case f = <-p:
+	case i = <-p.free:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	defer func() { p <- f }()
-	return f.Invoke(ctx, payload)
+	defer func() { p.free <- i }()
+	p.calls[i].Add(1)
+	if p.busy.Add(1) > 1 {
+		p.overlapped.Add(1)
+	}
+	defer p.busy.Add(-1)
+	return p.workers[i].Invoke(ctx, payload)
+}
+
+// PoolStats are a WorkerPool's counters since it was made.
+type PoolStats struct {
+	// Invocations is how many invocations each worker was given, in the
+	// pool's order (FnSyncWorker-1 first).
+	Invocations []int64
+	// Overlapped is how many invocations began while another worker of
+	// the pool was running one: invocations that ran at the same time as
+	// another, in a different worker.
+	Overlapped int64
+}
+
+// Stats returns the pool's counters.
+func (p *WorkerPool) Stats() PoolStats {
+	s := PoolStats{Invocations: make([]int64, len(p.calls)), Overlapped: p.overlapped.Load()}
+	for i := range p.calls {
+		s.Invocations[i] = p.calls[i].Load()
+	}
+	return s
 }
 
 // requestQueueEnv points the function processes' dispatchers at the local
 // request queues, served by the SQS API stand-in on the events address
 // addr: backfill sends sync requests, verify verification requests, with
-// the local windows.
+// the local windows: the sync window is what the SyncQueueConcurrency
+// sync worker processes copy at once (GEOBLOB_COPY_CONCURRENCY each), as
+// in AWS the sync mapping's maximum concurrency times the copy cap.
 func requestQueueEnv(addr string, cfg config.Config) []string {
 	endpoint := "http://" + addr
 	return []string{
 		"AWS_ENDPOINT_URL_SQS=" + endpoint,
 		"GEOBLOB_SYNC_QUEUE_URL=" + sqsspool.QueueURL(endpoint, SyncQueueName),
-		fmt.Sprintf("GEOBLOB_SYNC_WINDOW=%d", SyncQueueConcurrency*cfg.CopyConcurrency),
+		fmt.Sprintf("GEOBLOB_SYNC_WINDOW=%d", syncWindow(cfg)),
 		"GEOBLOB_VERIFY_QUEUE_URL=" + sqsspool.QueueURL(endpoint, VerifyQueueName),
 		fmt.Sprintf("GEOBLOB_VERIFY_WINDOW=%d", VerifyQueueConcurrency*verifyQueueBatch),
 		fmt.Sprintf("GEOBLOB_VERIFY_CONCURRENCY=%d", verifyQueueBatch),

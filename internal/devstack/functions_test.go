@@ -111,3 +111,65 @@ func TestScheduledEventIsWhatBackfillAccepts(t *testing.T) {
 	_, err = verify.ParseRequest(payload)
 	require.NoError(t, err)
 }
+
+// blockingFunction stands for one function process: it reports each
+// invocation on entered and returns when release is closed.
+type blockingFunction struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (f *blockingFunction) Invoke(ctx context.Context, _ []byte) ([]byte, error) {
+	f.entered <- struct{}{}
+	select {
+	case <-f.release:
+		return []byte(`{}`), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func TestWorkerPoolRunsConcurrentInvocationsInSeparateWorkers(t *testing.T) {
+	release := make(chan struct{})
+	a := &blockingFunction{entered: make(chan struct{}, 4), release: release}
+	b := &blockingFunction{entered: make(chan struct{}, 4), release: release}
+	p := NewWorkerPool(a, b)
+	done := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := p.Invoke(t.Context(), nil)
+			done <- err
+		}()
+	}
+	// Both run at once, one in each worker (a worker that took both would
+	// block on the second until release).
+	<-a.entered
+	<-b.entered
+
+	// A third invocation waits for a free worker: here until its context ends.
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err := p.Invoke(ctx, nil)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	close(release)
+	require.NoError(t, <-done)
+	require.NoError(t, <-done)
+	assert.Equal(t, PoolStats{Invocations: []int64{1, 1}, Overlapped: 1}, p.Stats())
+
+	// Workers are free again.
+	_, err = p.Invoke(t.Context(), nil)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), p.Stats().Overlapped, "one at a time does not overlap")
+}
+
+func TestSyncWorkersRunTheOnCreateBinary(t *testing.T) {
+	names := workerNames(FnSyncWorker, SyncQueueConcurrency)
+	require.Len(t, names, SyncQueueConcurrency)
+	assert.Equal(t, "onCreate-sync-1", names[0])
+	for _, n := range names {
+		assert.Equal(t, FnOnCreate, binaryOf(n), n)
+	}
+	assert.Equal(t, FnVerify, binaryOf(FnVerifyWorker+"-2"))
+	assert.Equal(t, FnOnCreate, binaryOf(FnOnCreate))
+}

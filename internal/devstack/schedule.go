@@ -27,7 +27,7 @@ type Schedules struct {
 	FirstRun time.Duration
 	// Dispatcher, when set, makes backfill dispatch sync requests to it
 	// (the local sync-request queue) instead of copying in process, with a
-	// window of SyncQueueConcurrency x GEOBLOB_COPY_CONCURRENCY claims.
+	// window of GEOBLOB_COPY_CONCURRENCY claims (inProcessSyncWindow).
 	Dispatcher backfill.Dispatcher
 	// VerifyDispatcher, when set, makes verify dispatch verification
 	// requests to it (the local verification queue and its workers)
@@ -71,7 +71,7 @@ func (sc Schedules) Run(ctx context.Context, cfg config.Config, getenv func(stri
 				return nil, nil, err
 			}
 			if sc.Dispatcher != nil {
-				svc.Runner = svc.Runner.WithDispatcher(sc.Dispatcher, SyncQueueConcurrency*cfg.CopyConcurrency)
+				svc.Runner = svc.Runner.WithDispatcher(sc.Dispatcher, inProcessSyncWindow(cfg))
 			}
 			return func(ctx context.Context) { runBackfillPass(ctx, svc.Runner, logger) }, svc.Close, nil
 		}},
