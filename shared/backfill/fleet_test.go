@@ -26,11 +26,13 @@ import (
 )
 
 // fleet stands in for SQS + the event source mapping + onCreate: one
-// at-least-once FIFO of messages (sync requests and S3 events alike, as
-// onCreate's two queues share its reserved concurrency), Workers
-// concurrent invocations, each a separate "Lambda instance" with its own
-// engine (copy cap PerWorker) running the real handler on a real SQS
-// event. It is the backfill Dispatcher.
+// at-least-once FIFO of messages (sync requests and S3 events alike, all
+// served by the same workers), Workers concurrent invocations, each a
+// separate "Lambda instance" with its own engine (copy cap PerWorker)
+// running the real handler on a real SQS event. It is the backfill
+// Dispatcher. One queue is the strict case for live events: in AWS,
+// onCreate's event mapping has instances of its own (infra/stacks,
+// SyncRequestInstances), so events never wait behind requests at all.
 type fleet struct {
 	t       testing.TB
 	msgs    chan *fleetMsg
