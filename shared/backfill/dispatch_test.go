@@ -17,7 +17,7 @@ import (
 
 // dispatchUntilConverged runs dispatching backfill passes until a pass
 // finds nothing to do and the fleet has acknowledged everything.
-func dispatchUntilConverged(t *testing.T, ctx context.Context, e *env, f *fleet, passes int) {
+func dispatchUntilConverged(t testing.TB, ctx context.Context, e *env, f *fleet, passes int) {
 	t.Helper()
 	for i := 0; i < passes; i++ {
 		r := e.runner()

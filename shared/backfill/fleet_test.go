@@ -34,8 +34,11 @@ import (
 // onCreate's event mapping has instances of its own (infra/stacks,
 // SyncRequestInstances), so events never wait behind requests at all.
 type fleet struct {
-	t       testing.TB
-	msgs    chan *fleetMsg
+	t    testing.TB
+	msgs chan *fleetMsg
+	// eventQ, when set (splitEvents), carries the S3 events to the
+	// workers added with addEventWorker, apart from the requests.
+	eventQ  chan *fleetMsg
 	workers []*fleetWorker
 	batch   int
 
@@ -59,13 +62,17 @@ type fleet struct {
 	maxInFlight  atomic.Int64 // sampled sum of the workers' InFlight
 	stopSampling chan struct{}
 	wg           sync.WaitGroup
+
+	latMu        sync.Mutex
+	eventLatency []time.Duration // from each event's send to its acknowledgement
 }
 
 type fleetMsg struct {
 	id    string
 	body  []byte
 	sync  bool
-	ahead int64 // for events: sync requests queued ahead at enqueue
+	ahead int64     // for events: sync requests queued ahead at enqueue
+	sent  time.Time // for events: when it was sent
 }
 
 type fleetWorker struct {
@@ -74,6 +81,8 @@ type fleetWorker struct {
 	// dieAfter > 0: the worker takes that many batches, hangs in the last
 	// one (its copies block forever) and never acknowledges it.
 	dieAfter int
+	// events: the worker takes the event queue (splitEvents).
+	events bool
 }
 
 var _ backfill.Dispatcher = (*fleet)(nil)
@@ -96,9 +105,23 @@ func (f *fleet) addWorker(e *env, perWorker int, target replication.Target, dieA
 	return w
 }
 
+// splitEvents gives the S3 events a queue of their own, taken by the
+// workers added with addEventWorker: AWS's layout, where onCreate's event
+// mapping has instances the requests cannot take.
+func (f *fleet) splitEvents() { f.eventQ = make(chan *fleetMsg, 1<<16) }
+
+// addEventWorker adds a worker that takes only the event queue.
+func (f *fleet) addEventWorker(e *env, perWorker int) {
+	f.addWorker(e, perWorker, e.secondary, 0).events = true
+}
+
 func (f *fleet) push(m *fleetMsg) {
-	if m.sync {
+	switch {
+	case m.sync:
 		f.queuedSyncs.Add(1)
+	case f.eventQ != nil:
+		f.eventQ <- m
+		return
 	}
 	f.msgs <- m
 }
@@ -145,7 +168,7 @@ func (f *fleet) sendEvent(key string, size int64) {
 	}}})
 	require.NoError(f.t, err)
 	f.outstanding.Add(1)
-	f.push(&fleetMsg{id: "e" + strconv.FormatInt(f.seq.Add(1), 10), body: body, ahead: f.queuedSyncs.Load()})
+	f.push(&fleetMsg{id: "e" + strconv.FormatInt(f.seq.Add(1), 10), body: body, ahead: f.queuedSyncs.Load(), sent: time.Now()})
 }
 
 // start runs the workers and the in-flight sampler until ctx ends.
@@ -179,17 +202,17 @@ func (f *fleet) start(ctx context.Context) {
 	}()
 }
 
-func (f *fleet) take(ctx context.Context) []*fleetMsg {
+func (f *fleet) take(ctx context.Context, q chan *fleetMsg) []*fleetMsg {
 	var batch []*fleetMsg
 	select {
-	case m := <-f.msgs:
+	case m := <-q:
 		batch = append(batch, m)
 	case <-ctx.Done():
 		return nil
 	}
 	for len(batch) < f.batch {
 		select {
-		case m := <-f.msgs:
+		case m := <-q:
 			batch = append(batch, m)
 		default:
 			goto done
@@ -207,8 +230,12 @@ done:
 }
 
 func (f *fleet) work(ctx context.Context, w *fleetWorker) {
+	q := f.msgs
+	if w.events {
+		q = f.eventQ
+	}
 	for n := 1; ; n++ {
-		batch := f.take(ctx)
+		batch := f.take(ctx, q)
 		if batch == nil {
 			return
 		}
@@ -240,6 +267,9 @@ func (f *fleet) work(ctx context.Context, w *fleetWorker) {
 				f.syncsDone.Add(1)
 			} else {
 				f.eventsDone.Add(1)
+				f.latMu.Lock()
+				f.eventLatency = append(f.eventLatency, time.Since(m.sent))
+				f.latMu.Unlock()
 			}
 			f.outstanding.Add(-1)
 		}
