@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -156,7 +157,7 @@ func inProcessInvokers(ctx context.Context, cfg config.Config, getenv func(strin
 		closeApp()
 		return invokers{}, nil, err
 	}
-	return invokers{events: h, sync: h, verify: verifyInv, metrics: metricsHandler}, chain(closeApp, closeWorker), nil
+	return invokers{events: h, sync: h, verify: verifyInv, metrics: metricsHandler, syncBatch: cfg.CopyConcurrency}, chain(closeApp, closeWorker), nil
 }
 
 // delivery is a running receiver with its queue workers.
@@ -192,6 +193,9 @@ func startDelivery(ctx context.Context, addr, token string, inv invokers, qo sqs
 	}
 	so := requestQueueOptions(qo, "sync", SyncQueueConcurrency)
 	so.Invoker = inv.sync
+	if inv.syncBatch > 0 {
+		so.BatchSize = min(cmp.Or(so.BatchSize, 10), inv.syncBatch)
+	}
 	if d.syncQueue, err = sqsspool.OpenQueue(so); err != nil {
 		return nil, err
 	}

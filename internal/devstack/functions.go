@@ -404,6 +404,10 @@ func BuildFunctions(ctx context.Context, root, dir string) error {
 type invokers struct {
 	events, sync, verify sqsspool.Invoker
 	metrics              http.Handler
+	// syncBatch bounds the sync-request batches (0: the queue's batch
+	// size): GEOBLOB_COPY_CONCURRENCY, as infra/stacks bounds the
+	// sync-request mapping's, so one batch is copied at once.
+	syncBatch int
 }
 
 // functionsInvoker starts the event and schedule functions,
@@ -433,10 +437,11 @@ func functionsInvoker(ctx context.Context, o FunctionsOptions, env []string, log
 	}
 	fs.pools = map[string]*WorkerPool{SyncQueueName: fs.workerPool(syncNames), VerifyQueueName: fs.workerPool(verifyNames)}
 	inv := invokers{
-		events:  &eventRouter{onCreate: fs.Get(FnOnCreate), onDelete: fs.Get(FnOnDelete), logger: logger},
-		sync:    fs.pools[SyncQueueName],
-		verify:  fs.pools[VerifyQueueName],
-		metrics: prom.Handler(registry.New(pool, registry.Options{Logger: logger}), prom.NewCopies()),
+		events:    &eventRouter{onCreate: fs.Get(FnOnCreate), onDelete: fs.Get(FnOnDelete), logger: logger},
+		sync:      fs.pools[SyncQueueName],
+		verify:    fs.pools[VerifyQueueName],
+		metrics:   prom.Handler(registry.New(pool, registry.Options{Logger: logger}), prom.NewCopies()),
+		syncBatch: cfg.CopyConcurrency,
 	}
 	return inv, func() { fs.Close(); pool.Close() }, fs, nil
 }
