@@ -11,7 +11,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
+	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/replication/replicationtest"
 )
 
@@ -153,40 +155,69 @@ func TestDispatchSurvivesDeadWorkerDuplicatesAndReordering(t *testing.T) {
 	assert.EqualValues(t, objects, f.transfers(), "live workers copied each object once; duplicates copied nothing")
 }
 
-// TestSyncStartsOnTheFirstRegisteredBatch: reconcile and sync run side by
-// side, so copies start while the listing of a large bucket is still
-// registering, and one pass still replicates everything.
+// TestSyncStartsOnTheFirstRegisteredBatch: the first pass over a bucket
+// starts syncing on the first registered batch, long before registration
+// ends: copying in process from a listing, and dispatching to workers from
+// an S3 Inventory.
 func TestSyncStartsOnTheFirstRegisteredBatch(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{concurrency: 2})
-	// Enough pages (50 objects each) that the listing outlasts sync's
-	// start on a busy machine: the order of the two is what is tested.
-	const objects = 1000
-	e.putTyped(objects, func(int) int { return 40 })
-	e.cfg.BatchSize = 50
-	e.opts.ListPageSize = 50
-	var (
-		mu    sync.Mutex
-		order []backfill.Phase
-	)
-	e.opts.Progress = func(p backfill.Progress) {
-		mu.Lock()
-		order = append(order, p.Phase)
-		mu.Unlock()
+	for _, source := range []string{"listing, in process", "inventory, dispatched"} {
+		t.Run(source, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{concurrency: 2})
+			// Enough batches (50 objects each) that registration outlasts
+			// sync's start on a busy machine: the order of the two is what
+			// is tested.
+			const objects = 1000
+			e.putTyped(objects, func(int) int { return 40 })
+			e.cfg.BatchSize = 50
+			e.opts.ListPageSize = 50
+			var f *fleet
+			if source == "inventory, dispatched" {
+				s3test.Bucket(t, e.pEndpoint, inventoryBucket)
+				e.writeInventory(time.Now().Add(time.Second), 50)
+				e.cfg.Inventory = &backfill.S3URL{Bucket: inventoryBucket, Key: "inv/primary/all/"}
+				e.opts.Inventory = blobstore.New(s3test.Client(t.Context(), e.pproxy.Endpoint()), inventoryBucket, blobstore.Options{})
+				f = newFleet(t, 10)
+				f.addWorker(e, 2, e.secondary, 0)
+				f.addWorker(e, 2, e.secondary, 0)
+				f.start(t.Context())
+				e.cfg.Window = 4
+				e.opts.Dispatcher = f
+			}
+			var (
+				mu    sync.Mutex
+				order []backfill.Phase
+			)
+			e.opts.Progress = func(p backfill.Progress) {
+				mu.Lock()
+				order = append(order, p.Phase)
+				mu.Unlock()
+			}
+			rep := e.run(backfill.Request{})
+			assert.EqualValues(t, objects, rep.Reconcile.Registered)
+			mu.Lock()
+			firstSync := slices.Index(order, backfill.PhaseSync)
+			lastReconcile := -1
+			for i, ph := range order {
+				if ph == backfill.PhaseReconcile {
+					lastReconcile = i
+				}
+			}
+			mu.Unlock()
+			require.GreaterOrEqual(t, firstSync, 0)
+			assert.Less(t, firstSync, lastReconcile, "sync started before registration finished")
+			if f != nil {
+				assert.Positive(t, rep.Sync.Dispatched)
+				f.idle(t.Context())
+				e.opts.Progress = nil
+				dispatchUntilConverged(t, t.Context(), e, f, 20)
+			} else {
+				assert.EqualValues(t, objects, rep.Sync.Synced)
+			}
+			e.requireConverged()
+		})
 	}
-	rep := e.run(backfill.Request{})
-	assert.EqualValues(t, objects, rep.Reconcile.Registered)
-	assert.EqualValues(t, objects, rep.Sync.Synced)
-	firstSync := slices.Index(order, backfill.PhaseSync)
-	lastReconcile := -1
-	for i, ph := range order {
-		if ph == backfill.PhaseReconcile {
-			lastReconcile = i
-		}
-	}
-	require.GreaterOrEqual(t, firstSync, 0)
-	assert.Less(t, firstSync, lastReconcile, "sync copied before the listing finished")
-	e.requireConverged()
 }
 
 // TestCompletedListingWaitsForTheRelistInterval: a finished listing pass
