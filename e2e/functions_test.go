@@ -52,18 +52,7 @@ func TestFunctionKilledMidBatchIsRedelivered(t *testing.T) {
 		}()
 	}
 	// Kill the function as soon as one of the rows is claimed for a copy.
-	deadline := time.Now().Add(2 * time.Minute)
-	var claimed string
-	for claimed == "" && time.Now().Before(deadline) {
-		for _, k := range keys {
-			if row, err := fx.row(ctx, k); err == nil && row.State == registry.StateStarted {
-				claimed = k
-				break
-			}
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	require.NotEmpty(t, claimed, "no copy was seen in progress")
+	waitClaimed(t, keys)
 	require.NoError(t, onCreate.Kill())
 	wg.Wait()
 	require.NoError(t, errors.Join(errs...))
@@ -76,29 +65,7 @@ func TestFunctionKilledMidBatchIsRedelivered(t *testing.T) {
 	// (only this test's messages count: a message of another kind that the
 	// kill happened to fail, e.g. a request a scheduled pass dispatched, is
 	// not this test's to account for)
-	ours := func() []sqsspool.Delivery {
-		var out []sqsspool.Delivery
-		for _, d := range fx.rec.since(first) {
-			if strings.Contains(string(d.Body), "kill-") {
-				out = append(out, d)
-			}
-		}
-		return out
-	}
-	if !assert.Eventually(t, func() bool {
-		failed, redelivered := redeliveries(ours())
-		return len(failed) > 0 && len(redelivered) == len(failed)
-	}, 3*time.Minute, 100*time.Millisecond, "every message of the killed batch is delivered again and acknowledged") {
-		// what the deliveries were, for the one who reads this failure
-		for _, d := range ours() {
-			t.Logf("delivery %s receive %d err=%v body=%.160s", d.MessageID, d.ReceiveCount, d.Err, d.Body)
-		}
-		for _, k := range keys {
-			row, err := fx.row(ctx, k)
-			t.Logf("row %s: state %v generation %d err=%v", k, row.State, row.Generation, err)
-		}
-		t.FailNow()
-	}
+	waitRedelivered(t, first, "kill-", keys)
 	assert.NotEqual(t, pidBefore, onCreate.EmulatorPID(), "a new emulator took over")
 
 	// The claim the killed process held stays started: the redelivered
@@ -107,7 +74,60 @@ func TestFunctionKilledMidBatchIsRedelivered(t *testing.T) {
 	// GEOBLOB_SYNC_TIMEOUT (30m in AWS, then backfill runs every minute):
 	// here the backfill function, started with a 2 s timeout and invoked
 	// with a scheduled event, recovers it and everything converges.
-	env := append(devstack.FunctionEnv(fx.settings, os.Environ()), "GEOBLOB_SYNC_TIMEOUT=2s")
+	recoverClaims(t, m, "GEOBLOB_SYNC_TIMEOUT=2s")
+	assertBuckets(t, m)
+}
+
+// waitClaimed waits until the row of one of keys is claimed for a copy
+// (state started) and returns that key.
+func waitClaimed(t *testing.T, keys []string) string {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		for _, k := range keys {
+			if row, err := fx.row(t.Context(), k); err == nil && row.State == registry.StateStarted {
+				return k
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	require.FailNow(t, "no copy was seen in progress")
+	return ""
+}
+
+// waitRedelivered waits until some message whose body contains marker (a
+// test's own key tag) failed since delivery first and every such failed
+// message was delivered again and acknowledged; it fails the test with
+// the deliveries and the rows of keys otherwise.
+// (only the test's messages count: a message of another kind that a kill
+// happened to fail, e.g. a request a scheduled pass dispatched, is not the
+// test's to account for)
+func waitRedelivered(t *testing.T, first int, marker string, keys []string) {
+	t.Helper()
+	if assert.Eventually(t, func() bool {
+		failed, redelivered := redeliveries(deliveriesOf(first, marker))
+		return len(failed) > 0 && len(redelivered) == len(failed)
+	}, 3*time.Minute, 100*time.Millisecond, "every message of the killed batch is delivered again and acknowledged") {
+		return
+	}
+	// what the deliveries were, for the one who reads this failure
+	for _, d := range deliveriesOf(first, marker) {
+		t.Logf("delivery %s receive %d err=%v body=%.200s", d.MessageID, d.ReceiveCount, d.Err, d.Body)
+	}
+	for _, k := range keys {
+		row, err := fx.row(t.Context(), k)
+		t.Logf("row %s: state %v generation %d err=%v", k, row.State, row.Generation, err)
+	}
+	t.FailNow()
+}
+
+// recoverClaims starts the backfill function with the stack's
+// configuration plus extra (e.g. a short GEOBLOB_SYNC_TIMEOUT) and invokes
+// it with scheduled events until m has converged.
+func recoverClaims(t *testing.T, m *model, extra ...string) {
+	t.Helper()
+	ctx := t.Context()
+	env := append(devstack.FunctionEnv(fx.settings, os.Environ()), extra...)
 	backfill, err := devstack.StartFunctions(ctx, functions, env, fx.settings.FunctionLogDir(), devstack.FnBackfill)
 	require.NoError(t, err)
 	defer backfill.Close()
@@ -117,8 +137,19 @@ func TestFunctionKilledMidBatchIsRedelivered(t *testing.T) {
 			return false
 		}
 		return converged(ctx, m) == nil
-	}, 2*time.Minute, 2*time.Second)
-	assertBuckets(t, m)
+	}, 3*time.Minute, 2*time.Second, "the abandoned claims were recovered and everything converged")
+}
+
+// deliveriesOf returns the deliveries recorded since delivery first whose
+// message body contains marker (a test's own key tag).
+func deliveriesOf(first int, marker string) []sqsspool.Delivery {
+	var out []sqsspool.Delivery
+	for _, d := range fx.rec.since(first) {
+		if strings.Contains(string(d.Body), marker) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // redeliveries returns the messages some delivery failed and, of those,
