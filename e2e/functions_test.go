@@ -235,13 +235,7 @@ func TestSyncRequestsRunInSeveralOnCreateProcesses(t *testing.T) {
 	ctx := t.Context()
 	m := newModel()
 	keys := faultKeys(t, "fanout", 160) // 4 windows of 40 requests
-	apply(t, m, putOps(t, keys, 8<<10))
-	waitConverged(t, m, 2*time.Minute)
-	for _, k := range keys {
-		row, err := fx.row(ctx, k)
-		require.NoError(t, err)
-		require.NoError(t, fx.reg.Resync(ctx, row.DataType, k))
-	}
+	syncedThenPending(t, m, putOps(t, keys, 8<<10))
 
 	before := pool.Stats()
 	first := fx.rec.len()
@@ -277,6 +271,21 @@ func TestSyncRequestsRunInSeveralOnCreateProcesses(t *testing.T) {
 	t.Logf("sync worker invocations before %v after %v, overlapped %d", before.Invocations, after.Invocations, after.Overlapped-before.Overlapped)
 	assert.GreaterOrEqual(t, used, 2, "sync requests were performed by several onCreate processes")
 	assert.Positive(t, after.Overlapped-before.Overlapped, "onCreate processes performed sync requests concurrently")
+}
+
+// syncedThenPending uploads ops, waits until their event copies
+// converged into m, then puts their rows back to pending through the
+// registry (Resync), so that only a backfill pass's dispatched sync
+// requests copy them again.
+func syncedThenPending(t *testing.T, m *model, ops []op) {
+	t.Helper()
+	apply(t, m, ops)
+	waitConverged(t, m, 2*time.Minute)
+	for _, o := range ops {
+		row, err := fx.row(t.Context(), o.key)
+		require.NoError(t, err)
+		require.NoError(t, fx.reg.Resync(t.Context(), row.DataType, o.key))
+	}
 }
 
 // requestsDone returns the keys of the sync and the verification requests

@@ -41,13 +41,7 @@ func TestSyncWorkerKilledMidBatchConverges(t *testing.T) {
 	m := newModel()
 	const tag = "deadworker-" // the key tag of this test's messages
 	keys := faultKeys(t, "deadworker", 4)
-	apply(t, m, putOps(t, keys, 32<<20))
-	waitConverged(t, m, 2*time.Minute)
-	for _, k := range keys {
-		row, err := fx.row(ctx, k)
-		require.NoError(t, err)
-		require.NoError(t, fx.reg.Resync(ctx, row.DataType, k))
-	}
+	syncedThenPending(t, m, putOps(t, keys, 32<<20))
 
 	// The stack's backfill function dispatches the rows; kill every sync
 	// worker as soon as one of them claimed a row for its copy.
@@ -61,6 +55,8 @@ func TestSyncWorkerKilledMidBatchConverges(t *testing.T) {
 	for _, w := range workers {
 		require.NoError(t, fns.Get(w).Kill())
 	}
+	atKill, err := fx.row(ctx, claimed)
+	require.NoError(t, err)
 	require.NoError(t, <-dispatched, "the backfill pass dispatched the rows")
 
 	// The killed invocation failed as a whole and its sync requests came
@@ -76,16 +72,17 @@ func TestSyncWorkerKilledMidBatchConverges(t *testing.T) {
 
 	// A redelivered request for a row the dead worker holds sees a copy in
 	// progress and copies nothing: the abandoned claim stays started
-	// (unless the worker finished that copy in the instant before the
-	// kill). Abandoned claims are backfill's job once older than
+	// with the generation of the dead worker's claim (unless the worker
+	// finished that copy in the instant before the kill). Abandoned claims are backfill's job once older than
 	// GEOBLOB_SYNC_TIMEOUT: a backfill function started with a 2 s timeout,
 	// dispatching through the same sync-request queue, recovers them and
 	// the sync workers copy them again.
-	row, err := fx.row(ctx, claimed)
-	require.NoError(t, err)
-	held := row.State != registry.StateSynced
+	held := atKill.State == registry.StateStarted
 	if held {
+		row, err := fx.row(ctx, claimed)
+		require.NoError(t, err)
 		assert.Equal(t, registry.StateStarted, row.State, "the dead worker's claim of %s is held until the timeout", claimed)
+		assert.Equal(t, atKill.Generation, row.Generation, "the redelivered request for %s did not claim it again (compare-and-set)", claimed)
 	}
 	endpoint := "http://" + fx.settings.EventsAddr()
 	recovered := fx.rec.len()
