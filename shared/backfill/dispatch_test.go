@@ -11,9 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/geoblob/geoblob/internal/testutil/s3test"
 	"github.com/geoblob/geoblob/shared/backfill"
-	"github.com/geoblob/geoblob/shared/blobstore"
 	"github.com/geoblob/geoblob/shared/replication/replicationtest"
 )
 
@@ -174,10 +172,8 @@ func TestSyncStartsOnTheFirstRegisteredBatch(t *testing.T) {
 			e.opts.ListPageSize = 50
 			var f *fleet
 			if source == "inventory, dispatched" {
-				s3test.Bucket(t, e.pEndpoint, inventoryBucket)
+				e.useInventory()
 				e.writeInventory(time.Now().Add(time.Second), 50)
-				e.cfg.Inventory = &backfill.S3URL{Bucket: inventoryBucket, Key: "inv/primary/all/"}
-				e.opts.Inventory = blobstore.New(s3test.Client(t.Context(), e.pproxy.Endpoint()), inventoryBucket, blobstore.Options{})
 				f = newFleet(t, 10)
 				f.addWorker(e, 2, e.secondary, 0)
 				f.addWorker(e, 2, e.secondary, 0)
