@@ -116,13 +116,18 @@ func (c Config) SyncRequestInstances() int {
 func eventShare(n int) int { return max(2, (n+4)/5) }
 
 // EventInstances is the maximum concurrency of function's event mapping
-// (0: none, the function is unreserved). onCreate, while it also consumes
-// sync requests, gets its reserved concurrency less SyncRequestInstances;
-// every other function its reserved concurrency.
+// (0: none, the function is unreserved): its reserved concurrency less the
+// instances of the request queues it also consumes (onCreate, while
+// dispatch is on: SyncRequestInstances).
 func (c Config) EventInstances(function string) int {
 	n := c.Concurrency[function]
-	if function == "onCreate" && dispatching(c) && n > 0 {
-		return n - c.SyncRequestInstances()
+	if n <= 0 {
+		return n
+	}
+	for _, rq := range requestQueuesOf(c) {
+		if rq.worker == function {
+			n -= rq.instances
+		}
 	}
 	return n
 }
