@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -26,12 +25,11 @@ func TestSyncWorkerKilledMidBatchConverges(t *testing.T) {
 	fns := fx.runner.RunningFunctions()
 	require.NotNil(t, fns, "the end-to-end stack runs the function binaries under the emulator")
 	require.NotNil(t, fns.Pool(devstack.SyncQueueName), "the sync-request queue has its own onCreate worker processes")
-	workers := make([]string, devstack.SyncQueueConcurrency)
+	workers := devstack.WorkerNames(devstack.FnSyncWorker, devstack.SyncQueueConcurrency)
 	pidsBefore := map[string]int{}
-	for i := range workers {
-		workers[i] = fmt.Sprintf("%s-%d", devstack.FnSyncWorker, i+1)
-		require.NotNil(t, fns.Get(workers[i]), workers[i])
-		pidsBefore[workers[i]] = fns.Get(workers[i]).EmulatorPID()
+	for _, w := range workers {
+		require.NotNil(t, fns.Get(w), w)
+		pidsBefore[w] = fns.Get(w).EmulatorPID()
 	}
 	ctx := t.Context()
 

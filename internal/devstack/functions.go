@@ -76,8 +76,9 @@ func binaryOf(name string) string {
 	return name
 }
 
-// workerNames are the function names fn-1 to fn-n.
-func workerNames(fn string, n int) []string {
+// WorkerNames are the function names fn-1 to fn-n: a request queue's worker
+// processes (e.g. WorkerNames(FnSyncWorker, SyncQueueConcurrency)).
+func WorkerNames(fn string, n int) []string {
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("%s-%d", fn, i+1)
@@ -427,8 +428,8 @@ func functionsInvoker(ctx context.Context, o FunctionsOptions, env []string, log
 	if err != nil {
 		return invokers{}, nil, nil, fmt.Errorf("devstack: %w", err)
 	}
-	syncNames := workerNames(FnSyncWorker, SyncQueueConcurrency)
-	verifyNames := workerNames(FnVerifyWorker, VerifyQueueConcurrency)
+	syncNames := WorkerNames(FnSyncWorker, SyncQueueConcurrency)
+	verifyNames := WorkerNames(FnVerifyWorker, VerifyQueueConcurrency)
 	names := append(append([]string{FnOnCreate, FnOnDelete, FnBackfill, FnVerify}, syncNames...), verifyNames...)
 	fs, err := StartFunctions(ctx, o, env, logDir, names...)
 	if err != nil {

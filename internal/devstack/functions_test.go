@@ -164,7 +164,7 @@ func TestWorkerPoolRunsConcurrentInvocationsInSeparateWorkers(t *testing.T) {
 }
 
 func TestSyncWorkersRunTheOnCreateBinary(t *testing.T) {
-	names := workerNames(FnSyncWorker, SyncQueueConcurrency)
+	names := WorkerNames(FnSyncWorker, SyncQueueConcurrency)
 	require.Len(t, names, SyncQueueConcurrency)
 	assert.Equal(t, "onCreate-sync-1", names[0])
 	for _, n := range names {
