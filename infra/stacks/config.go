@@ -611,55 +611,35 @@ func (r *ctxReader) env(key string, dst *map[string]string) {
 	*dst = out
 }
 
-func (r *ctxReader) boolean(key string, dst *bool) {
-	v, ok := r.raw(key)
-	if !ok || v == "" {
-		return
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		r.fail(key, "must be true or false, got %q", v)
-		return
-	}
-	*dst = b
-}
-
-func (r *ctxReader) integer(key string, dst *int) bool {
+// parsed sets *dst to the key's value read by parse; an absent or empty
+// value leaves *dst alone, and a value parse refuses is recorded as
+// "must be <want>". It reports whether *dst was set.
+func parsed[T any](r *ctxReader, key string, dst *T, parse func(string) (T, error), want string) bool {
 	v, ok := r.raw(key)
 	if !ok || v == "" {
 		return false
 	}
-	n, err := strconv.Atoi(v)
+	x, err := parse(v)
 	if err != nil {
-		r.fail(key, "must be an integer, got %q", v)
+		r.fail(key, "must be %s, got %q", want, v)
 		return false
 	}
-	*dst = n
+	*dst = x
 	return true
 }
 
+func (r *ctxReader) boolean(key string, dst *bool) {
+	parsed(r, key, dst, strconv.ParseBool, "true or false")
+}
+
+func (r *ctxReader) integer(key string, dst *int) bool {
+	return parsed(r, key, dst, strconv.Atoi, "an integer")
+}
+
 func (r *ctxReader) float(key string, dst *float64) {
-	v, ok := r.raw(key)
-	if !ok || v == "" {
-		return
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil {
-		r.fail(key, "must be a number, got %q", v)
-		return
-	}
-	*dst = f
+	parsed(r, key, dst, func(v string) (float64, error) { return strconv.ParseFloat(v, 64) }, "a number")
 }
 
 func (r *ctxReader) duration(key string, dst *time.Duration) {
-	v, ok := r.raw(key)
-	if !ok || v == "" {
-		return
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		r.fail(key, "must be a Go duration such as 2160h, got %q", v)
-		return
-	}
-	*dst = d
+	parsed(r, key, dst, time.ParseDuration, "a Go duration such as 2160h")
 }

@@ -24,6 +24,12 @@ func BuildBackfill(ctx context.Context, cfg config.Config, getenv func(string) s
 	if err != nil {
 		return nil, fmt.Errorf("backfill: %w", err)
 	}
+	built := false
+	defer func() {
+		if !built {
+			a.Close()
+		}
+	}()
 	o := backfill.Options{
 		Config:        bcfg,
 		Pool:          a.Pool,
@@ -41,7 +47,6 @@ func BuildBackfill(ctx context.Context, cfg config.Config, getenv func(string) s
 	if bcfg.SyncQueueURL != "" {
 		d, err := Dispatcher(ctx, cfg, bcfg.SyncQueueURL)
 		if err != nil {
-			a.Close()
 			return nil, fmt.Errorf("backfill: sync queue: %w", err)
 		}
 		o.Dispatcher = d
@@ -51,15 +56,14 @@ func BuildBackfill(ctx context.Context, cfg config.Config, getenv func(string) s
 		b.Name = bcfg.Inventory.Bucket
 		inv, err := blobstore.Open(ctx, Location(b, cfg.PathStyle), blobstore.Options{Logger: a.Logger})
 		if err != nil {
-			a.Close()
 			return nil, fmt.Errorf("backfill: inventory bucket: %w", err)
 		}
 		o.Inventory = inv
 	}
 	r, err := backfill.New(o)
 	if err != nil {
-		a.Close()
 		return nil, err
 	}
+	built = true
 	return &backfill.Service{Runner: r, Registry: a.Registry, Logger: a.Logger, Release: a.Close}, nil
 }

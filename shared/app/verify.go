@@ -33,6 +33,12 @@ func BuildVerify(ctx context.Context, cfg config.Config, getenv func(string) str
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
+	built := false
+	defer func() {
+		if !built {
+			pool.Close()
+		}
+	}()
 	store := registry.New(pool, registry.Options{
 		VerificationRetry: opts.RetryPolicy(),
 		KeyPrefixes:       cfg.KeyPrefixes,
@@ -42,15 +48,14 @@ func BuildVerify(ctx context.Context, cfg config.Config, getenv func(string) str
 	if opts.QueueURL != "" {
 		d, err := Dispatcher(ctx, cfg, opts.QueueURL)
 		if err != nil {
-			pool.Close()
 			return nil, fmt.Errorf("verify: verification queue: %w", err)
 		}
 		opts.Dispatcher = d
 	}
 	v, err := verify.New(store, primary, secondary, opts)
 	if err != nil {
-		pool.Close()
 		return nil, err
 	}
+	built = true
 	return &verify.Service{Verifier: v, Store: store, Release: pool.Close}, nil
 }
